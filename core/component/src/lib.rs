@@ -1,0 +1,373 @@
+//! The credlock core as a WebAssembly component.
+//!
+//! A thin adapter and nothing more: [`Imports`] implements the core's `Platform` seam by
+//! calling the component's WIT imports, and [`Component`] exports the store by calling the
+//! core. Type conversions live here; no logic does.
+
+// The only unsafe code is what wit-bindgen generates for the canonical ABI, confined to
+// `bindings`; ours stays safe (the core itself forbids unsafe outright).
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "credlock",
+    });
+    use super::Component;
+    export!(Component);
+}
+
+use bindings::credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
+use bindings::exports::credlock::store::store as api;
+use credlock_core::platform as core_p;
+use credlock_core::{Platform, StoreError};
+
+struct Component;
+
+/// The platform as seen from inside the component: every call is a WIT import.
+struct Imports;
+
+/// A data key held by the host, behind the `sealing-key` resource.
+struct Key(sealing::SealingKey);
+
+impl core_p::SealingKey for Key {
+    fn key_id(&self) -> Vec<u8> {
+        self.0.key_id()
+    }
+    fn slots(&self) -> Vec<core_p::KeySlot> {
+        self.0
+            .slots()
+            .into_iter()
+            .map(|s| core_p::KeySlot {
+                kind: s.kind,
+                data: s.data,
+            })
+            .collect()
+    }
+    fn seal(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, core_p::SealError> {
+        self.0.seal(nonce, aad, plaintext).map_err(seal_error)
+    }
+    fn open(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, core_p::SealError> {
+        self.0.open(nonce, aad, ciphertext).map_err(seal_error)
+    }
+}
+
+fn seal_error(e: sealing::SealError) -> core_p::SealError {
+    match e {
+        sealing::SealError::BadNonce => core_p::SealError::BadNonce,
+        sealing::SealError::AuthenticationFailed => core_p::SealError::AuthenticationFailed,
+    }
+}
+
+fn io_error(e: types::IoError) -> core_p::IoError {
+    match e {
+        types::IoError::NotARegularFile(d) => core_p::IoError::NotARegularFile(d),
+        types::IoError::PermissionDenied(d) => core_p::IoError::PermissionDenied(d),
+        types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
+        types::IoError::Other(d) => core_p::IoError::Other(d),
+    }
+}
+
+fn io_error_out(e: core_p::IoError) -> types::IoError {
+    match e {
+        core_p::IoError::NotARegularFile(d) => types::IoError::NotARegularFile(d),
+        core_p::IoError::PermissionDenied(d) => types::IoError::PermissionDenied(d),
+        core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
+        core_p::IoError::Other(d) => types::IoError::Other(d),
+    }
+}
+
+fn file_error(e: files::FileError) -> core_p::FileError {
+    match e {
+        files::FileError::Io(io) => core_p::FileError::Io(io_error(io)),
+        files::FileError::TooLarge(n) => core_p::FileError::TooLarge(n),
+    }
+}
+
+fn key_error(e: sealing::KeyError) -> core_p::KeyError {
+    match e {
+        sealing::KeyError::NoKeySource => core_p::KeyError::NoKeySource,
+        sealing::KeyError::NoMatchingSlot(k) => core_p::KeyError::NoMatchingSlot(k),
+        sealing::KeyError::WrongPassphrase => core_p::KeyError::WrongPassphrase,
+        sealing::KeyError::WrongKeyFile => core_p::KeyError::WrongKeyFile,
+        sealing::KeyError::MalformedSlot(d) => core_p::KeyError::MalformedSlot(d),
+        sealing::KeyError::Io(io) => core_p::KeyError::Io(io_error(io)),
+    }
+}
+
+fn file(f: core_p::StoreFile) -> files::StoreFile {
+    match f {
+        core_p::StoreFile::Store => files::StoreFile::Store,
+        core_p::StoreFile::Backup => files::StoreFile::Backup,
+    }
+}
+
+impl Platform for Imports {
+    type Guard = locks::LockGuard;
+    type Key = Key;
+
+    fn acquire(
+        &mut self,
+        target: &core_p::LockTarget,
+        mode: core_p::LockMode,
+        timeout_ms: u32,
+    ) -> Result<Self::Guard, core_p::LockError> {
+        let target = match target {
+            core_p::LockTarget::Store => locks::LockTarget::Store,
+            core_p::LockTarget::Refresh(id) => locks::LockTarget::Refresh(id.clone()),
+        };
+        let mode = match mode {
+            core_p::LockMode::Shared => locks::LockMode::Shared,
+            core_p::LockMode::Exclusive => locks::LockMode::Exclusive,
+        };
+        locks::acquire(&target, mode, timeout_ms).map_err(|e| match e {
+            locks::LockError::Timeout(ms) => core_p::LockError::Timeout(ms),
+            locks::LockError::Io(io) => core_p::LockError::Io(io_error(io)),
+        })
+    }
+
+    fn read(&mut self, f: core_p::StoreFile) -> Result<Option<Vec<u8>>, core_p::FileError> {
+        match files::read(file(f)).map_err(file_error)? {
+            files::Blob::Present(bytes) => Ok(Some(bytes)),
+            files::Blob::Absent => Ok(None),
+        }
+    }
+
+    fn replace(&mut self, f: core_p::StoreFile, contents: &[u8]) -> Result<(), core_p::FileError> {
+        files::replace(file(f), contents).map_err(file_error)
+    }
+
+    fn remove(&mut self, f: core_p::StoreFile) -> Result<(), core_p::FileError> {
+        files::remove(file(f)).map_err(file_error)
+    }
+
+    fn unlock(
+        &mut self,
+        key_id: &[u8],
+        slots: &[core_p::KeySlot],
+    ) -> Result<Key, core_p::KeyError> {
+        let slots: Vec<sealing::KeySlot> = slots
+            .iter()
+            .map(|s| sealing::KeySlot {
+                kind: s.kind.clone(),
+                data: s.data.clone(),
+            })
+            .collect();
+        sealing::unlock(key_id, &slots).map(Key).map_err(key_error)
+    }
+
+    fn create_key(&mut self) -> Result<Key, core_p::KeyError> {
+        sealing::create().map(Key).map_err(key_error)
+    }
+
+    fn post(
+        &mut self,
+        r: &core_p::TokenRequest,
+    ) -> Result<core_p::HttpReply, core_p::TransportError> {
+        let request = token_endpoint::TokenRequest {
+            url: r.url.clone(),
+            body: r.body.clone(),
+            authorization: r.authorization.clone(),
+            timeout_ms: r.timeout_ms,
+        };
+        match token_endpoint::post(&request) {
+            Ok(reply) => Ok(core_p::HttpReply {
+                status: reply.status,
+                content_type: reply.content_type,
+                body: reply.body,
+            }),
+            Err(e) => Err(match e {
+                token_endpoint::TransportError::BadUrl(d) => core_p::TransportError::BadUrl(d),
+                token_endpoint::TransportError::Connect(d) => core_p::TransportError::Connect(d),
+                token_endpoint::TransportError::Timeout => core_p::TransportError::Timeout,
+                token_endpoint::TransportError::Interrupted(d) => {
+                    core_p::TransportError::Interrupted(d)
+                }
+                token_endpoint::TransportError::ReplyTooLarge => {
+                    core_p::TransportError::ReplyTooLarge
+                }
+            }),
+        }
+    }
+
+    fn wall_ms(&mut self) -> u64 {
+        clock::wall_ms()
+    }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        clock::monotonic_ms()
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        let bytes = random::fill(buf.len() as u32);
+        // The WIT requires exactly `len` bytes; anything else is a host bug, so trap.
+        assert_eq!(
+            bytes.len(),
+            buf.len(),
+            "host random returned the wrong length"
+        );
+        buf.copy_from_slice(&bytes);
+    }
+}
+
+fn options(o: api::Options) -> credlock_core::Options {
+    credlock_core::Options {
+        lock_timeout_ms: o.lock_timeout_ms,
+        http_timeout_ms: o.http_timeout_ms,
+    }
+}
+
+fn with_store<R>(
+    o: api::Options,
+    f: impl FnOnce(&mut credlock_core::Store<'_, Imports>) -> Result<R, StoreError>,
+) -> Result<R, api::StoreError> {
+    let mut imports = Imports;
+    let mut store = credlock_core::Store::new(&mut imports, options(o)).map_err(store_error)?;
+    f(&mut store).map_err(store_error)
+}
+
+fn store_error(e: StoreError) -> api::StoreError {
+    use api::StoreError as W;
+    match e {
+        StoreError::InvalidTenant(d) => W::InvalidTenant(d),
+        StoreError::InvalidTokenResponse(d) => W::InvalidTokenResponse(d),
+        StoreError::InvalidOptions(d) => W::InvalidOptions(d),
+        StoreError::NotFound(t) => W::NotFound(t),
+        StoreError::Expired(t) => W::Expired(t),
+        StoreError::ReauthNeeded(t) => W::ReauthNeeded(t),
+        StoreError::RefreshOutcomeUnknown(t) => W::RefreshOutcomeUnknown(t),
+        StoreError::Endpoint(e) => W::Endpoint(match e {
+            credlock_core::EndpointError::OAuth {
+                status,
+                error,
+                description,
+            } => api::EndpointError::Oauth(api::OauthError {
+                status,
+                error,
+                error_description: description,
+            }),
+            credlock_core::EndpointError::Server(s) => api::EndpointError::Server(s),
+            credlock_core::EndpointError::MalformedReply(d) => {
+                api::EndpointError::MalformedReply(d)
+            }
+            credlock_core::EndpointError::Transport(t) => api::EndpointError::Transport(match t {
+                core_p::TransportError::BadUrl(d) => token_endpoint::TransportError::BadUrl(d),
+                core_p::TransportError::Connect(d) => token_endpoint::TransportError::Connect(d),
+                core_p::TransportError::Timeout => token_endpoint::TransportError::Timeout,
+                core_p::TransportError::Interrupted(d) => {
+                    token_endpoint::TransportError::Interrupted(d)
+                }
+                core_p::TransportError::ReplyTooLarge => {
+                    token_endpoint::TransportError::ReplyTooLarge
+                }
+            }),
+        }),
+        StoreError::LockTimeout { lock, waited_ms } => {
+            W::LockTimeout(api::LockTimeout { lock, waited_ms })
+        }
+        StoreError::Io(core_p::FileError::Io(io)) => W::Io(files::FileError::Io(io_error_out(io))),
+        StoreError::Io(core_p::FileError::TooLarge(n)) => W::Io(files::FileError::TooLarge(n)),
+        StoreError::Key(k) => W::Key(match k {
+            core_p::KeyError::NoKeySource => sealing::KeyError::NoKeySource,
+            core_p::KeyError::NoMatchingSlot(k) => sealing::KeyError::NoMatchingSlot(k),
+            core_p::KeyError::WrongPassphrase => sealing::KeyError::WrongPassphrase,
+            core_p::KeyError::WrongKeyFile => sealing::KeyError::WrongKeyFile,
+            core_p::KeyError::MalformedSlot(d) => sealing::KeyError::MalformedSlot(d),
+            core_p::KeyError::Io(io) => sealing::KeyError::Io(io_error_out(io)),
+        }),
+        StoreError::NotAStore(d) => W::NotAStore(d),
+        StoreError::UnsupportedVersion(v) => W::UnsupportedVersion(v),
+        StoreError::Corrupt(d) => W::Corrupt(d),
+        // StoreError is non_exhaustive for other crates; a new variant must be added to the
+        // WIT first, so reaching this is a build that forgot to.
+        #[allow(unreachable_patterns)]
+        other => W::Corrupt(format!("unmapped error: {other}")),
+    }
+}
+
+fn access_token(t: credlock_core::AccessToken) -> api::AccessToken {
+    api::AccessToken {
+        token: t.token,
+        token_type: t.token_type,
+        expires_at_ms: t.expires_at_ms,
+        revision: t.revision,
+        refreshed: t.refreshed,
+    }
+}
+
+impl api::Guest for Component {
+    fn init(opts: api::Options) -> Result<bool, api::StoreError> {
+        with_store(opts, |s| s.init())
+    }
+
+    fn put(
+        opts: api::Options,
+        tenant: String,
+        token_response: String,
+    ) -> Result<api::WriteReceipt, api::StoreError> {
+        with_store(opts, |s| s.put(&tenant, &token_response)).map(|r| api::WriteReceipt {
+            revision: r.revision,
+            generation: r.generation,
+        })
+    }
+
+    fn token(
+        opts: api::Options,
+        tenant: String,
+        min_valid_ms: u64,
+    ) -> Result<api::AccessToken, api::StoreError> {
+        with_store(opts, |s| s.token(&tenant, min_valid_ms)).map(access_token)
+    }
+
+    fn refresh(
+        opts: api::Options,
+        tenant: String,
+        rejected: Option<String>,
+    ) -> Result<api::AccessToken, api::StoreError> {
+        with_store(opts, |s| s.refresh(&tenant, rejected.as_deref())).map(access_token)
+    }
+
+    fn list(opts: api::Options) -> Result<Vec<api::TenantSummary>, api::StoreError> {
+        with_store(opts, |s| s.list()).map(|v| {
+            v.into_iter()
+                .map(|t| api::TenantSummary {
+                    tenant: t.tenant,
+                    token_type: t.token_type,
+                    expires_at_ms: t.expires_at_ms,
+                    has_refresh_token: t.has_refresh_token,
+                    scope: t.scope,
+                    token_endpoint: t.token_endpoint,
+                    client_id: t.client_id,
+                    revision: t.revision,
+                    needs_reauth: t.needs_reauth,
+                })
+                .collect()
+        })
+    }
+
+    fn delete(opts: api::Options, tenant: String) -> Result<bool, api::StoreError> {
+        with_store(opts, |s| s.delete(&tenant))
+    }
+
+    fn info(opts: api::Options) -> Result<api::StoreInfo, api::StoreError> {
+        with_store(opts, |s| s.info()).map(|i| api::StoreInfo {
+            exists: i.exists,
+            generation: i.generation,
+            format_version: i.format_version,
+            key_id: i.key_id,
+            slot_kinds: i.slot_kinds,
+            tenants: i.tenants,
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! The store's errors, grouped by whose fault they are, each with what to do about it.
+//!
+//! These mirror `store-error` in `wit/store.wit` one to one. No variant carries a token,
+//! a client secret or key material: payloads are tenant names, field names, codes and
+//! host-written OS detail.
+
+use crate::format::HeaderError;
+use crate::platform::{FileError, IoError, KeyError, TransportError};
+
+/// How a token endpoint failed. Mirrors `endpoint-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    /// An OAuth error response (RFC 6749 §5.2) other than `invalid_grant`.
+    OAuth {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    /// A failure status without an OAuth error body.
+    Server(u16),
+    /// A success status whose body is not a usable token response.
+    MalformedReply(String),
+    /// The request did not complete.
+    Transport(TransportError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    // The caller's input.
+    InvalidTenant(String),
+    InvalidTokenResponse(String),
+    InvalidOptions(String),
+    NotFound(String),
+    // The credential's state.
+    Expired(String),
+    ReauthNeeded(String),
+    RefreshOutcomeUnknown(String),
+    Endpoint(EndpointError),
+    // The environment.
+    LockTimeout { lock: String, waited_ms: u32 },
+    Io(FileError),
+    Key(KeyError),
+    // The store file's contents.
+    NotAStore(String),
+    UnsupportedVersion(u16),
+    Corrupt(String),
+}
+
+impl From<HeaderError> for StoreError {
+    fn from(e: HeaderError) -> Self {
+        match e {
+            HeaderError::NotAStore(d) => StoreError::NotAStore(d),
+            HeaderError::UnsupportedVersion(v) => StoreError::UnsupportedVersion(v),
+            HeaderError::Corrupt(d) => StoreError::Corrupt(d),
+        }
+    }
+}
+
+impl From<FileError> for StoreError {
+    fn from(e: FileError) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+impl From<KeyError> for StoreError {
+    fn from(e: KeyError) -> Self {
+        StoreError::Key(e)
+    }
+}
+
+fn io_detail(e: &IoError) -> String {
+    match e {
+        IoError::NotARegularFile(d) => format!("not a regular file: {d}"),
+        IoError::PermissionDenied(d) => format!("permission denied: {d}"),
+        IoError::NoSpace(d) => format!("no space left: {d}"),
+        IoError::Other(d) => d.clone(),
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use StoreError::*;
+        match self {
+            InvalidTenant(why) => write!(f, "invalid tenant name: {why}"),
+            InvalidTokenResponse(why) => write!(f, "invalid token response: {why}"),
+            InvalidOptions(why) => write!(f, "invalid options: {why}"),
+            NotFound(t) => write!(f, "no credentials stored for tenant '{t}'"),
+            Expired(t) => write!(f, "the access token of '{t}' has expired and cannot be refreshed (no refresh token or token endpoint)"),
+            ReauthNeeded(t) => write!(f, "the server rejected the refresh token of '{t}' (invalid_grant)"),
+            RefreshOutcomeUnknown(t) => write!(f, "an earlier refresh of '{t}' was interrupted after its refresh token may have been spent; presenting it again could revoke the grant"),
+            Endpoint(EndpointError::OAuth { status, error, description }) => {
+                write!(f, "the token endpoint answered {status} {error}")?;
+                if let Some(d) = description {
+                    write!(f, ": {d}")?;
+                }
+                Ok(())
+            }
+            Endpoint(EndpointError::Server(status)) => write!(f, "the token endpoint failed with HTTP {status}"),
+            Endpoint(EndpointError::MalformedReply(why)) => write!(f, "the token endpoint's reply is not a valid token response: {why}"),
+            Endpoint(EndpointError::Transport(t)) => match t {
+                TransportError::BadUrl(why) => write!(f, "the token endpoint URL is not acceptable: {why}"),
+                TransportError::Connect(d) => write!(f, "cannot connect to the token endpoint: {d}"),
+                TransportError::Timeout => write!(f, "the token endpoint did not answer in time"),
+                TransportError::Interrupted(d) => write!(f, "the connection to the token endpoint broke after the request was sent: {d}"),
+                TransportError::ReplyTooLarge => write!(f, "the token endpoint's reply is too large"),
+            },
+            LockTimeout { lock, waited_ms } => write!(f, "timed out after {waited_ms} ms waiting for the {lock} lock"),
+            Io(FileError::Io(e)) => write!(f, "store I/O failed: {}", io_detail(e)),
+            Io(FileError::TooLarge(n)) => write!(f, "the store file is too large ({n} bytes)"),
+            Key(KeyError::NoKeySource) => write!(f, "no key source is configured"),
+            Key(KeyError::NoMatchingSlot(kinds)) => write!(f, "none of the configured keys opens this store; it can be opened by: {}", kinds.join(", ")),
+            Key(KeyError::WrongPassphrase) => write!(f, "wrong passphrase for this store"),
+            Key(KeyError::WrongKeyFile) => write!(f, "the key file does not open this store"),
+            Key(KeyError::MalformedSlot(d)) => write!(f, "a key slot of the store is damaged: {d}"),
+            Key(KeyError::Io(e)) => write!(f, "cannot read the key: {}", io_detail(e)),
+            NotAStore(d) => write!(f, "not a credlock store: {d}"),
+            UnsupportedVersion(v) => write!(f, "the store has format version {v}, which this credlock does not know"),
+            Corrupt(d) => write!(f, "the store is damaged: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// What the user should do next, in one sentence.
+    pub fn recommendation(&self) -> &'static str {
+        use StoreError::*;
+        match self {
+            InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
+            InvalidTokenResponse(_) => "pass the token endpoint's JSON response, with access_token",
+            InvalidOptions(_) => "check the timeouts you configured",
+            NotFound(_) => "store credentials first with `credlock put`",
+            Expired(_) | ReauthNeeded(_) => "log in again and store the new tokens with `credlock put`",
+            RefreshOutcomeUnknown(_) => "log in again; if your server tolerates one reuse, set retry_unknown_refresh for this tenant",
+            Endpoint(EndpointError::Transport(TransportError::Timeout | TransportError::Interrupted(_)))
+            | Endpoint(EndpointError::MalformedReply(_)) => {
+                "the refresh token may have been spent; if the next attempt reports an unknown outcome, log in again"
+            }
+            Endpoint(EndpointError::OAuth { .. }) => "check the client id, secret and authentication method stored for this tenant",
+            Endpoint(_) => "retry later; the stored tokens are unchanged",
+            LockTimeout { .. } => "another process holds the lock; retry, or raise --lock-timeout",
+            Io(_) => "check the store directory's permissions and free space; nothing was changed",
+            Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
+            Key(KeyError::WrongPassphrase) => "check CREDLOCK_PASSPHRASE; the store was not changed",
+            Key(_) => "check the key file or passphrase; the store was not changed",
+            NotAStore(_) | Corrupt(_) => "restore the previous version with `credlock recover`; the damaged file was not changed",
+            UnsupportedVersion(_) => "use the credlock version that wrote this store",
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The pure core of credlock: the sealed store format, the merge, and the refresh state
+//! machine.
+//!
+//! This crate does no I/O. It opens no file, reads no clock and draws no randomness of its
+//! own: every effect goes through [`platform::Platform`], which mirrors the WIT `platform`
+//! world. The same code runs as the WebAssembly component (`core/component`), natively in
+//! hosts and the simulator, and under the fuzzers. `clippy.toml` forbids the std calls that
+//! would break this.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod format;
+pub mod manual;
+pub mod model;
+pub mod oauth;
+pub mod platform;
+pub mod refresh;
+pub mod store;
+pub mod tenant;
+
+pub use error::{EndpointError, StoreError};
+pub use platform::Platform;
+pub use store::{AccessToken, Options, Store, StoreInfo, TenantSummary, WriteReceipt};
+pub use tenant::{sha256_hex, TenantName};

@@ -1,0 +1,136 @@
+//! What the sealed body holds: the store's generation and one entry per tenant.
+//!
+//! The body is JSON (serde_json) inside the AEAD. Fields this build does not know, at the
+//! top level and in each entry, are kept and written back unchanged, so an older credlock
+//! never drops what a newer one stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The decrypted store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    /// Grows by one with every successful write; never decreases.
+    pub generation: u64,
+    pub tenants: BTreeMap<String, Entry>,
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// A public client: `client_id` in the form body, no secret.
+    #[default]
+    None,
+    /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret.
+    Basic { secret: String },
+    /// `client_secret_post`: id and secret in the form body.
+    Post { secret: String },
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method_name())
+    }
+}
+
+impl ClientAuth {
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            ClientAuth::None => "none",
+            ClientAuth::Basic { .. } => "client_secret_basic",
+            ClientAuth::Post { .. } => "client_secret_post",
+        }
+    }
+}
+
+/// A refresh that was started and whose outcome is not yet recorded. While it is in the
+/// store, the refresh token it names may already be spent at the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshIntent {
+    /// SHA-256 (hex) of the refresh token about to be presented.
+    pub refresh_token_sha256: String,
+    pub started_at_ms: u64,
+    /// How many times this refresh token has been presented (1, or 2 after an allowed retry).
+    #[serde(default = "one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One tenant's credentials and the metadata needed to refresh them.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub access_token: String,
+    pub token_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Grows by one with every write to this entry.
+    pub revision: u64,
+    pub updated_at_ms: u64,
+    /// The refresh token was rejected, or a refresh's outcome is unknown: log in again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_reauth: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_intent: Option<RefreshIntent>,
+    /// Allow one more presentation of a refresh token whose earlier outcome is unknown. Only
+    /// for servers with a reuse grace window; off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_unknown_refresh: bool,
+    /// Fields of the token response credlock does not interpret (`id_token`, ...), kept.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub response_extra: Map<String, Value>,
+    /// Entry fields written by a newer credlock, kept.
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Entry {
+    // Secrets never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("access_token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_auth", &self.client_auth)
+            .field("revision", &self.revision)
+            .field("needs_reauth", &self.needs_reauth)
+            .field("refresh_intent", &self.refresh_intent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Entry {
+    /// Whether the access token stays valid for `min_valid_ms` more at `now_ms`. A token
+    /// without a known expiry is taken as valid: only the resource server can say otherwise,
+    /// and `refresh` with `rejected` is how a caller reports that.
+    pub fn fresh_for(&self, now_ms: u64, min_valid_ms: u64) -> bool {
+        match self.expires_at_ms {
+            None => true,
+            Some(exp) => exp > now_ms.saturating_add(min_valid_ms),
+        }
+    }
+
+    pub fn can_refresh(&self) -> bool {
+        self.refresh_token.is_some() && self.token_endpoint.is_some()
+    }
+}

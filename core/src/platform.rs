@@ -1,0 +1,211 @@
+//! The seam: everything the core needs from the world, and nothing more.
+//!
+//! This trait mirrors the WIT `platform` world (`wit/*.wit`) one method per import, with the
+//! same contracts. Three things implement it: the component adapter (`core/component`), which
+//! forwards to the wasm imports; the native host (`host/`); and the simulator. Each method's
+//! documentation states what an implementation must guarantee; the core's promises rest on
+//! exactly these guarantees and no others.
+
+/// A failure of the filesystem under the store. Strings are host-written detail (OS error and
+/// path) and never contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoError {
+    /// The path is a symlink, directory or device where a regular file was expected.
+    NotARegularFile(String),
+    /// EACCES, EPERM, EROFS.
+    PermissionDenied(String),
+    /// ENOSPC, EDQUOT.
+    NoSpace(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// What a lock protects. See `wit/locks.wit`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LockTarget {
+    /// The store file: shared for reads, exclusive for read-modify-write.
+    Store,
+    /// One tenant's refresh lock; the payload is the tenant's path-safe id (64 hex chars).
+    Refresh(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockError {
+    /// Still held elsewhere when the timeout ran out; payload: milliseconds waited.
+    Timeout(u32),
+    Io(IoError),
+}
+
+/// The files the core may touch. See `wit/files.wit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StoreFile {
+    Store,
+    Backup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileError {
+    Io(IoError),
+    /// The file exceeds the host's size limit; payload: its size.
+    TooLarge(u64),
+}
+
+/// A wrapped copy of the data key, as stored in the header. Opaque to the core.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeySlot {
+    pub kind: String,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeySlot {
+    // The wrapped key is not a secret on its own, but it has no business in logs either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeySlot({}, {} bytes)", self.kind, self.data.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    NoKeySource,
+    /// No configured key source opens any slot; payload: the kinds of slot present.
+    NoMatchingSlot(Vec<String>),
+    WrongPassphrase,
+    WrongKeyFile,
+    MalformedSlot(String),
+    Io(IoError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealError {
+    BadNonce,
+    AuthenticationFailed,
+}
+
+/// A data key held by the platform. The core never sees key bytes.
+pub trait SealingKey {
+    /// The 16-byte id of this key.
+    fn key_id(&self) -> Vec<u8>;
+    /// The slots that wrap this key, for a new header.
+    fn slots(&self) -> Vec<KeySlot>;
+    /// AES-256-GCM seal; returns ciphertext followed by the 16-byte tag.
+    fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError>;
+    /// AES-256-GCM open; `AuthenticationFailed` for any change to nonce, aad or ciphertext.
+    fn open(&self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError>;
+}
+
+/// One POST to a token endpoint, built entirely by the core.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub url: String,
+    /// Form-urlencoded body.
+    pub body: String,
+    /// The whole `Authorization` header value.
+    pub authorization: Option<String>,
+    pub timeout_ms: u32,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    // The body holds the refresh token and perhaps the client secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("url", &self.url)
+            .field("body", &"<redacted>")
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HttpReply({}, {} bytes)", self.status, self.body.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// Not an acceptable URL (scheme, host). The request was not sent.
+    BadUrl(String),
+    /// No connection was made. The request was not sent.
+    Connect(String),
+    /// The timeout ran out; the server may or may not have acted.
+    Timeout,
+    /// The connection broke after the request was sent; the server may have acted.
+    Interrupted(String),
+    ReplyTooLarge,
+}
+
+impl TransportError {
+    /// Whether the server can have acted on the request. Only a request that certainly never
+    /// left is safe to forget: anything else may have spent the refresh token.
+    pub fn request_may_have_arrived(&self) -> bool {
+        !matches!(self, TransportError::BadUrl(_) | TransportError::Connect(_))
+    }
+}
+
+/// Everything the core needs from the world. Implementations: the wasm imports, the native
+/// host, the simulator. Every contract below is also written in `wit/`.
+pub trait Platform {
+    /// A held lock; dropping it releases the lock.
+    type Guard;
+    type Key: SealingKey;
+
+    /// Take `target` in `mode`, waiting at most `timeout_ms`.
+    ///
+    /// Must: exclude every other process's conflicting lock on the same target of the same
+    /// store (whatever its host); wake a waiter on release rather than poll; release on drop
+    /// of the guard and when the process dies; never wait much longer than `timeout_ms`.
+    fn acquire(
+        &mut self,
+        target: &LockTarget,
+        mode: LockMode,
+        timeout_ms: u32,
+    ) -> Result<Self::Guard, LockError>;
+
+    /// The whole contents of one version of `file`, or `None` if absent. Never a prefix or
+    /// a mix of two writes.
+    fn read(&mut self, file: StoreFile) -> Result<Option<Vec<u8>>, FileError>;
+
+    /// Replace `file` atomically and durably. On `Ok`, the new contents survive any crash;
+    /// on `Err` or a crash during the call, the old contents are intact. Replacing `Store`
+    /// first keeps its previous contents as `Backup`.
+    fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError>;
+
+    /// Remove `file`, durably; a missing file is not an error.
+    fn remove(&mut self, file: StoreFile) -> Result<(), FileError>;
+
+    /// Open data key `key_id` from one of `slots`. Must never create a key.
+    fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<Self::Key, KeyError>;
+
+    /// A new random data key, wrapped by every configured key source. The core calls this
+    /// only under the exclusive store lock, with the store absent.
+    fn create_key(&mut self) -> Result<Self::Key, KeyError>;
+
+    /// Send exactly one POST; no retries, no redirects; ends within `timeout_ms`.
+    fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError>;
+
+    /// Unix time in milliseconds; may jump.
+    fn wall_ms(&mut self) -> u64;
+
+    /// Milliseconds from an arbitrary origin; never decreases within a process.
+    fn monotonic_ms(&mut self) -> u64;
+
+    /// Cryptographically secure random bytes.
+    fn fill_random(&mut self, buf: &mut [u8]);
+}

@@ -1,0 +1,432 @@
+//! The refresh state machine: one refresh token is presented at most once, by one process.
+//!
+//! Each state is a struct named after what it waits for; each transition consumes the state
+//! and returns the next one. The order is the protocol in [`crate::manual::locking`]:
+//!
+//! ```text
+//! ExpectRefreshLock ──lock──▶ ExpectReadUnderLock ──fresh? adopt──▶ done
+//!                                   │ (refresh token read under the lock)
+//!                                   ▼
+//!                             ExpectIntentRecorded ──durable intent──▶ ExpectEndpointReply
+//!                                   ──reply──▶ ExpectCommit ──merge──▶ done
+//! ```
+//! The refresh token presented is only ever the one in [`ReadUnderRefreshLock`], which only
+//! [`ExpectReadUnderLock::read`] makes while the tenant's refresh lock is held.
+
+use crate::error::{EndpointError, StoreError};
+use crate::model::{Entry, RefreshIntent};
+use crate::oauth::{classify_reply, refresh_request_parts, EndpointReply, TokenGrant};
+use crate::platform::{LockMode, LockTarget, Platform, TokenRequest};
+use crate::store::{tenant_name, AccessToken, Store};
+use crate::tenant::{sha256_hex, TenantName};
+
+/// Bounds the restarts when a concurrent `put` replaces the tokens between our read and
+/// our intent. Each restart needs a new login to race us; three in a row is a livelock.
+pub const MAX_REFRESH_RESTARTS: u32 = 3;
+
+/// Why the caller wants a refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// A token valid for at least this many more milliseconds.
+    ValidFor(u64),
+    /// A new token now (`refresh` without `rejected`).
+    Forced,
+    /// A new token unless the stored one is no longer the rejected one: `rejected` is a
+    /// lowercase hex SHA-256 prefix (16 to 64 chars) of the access token a server refused.
+    Rejected(String),
+}
+
+impl Want {
+    /// Whether `entry` already satisfies this want without a refresh.
+    fn satisfied_by(&self, entry: &Entry, now_ms: u64, read_before_lock: Option<&Entry>) -> bool {
+        match self {
+            Want::ValidFor(ms) => entry.fresh_for(now_ms, *ms),
+            // Forced: someone else's refresh after our first read counts as ours.
+            Want::Forced => {
+                read_before_lock.is_some_and(|before| before.access_token != entry.access_token)
+            }
+            Want::Rejected(prefix) => {
+                !sha256_hex(entry.access_token.as_bytes()).starts_with(prefix.as_str())
+            }
+        }
+    }
+}
+
+/// Waiting for the tenant's refresh lock.
+struct ExpectRefreshLock {
+    tenant: TenantName,
+    want: Want,
+    /// The entry as read before the lock, only to decide whether anyone refreshed meanwhile.
+    before: Option<Entry>,
+}
+
+/// Holding the refresh lock; waiting for the store's current state.
+struct ExpectReadUnderLock<G> {
+    tenant: TenantName,
+    want: Want,
+    before: Option<Entry>,
+    lock: RefreshLockHeld<G>,
+}
+
+/// Proof that the tenant's refresh lock is held.
+struct RefreshLockHeld<G> {
+    _guard: G,
+}
+
+/// The refresh token, read while the refresh lock was held. Only [`ExpectReadUnderLock::read`]
+/// makes one: a refresh token read before the lock can never be presented.
+struct ReadUnderRefreshLock {
+    refresh_token: String,
+    entry: Entry,
+}
+
+/// Ready to record the intent that makes a crash visible to the next process.
+struct ExpectIntentRecorded<G> {
+    tenant: TenantName,
+    want: Want,
+    lock: RefreshLockHeld<G>,
+    read: ReadUnderRefreshLock,
+    attempts: u32,
+}
+
+/// The intent is durable; waiting for the token endpoint.
+struct ExpectEndpointReply<G> {
+    tenant: TenantName,
+    lock: RefreshLockHeld<G>,
+    read: ReadUnderRefreshLock,
+}
+
+/// The endpoint answered; waiting to merge its answer into the store.
+struct ExpectCommit<G> {
+    tenant: TenantName,
+    _lock: RefreshLockHeld<G>,
+    presented_sha256: String,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Granted(TokenGrant),
+    InvalidGrant,
+    /// A definite failure: the server did not spend the token. Clear the intent.
+    Rejected(EndpointError),
+    /// The server may have spent the token: keep the intent.
+    Ambiguous(EndpointError),
+}
+
+enum AfterRead<G> {
+    Adopted(AccessToken),
+    Spend(ExpectIntentRecorded<G>),
+}
+
+impl<'p, P: Platform> Store<'p, P> {
+    /// The tenant's access token, valid for `min_valid_ms` more, refreshed if needed.
+    pub fn token(&mut self, tenant: &str, min_valid_ms: u64) -> Result<AccessToken, StoreError> {
+        let tenant = tenant_name(tenant)?;
+        let entry = self.entry_shared(&tenant)?;
+        if entry.needs_reauth {
+            return Err(StoreError::ReauthNeeded(tenant.to_string()));
+        }
+        let now = self.p.wall_ms();
+        if entry.fresh_for(now, min_valid_ms) {
+            return Ok(AccessToken::from_entry(&entry, false));
+        }
+        if !entry.can_refresh() {
+            return Err(StoreError::Expired(tenant.to_string()));
+        }
+        self.run_refresh(ExpectRefreshLock {
+            tenant,
+            want: Want::ValidFor(min_valid_ms),
+            before: Some(entry),
+        })
+    }
+
+    /// Refresh now; with `rejected`, only if the stored access token is still that one.
+    pub fn refresh(
+        &mut self,
+        tenant: &str,
+        rejected: Option<&str>,
+    ) -> Result<AccessToken, StoreError> {
+        let tenant = tenant_name(tenant)?;
+        let want = match rejected {
+            None => Want::Forced,
+            Some(r) => {
+                let r = r.to_ascii_lowercase();
+                if r.len() < 16 || r.len() > 64 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(StoreError::InvalidOptions(
+                        "`rejected` must be 16 to 64 hex characters of the SHA-256 of the refused access token".into(),
+                    ));
+                }
+                Want::Rejected(r)
+            }
+        };
+        let entry = self.entry_shared(&tenant)?;
+        if !entry.can_refresh() {
+            return Err(StoreError::Expired(tenant.to_string()));
+        }
+        self.run_refresh(ExpectRefreshLock {
+            tenant,
+            want,
+            before: Some(entry),
+        })
+    }
+
+    fn run_refresh(&mut self, start: ExpectRefreshLock) -> Result<AccessToken, StoreError> {
+        let mut state = self.take_refresh_lock(start)?;
+        for _ in 0..MAX_REFRESH_RESTARTS {
+            let spend = match self.read_under_refresh_lock(state)? {
+                AfterRead::Adopted(token) => return Ok(token),
+                AfterRead::Spend(s) => s,
+            };
+            match self.record_intent(spend)? {
+                Ok(ready) => {
+                    let answered = self.call_endpoint(ready);
+                    return self.commit_outcome(answered);
+                }
+                // A `put` replaced the tokens after our read: read again, still under the lock.
+                Err(again) => state = again,
+            }
+        }
+        Err(StoreError::LockTimeout {
+            lock: format!(
+                "refresh lock of tenant {} (the tokens kept changing under it)",
+                state.tenant
+            ),
+            waited_ms: 0,
+        })
+    }
+
+    fn take_refresh_lock(
+        &mut self,
+        s: ExpectRefreshLock,
+    ) -> Result<ExpectReadUnderLock<P::Guard>, StoreError> {
+        // Validated by Options::validate when the store was made.
+        let timeout = self
+            .opts
+            .refresh_lock_timeout_ms()
+            .expect("validated options");
+        let what = format!("refresh lock of tenant {}", s.tenant);
+        let guard = self.acquire(
+            &LockTarget::Refresh(s.tenant.id()),
+            LockMode::Exclusive,
+            timeout,
+            &what,
+        )?;
+        Ok(ExpectReadUnderLock {
+            tenant: s.tenant,
+            want: s.want,
+            before: s.before,
+            lock: RefreshLockHeld { _guard: guard },
+        })
+    }
+
+    fn read_under_refresh_lock(
+        &mut self,
+        s: ExpectReadUnderLock<P::Guard>,
+    ) -> Result<AfterRead<P::Guard>, StoreError> {
+        let entry = self.entry_shared(&s.tenant)?;
+        let now = self.p.wall_ms();
+        if entry.needs_reauth {
+            return Err(StoreError::ReauthNeeded(s.tenant.to_string()));
+        }
+        // Another process may have refreshed while we waited: adopt its token.
+        if s.want.satisfied_by(&entry, now, s.before.as_ref()) {
+            return Ok(AfterRead::Adopted(AccessToken::from_entry(&entry, false)));
+        }
+        let (Some(refresh_token), true) =
+            (entry.refresh_token.clone(), entry.token_endpoint.is_some())
+        else {
+            return Err(StoreError::Expired(s.tenant.to_string()));
+        };
+        let mut attempts = 1;
+        if let Some(intent) = &entry.refresh_intent {
+            if intent.refresh_token_sha256 == sha256_hex(refresh_token.as_bytes()) {
+                // This very token may already be spent. Present it again only where the
+                // tenant explicitly allows one retry, and only once.
+                if !entry.retry_unknown_refresh || intent.attempts >= 2 {
+                    return Err(StoreError::RefreshOutcomeUnknown(s.tenant.to_string()));
+                }
+                attempts = intent.attempts + 1;
+            }
+            // An intent for another refresh token is stale (that token was replaced): ignore it.
+        }
+        Ok(AfterRead::Spend(ExpectIntentRecorded {
+            tenant: s.tenant,
+            want: s.want,
+            lock: s.lock,
+            read: ReadUnderRefreshLock {
+                refresh_token,
+                entry,
+            },
+            attempts,
+        }))
+    }
+
+    /// Make the intent durable before the token leaves, so a crash or lost reply is visible.
+    /// Returns `Err(state)` to re-read if the tokens changed since the read.
+    #[allow(clippy::type_complexity)]
+    fn record_intent(
+        &mut self,
+        s: ExpectIntentRecorded<P::Guard>,
+    ) -> Result<Result<ExpectEndpointReply<P::Guard>, ExpectReadUnderLock<P::Guard>>, StoreError>
+    {
+        let presented = sha256_hex(s.read.refresh_token.as_bytes());
+        let name = s.tenant.as_str().to_owned();
+        let attempts = s.attempts;
+        let (recorded, _) = self.mutate(false, |body, now| {
+            let Some(e) = body.tenants.get_mut(&name) else {
+                return Err(StoreError::NotFound(name.clone()));
+            };
+            if e.refresh_token
+                .as_deref()
+                .map(|t| sha256_hex(t.as_bytes()))
+                .as_deref()
+                != Some(presented.as_str())
+            {
+                return Ok((false, false));
+            }
+            e.refresh_intent = Some(RefreshIntent {
+                refresh_token_sha256: presented.clone(),
+                started_at_ms: now,
+                attempts,
+            });
+            e.revision += 1;
+            Ok((true, true))
+        })?;
+        if recorded {
+            Ok(Ok(ExpectEndpointReply {
+                tenant: s.tenant,
+                lock: s.lock,
+                read: s.read,
+            }))
+        } else {
+            // Keep what the caller wanted; the entry we read counts as "before", so the new
+            // login's token is adopted rather than refreshed again.
+            Ok(Err(ExpectReadUnderLock {
+                tenant: s.tenant,
+                want: s.want,
+                before: Some(s.read.entry),
+                lock: s.lock,
+            }))
+        }
+    }
+
+    fn call_endpoint(&mut self, s: ExpectEndpointReply<P::Guard>) -> ExpectCommit<P::Guard> {
+        let e = &s.read.entry;
+        // read_under_refresh_lock checked that the endpoint is there.
+        let url = e.token_endpoint.clone().expect("checked under the lock");
+        let (body, authorization) = refresh_request_parts(
+            &s.read.refresh_token,
+            e.client_id.as_deref(),
+            &e.client_auth,
+            None,
+        );
+        let request = TokenRequest {
+            url,
+            body,
+            authorization,
+            timeout_ms: self.opts.http_timeout_ms,
+        };
+        let outcome = match self.p.post(&request) {
+            Err(t) if t.request_may_have_arrived() => {
+                Outcome::Ambiguous(EndpointError::Transport(t))
+            }
+            Err(t) => Outcome::Rejected(EndpointError::Transport(t)),
+            Ok(reply) => {
+                let now = self.p.wall_ms();
+                match classify_reply(reply.status, &reply.body, now) {
+                    EndpointReply::Granted(g) => Outcome::Granted(g),
+                    EndpointReply::OAuthError { error, .. } if error == "invalid_grant" => {
+                        Outcome::InvalidGrant
+                    }
+                    EndpointReply::OAuthError {
+                        status,
+                        error,
+                        description,
+                    } => Outcome::Rejected(EndpointError::OAuth {
+                        status,
+                        error,
+                        description,
+                    }),
+                    EndpointReply::ServerError(status) => {
+                        Outcome::Rejected(EndpointError::Server(status))
+                    }
+                    // A success status we cannot read: the server has probably rotated.
+                    EndpointReply::Malformed(why) => {
+                        Outcome::Ambiguous(EndpointError::MalformedReply(why))
+                    }
+                }
+            }
+        };
+        ExpectCommit {
+            tenant: s.tenant,
+            _lock: s.lock,
+            presented_sha256: sha256_hex(s.read.refresh_token.as_bytes()),
+            outcome,
+        }
+    }
+
+    /// Merge the endpoint's answer, comparing against the token we presented: a concurrent
+    /// `put` always wins, and a loser of `invalid_grant` never wipes a winner's tokens.
+    fn commit_outcome(&mut self, s: ExpectCommit<P::Guard>) -> Result<AccessToken, StoreError> {
+        let name = s.tenant.as_str().to_owned();
+        let presented = s.presented_sha256;
+        let outcome = s.outcome;
+        let still_presented = |e: &Entry| {
+            e.refresh_token
+                .as_deref()
+                .map(|t| sha256_hex(t.as_bytes()))
+                .as_deref()
+                == Some(presented.as_str())
+        };
+        let (result, _) = self.mutate(false, |body, now| {
+            let Some(e) = body.tenants.get_mut(&name) else {
+                return Err(StoreError::NotFound(name.clone()));
+            };
+            if !still_presented(e) {
+                // Replaced by a new login meanwhile: the store's tokens are newer than ours.
+                return Ok((Ok(AccessToken::from_entry(e, false)), false));
+            }
+            let clear_intent = |e: &mut Entry| {
+                let had = e.refresh_intent.take().is_some();
+                if had {
+                    e.revision += 1;
+                }
+                had
+            };
+            match &outcome {
+                Outcome::Granted(g) => {
+                    e.access_token = g.access_token.clone();
+                    e.token_type = g.token_type.clone();
+                    e.expires_at_ms = g.expires_at_ms;
+                    // RFC 6749 §6: without a new refresh token, the old one stays valid.
+                    if let Some(rt) = &g.refresh_token {
+                        e.refresh_token = Some(rt.clone());
+                    }
+                    if g.scope.is_some() {
+                        e.scope = g.scope.clone();
+                    }
+                    for (k, v) in &g.extra {
+                        e.response_extra.insert(k.clone(), v.clone());
+                    }
+                    e.refresh_intent = None;
+                    e.needs_reauth = false;
+                    e.updated_at_ms = now;
+                    e.revision += 1;
+                    Ok((Ok(AccessToken::from_entry(e, true)), true))
+                }
+                Outcome::InvalidGrant => {
+                    e.needs_reauth = true;
+                    e.refresh_intent = None;
+                    e.revision += 1;
+                    Ok((Err(StoreError::ReauthNeeded(name.clone())), true))
+                }
+                Outcome::Rejected(err) => {
+                    let changed = clear_intent(e);
+                    Ok((Err(StoreError::Endpoint(err.clone())), changed))
+                }
+                Outcome::Ambiguous(err) => Ok((Err(StoreError::Endpoint(err.clone())), false)),
+            }
+        })?;
+        result
+    }
+}

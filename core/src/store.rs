@@ -1,0 +1,466 @@
+//! Store operations: every read under the shared store lock, every write a merge under the
+//! exclusive one. See [`crate::manual::locking`] for the protocol.
+
+use crate::error::StoreError;
+use crate::format::{Header, KEY_ID_LEN, NONCE_LEN};
+use crate::model::{Body, Entry};
+use crate::oauth::{parse_refresh_config, parse_token_response};
+use crate::platform::{
+    LockError, LockMode, LockTarget, Platform, SealError, SealingKey, StoreFile,
+};
+use crate::tenant::TenantName;
+use std::marker::PhantomData;
+
+/// Settings chosen by the embedding host for one call. Mirrors `options` in the WIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub lock_timeout_ms: u32,
+    pub http_timeout_ms: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lock_timeout_ms: 10_000,
+            http_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.http_timeout_ms == 0 {
+            return Err(StoreError::InvalidOptions(
+                "the HTTP timeout must be positive".into(),
+            ));
+        }
+        if self.refresh_lock_timeout_ms().is_none() {
+            return Err(StoreError::InvalidOptions(
+                "the lock and HTTP timeouts add up to more than 49 days".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The refresh lock's holder may be inside a token-endpoint call and then commit under
+    /// the store lock, so a waiter must outlast both, or it would time out behind a healthy
+    /// refresh.
+    pub fn refresh_lock_timeout_ms(&self) -> Option<u32> {
+        self.http_timeout_ms
+            .checked_add(self.lock_timeout_ms.checked_mul(2)?)
+    }
+}
+
+/// What `list` shows of a tenant: never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub tenant: String,
+    pub token_type: String,
+    pub expires_at_ms: Option<u64>,
+    pub has_refresh_token: bool,
+    pub scope: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: Option<String>,
+    pub revision: u64,
+    pub needs_reauth: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub token: String,
+    pub token_type: String,
+    pub expires_at_ms: Option<u64>,
+    pub revision: u64,
+    pub refreshed: bool,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("revision", &self.revision)
+            .field("refreshed", &self.refreshed)
+            .finish()
+    }
+}
+
+impl AccessToken {
+    pub(crate) fn from_entry(e: &Entry, refreshed: bool) -> Self {
+        AccessToken {
+            token: e.access_token.clone(),
+            token_type: e.token_type.clone(),
+            expires_at_ms: e.expires_at_ms,
+            revision: e.revision,
+            refreshed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteReceipt {
+    pub revision: u64,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub exists: bool,
+    pub generation: u64,
+    pub format_version: u16,
+    pub key_id: String,
+    pub slot_kinds: Vec<String>,
+    pub tenants: u32,
+}
+
+/// Proof that this process holds the exclusive store lock. Only [`Store::lock_exclusive`]
+/// makes one; the guard inside releases the lock when the proof is dropped.
+pub(crate) struct ExclusiveStoreLock<G> {
+    _guard: G,
+}
+
+/// The store as read while holding the exclusive lock `'l`. [`Store::commit`] consumes it, so a
+/// write can only be derived from a read made under the same lock (never from a stale one).
+pub(crate) struct ReadUnderLock<'l, K> {
+    _lock: PhantomData<&'l ()>,
+    pub(crate) loaded: Loaded<K>,
+}
+
+/// A decrypted store, or its absence.
+pub(crate) enum Loaded<K> {
+    Absent,
+    Present { header: Header, key: K, body: Body },
+}
+
+impl<K> Loaded<K> {
+    pub(crate) fn body(&self) -> Option<&Body> {
+        match self {
+            Loaded::Absent => None,
+            Loaded::Present { body, .. } => Some(body),
+        }
+    }
+}
+
+/// The credential store, driven through a [`Platform`].
+pub struct Store<'p, P: Platform> {
+    pub(crate) p: &'p mut P,
+    pub(crate) opts: Options,
+}
+
+impl<'p, P: Platform> Store<'p, P> {
+    pub fn new(platform: &'p mut P, opts: Options) -> Result<Self, StoreError> {
+        opts.validate()?;
+        Ok(Store { p: platform, opts })
+    }
+
+    // ----- locks -----
+
+    pub(crate) fn lock_exclusive(&mut self) -> Result<ExclusiveStoreLock<P::Guard>, StoreError> {
+        let guard = self.acquire(
+            &LockTarget::Store,
+            LockMode::Exclusive,
+            self.opts.lock_timeout_ms,
+            "store",
+        )?;
+        Ok(ExclusiveStoreLock { _guard: guard })
+    }
+
+    pub(crate) fn acquire(
+        &mut self,
+        target: &LockTarget,
+        mode: LockMode,
+        timeout_ms: u32,
+        what: &str,
+    ) -> Result<P::Guard, StoreError> {
+        self.p
+            .acquire(target, mode, timeout_ms)
+            .map_err(|e| match e {
+                LockError::Timeout(waited_ms) => StoreError::LockTimeout {
+                    lock: what.to_owned(),
+                    waited_ms,
+                },
+                LockError::Io(io) => StoreError::Io(crate::platform::FileError::Io(io)),
+            })
+    }
+
+    // ----- reading -----
+
+    /// Read and decrypt the store file. Any failure is returned as is: the caller must not
+    /// write after a failed read (an unreadable store is never overwritten).
+    fn load(&mut self) -> Result<Loaded<P::Key>, StoreError> {
+        let Some(bytes) = self.p.read(StoreFile::Store)? else {
+            return Ok(Loaded::Absent);
+        };
+        let (header, header_len) = Header::decode(&bytes)?;
+        let key = self.p.unlock(&header.key_id, &header.slots)?;
+        // A host that hands back another key than asked for would make us seal the store
+        // under a key its header does not name.
+        assert_eq!(
+            key.key_id(),
+            header.key_id,
+            "platform unlock returned a different key"
+        );
+        let plaintext = key
+            .open(&header.nonce, &bytes[..header_len], &bytes[header_len..])
+            .map_err(|e| match e {
+                SealError::AuthenticationFailed => StoreError::Corrupt(
+                    "the body fails authentication (the file was altered or truncated)".into(),
+                ),
+                SealError::BadNonce => StoreError::Corrupt("bad nonce".into()),
+            })?;
+        let body: Body = serde_json::from_slice(&plaintext).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "the body authenticates but is not a valid store ({})",
+                crate::oauth::json_error(&e)
+            ))
+        })?;
+        check_body(&body)?;
+        Ok(Loaded::Present { header, key, body })
+    }
+
+    /// Read under the shared lock: a consistent snapshot for readers.
+    pub(crate) fn read_shared(&mut self) -> Result<Loaded<P::Key>, StoreError> {
+        let _guard = self.acquire(
+            &LockTarget::Store,
+            LockMode::Shared,
+            self.opts.lock_timeout_ms,
+            "store",
+        )?;
+        self.load()
+    }
+
+    pub(crate) fn read_under<'l>(
+        &mut self,
+        _lock: &'l ExclusiveStoreLock<P::Guard>,
+    ) -> Result<ReadUnderLock<'l, P::Key>, StoreError> {
+        Ok(ReadUnderLock {
+            _lock: PhantomData,
+            loaded: self.load()?,
+        })
+    }
+
+    // ----- writing -----
+
+    /// Seal `body` and replace the store with it. The store must have been read under the
+    /// same exclusive lock (`read`), and the body must derive from that read.
+    pub(crate) fn commit(
+        &mut self,
+        _lock: &ExclusiveStoreLock<P::Guard>,
+        read: ReadUnderLock<'_, P::Key>,
+        mut body: Body,
+    ) -> Result<u64, StoreError> {
+        let (key, slots, old_generation) = match read.loaded {
+            Loaded::Absent => {
+                // Key creation only under the exclusive lock and only with no store: two first
+                // writers can never mint two keys, and an existing ciphertext never gets a new one.
+                let key = self.p.create_key()?;
+                let slots = key.slots();
+                (key, slots, 0)
+            }
+            // Keep the header's slots verbatim, including kinds this host does not know.
+            Loaded::Present {
+                header,
+                key,
+                body: old,
+            } => (key, header.slots, old.generation),
+        };
+        body.generation = old_generation.checked_add(1).expect("generation overflow");
+        check_body(&body)?;
+        let key_id: [u8; KEY_ID_LEN] = key
+            .key_id()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("the platform's key id is not 16 bytes".into()))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        self.p.fill_random(&mut nonce);
+        let header = Header {
+            key_id,
+            slots,
+            nonce,
+        };
+        let mut out = header.encode();
+        let plaintext = serde_json::to_vec(&body).expect("a Body always serialises");
+        let ciphertext = key
+            .seal(&nonce, &out, &plaintext)
+            .map_err(|_| StoreError::Corrupt("sealing failed".into()))?;
+        out.extend_from_slice(&ciphertext);
+        // What we are about to write must parse back to the header we meant.
+        debug_assert_eq!(Header::decode(&out).map(|(h, _)| h).as_ref(), Ok(&header));
+        self.p.replace(StoreFile::Store, &out)?;
+        Ok(body.generation)
+    }
+
+    /// The merge: take the exclusive lock, re-read, apply only `change`, write atomically.
+    /// `change` returns its result and whether it changed anything (no write if not).
+    pub(crate) fn mutate<R>(
+        &mut self,
+        create: bool,
+        change: impl FnOnce(&mut Body, u64) -> Result<(R, bool), StoreError>,
+    ) -> Result<(R, u64), StoreError> {
+        let lock = self.lock_exclusive()?;
+        let read = self.read_under(&lock)?;
+        let generation = read.loaded.body().map_or(0, |b| b.generation);
+        if !create && read.loaded.body().is_none() {
+            let now = self.p.wall_ms();
+            let mut empty = Body::default();
+            let (r, _) = change(&mut empty, now)?;
+            return Ok((r, 0));
+        }
+        let mut body = read.loaded.body().cloned().unwrap_or_default();
+        let now = self.p.wall_ms();
+        let (r, changed) = change(&mut body, now)?;
+        if !changed && read.loaded.body().is_some() {
+            return Ok((r, generation));
+        }
+        let generation = self.commit(&lock, read, body)?;
+        Ok((r, generation))
+    }
+
+    // ----- the API -----
+
+    /// Create the store if absent; true if this call created it.
+    pub fn init(&mut self) -> Result<bool, StoreError> {
+        let lock = self.lock_exclusive()?;
+        let read = self.read_under(&lock)?;
+        if read.loaded.body().is_some() {
+            return Ok(false);
+        }
+        self.commit(&lock, read, Body::default())?;
+        Ok(true)
+    }
+
+    pub fn put(&mut self, tenant: &str, token_response: &str) -> Result<WriteReceipt, StoreError> {
+        let tenant = tenant_name(tenant)?;
+        let now = self.p.wall_ms();
+        let (grant, config) = parse_token_response(token_response.as_bytes(), now)
+            .map_err(StoreError::InvalidTokenResponse)?;
+        let config_given = !config.is_empty();
+        let config = parse_refresh_config(config).map_err(StoreError::InvalidTokenResponse)?;
+        let (revision, generation) = self.mutate(true, |body, now| {
+            let old = body.tenants.remove(tenant.as_str());
+            let revision = old.as_ref().map_or(0, |e| e.revision) + 1;
+            // A put is a new login: its tokens replace the old ones. Refresh settings not
+            // given are kept, so a re-login need not repeat the client configuration.
+            let (token_endpoint, client_id, client_auth, retry) = match (&old, config_given) {
+                (Some(o), false) => (
+                    o.token_endpoint.clone(),
+                    o.client_id.clone(),
+                    o.client_auth.clone(),
+                    o.retry_unknown_refresh,
+                ),
+                _ => (
+                    config.token_endpoint,
+                    config.client_id,
+                    config.client_auth,
+                    config.retry_unknown_refresh,
+                ),
+            };
+            let entry = Entry {
+                access_token: grant.access_token,
+                token_type: grant.token_type,
+                expires_at_ms: grant.expires_at_ms,
+                refresh_token: grant.refresh_token,
+                scope: grant.scope,
+                token_endpoint,
+                client_id,
+                client_auth,
+                revision,
+                updated_at_ms: now,
+                needs_reauth: false,
+                refresh_intent: None,
+                retry_unknown_refresh: retry,
+                response_extra: grant.extra,
+                unknown: old.map(|o| o.unknown).unwrap_or_default(),
+            };
+            body.tenants.insert(tenant.as_str().to_owned(), entry);
+            Ok((revision, true))
+        })?;
+        Ok(WriteReceipt {
+            revision,
+            generation,
+        })
+    }
+
+    pub fn list(&mut self) -> Result<Vec<TenantSummary>, StoreError> {
+        let loaded = self.read_shared()?;
+        let Some(body) = loaded.body() else {
+            return Ok(Vec::new());
+        };
+        Ok(body
+            .tenants
+            .iter()
+            .map(|(name, e)| TenantSummary {
+                tenant: name.clone(),
+                token_type: e.token_type.clone(),
+                expires_at_ms: e.expires_at_ms,
+                has_refresh_token: e.refresh_token.is_some(),
+                scope: e.scope.clone(),
+                token_endpoint: e.token_endpoint.clone(),
+                client_id: e.client_id.clone(),
+                revision: e.revision,
+                needs_reauth: e.needs_reauth
+                    || e.refresh_intent.is_some() && !e.retry_unknown_refresh,
+            })
+            .collect())
+    }
+
+    pub fn delete(&mut self, tenant: &str) -> Result<bool, StoreError> {
+        let tenant = tenant_name(tenant)?;
+        let (existed, _) = self.mutate(false, |body, _| {
+            let existed = body.tenants.remove(tenant.as_str()).is_some();
+            Ok((existed, existed))
+        })?;
+        Ok(existed)
+    }
+
+    pub fn info(&mut self) -> Result<StoreInfo, StoreError> {
+        match self.read_shared()? {
+            Loaded::Absent => Ok(StoreInfo {
+                exists: false,
+                generation: 0,
+                format_version: crate::format::FORMAT_VERSION,
+                key_id: String::new(),
+                slot_kinds: Vec::new(),
+                tenants: 0,
+            }),
+            Loaded::Present { header, body, .. } => Ok(StoreInfo {
+                exists: true,
+                generation: body.generation,
+                format_version: crate::format::FORMAT_VERSION,
+                key_id: crate::tenant::hex(&header.key_id),
+                slot_kinds: header.slots.iter().map(|s| s.kind.clone()).collect(),
+                tenants: u32::try_from(body.tenants.len()).unwrap_or(u32::MAX),
+            }),
+        }
+    }
+
+    /// The entry of `tenant` as read under the shared lock.
+    pub(crate) fn entry_shared(&mut self, tenant: &TenantName) -> Result<Entry, StoreError> {
+        let loaded = self.read_shared()?;
+        loaded
+            .body()
+            .and_then(|b| b.tenants.get(tenant.as_str()))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(tenant.to_string()))
+    }
+}
+
+pub(crate) fn tenant_name(name: &str) -> Result<TenantName, StoreError> {
+    TenantName::new(name).map_err(|e| StoreError::InvalidTenant(e.to_string()))
+}
+
+/// Invariants of every body read or written.
+fn check_body(body: &Body) -> Result<(), StoreError> {
+    for (name, e) in &body.tenants {
+        if TenantName::new(name).is_err() {
+            return Err(StoreError::Corrupt(
+                "the store holds an invalid tenant name".into(),
+            ));
+        }
+        if e.revision == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "tenant '{name}' has revision 0"
+            )));
+        }
+    }
+    Ok(())
+}

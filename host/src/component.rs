@@ -1,0 +1,479 @@
+//! The wasmtime embedding: the credlock component, its imports wired to the native
+//! platform, and a cache of the compiled artifact so a one-shot CLI call costs milliseconds.
+
+use crate::keys::KeyHandle;
+use crate::locks::LockGuard;
+use crate::native::NativePlatform;
+use anyhow::Context;
+use credlock_core::platform as core_p;
+use credlock_core::Platform;
+use std::path::{Path, PathBuf};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "credlock",
+    with: {
+        "credlock:store/locks.lock-guard": crate::locks::LockGuard,
+        "credlock:store/sealing.sealing-key": crate::keys::KeyHandle,
+    },
+});
+
+use credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
+pub use exports::credlock::store::store as api;
+
+/// The component this host was built with (see build.rs).
+pub static COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/credlock.wasm"));
+/// Hex SHA-256 of [`COMPONENT_WASM`].
+pub static COMPONENT_SHA256: &str = include_str!(concat!(env!("OUT_DIR"), "/credlock.wasm.sha256"));
+
+/// What one call's wasmtime `Store` holds.
+pub struct HostState {
+    pub platform: NativePlatform,
+    table: ResourceTable,
+    wasi: WasiCtx,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A compiled, linked component ready to instantiate (~10-20 µs per instance).
+pub struct Runtime {
+    engine: Engine,
+    pre: CredlockPre<HostState>,
+    /// Where the compiled artifact came from, for `doctor` and benchmarks.
+    pub loaded_from: LoadedFrom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadedFrom {
+    Cache(PathBuf),
+    Compiled { cached_to: Option<PathBuf> },
+}
+
+fn engine() -> anyhow::Result<Engine> {
+    let config = Config::new();
+    Ok(Engine::new(&config)?)
+}
+
+/// The cache file name: component hash, wasmtime version and engine configuration, so a
+/// different build or setting never loads a stale artifact.
+fn cache_path(engine: &Engine, dir: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    dir.join(format!(
+        "credlock-{}-wasmtime{}-{:016x}.cwasm",
+        &COMPONENT_SHA256[..16],
+        env!("CARGO_PKG_VERSION_WASMTIME"),
+        h.finish()
+    ))
+}
+
+/// Load a cached artifact only if it is a regular file we own that nobody else can write:
+/// deserializing runs its machine code, so it must be exactly what we wrote.
+#[allow(unsafe_code)]
+fn load_cached(engine: &Engine, path: &Path) -> Option<Component> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file()
+        || meta.uid() != rustix::process::getuid().as_raw()
+        || meta.mode() & 0o022 != 0
+    {
+        return None;
+    }
+    // SAFETY: the file is a regular file owned by this user, not writable by group or others,
+    // in a directory this user created 0700; we wrote it with `Component::serialize` for this
+    // component hash, wasmtime version and engine configuration (all in its name), and
+    // wasmtime itself checks the version and configuration recorded inside before use.
+    unsafe { Component::deserialize_file(engine, path) }.ok()
+}
+
+impl Runtime {
+    /// Compile (or load from `cache_dir`) and link the component.
+    pub fn load(cache_dir: Option<&Path>) -> anyhow::Result<Runtime> {
+        let engine = engine()?;
+        let cached = cache_dir.map(|d| cache_path(&engine, d));
+        let (component, loaded_from) = match cached
+            .as_deref()
+            .and_then(|p| load_cached(&engine, p).map(|c| (c, p)))
+        {
+            Some((c, p)) => (c, LoadedFrom::Cache(p.to_path_buf())),
+            None => {
+                let component = Component::new(&engine, COMPONENT_WASM)
+                    .map_err(anyhow::Error::from)
+                    .context("compiling the credlock component")?;
+                // A cache that cannot be written only costs speed.
+                let cached_to = cached.and_then(|p| write_cache(&component, &p).ok().map(|()| p));
+                (component, LoadedFrom::Compiled { cached_to })
+            }
+        };
+        let mut linker = Linker::<HostState>::new(&engine);
+        // Rust's std makes the guest import WASI p2. It gets an empty context: no files,
+        // no environment, no network. Everything real goes through credlock's own imports.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Credlock::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let pre = CredlockPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Runtime {
+            engine,
+            pre,
+            loaded_from,
+        })
+    }
+
+    /// Run `f` against a fresh instance whose imports use `platform`; give `platform` back.
+    pub fn with_instance<R>(
+        &self,
+        platform: NativePlatform,
+        f: impl FnOnce(&Credlock, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> (NativePlatform, wasmtime::Result<R>) {
+        let state = HostState {
+            platform,
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&instance, &mut store));
+        // Dropping the store drops any lock guard the guest still held (after a trap).
+        let HostState {
+            platform, table, ..
+        } = store.into_data();
+        drop(table);
+        (platform, result)
+    }
+}
+
+fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().context("cache path has a directory")?;
+    crate::io_util::ensure_private_dir(dir)?;
+    let bytes = component.serialize()?;
+    crate::files::replace(path, &bytes, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+// ----- imports: each forwards to the native platform -----
+
+fn io_error(e: core_p::IoError) -> types::IoError {
+    match e {
+        core_p::IoError::NotARegularFile(d) => types::IoError::NotARegularFile(d),
+        core_p::IoError::PermissionDenied(d) => types::IoError::PermissionDenied(d),
+        core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
+        core_p::IoError::Other(d) => types::IoError::Other(d),
+    }
+}
+
+fn file_error(e: core_p::FileError) -> files::FileError {
+    match e {
+        core_p::FileError::Io(io) => files::FileError::Io(io_error(io)),
+        core_p::FileError::TooLarge(n) => files::FileError::TooLarge(n),
+    }
+}
+
+fn key_error(e: core_p::KeyError) -> sealing::KeyError {
+    match e {
+        core_p::KeyError::NoKeySource => sealing::KeyError::NoKeySource,
+        core_p::KeyError::NoMatchingSlot(k) => sealing::KeyError::NoMatchingSlot(k),
+        core_p::KeyError::WrongPassphrase => sealing::KeyError::WrongPassphrase,
+        core_p::KeyError::WrongKeyFile => sealing::KeyError::WrongKeyFile,
+        core_p::KeyError::MalformedSlot(d) => sealing::KeyError::MalformedSlot(d),
+        core_p::KeyError::Io(io) => sealing::KeyError::Io(io_error(io)),
+    }
+}
+
+fn seal_error(e: core_p::SealError) -> sealing::SealError {
+    match e {
+        core_p::SealError::BadNonce => sealing::SealError::BadNonce,
+        core_p::SealError::AuthenticationFailed => sealing::SealError::AuthenticationFailed,
+    }
+}
+
+fn store_file(f: files::StoreFile) -> core_p::StoreFile {
+    match f {
+        files::StoreFile::Store => core_p::StoreFile::Store,
+        files::StoreFile::Backup => core_p::StoreFile::Backup,
+    }
+}
+
+impl types::Host for HostState {}
+
+impl locks::Host for HostState {
+    fn acquire(
+        &mut self,
+        target: locks::LockTarget,
+        mode: locks::LockMode,
+        timeout_ms: u32,
+    ) -> Result<Resource<LockGuard>, locks::LockError> {
+        let target = match target {
+            locks::LockTarget::Store => core_p::LockTarget::Store,
+            locks::LockTarget::Refresh(id) => {
+                // The WIT promises 64 lowercase hex; a guest that sends anything else must
+                // not get to choose a path.
+                if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(locks::LockError::Io(types::IoError::Other(
+                        "invalid refresh lock id".into(),
+                    )));
+                }
+                core_p::LockTarget::Refresh(id)
+            }
+        };
+        let mode = match mode {
+            locks::LockMode::Shared => core_p::LockMode::Shared,
+            locks::LockMode::Exclusive => core_p::LockMode::Exclusive,
+        };
+        let guard = self
+            .platform
+            .acquire(&target, mode, timeout_ms)
+            .map_err(|e| match e {
+                core_p::LockError::Timeout(ms) => locks::LockError::Timeout(ms),
+                core_p::LockError::Io(io) => locks::LockError::Io(io_error(io)),
+            })?;
+        self.table
+            .push(guard)
+            .map_err(|_| locks::LockError::Io(types::IoError::Other("too many held locks".into())))
+    }
+}
+
+impl locks::HostLockGuard for HostState {
+    fn release(&mut self, guard: Resource<LockGuard>) {
+        if let Ok(g) = self.table.get_mut(&guard) {
+            g.release();
+        }
+    }
+
+    fn drop(&mut self, guard: Resource<LockGuard>) -> wasmtime::Result<()> {
+        self.table.delete(guard)?;
+        Ok(())
+    }
+}
+
+impl files::Host for HostState {
+    fn read(&mut self, file: files::StoreFile) -> Result<files::Blob, files::FileError> {
+        match self.platform.read(store_file(file)).map_err(file_error)? {
+            Some(bytes) => Ok(files::Blob::Present(bytes)),
+            None => Ok(files::Blob::Absent),
+        }
+    }
+
+    fn replace(
+        &mut self,
+        file: files::StoreFile,
+        contents: Vec<u8>,
+    ) -> Result<(), files::FileError> {
+        self.platform
+            .replace(store_file(file), &contents)
+            .map_err(file_error)
+    }
+
+    fn remove(&mut self, file: files::StoreFile) -> Result<(), files::FileError> {
+        self.platform.remove(store_file(file)).map_err(file_error)
+    }
+}
+
+impl sealing::Host for HostState {
+    fn unlock(
+        &mut self,
+        key_id: Vec<u8>,
+        slots: Vec<sealing::KeySlot>,
+    ) -> Result<Resource<KeyHandle>, sealing::KeyError> {
+        let slots: Vec<core_p::KeySlot> = slots
+            .into_iter()
+            .map(|s| core_p::KeySlot {
+                kind: s.kind,
+                data: s.data,
+            })
+            .collect();
+        let key = self.platform.unlock(&key_id, &slots).map_err(key_error)?;
+        self.table
+            .push(key)
+            .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
+    }
+
+    fn create(&mut self) -> Result<Resource<KeyHandle>, sealing::KeyError> {
+        let key = self.platform.create_key().map_err(key_error)?;
+        self.table
+            .push(key)
+            .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
+    }
+}
+
+impl sealing::HostSealingKey for HostState {
+    fn key_id(&mut self, key: Resource<KeyHandle>) -> Vec<u8> {
+        self.table
+            .get(&key)
+            .map(|k| k.id().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn slots(&mut self, key: Resource<KeyHandle>) -> Vec<sealing::KeySlot> {
+        self.table
+            .get(&key)
+            .map(|k| {
+                k.slots()
+                    .into_iter()
+                    .map(|s| sealing::KeySlot {
+                        kind: s.kind,
+                        data: s.data,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn seal(
+        &mut self,
+        key: Resource<KeyHandle>,
+        nonce: Vec<u8>,
+        aad: Vec<u8>,
+        plaintext: Vec<u8>,
+    ) -> Result<Vec<u8>, sealing::SealError> {
+        let k = self
+            .table
+            .get(&key)
+            .map_err(|_| sealing::SealError::AuthenticationFailed)?;
+        k.seal(&nonce, &aad, &plaintext).map_err(seal_error)
+    }
+
+    fn open(
+        &mut self,
+        key: Resource<KeyHandle>,
+        nonce: Vec<u8>,
+        aad: Vec<u8>,
+        ciphertext: Vec<u8>,
+    ) -> Result<Vec<u8>, sealing::SealError> {
+        let k = self
+            .table
+            .get(&key)
+            .map_err(|_| sealing::SealError::AuthenticationFailed)?;
+        k.open(&nonce, &aad, &ciphertext).map_err(seal_error)
+    }
+
+    fn drop(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<()> {
+        self.table.delete(key)?;
+        Ok(())
+    }
+}
+
+impl token_endpoint::Host for HostState {
+    fn post(
+        &mut self,
+        r: token_endpoint::TokenRequest,
+    ) -> Result<token_endpoint::HttpReply, token_endpoint::TransportError> {
+        let request = core_p::TokenRequest {
+            url: r.url,
+            body: r.body,
+            authorization: r.authorization,
+            timeout_ms: r.timeout_ms,
+        };
+        match self.platform.post(&request) {
+            Ok(reply) => Ok(token_endpoint::HttpReply {
+                status: reply.status,
+                content_type: reply.content_type,
+                body: reply.body,
+            }),
+            Err(e) => Err(transport_error_out(e)),
+        }
+    }
+}
+
+fn transport_error_out(e: core_p::TransportError) -> token_endpoint::TransportError {
+    match e {
+        core_p::TransportError::BadUrl(d) => token_endpoint::TransportError::BadUrl(d),
+        core_p::TransportError::Connect(d) => token_endpoint::TransportError::Connect(d),
+        core_p::TransportError::Timeout => token_endpoint::TransportError::Timeout,
+        core_p::TransportError::Interrupted(d) => token_endpoint::TransportError::Interrupted(d),
+        core_p::TransportError::ReplyTooLarge => token_endpoint::TransportError::ReplyTooLarge,
+    }
+}
+
+impl clock::Host for HostState {
+    fn wall_ms(&mut self) -> u64 {
+        self.platform.wall_ms()
+    }
+    fn monotonic_ms(&mut self) -> u64 {
+        self.platform.monotonic_ms()
+    }
+}
+
+impl random::Host for HostState {
+    fn fill(&mut self, len: u32) -> Vec<u8> {
+        let mut buf = vec![0u8; len as usize];
+        self.platform.fill_random(&mut buf);
+        buf
+    }
+}
+
+// ----- exports: the component's errors back into the core's type -----
+
+fn io_error_in(e: types::IoError) -> core_p::IoError {
+    match e {
+        types::IoError::NotARegularFile(d) => core_p::IoError::NotARegularFile(d),
+        types::IoError::PermissionDenied(d) => core_p::IoError::PermissionDenied(d),
+        types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
+        types::IoError::Other(d) => core_p::IoError::Other(d),
+    }
+}
+
+/// The component's `store-error` as the core's [`credlock_core::StoreError`], which knows
+/// how to describe itself and what to recommend.
+pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
+    use credlock_core::{EndpointError as CE, StoreError as S};
+    match e {
+        api::StoreError::InvalidTenant(d) => S::InvalidTenant(d),
+        api::StoreError::InvalidTokenResponse(d) => S::InvalidTokenResponse(d),
+        api::StoreError::InvalidOptions(d) => S::InvalidOptions(d),
+        api::StoreError::NotFound(t) => S::NotFound(t),
+        api::StoreError::Expired(t) => S::Expired(t),
+        api::StoreError::ReauthNeeded(t) => S::ReauthNeeded(t),
+        api::StoreError::RefreshOutcomeUnknown(t) => S::RefreshOutcomeUnknown(t),
+        api::StoreError::Endpoint(e) => S::Endpoint(match e {
+            api::EndpointError::Oauth(o) => CE::OAuth {
+                status: o.status,
+                error: o.error,
+                description: o.error_description,
+            },
+            api::EndpointError::Server(s) => CE::Server(s),
+            api::EndpointError::MalformedReply(d) => CE::MalformedReply(d),
+            api::EndpointError::Transport(t) => CE::Transport(match t {
+                token_endpoint::TransportError::BadUrl(d) => core_p::TransportError::BadUrl(d),
+                token_endpoint::TransportError::Connect(d) => core_p::TransportError::Connect(d),
+                token_endpoint::TransportError::Timeout => core_p::TransportError::Timeout,
+                token_endpoint::TransportError::Interrupted(d) => {
+                    core_p::TransportError::Interrupted(d)
+                }
+                token_endpoint::TransportError::ReplyTooLarge => {
+                    core_p::TransportError::ReplyTooLarge
+                }
+            }),
+        }),
+        api::StoreError::LockTimeout(l) => S::LockTimeout {
+            lock: l.lock,
+            waited_ms: l.waited_ms,
+        },
+        api::StoreError::Io(files::FileError::Io(io)) => {
+            S::Io(core_p::FileError::Io(io_error_in(io)))
+        }
+        api::StoreError::Io(files::FileError::TooLarge(n)) => S::Io(core_p::FileError::TooLarge(n)),
+        api::StoreError::Key(k) => S::Key(match k {
+            sealing::KeyError::NoKeySource => core_p::KeyError::NoKeySource,
+            sealing::KeyError::NoMatchingSlot(k) => core_p::KeyError::NoMatchingSlot(k),
+            sealing::KeyError::WrongPassphrase => core_p::KeyError::WrongPassphrase,
+            sealing::KeyError::WrongKeyFile => core_p::KeyError::WrongKeyFile,
+            sealing::KeyError::MalformedSlot(d) => core_p::KeyError::MalformedSlot(d),
+            sealing::KeyError::Io(io) => core_p::KeyError::Io(io_error_in(io)),
+        }),
+        api::StoreError::NotAStore(d) => S::NotAStore(d),
+        api::StoreError::UnsupportedVersion(v) => S::UnsupportedVersion(v),
+        api::StoreError::Corrupt(d) => S::Corrupt(d),
+    }
+}

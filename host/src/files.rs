@@ -1,0 +1,236 @@
+//! The store's files on a POSIX filesystem: whole reads, atomic durable replaces.
+//!
+//! What we assume of the filesystem (FORMAT.md, "Filesystem assumptions"): `rename(2)`
+//! within a directory is atomic; data is durable after `fsync` of the file, and a rename or
+//! link after `fsync` of the directory; `link(2)` is atomic and fails if the name exists.
+
+use crate::io_util::{io_error, sync_dir};
+use credlock_core::platform::{FileError, IoError};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The largest store file read (a store of thousands of tenants is well below this).
+pub const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
+
+fn nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::CLOEXEC.bits() as i32
+}
+
+/// The whole file, or `None` if it does not exist. Refuses symlinks and non-regular files.
+pub fn read(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FileError::Io(io_error(&e, path))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| FileError::Io(io_error(&e, path)))?;
+    if !meta.is_file() {
+        return Err(FileError::Io(IoError::NotARegularFile(
+            path.display().to_string(),
+        )));
+    }
+    if meta.len() > max_bytes {
+        return Err(FileError::TooLarge(meta.len()));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // The file is never written in place (only replaced), so this reads one version.
+    file.take(max_bytes + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| FileError::Io(io_error(&e, path)))?;
+    if buf.len() as u64 > max_bytes {
+        return Err(FileError::TooLarge(buf.len() as u64));
+    }
+    Ok(Some(buf))
+}
+
+fn temp_name(target: &Path, tag: &str) -> PathBuf {
+    let mut rnd = [0u8; 8];
+    getrandom::getrandom(&mut rnd).expect("the OS random source is available");
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
+    target.with_file_name(format!(
+        ".{name}.{tag}-{}-{}",
+        std::process::id(),
+        hex::encode(rnd)
+    ))
+}
+
+/// Refuse to replace a symlink: writing through one could land anywhere.
+fn check_not_symlink(path: &Path) -> Result<(), FileError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_file() => Err(FileError::Io(
+            IoError::NotARegularFile(format!("{}: not a regular file (refused)", path.display())),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Replace `target` with `contents` atomically and durably; if `backup` is given and
+/// `target` exists, its current version becomes `backup` first (a hard link: files are
+/// never modified in place, so the old inode is exactly the old version).
+pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<(), FileError> {
+    let dir = target.parent().expect("store files live in a directory");
+    check_not_symlink(target)?;
+    let tmp = temp_name(target, "tmp");
+    let result = (|| -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nofollow())
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FileError::Io(io_error(&e, target)));
+    }
+    if let Some(backup) = backup {
+        if let Err(e) = keep_backup(target, backup) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    if let Err(e) = std::fs::rename(&tmp, target) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FileError::Io(io_error(&e, target)));
+    }
+    sync_dir(dir).map_err(|e| FileError::Io(io_error(&e, dir)))
+}
+
+fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
+    let link_tmp = temp_name(backup, "tmp");
+    match std::fs::hard_link(target, &link_tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FileError::Io(io_error(&e, backup))),
+    }
+    std::fs::rename(&link_tmp, backup).map_err(|e| {
+        let _ = std::fs::remove_file(&link_tmp);
+        FileError::Io(io_error(&e, backup))
+    })
+    // The directory fsync after the main rename makes this durable too.
+}
+
+/// Remove `path` durably; missing is fine.
+pub fn remove(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FileError::Io(io_error(&e, path))),
+    }
+    let dir = path.parent().expect("store files live in a directory");
+    sync_dir(dir).map_err(|e| FileError::Io(io_error(&e, dir)))
+}
+
+/// Create `path` with `contents` only if it does not exist, atomically (temp + link) and
+/// durably; returns false if it existed. Used for the key file: two processes creating it
+/// at once must end up with one key.
+pub fn create_exclusive(path: &Path, contents: &[u8]) -> Result<bool, FileError> {
+    let dir = path.parent().expect("files live in a directory");
+    let tmp = temp_name(path, "new");
+    let write = (|| -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nofollow())
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()
+    })();
+    if let Err(e) = write {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FileError::Io(io_error(&e, path)));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(dir).map_err(|e| FileError::Io(io_error(&e, dir)))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(FileError::Io(io_error(&e, path))),
+    }
+}
+
+/// Owner-only? (Used by `doctor`.) Returns the mode bits.
+pub fn mode_of(path: &Path) -> Option<u32> {
+    File::open(path)
+        .ok()?
+        .metadata()
+        .ok()
+        .map(|m| m.mode() & 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Guards promise 2 (no torn file) and promise 4 (backup before replace).
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replace_keeps_backup_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, b) = (dir.path().join("s"), dir.path().join("s.bak"));
+        replace(&t, b"one", Some(&b)).unwrap();
+        assert!(!b.exists());
+        replace(&t, b"two", Some(&b)).unwrap();
+        assert_eq!(std::fs::read(&t).unwrap(), b"two");
+        assert_eq!(std::fs::read(&b).unwrap(), b"one");
+        assert_eq!(
+            std::fs::metadata(&t).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // No temporary files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn refuses_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            read(&link, 100),
+            Err(FileError::Io(IoError::NotARegularFile(_)))
+        ));
+        assert!(matches!(
+            replace(&link, b"y", None),
+            Err(FileError::Io(IoError::NotARegularFile(_)))
+        ));
+        assert_eq!(std::fs::read(&real).unwrap(), b"x");
+    }
+
+    #[test]
+    fn create_exclusive_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        assert!(create_exclusive(&p, b"a").unwrap());
+        assert!(!create_exclusive(&p, b"b").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"a");
+    }
+
+    #[test]
+    fn too_large_is_specific() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![0u8; 101]).unwrap();
+        assert_eq!(read(&p, 100), Err(FileError::TooLarge(101)));
+    }
+}

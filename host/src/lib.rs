@@ -1,0 +1,295 @@
+//! credlock: OAuth credentials that many processes share safely.
+//!
+//! This crate is the wasmtime host: it runs the credlock core (a WebAssembly component built
+//! from `core/`) with real implementations of its `platform` imports: `flock` locks,
+//! atomic durable files, host-side AES-256-GCM with key-file and passphrase slots, and an
+//! HTTP client for token endpoints. [`Credlock`] is the API for Rust programs; the
+//! `credlock` binary is the CLI.
+//!
+//! ```no_run
+//! let mut store = credlock::Credlock::open(credlock::Config::for_dir("/tmp/creds"))?;
+//! store.put("acme", r#"{"access_token":"...","expires_in":3600}"#)?;
+//! let token = store.token("acme", 60_000)?;
+//! # Ok::<(), credlock::Error>(())
+//! ```
+#![deny(unsafe_code)]
+
+pub mod component;
+pub mod endpoint;
+pub mod files;
+mod io_util;
+pub mod keys;
+pub mod layout;
+pub mod locks;
+pub mod native;
+
+pub use credlock_core::{AccessToken, Options, StoreError, StoreInfo, TenantSummary, WriteReceipt};
+
+use component::{api, Runtime};
+use endpoint::EndpointPolicy;
+use keys::{KeySources, Keyring};
+use layout::Layout;
+use native::NativePlatform;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store_dir: PathBuf,
+    pub keys: KeySources,
+    pub options: Options,
+    pub endpoint: EndpointPolicy,
+    /// Where to cache the compiled component (`None`: compile every time).
+    pub cache_dir: Option<PathBuf>,
+    pub backend: Backend,
+}
+
+/// Which build of the core runs the store logic. Both are the same source; the component
+/// is what every language host embeds, the native one exists for comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Component,
+    Native,
+}
+
+impl Config {
+    /// A store in `dir`, with the default key file `dir/key` and default timeouts.
+    pub fn for_dir(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        let layout = Layout::new(&dir);
+        Config {
+            keys: KeySources {
+                passphrase: None,
+                key_file: Some(layout.default_key_file()),
+                create_key_file: true,
+                kdf: Default::default(),
+            },
+            store_dir: dir,
+            options: Options::default(),
+            endpoint: EndpointPolicy::default(),
+            cache_dir: layout::default_cache_dir(),
+            backend: Backend::Component,
+        }
+    }
+}
+
+/// An error from a store operation.
+#[derive(Debug)]
+pub enum Error {
+    /// The store refused or failed the operation (see [`StoreError::recommendation`]).
+    Store(StoreError),
+    /// The component could not be loaded or trapped: a bug in credlock, not in your data.
+    Runtime(anyhow::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Store(e) => e.fmt(f),
+            Error::Runtime(e) => write!(f, "internal error in the credlock runtime: {e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+/// The runtime is shared by every store of a process: compiling is the expensive part.
+fn runtime(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, Error> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    if let Some(r) = RUNTIME.get() {
+        return Ok(Arc::clone(r));
+    }
+    let r = Arc::new(Runtime::load(cache_dir).map_err(Error::Runtime)?);
+    Ok(Arc::clone(RUNTIME.get_or_init(|| r)))
+}
+
+/// An open credential store.
+pub struct Credlock {
+    runtime: Option<Arc<Runtime>>,
+    /// `None` only while a call has lent it to a wasmtime store.
+    platform: Option<NativePlatform>,
+    options: Options,
+}
+
+impl Credlock {
+    pub fn open(config: Config) -> Result<Self, Error> {
+        config.options.validate()?;
+        let runtime = match config.backend {
+            Backend::Component => Some(runtime(config.cache_dir.as_deref())?),
+            Backend::Native => None,
+        };
+        let platform = NativePlatform::new(
+            Layout::new(config.store_dir),
+            Keyring::new(config.keys),
+            config.endpoint,
+        );
+        Ok(Credlock {
+            runtime,
+            platform: Some(platform),
+            options: config.options,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self
+            .platform
+            .as_ref()
+            .expect("platform is home between calls")
+            .layout
+    }
+
+    pub fn runtime(&self) -> Option<&Runtime> {
+        self.runtime.as_deref()
+    }
+
+    /// Run one operation, in the component or natively.
+    fn call<R, W>(
+        &mut self,
+        wasm: impl FnOnce(
+            &component::Credlock,
+            &mut wasmtime::Store<component::HostState>,
+            &api::Options,
+        ) -> wasmtime::Result<Result<W, api::StoreError>>,
+        native: impl FnOnce(&mut credlock_core::Store<'_, NativePlatform>) -> Result<R, StoreError>,
+        convert: impl FnOnce(W) -> R,
+    ) -> Result<R, Error> {
+        let mut platform = self
+            .platform
+            .take()
+            .expect("platform is home between calls");
+        let result = match &self.runtime {
+            Some(rt) => {
+                let opts = api::Options {
+                    lock_timeout_ms: self.options.lock_timeout_ms,
+                    http_timeout_ms: self.options.http_timeout_ms,
+                };
+                let (back, r) =
+                    rt.with_instance(platform, |instance, store| wasm(instance, store, &opts));
+                platform = back;
+                match r {
+                    Ok(Ok(w)) => Ok(convert(w)),
+                    Ok(Err(e)) => Err(Error::Store(component::store_error(e))),
+                    Err(trap) => Err(Error::Runtime(trap.into())),
+                }
+            }
+            None => credlock_core::Store::new(&mut platform, self.options)
+                .and_then(|mut s| native(&mut s))
+                .map_err(Error::Store),
+        };
+        self.platform = Some(platform);
+        result
+    }
+
+    /// Create the store if it does not exist; true if created.
+    pub fn init(&mut self) -> Result<bool, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_init(s, *o),
+            |s| s.init(),
+            |b| b,
+        )
+    }
+
+    /// Store a token response (JSON) for `tenant`.
+    pub fn put(&mut self, tenant: &str, token_response: &str) -> Result<WriteReceipt, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_put(s, *o, tenant, token_response)
+            },
+            |s| s.put(tenant, token_response),
+            |r| WriteReceipt {
+                revision: r.revision,
+                generation: r.generation,
+            },
+        )
+    }
+
+    /// An access token valid for at least `min_valid_ms` more, refreshed if needed.
+    pub fn token(&mut self, tenant: &str, min_valid_ms: u64) -> Result<AccessToken, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_token(s, *o, tenant, min_valid_ms)
+            },
+            |s| s.token(tenant, min_valid_ms),
+            access_token,
+        )
+    }
+
+    /// Refresh now; with `rejected` (hex SHA-256 prefix of a refused access token), only if
+    /// the stored token is still that one.
+    pub fn refresh(&mut self, tenant: &str, rejected: Option<&str>) -> Result<AccessToken, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_refresh(s, *o, tenant, rejected)
+            },
+            |s| s.refresh(tenant, rejected),
+            access_token,
+        )
+    }
+
+    pub fn list(&mut self) -> Result<Vec<TenantSummary>, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_list(s, *o),
+            |s| s.list(),
+            |v| {
+                v.into_iter()
+                    .map(|t| TenantSummary {
+                        tenant: t.tenant,
+                        token_type: t.token_type,
+                        expires_at_ms: t.expires_at_ms,
+                        has_refresh_token: t.has_refresh_token,
+                        scope: t.scope,
+                        token_endpoint: t.token_endpoint,
+                        client_id: t.client_id,
+                        revision: t.revision,
+                        needs_reauth: t.needs_reauth,
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// Remove a tenant; false if it did not exist.
+    pub fn delete(&mut self, tenant: &str) -> Result<bool, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_delete(s, *o, tenant),
+            |s| s.delete(tenant),
+            |b| b,
+        )
+    }
+
+    pub fn info(&mut self) -> Result<StoreInfo, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_info(s, *o),
+            |s| s.info(),
+            |i| StoreInfo {
+                exists: i.exists,
+                generation: i.generation,
+                format_version: i.format_version,
+                key_id: i.key_id,
+                slot_kinds: i.slot_kinds,
+                tenants: i.tenants,
+            },
+        )
+    }
+}
+
+fn access_token(t: api::AccessToken) -> AccessToken {
+    AccessToken {
+        token: t.token,
+        token_type: t.token_type,
+        expires_at_ms: t.expires_at_ms,
+        revision: t.revision,
+        refreshed: t.refreshed,
+    }
+}

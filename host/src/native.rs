@@ -1,0 +1,121 @@
+//! The native platform: the core's seam implemented with flock, atomic files, host-side
+//! AES-GCM, ureq, the OS clock and the OS random source. The wasmtime glue
+//! (`component.rs`) forwards each WIT import to this, and native embedders can drive the
+//! core with it directly (`credlock_core::Store::new(&mut platform, ..)`).
+
+use crate::endpoint::{self, EndpointPolicy};
+use crate::files;
+use crate::io_util::{ensure_private_dir, io_error};
+use crate::keys::{DataKey, KeyHandle, Keyring};
+use crate::layout::Layout;
+use crate::locks::{self, LockGuard};
+use credlock_core::platform::*;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub struct NativePlatform {
+    pub layout: Layout,
+    pub keys: Keyring,
+    pub policy: EndpointPolicy,
+    origin: Instant,
+}
+
+impl NativePlatform {
+    pub fn new(layout: Layout, keys: Keyring, policy: EndpointPolicy) -> Self {
+        NativePlatform {
+            layout,
+            keys,
+            policy,
+            origin: Instant::now(),
+        }
+    }
+
+    fn path(&self, file: StoreFile) -> std::path::PathBuf {
+        match file {
+            StoreFile::Store => self.layout.store(),
+            StoreFile::Backup => self.layout.backup(),
+        }
+    }
+}
+
+impl SealingKey for KeyHandle {
+    fn key_id(&self) -> Vec<u8> {
+        self.id().to_vec()
+    }
+    fn slots(&self) -> Vec<KeySlot> {
+        DataKey::slots(self)
+    }
+    fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        DataKey::seal(self, nonce, aad, plaintext)
+    }
+    fn open(&self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
+        DataKey::open(self, nonce, aad, ciphertext)
+    }
+}
+
+impl Platform for NativePlatform {
+    type Guard = LockGuard;
+    type Key = KeyHandle;
+
+    fn acquire(
+        &mut self,
+        target: &LockTarget,
+        mode: LockMode,
+        timeout_ms: u32,
+    ) -> Result<LockGuard, LockError> {
+        let path = match target {
+            LockTarget::Store => {
+                ensure_private_dir(&self.layout.dir)
+                    .map_err(|e| LockError::Io(io_error(&e, &self.layout.dir)))?;
+                self.layout.store_lock()
+            }
+            LockTarget::Refresh(id) => {
+                let dir = self.layout.lock_dir();
+                ensure_private_dir(&dir).map_err(|e| LockError::Io(io_error(&e, &dir)))?;
+                self.layout.refresh_lock(id)
+            }
+        };
+        locks::acquire(&path, mode, Duration::from_millis(u64::from(timeout_ms)))
+    }
+
+    fn read(&mut self, file: StoreFile) -> Result<Option<Vec<u8>>, FileError> {
+        files::read(&self.path(file), files::MAX_STORE_BYTES)
+    }
+
+    fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
+        ensure_private_dir(&self.layout.dir)
+            .map_err(|e| FileError::Io(io_error(&e, &self.layout.dir)))?;
+        let backup = (file == StoreFile::Store).then(|| self.layout.backup());
+        files::replace(&self.path(file), contents, backup.as_deref())
+    }
+
+    fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
+        files::remove(&self.path(file))
+    }
+
+    fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<KeyHandle, KeyError> {
+        self.keys.unlock(key_id, slots).map(KeyHandle)
+    }
+
+    fn create_key(&mut self) -> Result<KeyHandle, KeyError> {
+        self.keys.create().map(KeyHandle)
+    }
+
+    fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError> {
+        endpoint::post(request, self.policy)
+    }
+
+    fn wall_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("the OS random source is available");
+    }
+}
