@@ -145,7 +145,7 @@ impl StoreError {
             Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
             Key(KeyError::WrongPassphrase) => "check CREDLOCK_PASSPHRASE; the store was not changed",
             Key(_) => "check the key file or passphrase; the store was not changed",
-            NotAStore(_) | Corrupt(_) => "restore the previous version with `credlock recover`; the damaged file was not changed",
+            NotAStore(_) | Corrupt(_) => "the damaged file was not changed; the previous good version is credentials.sealed.bak in the store directory",
             UnsupportedVersion(_) => "use the credlock version that wrote this store",
         }
     }

@@ -1,0 +1,489 @@
+//! Core tests over an in-memory platform: the format's three distinct read failures, tamper
+//! detection through the header-as-AAD, the merge, and the refresh state machine's decisions
+//! against a scripted token endpoint. (Multi-process behaviour is tested in host/tests with
+//! real processes, and explored by the simulator.)
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use credlock_core::platform::*;
+use credlock_core::{Options, Store, StoreError};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+#[derive(Clone)]
+struct MemKey {
+    id: Vec<u8>,
+    key: [u8; 32],
+}
+
+impl SealingKey for MemKey {
+    fn key_id(&self) -> Vec<u8> {
+        self.id.clone()
+    }
+    fn slots(&self) -> Vec<KeySlot> {
+        vec![KeySlot {
+            kind: "mem".into(),
+            data: self.key.to_vec(),
+        }]
+    }
+    fn seal(&self, nonce: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>, SealError> {
+        Aes256Gcm::new(&self.key.into())
+            .encrypt(Nonce::from_slice(nonce), Payload { msg: pt, aad })
+            .map_err(|_| SealError::AuthenticationFailed)
+    }
+    fn open(&self, nonce: &[u8], aad: &[u8], ct: &[u8]) -> Result<Vec<u8>, SealError> {
+        Aes256Gcm::new(&self.key.into())
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map_err(|_| SealError::AuthenticationFailed)
+    }
+}
+
+#[derive(Default)]
+struct World {
+    files: BTreeMap<&'static str, Vec<u8>>,
+    writes: usize,
+    requests: Vec<TokenRequest>,
+    replies: VecDeque<Result<HttpReply, TransportError>>,
+}
+
+struct Mem {
+    world: Rc<RefCell<World>>,
+    /// The key this "process" can open; `None` = no key source.
+    key: Option<MemKey>,
+    now_ms: u64,
+    rng: u64,
+}
+
+impl Mem {
+    fn new(world: &Rc<RefCell<World>>) -> Self {
+        Mem {
+            world: Rc::clone(world),
+            key: Some(MemKey {
+                id: vec![1; 16],
+                key: [7; 32],
+            }),
+            now_ms: 1_000_000,
+            rng: 1,
+        }
+    }
+}
+
+fn name(f: StoreFile) -> &'static str {
+    match f {
+        StoreFile::Store => "store",
+        StoreFile::Backup => "backup",
+    }
+}
+
+impl Platform for Mem {
+    type Guard = ();
+    type Key = MemKey;
+    fn acquire(&mut self, _: &LockTarget, _: LockMode, _: u32) -> Result<(), LockError> {
+        Ok(())
+    }
+    fn read(&mut self, f: StoreFile) -> Result<Option<Vec<u8>>, FileError> {
+        Ok(self.world.borrow().files.get(name(f)).cloned())
+    }
+    fn replace(&mut self, f: StoreFile, c: &[u8]) -> Result<(), FileError> {
+        let mut w = self.world.borrow_mut();
+        w.writes += 1;
+        w.files.insert(name(f), c.to_vec());
+        Ok(())
+    }
+    fn remove(&mut self, f: StoreFile) -> Result<(), FileError> {
+        self.world.borrow_mut().files.remove(name(f));
+        Ok(())
+    }
+    fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<MemKey, KeyError> {
+        match &self.key {
+            Some(k) if k.id == key_id => Ok(k.clone()),
+            Some(_) => Err(KeyError::WrongKeyFile),
+            None => Err(KeyError::NoMatchingSlot(
+                slots.iter().map(|s| s.kind.clone()).collect(),
+            )),
+        }
+    }
+    fn create_key(&mut self) -> Result<MemKey, KeyError> {
+        self.key.clone().ok_or(KeyError::NoKeySource)
+    }
+    fn post(&mut self, r: &TokenRequest) -> Result<HttpReply, TransportError> {
+        let mut w = self.world.borrow_mut();
+        w.requests.push(r.clone());
+        w.replies.pop_front().expect("a scripted reply")
+    }
+    fn wall_ms(&mut self) -> u64 {
+        self.now_ms
+    }
+    fn monotonic_ms(&mut self) -> u64 {
+        self.now_ms
+    }
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.rng = self
+                .rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = (self.rng >> 56) as u8;
+        }
+    }
+}
+
+fn store(p: &mut Mem) -> Store<'_, Mem> {
+    Store::new(p, Options::default()).unwrap()
+}
+
+const REFRESHABLE: &str = r#"{"access_token":"at-1","expires_in":3600,"refresh_token":"rt-1",
+    "token_endpoint":"https://as.example/token","client_id":"cli","client_secret":"cs-9f8e7d","id_token":"keep-me"}"#;
+
+fn ok_reply(body: &str) -> Result<HttpReply, TransportError> {
+    Ok(HttpReply {
+        status: 200,
+        content_type: Some("application/json".into()),
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+#[test]
+fn put_and_token_round_trip() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    let r = store(&mut p).put("acme", REFRESHABLE).unwrap();
+    assert_eq!((r.revision, r.generation), (1, 1));
+    let t = store(&mut p).token("acme", 60_000).unwrap();
+    assert_eq!(t.token, "at-1");
+    assert!(!t.refreshed);
+    assert!(world.borrow().requests.is_empty());
+}
+
+#[test]
+fn three_distinct_read_failures_and_nothing_written() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    let good = world.borrow().files["store"].clone();
+
+    let check = |bytes: Vec<u8>, key: Option<MemKey>, expect: &dyn Fn(&StoreError) -> bool| {
+        world.borrow_mut().files.insert("store", bytes.clone());
+        let writes = world.borrow().writes;
+        let mut p = Mem::new(&world);
+        p.key = key;
+        let err = store(&mut p)
+            .put("other", r#"{"access_token":"x"}"#)
+            .unwrap_err();
+        assert!(expect(&err), "unexpected {err:?}");
+        for op in 0..3 {
+            let r = match op {
+                0 => store(&mut p).delete("acme").map(|_| ()),
+                1 => store(&mut p).init().map(|_| ()),
+                _ => store(&mut p).token("acme", 0).map(|_| ()),
+            };
+            assert!(r.is_err());
+        }
+        assert_eq!(
+            world.borrow().writes,
+            writes,
+            "an unreadable store was written"
+        );
+        assert_eq!(world.borrow().files["store"], bytes);
+    };
+
+    let mut unknown_version = good.clone();
+    unknown_version[9] = 9;
+    check(
+        unknown_version,
+        Some(MemKey {
+            id: vec![1; 16],
+            key: [7; 32],
+        }),
+        &|e| matches!(e, StoreError::UnsupportedVersion(9)),
+    );
+    check(
+        good.clone(),
+        Some(MemKey {
+            id: vec![1; 16],
+            key: [8; 32],
+        }),
+        &|e| matches!(e, StoreError::Corrupt(_)),
+    );
+    check(
+        good.clone(),
+        Some(MemKey {
+            id: vec![2; 16],
+            key: [7; 32],
+        }),
+        &|e| matches!(e, StoreError::Key(KeyError::WrongKeyFile)),
+    );
+    check(
+        good.clone(),
+        None,
+        &|e| matches!(e, StoreError::Key(KeyError::NoMatchingSlot(k)) if k == &["mem".to_string()]),
+    );
+    let mut body_flip = good.clone();
+    *body_flip.last_mut().unwrap() ^= 1;
+    check(
+        body_flip,
+        Some(MemKey {
+            id: vec![1; 16],
+            key: [7; 32],
+        }),
+        &|e| matches!(e, StoreError::Corrupt(_)),
+    );
+    check(
+        good[..good.len() - 5].to_vec(),
+        Some(MemKey {
+            id: vec![1; 16],
+            key: [7; 32],
+        }),
+        &|e| matches!(e, StoreError::Corrupt(_)),
+    );
+    check(
+        b"{\"tokens\":{}}".to_vec(),
+        Some(MemKey {
+            id: vec![1; 16],
+            key: [7; 32],
+        }),
+        &|e| matches!(e, StoreError::NotAStore(_)),
+    );
+}
+
+#[test]
+fn every_header_byte_is_authenticated() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    let good = world.borrow().files["store"].clone();
+    let header_len = u16::from_be_bytes([good[10], good[11]]) as usize;
+    // Skip the key id (12..28): changing it asks the platform for another key, a key error.
+    for i in (0..header_len).filter(|i| !(12..28).contains(i)) {
+        let mut bad = good.clone();
+        bad[i] ^= 0x20;
+        world.borrow_mut().files.insert("store", bad);
+        let err = store(&mut Mem::new(&world)).list().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt(_)
+                    | StoreError::NotAStore(_)
+                    | StoreError::UnsupportedVersion(_)
+            ),
+            "byte {i}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn merge_keeps_other_tenants_and_counts_revisions() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut a = Mem::new(&world);
+    let mut b = Mem::new(&world);
+    store(&mut a).put("a", r#"{"access_token":"a1"}"#).unwrap();
+    store(&mut b).put("b", r#"{"access_token":"b1"}"#).unwrap();
+    store(&mut a).put("a", r#"{"access_token":"a2"}"#).unwrap();
+    let list = store(&mut b).list().unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|t| (t.tenant.as_str(), t.revision))
+            .collect::<Vec<_>>(),
+        [("a", 2), ("b", 1)]
+    );
+    assert_eq!(store(&mut b).token("a", 0).unwrap().token, "a2");
+    assert_eq!(store(&mut b).info().unwrap().generation, 3);
+    assert!(store(&mut a).delete("a").unwrap());
+    assert!(!store(&mut a).delete("a").unwrap());
+    assert_eq!(
+        store(&mut b).info().unwrap().generation,
+        4,
+        "a no-op delete writes nothing"
+    );
+}
+
+#[test]
+fn refresh_success_keeps_unknown_fields_and_old_refresh_token_when_absent() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    p.now_ms += 3_600_000;
+    world.borrow_mut().replies.push_back(ok_reply(
+        r#"{"access_token":"at-2","expires_in":60,"token_type":"Bearer","x_new":1}"#,
+    ));
+    let t = store(&mut p).token("acme", 10_000).unwrap();
+    assert_eq!((t.token.as_str(), t.refreshed), ("at-2", true));
+    let req = world.borrow().requests[0].clone();
+    assert_eq!(req.body, "grant_type=refresh_token&refresh_token=rt-1");
+    assert!(req.authorization.as_deref().unwrap().starts_with("Basic "));
+    // The old refresh token stays (RFC 6749 §6); a second expiry presents it again.
+    p.now_ms += 120_000;
+    world.borrow_mut().replies.push_back(ok_reply(
+        r#"{"access_token":"at-3","expires_in":60,"refresh_token":"rt-2"}"#,
+    ));
+    assert_eq!(store(&mut p).token("acme", 10_000).unwrap().token, "at-3");
+    assert!(world.borrow().requests[1]
+        .body
+        .contains("refresh_token=rt-1"));
+    assert_eq!(
+        store(&mut p).list().unwrap()[0].revision,
+        5,
+        "put, intent, commit, intent, commit"
+    );
+}
+
+#[test]
+fn invalid_grant_marks_reauth_and_is_sticky() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    p.now_ms += 3_600_000;
+    world.borrow_mut().replies.push_back(Ok(HttpReply {
+        status: 400,
+        content_type: None,
+        body: br#"{"error":"invalid_grant"}"#.to_vec(),
+    }));
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::ReauthNeeded(_))
+    ));
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::ReauthNeeded(_))
+    ));
+    assert_eq!(
+        world.borrow().requests.len(),
+        1,
+        "a rejected token is never presented again"
+    );
+    assert!(store(&mut p).list().unwrap()[0].needs_reauth);
+    // A new login clears it.
+    store(&mut p)
+        .put("acme", r#"{"access_token":"fresh","expires_in":100}"#)
+        .unwrap();
+    assert_eq!(store(&mut p).token("acme", 0).unwrap().token, "fresh");
+}
+
+#[test]
+fn ambiguous_failures_keep_the_intent_and_never_present_again() {
+    for reply in [
+        Err(TransportError::Timeout),
+        Err(TransportError::Interrupted("reset".into())),
+        ok_reply(r#"{"access_token":"#),
+    ] {
+        let world = Rc::new(RefCell::new(World::default()));
+        let mut p = Mem::new(&world);
+        store(&mut p).put("acme", REFRESHABLE).unwrap();
+        p.now_ms += 3_600_000;
+        world.borrow_mut().replies.push_back(reply);
+        assert!(matches!(
+            store(&mut p).token("acme", 0),
+            Err(StoreError::Endpoint(_))
+        ));
+        assert!(matches!(
+            store(&mut p).token("acme", 0),
+            Err(StoreError::RefreshOutcomeUnknown(_))
+        ));
+        assert_eq!(world.borrow().requests.len(), 1);
+        assert!(store(&mut p).list().unwrap()[0].needs_reauth);
+    }
+}
+
+#[test]
+fn definite_failures_clear_the_intent() {
+    for reply in [
+        Err(TransportError::Connect("refused".into())),
+        Ok(HttpReply {
+            status: 503,
+            content_type: None,
+            body: b"<html>".to_vec(),
+        }),
+        Ok(HttpReply {
+            status: 401,
+            content_type: None,
+            body: br#"{"error":"invalid_client"}"#.to_vec(),
+        }),
+    ] {
+        let world = Rc::new(RefCell::new(World::default()));
+        let mut p = Mem::new(&world);
+        store(&mut p).put("acme", REFRESHABLE).unwrap();
+        p.now_ms += 3_600_000;
+        world.borrow_mut().replies.push_back(reply);
+        assert!(matches!(
+            store(&mut p).token("acme", 0),
+            Err(StoreError::Endpoint(_))
+        ));
+        world
+            .borrow_mut()
+            .replies
+            .push_back(ok_reply(r#"{"access_token":"at-2","expires_in":60}"#));
+        assert_eq!(store(&mut p).token("acme", 0).unwrap().token, "at-2");
+    }
+}
+
+#[test]
+fn retry_unknown_refresh_allows_exactly_one_more_presentation() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    let json = REFRESHABLE.replace(
+        "\"id_token\"",
+        "\"retry_unknown_refresh\":true,\"id_token\"",
+    );
+    store(&mut p).put("acme", &json).unwrap();
+    p.now_ms += 3_600_000;
+    world
+        .borrow_mut()
+        .replies
+        .push_back(Err(TransportError::Timeout));
+    world
+        .borrow_mut()
+        .replies
+        .push_back(Err(TransportError::Timeout));
+    assert!(store(&mut p).token("acme", 0).is_err());
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::Endpoint(_))
+    ));
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::RefreshOutcomeUnknown(_))
+    ));
+    assert_eq!(world.borrow().requests.len(), 2);
+}
+
+#[test]
+fn rejected_refreshes_only_the_refused_token() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    let other = credlock_core::sha256_hex(b"some-older-token");
+    let t = store(&mut p).refresh("acme", Some(&other[..20])).unwrap();
+    assert_eq!((t.token.as_str(), t.refreshed), ("at-1", false));
+    let mine = credlock_core::sha256_hex(b"at-1");
+    world
+        .borrow_mut()
+        .replies
+        .push_back(ok_reply(r#"{"access_token":"at-2","expires_in":60}"#));
+    let t = store(&mut p)
+        .refresh("acme", Some(&mine.to_uppercase()[..16]))
+        .unwrap();
+    assert_eq!((t.token.as_str(), t.refreshed), ("at-2", true));
+    assert!(matches!(
+        store(&mut p).refresh("acme", Some("abc")),
+        Err(StoreError::InvalidOptions(_))
+    ));
+}
+
+#[test]
+fn errors_never_contain_secrets() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    p.now_ms += 3_600_000;
+    world.borrow_mut().replies.push_back(Ok(HttpReply {
+        status: 400,
+        content_type: None,
+        body: br#"{"error":"invalid_request","error_description":"bad"}"#.to_vec(),
+    }));
+    let err = store(&mut p).token("acme", 0).unwrap_err();
+    let text = format!("{err} {err:?} {}", err.recommendation());
+    for secret in ["at-1", "rt-1", "cs-9f8e7d"] {
+        assert!(!text.contains(secret), "{secret} leaked in {text}");
+    }
+}
