@@ -115,7 +115,7 @@ enum Outcome {
 
 enum AfterRead<G> {
     Adopted(AccessToken),
-    Spend(ExpectIntentRecorded<G>),
+    Spend(Box<ExpectIntentRecorded<G>>),
 }
 
 impl<'p, P: Platform> Store<'p, P> {
@@ -177,7 +177,7 @@ impl<'p, P: Platform> Store<'p, P> {
                 AfterRead::Adopted(token) => return Ok(token),
                 AfterRead::Spend(s) => s,
             };
-            match self.record_intent(spend)? {
+            match self.record_intent(*spend)? {
                 Ok(ready) => {
                     let answered = self.call_endpoint(ready);
                     return self.commit_outcome(answered);
@@ -249,7 +249,7 @@ impl<'p, P: Platform> Store<'p, P> {
             }
             // An intent for another refresh token is stale (that token was replaced): ignore it.
         }
-        Ok(AfterRead::Spend(ExpectIntentRecorded {
+        Ok(AfterRead::Spend(Box::new(ExpectIntentRecorded {
             tenant: s.tenant,
             want: s.want,
             lock: s.lock,
@@ -258,7 +258,7 @@ impl<'p, P: Platform> Store<'p, P> {
                 entry,
             },
             attempts,
-        }))
+        })))
     }
 
     /// Make the intent durable before the token leaves, so a crash or lost reply is visible.

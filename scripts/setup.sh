@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what credlock's build and tests need on a fresh machine. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The component is built for wasm32-wasip2; never rely on rustup's automatic install.
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+  fi
+fi
+
+# Node.js runs the real OAuth server the refresh tests use (tests/oauth-server).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "setup: node and npm are needed for the OAuth test server; install them" >&2
+    exit 1
+  fi
+fi
+if [ -f tests/oauth-server/package-lock.json ] && [ ! -d tests/oauth-server/node_modules ]; then
+  (cd tests/oauth-server && npm ci --no-audit --no-fund --loglevel=error)
+fi

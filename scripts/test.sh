@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every test credlock has: formatting, lints (including the core's purity rule), unit tests,
+# real-process tests, and the real-OAuth-server tests. This is what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== rustfmt"
+cargo fmt --all -- --check
+echo "== clippy (the core may not touch files, clocks or randomness: core/clippy.toml)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p credlock-component --target wasm32-wasip2 -- -D warnings
+echo "== tests"
+cargo test --workspace --all-targets
