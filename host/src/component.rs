@@ -129,28 +129,40 @@ impl Runtime {
         })
     }
 
-    /// Run `f` against a fresh instance whose imports use `platform`; give `platform` back.
-    pub fn with_instance<R>(
+    /// A wasmtime store and instance whose imports use `platform`. The component keeps no
+    /// state between calls, so one instance serves every call until a trap poisons it.
+    pub fn instantiate(
         &self,
         platform: NativePlatform,
-        f: impl FnOnce(&Credlock, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> (NativePlatform, wasmtime::Result<R>) {
+    ) -> Result<Instance, (NativePlatform, wasmtime::Error)> {
         let state = HostState {
             platform,
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().build(),
         };
         let mut store = Store::new(&self.engine, state);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&instance, &mut store));
-        // Dropping the store drops any lock guard the guest still held (after a trap).
-        let HostState {
-            platform, table, ..
-        } = store.into_data();
-        drop(table);
-        (platform, result)
+        match self.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Instance { store, bindings }),
+            Err(e) => Err((store.into_data().platform, e)),
+        }
+    }
+}
+
+/// A live instance of the component and the store that owns its platform.
+pub struct Instance {
+    pub store: Store<HostState>,
+    pub bindings: Credlock,
+}
+
+impl Instance {
+    pub fn platform(&self) -> &NativePlatform {
+        &self.store.data().platform
+    }
+
+    /// Tear down (after a trap) and give the platform back.
+    pub fn into_platform(self) -> NativePlatform {
+        // Dropping the table releases any lock guard the guest still held.
+        self.store.into_data().platform
     }
 }
 

@@ -103,6 +103,7 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
             return Err(e);
         }
     }
+    crate::failpoints::hit("replace:before-rename");
     if let Err(e) = std::fs::rename(&tmp, target) {
         let _ = std::fs::remove_file(&tmp);
         return Err(FileError::Io(io_error(&e, target)));

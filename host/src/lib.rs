@@ -16,6 +16,7 @@
 
 pub mod component;
 pub mod endpoint;
+pub mod failpoints;
 pub mod files;
 mod io_util;
 pub mod keys;
@@ -113,41 +114,61 @@ fn runtime(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, Error> {
 
 /// An open credential store.
 pub struct Credlock {
-    runtime: Option<Arc<Runtime>>,
-    /// `None` only while a call has lent it to a wasmtime store.
-    platform: Option<NativePlatform>,
+    engine: Engine,
     options: Options,
+}
+
+/// Where the core runs, and the platform it runs on.
+enum Engine {
+    /// `instance` is `None` only between a trap and the next call, or while lent out.
+    Component {
+        runtime: Arc<Runtime>,
+        instance: Option<component::Instance>,
+        spare: Option<NativePlatform>,
+    },
+    Native(NativePlatform),
 }
 
 impl Credlock {
     pub fn open(config: Config) -> Result<Self, Error> {
         config.options.validate()?;
-        let runtime = match config.backend {
-            Backend::Component => Some(runtime(config.cache_dir.as_deref())?),
-            Backend::Native => None,
-        };
         let platform = NativePlatform::new(
             Layout::new(config.store_dir),
             Keyring::new(config.keys),
             config.endpoint,
         );
+        let engine = match config.backend {
+            Backend::Component => Engine::Component {
+                runtime: runtime(config.cache_dir.as_deref())?,
+                instance: None,
+                spare: Some(platform),
+            },
+            Backend::Native => Engine::Native(platform),
+        };
         Ok(Credlock {
-            runtime,
-            platform: Some(platform),
+            engine,
             options: config.options,
         })
     }
 
     pub fn layout(&self) -> &Layout {
-        &self
-            .platform
-            .as_ref()
-            .expect("platform is home between calls")
-            .layout
+        match &self.engine {
+            Engine::Native(p) => &p.layout,
+            Engine::Component {
+                instance: Some(i), ..
+            } => &i.platform().layout,
+            Engine::Component { spare: Some(p), .. } => &p.layout,
+            Engine::Component { .. } => {
+                unreachable!("the platform is either in the instance or spare")
+            }
+        }
     }
 
     pub fn runtime(&self) -> Option<&Runtime> {
-        self.runtime.as_deref()
+        match &self.engine {
+            Engine::Component { runtime, .. } => Some(runtime),
+            Engine::Native(_) => None,
+        }
     }
 
     /// Run one operation, in the component or natively.
@@ -161,31 +182,43 @@ impl Credlock {
         native: impl FnOnce(&mut credlock_core::Store<'_, NativePlatform>) -> Result<R, StoreError>,
         convert: impl FnOnce(W) -> R,
     ) -> Result<R, Error> {
-        let mut platform = self
-            .platform
-            .take()
-            .expect("platform is home between calls");
-        let result = match &self.runtime {
-            Some(rt) => {
+        match &mut self.engine {
+            Engine::Native(platform) => credlock_core::Store::new(platform, self.options)
+                .and_then(|mut s| native(&mut s))
+                .map_err(Error::Store),
+            Engine::Component {
+                runtime,
+                instance,
+                spare,
+            } => {
+                if instance.is_none() {
+                    let platform = spare
+                        .take()
+                        .expect("platform is spare when there is no instance");
+                    match runtime.instantiate(platform) {
+                        Ok(i) => *instance = Some(i),
+                        Err((platform, e)) => {
+                            *spare = Some(platform);
+                            return Err(Error::Runtime(e.into()));
+                        }
+                    }
+                }
+                let live = instance.as_mut().expect("instantiated above");
                 let opts = api::Options {
                     lock_timeout_ms: self.options.lock_timeout_ms,
                     http_timeout_ms: self.options.http_timeout_ms,
                 };
-                let (back, r) =
-                    rt.with_instance(platform, |instance, store| wasm(instance, store, &opts));
-                platform = back;
-                match r {
+                match wasm(&live.bindings, &mut live.store, &opts) {
                     Ok(Ok(w)) => Ok(convert(w)),
                     Ok(Err(e)) => Err(Error::Store(component::store_error(e))),
-                    Err(trap) => Err(Error::Runtime(trap.into())),
+                    Err(trap) => {
+                        // A trapped instance may not be entered again: start afresh next call.
+                        *spare = Some(instance.take().expect("live").into_platform());
+                        Err(Error::Runtime(trap.into()))
+                    }
                 }
             }
-            None => credlock_core::Store::new(&mut platform, self.options)
-                .and_then(|mut s| native(&mut s))
-                .map_err(Error::Store),
-        };
-        self.platform = Some(platform);
-        result
+        }
     }
 
     /// Create the store if it does not exist; true if created.

@@ -101,7 +101,10 @@ impl Platform for NativePlatform {
     }
 
     fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError> {
-        endpoint::post(request, self.policy)
+        crate::failpoints::hit("post:before");
+        let reply = endpoint::post(request, self.policy);
+        crate::failpoints::hit("post:after");
+        reply
     }
 
     fn wall_ms(&mut self) -> u64 {

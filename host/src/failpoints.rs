@@ -1,0 +1,77 @@
+//! Named points where a test can stop this process, to `kill -9` it at an exact step of a
+//! refresh or a write (crash tests, `host/tests/refresh_crash.rs`).
+//!
+//! Configured only by the environment variable `CREDLOCK_FAILPOINTS`, a comma-separated list
+//! of `NAME[@HIT]=ACTION`: `HIT` is which hit of the point acts (default every one), and
+//! `ACTION` is `pause` (print `credlock: failpoint NAME reached` to stderr, then sleep for a
+//! minute so the test can kill the process) or `abort`. Unset, each point costs one branch.
+//! The points are: `post:before`, `post:after`, `replace:before-rename`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Pause,
+    Abort,
+}
+
+struct Point {
+    hit: Option<u32>,
+    action: Action,
+    count: AtomicU32,
+}
+
+fn points() -> &'static HashMap<String, Point> {
+    static POINTS: OnceLock<HashMap<String, Point>> = OnceLock::new();
+    POINTS.get_or_init(|| {
+        let mut map = HashMap::new();
+        let Ok(spec) = std::env::var("CREDLOCK_FAILPOINTS") else {
+            return map;
+        };
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            let Some((name, action)) = item.split_once('=') else {
+                continue;
+            };
+            let (name, hit) = match name.split_once('@') {
+                Some((n, h)) => (n, h.parse().ok()),
+                None => (name, None),
+            };
+            let action = match action {
+                "pause" => Action::Pause,
+                "abort" => Action::Abort,
+                _ => continue,
+            };
+            map.insert(
+                name.to_owned(),
+                Point {
+                    hit,
+                    action,
+                    count: AtomicU32::new(0),
+                },
+            );
+        }
+        map
+    })
+}
+
+/// Pass through point `name`.
+pub fn hit(name: &str) {
+    let points = points();
+    if points.is_empty() {
+        return;
+    }
+    let Some(p) = points.get(name) else { return };
+    let n = p.count.fetch_add(1, Ordering::SeqCst) + 1;
+    if p.hit.is_some_and(|h| h != n) {
+        return;
+    }
+    match p.action {
+        Action::Abort => std::process::abort(),
+        Action::Pause => {
+            eprintln!("credlock: failpoint {name} reached");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! A real OAuth server (tests/oauth-server, `oidc-provider` with refresh-token rotation and
+//! reuse detection) on 127.0.0.1, started for a test and stopped when dropped.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct OAuthServer {
+    pub base: String,
+    pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+fn server_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/oauth-server"
+    ))
+}
+
+impl OAuthServer {
+    /// Start a server whose access tokens live `access_ttl_s` seconds.
+    pub fn start(access_ttl_s: u32) -> OAuthServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("url");
+        let status = Command::new("bash")
+            .arg(server_dir().join("start.sh"))
+            .arg(&port_file)
+            .env("ACCESS_TTL_SECONDS", access_ttl_s.to_string())
+            .status()
+            .expect(
+                "running tests/oauth-server/start.sh (needs node; scripts/setup.sh installs it)",
+            );
+        assert!(status.success(), "the OAuth test server did not start");
+        let base = std::fs::read_to_string(&port_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let pid = std::fs::read_to_string(format!("{}.pid", port_file.display()))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        OAuthServer {
+            base,
+            pid,
+            _dir: dir,
+        }
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.base)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into()
+    }
+
+    fn post_json(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut r = Self::agent()
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Mint a grant for `client_id` and return a `credlock put` document for it.
+    pub fn grant(&self, client_id: &str) -> serde_json::Value {
+        let mut t = self.post_json("/test/grant", serde_json::json!({"client_id": client_id, "account": "alice", "scope": "openid offline_access api"}));
+        let obj = t.as_object_mut().unwrap();
+        obj.remove("grant_id");
+        obj.insert("token_endpoint".into(), self.token_endpoint().into());
+        obj.insert("client_id".into(), client_id.into());
+        match client_id {
+            "conf-basic" => {
+                obj.insert("client_secret".into(), "basic-secret".into());
+                obj.insert("client_auth".into(), "basic".into());
+            }
+            "conf-post" => {
+                obj.insert("client_secret".into(), "post-secret".into());
+                obj.insert("client_auth".into(), "post".into());
+            }
+            _ => {
+                obj.insert("client_auth".into(), "none".into());
+            }
+        }
+        t
+    }
+
+    /// Present `refresh_token` directly (client_secret_basic), bypassing credlock; returns the status.
+    pub fn raw_refresh(&self, client_id: &str, secret: &str, refresh_token: &str) -> u16 {
+        let auth = credlock_core::model::ClientAuth::Basic {
+            secret: secret.into(),
+        };
+        let (body, authorization) = credlock_core::oauth::refresh_request_parts(
+            refresh_token,
+            Some(client_id),
+            &auth,
+            None,
+        );
+        Self::agent()
+            .post(self.token_endpoint())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Authorization", authorization.unwrap())
+            .send(body.as_bytes())
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let mut r = Self::agent()
+            .get(format!("{}/test/stats", self.base))
+            .call()
+            .unwrap();
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
+    }
+
+    pub fn fault(&self, mode: &str, count: u32) {
+        self.post_json(
+            "/test/fault",
+            serde_json::json!({"mode": mode, "count": count}),
+        );
+    }
+
+    /// Call the protected resource; true if the server accepted the token.
+    pub fn resource(&self, access_token: &str) -> bool {
+        let r = Self::agent()
+            .get(format!("{}/resource", self.base))
+            .header("Authorization", format!("Bearer {access_token}"))
+            .call()
+            .unwrap();
+        r.status().as_u16() == 200
+    }
+}
+
+impl Drop for OAuthServer {
+    fn drop(&mut self) {
+        // Only the process this test started, by its id.
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}

@@ -1,0 +1,87 @@
+//! Promise 3 on a real server: 32 processes call `credlock token` in a loop for 20 seconds
+//! with 2-second access tokens, using each token on a protected resource at once. The server
+//! must see no refresh token twice, no invalid_grant, no revoked grant, no rejected call,
+//! and about one refresh per expiry, not one per process.
+
+mod common;
+#[path = "common/oauth.rs"]
+mod oauth;
+use common::*;
+use oauth::OAuthServer;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROCESSES: usize = 32;
+const SECONDS: u64 = 20;
+const ACCESS_TTL_S: u32 = 2;
+/// Refresh when less than this is left; so each token serves about TTL - MIN_VALID seconds.
+const MIN_VALID_S: u64 = 1;
+
+#[test]
+fn storm_of_32_processes_spends_each_refresh_token_once() {
+    warm();
+    let server = OAuthServer::start(ACCESS_TTL_S);
+    let env = Arc::new(Env::new());
+    env.ok(&["put", "acme"], &server.grant("conf-basic").to_string());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let workers: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            let (env, calls) = (Arc::clone(&env), Arc::clone(&calls));
+            let base = server.base.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .proxy(None)
+                    .build()
+                    .into();
+                let mut rejected = 0;
+                while Instant::now() < deadline {
+                    let r = env.run(
+                        &["token", "acme", "--min-valid", &MIN_VALID_S.to_string()],
+                        "",
+                    );
+                    assert_eq!(r.code, 0, "credlock token failed in the storm: {r:?}");
+                    let status = agent
+                        .get(format!("{base}/resource"))
+                        .header("Authorization", format!("Bearer {}", r.stdout.trim()))
+                        .call()
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    rejected += usize::from(status != 200);
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+                rejected
+            })
+        })
+        .collect();
+    let rejected: usize = workers
+        .into_iter()
+        .map(|w| w.join().expect("a storm worker failed"))
+        .sum();
+    let stats = server.stats();
+    eprintln!(
+        "figures: storm {PROCESSES} processes x {SECONDS} s, {} token calls, server: {stats}",
+        calls.load(Ordering::Relaxed)
+    );
+    assert_eq!(stats["invalid_grant"], 0, "{stats}");
+    assert_eq!(stats["duplicate_presentations"], 0, "{stats}");
+    assert_eq!(stats["grants_revoked"], 0, "{stats}");
+    assert_eq!(
+        rejected, 0,
+        "calls with a credlock token were rejected: {stats}"
+    );
+    let refreshes = stats["refresh_requests"].as_u64().unwrap();
+    // Each token is refreshed when it has MIN_VALID_S left, so it serves ~TTL - MIN_VALID_S.
+    let expiries = SECONDS / (u64::from(ACCESS_TTL_S) - MIN_VALID_S);
+    assert!(
+        refreshes >= expiries / 2,
+        "too few refreshes for a {SECONDS} s storm: {stats}"
+    );
+    assert!(
+        refreshes <= expiries + 2,
+        "more than one refresh per expiry: {refreshes} for ~{expiries} expiries"
+    );
+}
