@@ -183,8 +183,9 @@ pub trait Platform {
     fn read(&mut self, file: StoreFile) -> Result<Option<Vec<u8>>, FileError>;
 
     /// Replace `file` atomically and durably. On `Ok`, the new contents survive any crash;
-    /// on `Err` or a crash during the call, the old contents are intact. Replacing `Store`
-    /// first keeps its previous contents as `Backup`.
+    /// on `Err` or a crash during the call, the file holds exactly the old or exactly the new
+    /// contents and the write is not acknowledged. Replacing `Store` first keeps its previous
+    /// contents as `Backup`.
     fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError>;
 
     /// Remove `file`, durably; a missing file is not an error.
