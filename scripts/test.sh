@@ -12,3 +12,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p credlock-component --target wasm32-wasip2 -- -D warnings
 echo "== tests"
 cargo test --workspace --all-targets
+echo "== simulator: random seeds, the bug zoo, exhaustive small cases"
+cargo build --release -p credlock-sim
+target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"
+target/release/credlock-sim --zoo
+target/release/credlock-sim --exhaustive --preemptions 2

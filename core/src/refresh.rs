@@ -78,6 +78,20 @@ struct RefreshLockHeld<G> {
 struct ReadUnderRefreshLock {
     refresh_token: String,
     entry: Entry,
+    /// The naive variant's bug: the refresh token read before the lock, presented instead.
+    #[cfg(feature = "naive")]
+    stale: Option<String>,
+}
+
+impl ReadUnderRefreshLock {
+    /// The refresh token to present: always the one read under the lock.
+    fn presented(&self) -> &str {
+        #[cfg(feature = "naive")]
+        if let Some(stale) = &self.stale {
+            return stale;
+        }
+        &self.refresh_token
+    }
 }
 
 /// Ready to record the intent that makes a crash visible to the next process.
@@ -228,8 +242,12 @@ impl<'p, P: Platform> Store<'p, P> {
         if entry.needs_reauth {
             return Err(StoreError::ReauthNeeded(s.tenant.to_string()));
         }
+        #[cfg(feature = "naive")]
+        let reread = !self.naive.no_reread_under_lock;
+        #[cfg(not(feature = "naive"))]
+        let reread = true;
         // Another process may have refreshed while we waited: adopt its token.
-        if s.want.satisfied_by(&entry, now, s.before.as_ref()) {
+        if reread && s.want.satisfied_by(&entry, now, s.before.as_ref()) {
             return Ok(AfterRead::Adopted(AccessToken::from_entry(&entry, false)));
         }
         let (Some(refresh_token), true) =
@@ -238,7 +256,14 @@ impl<'p, P: Platform> Store<'p, P> {
             return Err(StoreError::Expired(s.tenant.to_string()));
         };
         let mut attempts = 1;
-        if let Some(intent) = &entry.refresh_intent {
+        #[cfg(feature = "naive")]
+        let intent = entry
+            .refresh_intent
+            .as_ref()
+            .filter(|_| !self.naive.ignore_intent);
+        #[cfg(not(feature = "naive"))]
+        let intent = entry.refresh_intent.as_ref();
+        if let Some(intent) = intent {
             if intent.refresh_token_sha256 == sha256_hex(refresh_token.as_bytes()) {
                 // This very token may already be spent. Present it again only where the
                 // tenant explicitly allows one retry, and only once.
@@ -254,6 +279,12 @@ impl<'p, P: Platform> Store<'p, P> {
             want: s.want,
             lock: s.lock,
             read: ReadUnderRefreshLock {
+                #[cfg(feature = "naive")]
+                stale: s
+                    .before
+                    .as_ref()
+                    .and_then(|b| b.refresh_token.clone())
+                    .filter(|_| self.naive.stale_refresh_token),
                 refresh_token,
                 entry,
             },
@@ -315,7 +346,7 @@ impl<'p, P: Platform> Store<'p, P> {
         // read_under_refresh_lock checked that the endpoint is there.
         let url = e.token_endpoint.clone().expect("checked under the lock");
         let (body, authorization) = refresh_request_parts(
-            &s.read.refresh_token,
+            s.read.presented(),
             e.client_id.as_deref(),
             &e.client_auth,
             None,
@@ -360,7 +391,7 @@ impl<'p, P: Platform> Store<'p, P> {
         ExpectCommit {
             tenant: s.tenant,
             _lock: s.lock,
-            presented_sha256: sha256_hex(s.read.refresh_token.as_bytes()),
+            presented_sha256: sha256_hex(s.read.presented().as_bytes()),
             outcome,
         }
     }
@@ -371,6 +402,8 @@ impl<'p, P: Platform> Store<'p, P> {
         let name = s.tenant.as_str().to_owned();
         let presented = s.presented_sha256;
         let outcome = s.outcome;
+        #[cfg(feature = "naive")]
+        let naive_wipes = self.naive.invalid_grant_wipes;
         let still_presented = |e: &Entry| {
             e.refresh_token
                 .as_deref()
@@ -382,7 +415,11 @@ impl<'p, P: Platform> Store<'p, P> {
             let Some(e) = body.tenants.get_mut(&name) else {
                 return Err(StoreError::NotFound(name.clone()));
             };
-            if !still_presented(e) {
+            #[cfg(feature = "naive")]
+            let wipes = naive_wipes && matches!(outcome, Outcome::InvalidGrant);
+            #[cfg(not(feature = "naive"))]
+            let wipes = false;
+            if !still_presented(e) && !wipes {
                 // Replaced by a new login meanwhile: the store's tokens are newer than ours.
                 return Ok((Ok(AccessToken::from_entry(e, false)), false));
             }

@@ -141,16 +141,43 @@ impl<K> Loaded<K> {
     }
 }
 
+/// Deliberately broken behaviours, each one a bug seen in the field. Only the simulator's
+/// bug zoo turns them on, to show that its checkers catch each bug; with the `naive` feature
+/// off (every shipped build) they do not exist.
+#[cfg(feature = "naive")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Naive {
+    /// Present the refresh token read before taking the refresh lock.
+    pub stale_refresh_token: bool,
+    /// Do not re-read under the refresh lock: refresh even if another process just did.
+    pub no_reread_under_lock: bool,
+    /// On `invalid_grant`, mark re-login even if the stored tokens changed meanwhile.
+    pub invalid_grant_wipes: bool,
+    /// Treat an unreadable store (corrupt, unknown version) as empty, and write.
+    pub overwrite_unreadable: bool,
+    /// On a key error, mint a new key and start an empty store.
+    pub mint_key_on_key_error: bool,
+    /// Ignore refresh intents: retry a refresh whose outcome is unknown.
+    pub ignore_intent: bool,
+}
+
 /// The credential store, driven through a [`Platform`].
 pub struct Store<'p, P: Platform> {
     pub(crate) p: &'p mut P,
     pub(crate) opts: Options,
+    #[cfg(feature = "naive")]
+    pub naive: Naive,
 }
 
 impl<'p, P: Platform> Store<'p, P> {
     pub fn new(platform: &'p mut P, opts: Options) -> Result<Self, StoreError> {
         opts.validate()?;
-        Ok(Store { p: platform, opts })
+        Ok(Store {
+            p: platform,
+            opts,
+            #[cfg(feature = "naive")]
+            naive: Naive::default(),
+        })
     }
 
     // ----- locks -----
@@ -233,9 +260,20 @@ impl<'p, P: Platform> Store<'p, P> {
         &mut self,
         _lock: &'l ExclusiveStoreLock<P::Guard>,
     ) -> Result<ReadUnderLock<'l, P::Key>, StoreError> {
+        let loaded = self.load();
+        #[cfg(feature = "naive")]
+        let loaded = match loaded {
+            Err(
+                StoreError::Corrupt(_)
+                | StoreError::NotAStore(_)
+                | StoreError::UnsupportedVersion(_),
+            ) if self.naive.overwrite_unreadable => Ok(Loaded::Absent),
+            Err(StoreError::Key(_)) if self.naive.mint_key_on_key_error => Ok(Loaded::Absent),
+            other => other,
+        };
         Ok(ReadUnderLock {
             _lock: PhantomData,
-            loaded: self.load()?,
+            loaded: loaded?,
         })
     }
 

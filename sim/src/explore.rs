@@ -1,0 +1,151 @@
+//! Exhaustive exploration of small cases: every schedule of 2-3 processes and a few
+//! operations, up to a bound on preemptions (a switch away from a process that could have
+//! continued). Depth-first over the choice points, replaying each prefix.
+
+use crate::platform::SimPlatform;
+use crate::sched::{Script, Sim};
+use crate::world::{Pid, World};
+use credlock_core::{Options, Store, StoreError};
+use std::sync::Arc;
+
+pub struct Case {
+    pub name: &'static str,
+    pub processes: Vec<Vec<&'static str>>,
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "two puts to one tenant, one to another",
+            processes: vec![vec!["put shared", "put own"], vec!["put shared"]],
+        },
+        Case {
+            name: "two expired-token refreshes",
+            processes: vec![vec!["token"], vec!["token"]],
+        },
+        Case {
+            name: "refresh beside a new login",
+            processes: vec![vec!["token"], vec!["login"]],
+        },
+        Case {
+            name: "three processes: refresh, put, list",
+            processes: vec![vec!["token"], vec!["put shared"], vec!["list"]],
+        },
+    ]
+}
+
+fn one(case: &Case, script: Script) -> (Vec<String>, Script, u64) {
+    let mut world = World::new(1);
+    world.server.lifetime_ms = 1_000;
+    let sim = Sim::new(world, 50_000);
+    let opts = Options {
+        lock_timeout_ms: 10_000,
+        http_timeout_ms: 1_000,
+    };
+    // Setup: an expired refreshable token and an empty shared tenant, without scheduling choices.
+    sim.run(vec![Box::new({
+        let sim = Arc::clone(&sim);
+        move |pid| {
+            let mut p = SimPlatform { sim: Arc::clone(&sim), pid };
+            let json = {
+                let mut st = sim.lock();
+                let (at, rt) = st.world.server.login();
+                format!(r#"{{"access_token":"{at}","refresh_token":"{rt}","expires_in":0,"token_endpoint":"https://as.sim/token","client_id":"sim"}}"#)
+            };
+            Store::new(&mut p, opts).unwrap().put(crate::run::REFRESHING, &json).unwrap();
+        }
+    })]);
+    sim.lock().script = Some(script);
+    let bodies: Vec<Box<dyn FnOnce(Pid) + Send>> = case
+        .processes
+        .iter()
+        .map(|ops| {
+            let ops = ops.clone();
+            let sim = Arc::clone(&sim);
+            Box::new(move |pid: Pid| {
+                let mut p = SimPlatform { sim: Arc::clone(&sim), pid };
+                for op in ops {
+                    let mut s = Store::new(&mut p, opts).unwrap();
+                    let r: Result<(), StoreError> = match op {
+                        "put shared" => s.put("shared", &format!(r#"{{"access_token":"s{pid}"}}"#)).map(|r| {
+                            sim.lock().world.history.acked_puts.push(("shared".into(), r.revision, format!("s{pid}")));
+                        }),
+                        "put own" => s.put(&format!("p{pid}"), r#"{"access_token":"own"}"#).map(|r| {
+                            sim.lock().world.history.acked_puts.push((format!("p{pid}"), r.revision, "own".into()));
+                        }),
+                        "token" => s.token(crate::run::REFRESHING, 100).map(|_| ()),
+                        "list" => s.list().map(|_| ()),
+                        "login" => {
+                            let json = {
+                                let mut st = sim.lock();
+                                let (at, rt) = st.world.server.login();
+                                format!(r#"{{"access_token":"{at}","refresh_token":"{rt}","expires_in":60}}"#)
+                            };
+                            s.put(crate::run::REFRESHING, &json).map(|_| ())
+                        }
+                        other => unreachable!("unknown op {other}"),
+                    };
+                    if let Err(e) = r {
+                        sim.lock().world.fail(format!("process {pid}: {op} failed without faults: {e}"));
+                    }
+                }
+            }) as Box<dyn FnOnce(Pid) + Send>
+        })
+        .collect();
+    sim.run(bodies);
+    let mut st = sim.lock();
+    crate::check::final_checks(&mut st.world, false);
+    // Fault-free: two processes finding one expired token cost one refresh.
+    if case.name == "two expired-token refreshes" && st.world.server.successes != 1 {
+        let n = st.world.server.successes;
+        st.world.fail(format!("{n} refreshes for one expiry"));
+    }
+    let script = st.script.take().expect("set above");
+    (st.world.history.failures.clone(), script, st.steps)
+}
+
+/// Explore `case` up to `preemptions`; returns (schedules checked, first failure).
+pub fn explore(case: &Case, preemptions: usize, limit: u64) -> (u64, Option<(Vec<usize>, String)>) {
+    let mut prefix: Vec<usize> = Vec::new();
+    let mut count = 0;
+    loop {
+        let script = Script {
+            choices: prefix.clone(),
+            pos: 0,
+            seen: Vec::new(),
+            preemptions_left: preemptions,
+        };
+        let (failures, script, _) = one(case, script);
+        count += 1;
+        if let Some(f) = failures.first() {
+            return (count, Some((prefix, f.clone())));
+        }
+        if count >= limit {
+            return (count, None);
+        }
+        // Next schedule: the deepest choice point with an untried alternative.
+        let taken: Vec<usize> = (0..script.seen.len())
+            .map(|i| {
+                script
+                    .choices
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .min(script.seen[i] - 1)
+            })
+            .collect();
+        let mut next = None;
+        for i in (0..taken.len()).rev() {
+            if taken[i] + 1 < script.seen[i] {
+                let mut p = taken[..i].to_vec();
+                p.push(taken[i] + 1);
+                next = Some(p);
+                break;
+            }
+        }
+        match next {
+            Some(p) => prefix = p,
+            None => return (count, None),
+        }
+    }
+}

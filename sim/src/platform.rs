@@ -1,0 +1,403 @@
+//! The simulated platform: the core's seam implemented over the shared [`World`], one
+//! instance per virtual process. Every method is a scheduling point.
+
+use crate::sched::Sim;
+use crate::world::Pid;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use credlock_core::platform::*;
+use std::sync::Arc;
+
+pub struct SimPlatform {
+    pub sim: Arc<Sim>,
+    pub pid: Pid,
+}
+
+/// A held simulated lock; dropping it releases (also while a crash unwinds, as the kernel
+/// releases a dead process's flock).
+pub struct SimGuard {
+    sim: Arc<Sim>,
+    pid: Pid,
+    target: LockTarget,
+    inode: u64,
+}
+
+impl Drop for SimGuard {
+    fn drop(&mut self) {
+        let mut st = self.sim.lock();
+        let naive_delete = st.world.naive_platform.delete_lock_files;
+        let mut fresh_inode = None;
+        if naive_delete {
+            fresh_inode = Some(st.world.next_inode);
+            st.world.next_inode += 1;
+        }
+        if let Some(l) = st.world.locks.get_mut(&self.target) {
+            if let Some(i) = l
+                .holders
+                .iter()
+                .position(|&(p, _, ino)| p == self.pid && ino == self.inode)
+            {
+                l.holders.remove(i);
+            }
+            if let Some(ino) = fresh_inode {
+                // The file is unlinked: the next open creates a new inode.
+                l.inode = ino;
+            }
+        }
+        Sim::wake_all(&mut st);
+    }
+}
+
+#[derive(Clone)]
+pub struct SimKey {
+    pub id: [u8; 16],
+    pub key: [u8; 32],
+}
+
+impl SealingKey for SimKey {
+    fn key_id(&self) -> Vec<u8> {
+        self.id.to_vec()
+    }
+    fn slots(&self) -> Vec<KeySlot> {
+        vec![KeySlot {
+            kind: "sim".into(),
+            data: self.id.to_vec(),
+        }]
+    }
+    fn seal(&self, nonce: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>, SealError> {
+        seal(&self.key, nonce, aad, pt)
+    }
+    fn open(&self, nonce: &[u8], aad: &[u8], ct: &[u8]) -> Result<Vec<u8>, SealError> {
+        open(&self.key, nonce, aad, ct)
+    }
+}
+
+pub fn seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>, SealError> {
+    if nonce.len() != 12 {
+        return Err(SealError::BadNonce);
+    }
+    Aes256Gcm::new(key.into())
+        .encrypt(Nonce::from_slice(nonce), Payload { msg: pt, aad })
+        .map_err(|_| SealError::AuthenticationFailed)
+}
+
+pub fn open(key: &[u8; 32], nonce: &[u8], aad: &[u8], ct: &[u8]) -> Result<Vec<u8>, SealError> {
+    if nonce.len() != 12 {
+        return Err(SealError::BadNonce);
+    }
+    Aes256Gcm::new(key.into())
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map_err(|_| SealError::AuthenticationFailed)
+}
+
+fn form_value<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+}
+
+impl SimPlatform {
+    fn faulty(&self, rate: impl Fn(&crate::world::Faults) -> u32) -> bool {
+        let mut st = self.sim.lock();
+        let r = rate(&st.world.faults);
+        st.faults_on && st.world.rng.chance(r)
+    }
+}
+
+impl Platform for SimPlatform {
+    type Guard = SimGuard;
+    type Key = SimKey;
+
+    fn acquire(
+        &mut self,
+        target: &LockTarget,
+        mode: LockMode,
+        timeout_ms: u32,
+    ) -> Result<SimGuard, LockError> {
+        self.sim
+            .point(self.pid, &format!("acquire {target:?} {mode:?}"));
+        let exclusive = mode == LockMode::Exclusive;
+        let (start, deadline) = {
+            let st = self.sim.lock();
+            (st.world.now_ms, st.world.now_ms + u64::from(timeout_ms))
+        };
+        // The inode this process opened: a naive host may unlink it while we wait.
+        let my_inode = {
+            let mut st = self.sim.lock();
+            let fresh = st.world.next_inode;
+            let l = st.world.locks.entry(target.clone()).or_default();
+            if l.inode == 0 {
+                l.inode = fresh;
+            }
+            let ino = l.inode;
+            if ino == fresh {
+                st.world.next_inode += 1;
+            }
+            ino
+        };
+        loop {
+            {
+                let mut st = self.sim.lock();
+                let now = st.world.now_ms;
+                let l = st.world.locks.get_mut(target).expect("created above");
+                let conflict = l
+                    .holders
+                    .iter()
+                    .any(|&(p, ex, ino)| ino == my_inode && p != self.pid && (ex || exclusive));
+                if !conflict {
+                    l.holders.push((self.pid, exclusive, my_inode));
+                    // An exclusive holder beside any other holder of the same lock name (on
+                    // another inode): the lock protocol is broken.
+                    let exclusive = l.holders.iter().any(|h| h.1);
+                    if exclusive && l.holders.len() > 1 {
+                        let n = l.holders.len();
+                        st.world.fail(format!(
+                            "{n} processes hold {target:?} at once, one exclusively"
+                        ));
+                    }
+                    return Ok(SimGuard {
+                        sim: Arc::clone(&self.sim),
+                        pid: self.pid,
+                        target: target.clone(),
+                        inode: my_inode,
+                    });
+                }
+                if now >= deadline {
+                    return Err(LockError::Timeout((now - start) as u32));
+                }
+            }
+            self.sim
+                .block(self.pid, deadline, &format!("wait {target:?}"));
+        }
+    }
+
+    fn read(&mut self, file: StoreFile) -> Result<Option<Vec<u8>>, FileError> {
+        self.sim.point(self.pid, &format!("read {file:?}"));
+        let st = self.sim.lock();
+        Ok(match file {
+            StoreFile::Store => st.world.disk.store.live.clone(),
+            StoreFile::Backup => st.world.disk.backup.live.clone(),
+        })
+    }
+
+    fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
+        self.sim.point(self.pid, "replace:write-temp");
+        if self.faulty(|f| f.write_error) {
+            return Err(FileError::Io(IoError::NoSpace("simulated ENOSPC".into())));
+        }
+        let in_place = self.sim.lock().world.naive_platform.in_place_writes;
+        if in_place && file == StoreFile::Store {
+            // The naive host: truncate, then write(2) in chunks; a process that dies between
+            // them leaves a torn file.
+            const CHUNKS: usize = 4;
+            for i in 0..CHUNKS {
+                {
+                    let mut st = self.sim.lock();
+                    st.world.disk.store.live =
+                        Some(contents[..contents.len() * i / CHUNKS].to_vec());
+                }
+                self.sim.point(self.pid, "replace:in-place-chunk");
+            }
+            let mut st = self.sim.lock();
+            st.world.disk.store.live = Some(contents.to_vec());
+            st.world.disk.store.durable = Some(contents.to_vec());
+            crate::check::record_version(&mut st.world, contents);
+            let id = st.world.next_write_id - 1;
+            crate::check::ack_version(&mut st.world, id);
+            return Ok(());
+        }
+        self.sim.point(self.pid, "replace:fsync-temp");
+        if self.faulty(|f| f.write_error) {
+            return Err(FileError::Io(IoError::Other(
+                "simulated EIO on fsync".into(),
+            )));
+        }
+        let write_id;
+        {
+            let mut st = self.sim.lock();
+            if file == StoreFile::Store && st.world.disk.corrupted {
+                st.world
+                    .fail("an unreadable (corrupted) store was overwritten".into());
+            }
+            let w = &mut st.world;
+            match file {
+                StoreFile::Store => {
+                    // Keep the previous version as the backup (a hard link), then rename.
+                    w.disk.backup.live = w.disk.store.live.clone();
+                    w.disk.store.live = Some(contents.to_vec());
+                    crate::check::record_version(w, contents);
+                }
+                StoreFile::Backup => w.disk.backup.live = Some(contents.to_vec()),
+            }
+            write_id = w.next_write_id.wrapping_sub(1);
+        }
+        self.sim.point(self.pid, "replace:fsync-dir");
+        if self.faulty(|f| f.dir_fsync_error) {
+            return Err(FileError::Io(IoError::Other(
+                "simulated EIO on directory fsync".into(),
+            )));
+        }
+        let mut st = self.sim.lock();
+        let w = &mut st.world;
+        w.disk.store.durable = w.disk.store.live.clone();
+        w.disk.backup.durable = w.disk.backup.live.clone();
+        if file == StoreFile::Store {
+            crate::check::ack_version(w, write_id);
+        }
+        drop(st);
+        // Corruption strikes at rest, after a write.
+        if self.faulty(|f| f.corruption) {
+            let mut st = self.sim.lock();
+            let w = &mut st.world;
+            if let Some(bytes) = &mut w.disk.store.live {
+                let i = w.rng.below(bytes.len() as u64) as usize;
+                bytes[i] ^= 1 << w.rng.below(8);
+                w.disk.store.durable = w.disk.store.live.clone();
+                w.disk.corrupted = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
+        self.sim.point(self.pid, &format!("remove {file:?}"));
+        let mut st = self.sim.lock();
+        let f = match file {
+            StoreFile::Store => &mut st.world.disk.store,
+            StoreFile::Backup => &mut st.world.disk.backup,
+        };
+        f.live = None;
+        f.durable = None;
+        Ok(())
+    }
+
+    fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {
+        self.sim.point(self.pid, "unlock");
+        if self.faulty(|f| f.keyring_unavailable) {
+            return Err(KeyError::Io(IoError::Other(
+                "simulated keyring unavailable".into(),
+            )));
+        }
+        let st = self.sim.lock();
+        st.world
+            .keys
+            .iter()
+            .find(|(id, _)| id.as_slice() == key_id)
+            .map(|(id, key)| SimKey { id: *id, key: *key })
+            .ok_or_else(|| KeyError::NoMatchingSlot(slots.iter().map(|s| s.kind.clone()).collect()))
+    }
+
+    fn create_key(&mut self) -> Result<SimKey, KeyError> {
+        self.sim.point(self.pid, "create-key");
+        let mut st = self.sim.lock();
+        let mut id = [0u8; 16];
+        let mut key = [0u8; 32];
+        st.world.rng.fill(&mut id);
+        st.world.rng.fill(&mut key);
+        st.world.keys.push((id, key));
+        Ok(SimKey { id, key })
+    }
+
+    fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError> {
+        self.sim.point(self.pid, "post:send");
+        let rt = form_value(&request.body, "refresh_token")
+            .unwrap_or("")
+            .to_owned();
+        let mut st = self.sim.lock();
+        let now = st.world.now_ms;
+        let faults = st.faults_on;
+        let f = st.world.faults;
+        if faults && st.world.rng.chance(f.connect_error) {
+            st.world
+                .server
+                .presentations
+                .push(crate::world::Presentation {
+                    refresh_token: rt,
+                    pid: self.pid,
+                    at_ms: now,
+                    outcome: "not-arrived",
+                });
+            return Err(TransportError::Connect(
+                "simulated connection refused".into(),
+            ));
+        }
+        if faults && st.world.rng.chance(f.server_unavailable) {
+            st.world
+                .server
+                .presentations
+                .push(crate::world::Presentation {
+                    refresh_token: rt,
+                    pid: self.pid,
+                    at_ms: now,
+                    outcome: "unavailable",
+                });
+            return Ok(HttpReply {
+                status: 503,
+                content_type: None,
+                body: b"unavailable".to_vec(),
+            });
+        }
+        let result = st.world.server.refresh(&rt);
+        let outcome = if result.is_ok() {
+            "ok"
+        } else {
+            "invalid_grant"
+        };
+        if result.is_err() {
+            st.world.server.invalid_granted.insert(rt.clone());
+        }
+        st.world
+            .server
+            .presentations
+            .push(crate::world::Presentation {
+                refresh_token: rt,
+                pid: self.pid,
+                at_ms: now,
+                outcome,
+            });
+        let lifetime_s = st.world.server.lifetime_ms / 1000;
+        let latency = st.world.rng.range(5, 40);
+        st.world.now_ms += latency;
+        let lost = faults && st.world.rng.chance(f.reply_lost);
+        let malformed = faults && st.world.rng.chance(f.malformed_reply);
+        drop(st);
+        self.sim.point(self.pid, "post:reply");
+        if lost {
+            return Err(TransportError::Timeout);
+        }
+        match result {
+            Ok((at, new_rt)) => {
+                let body = if malformed {
+                    br#"{"access_token": "#.to_vec()
+                } else {
+                    format!(r#"{{"access_token":"{at}","token_type":"Bearer","expires_in":{lifetime_s},"refresh_token":"{new_rt}"}}"#).into_bytes()
+                };
+                Ok(HttpReply {
+                    status: 200,
+                    content_type: Some("application/json".into()),
+                    body,
+                })
+            }
+            Err(code) => Ok(HttpReply {
+                status: 400,
+                content_type: None,
+                body: format!(r#"{{"error":"{code}"}}"#).into_bytes(),
+            }),
+        }
+    }
+
+    fn wall_ms(&mut self) -> u64 {
+        self.sim.point(self.pid, "clock");
+        let st = self.sim.lock();
+        (st.world.now_ms as i64 + st.procs[self.pid].skew_ms) as u64
+    }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        self.sim.point(self.pid, "monotonic");
+        self.sim.lock().world.now_ms
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        self.sim.point(self.pid, "random");
+        self.sim.lock().world.rng.fill(buf);
+    }
+}

@@ -1,0 +1,242 @@
+//! The simulated world that virtual processes share: a disk, flock-like locks, a token
+//! endpoint with rotation and reuse detection, a clock, and the history the checkers read.
+//!
+//! # Fault model
+//! Every fault is drawn from the run's seed, only during the safety phase:
+//! - **process crash** at any scheduling point (kill -9): the process stops; its locks are
+//!   released (as the kernel does); files keep what was written (the page cache survives).
+//! - **machine crash** (power loss): every process stops; each file reverts to its last
+//!   durable state: data is durable after the temp file's fsync, a rename after the
+//!   directory's fsync.
+//! - **write faults**: ENOSPC or EIO when writing the temp file, EIO on its fsync (the old
+//!   file stays), and EIO on the directory fsync after the rename (the new file is visible
+//!   but not durable, and the write is not acknowledged).
+//! - **lock timeouts**: waits are bounded in simulated time; a holder that is slow or
+//!   descheduled makes waiters time out.
+//! - **keyring unavailable**: unlocking the store key fails transiently.
+//! - **network**: the request never arrives (connect error); 503 before processing; the
+//!   reply lost after the server rotated (timeout); a malformed 200 after rotation.
+//! - **clock**: each process has its own skew, and its clock can jump by seconds.
+//! - **corruption**: a bit of the store flips on disk (a bad sector or a stray writer).
+//!   From then on the store must never be written.
+
+use crate::rng::Rng;
+use credlock_core::model::Body;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub type Pid = usize;
+
+/// Fault rates in parts per million per opportunity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    pub crash: u32,
+    pub power_loss: u32,
+    pub write_error: u32,
+    pub dir_fsync_error: u32,
+    pub keyring_unavailable: u32,
+    pub connect_error: u32,
+    pub server_unavailable: u32,
+    pub reply_lost: u32,
+    pub malformed_reply: u32,
+    pub clock_jump: u32,
+    pub corruption: u32,
+}
+
+/// Buggy platform behaviours for the zoo (the core's own bugs are `credlock_core::store::Naive`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NaivePlatform {
+    /// Write the store in place (O_TRUNC, then the bytes), not temp + rename.
+    pub in_place_writes: bool,
+    /// Delete the lock file on release: a waiter on the old inode and a newcomer on a new
+    /// one both "hold" the lock.
+    pub delete_lock_files: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct File {
+    pub live: Option<Vec<u8>>,
+    pub durable: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Disk {
+    pub store: File,
+    pub backup: File,
+    /// Set when the corruption fault flipped a bit; the store must never be written again.
+    pub corrupted: bool,
+}
+
+/// One lock file's state. `inode` changes when a naive host deletes the file.
+#[derive(Debug, Default, Clone)]
+pub struct LockState {
+    pub inode: u64,
+    /// Holders per inode: (pid, exclusive).
+    pub holders: Vec<(Pid, bool, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Presentation {
+    pub refresh_token: String,
+    #[allow(dead_code)] // shown in failure investigations with a debugger
+    pub pid: Pid,
+    #[allow(dead_code)]
+    pub at_ms: u64,
+    /// `ok`, `invalid_grant`, `not-arrived`, `unavailable`
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct Grant {
+    pub current_refresh: String,
+    pub consumed: BTreeSet<String>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Server {
+    pub grants: Vec<Grant>,
+    pub by_token: HashMap<String, usize>,
+    pub presentations: Vec<Presentation>,
+    pub invalid_granted: BTreeSet<String>,
+    pub issued: u64,
+    pub lifetime_ms: u64,
+    pub successes: u64,
+}
+
+impl Server {
+    /// A new grant (a login): returns (access, refresh).
+    pub fn login(&mut self) -> (String, String) {
+        let g = self.grants.len();
+        self.issued += 1;
+        let rt = format!("rt-{g}-{}", self.issued);
+        let at = format!("at-{g}-{}", self.issued);
+        self.grants.push(Grant {
+            current_refresh: rt.clone(),
+            ..Default::default()
+        });
+        self.by_token.insert(rt.clone(), g);
+        (at, rt)
+    }
+
+    /// Process a refresh with rotation and RFC 9700 reuse detection.
+    pub fn refresh(&mut self, rt: &str) -> Result<(String, String), &'static str> {
+        let Some(&g) = self.by_token.get(rt) else {
+            return Err("invalid_grant");
+        };
+        let grant = &mut self.grants[g];
+        if grant.revoked {
+            return Err("invalid_grant");
+        }
+        if grant.current_refresh != rt {
+            // A consumed token presented again: revoke the whole grant.
+            grant.revoked = true;
+            return Err("invalid_grant");
+        }
+        self.issued += 1;
+        let new_rt = format!("rt-{g}-{}", self.issued);
+        let at = format!("at-{g}-{}", self.issued);
+        grant.consumed.insert(rt.to_owned());
+        grant.current_refresh = new_rt.clone();
+        self.by_token.insert(new_rt.clone(), g);
+        self.successes += 1;
+        Ok((at, new_rt))
+    }
+}
+
+/// A store version as renamed into place, decoded by the checker.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub body: Body,
+    pub write_id: u64,
+    pub acked: bool,
+}
+
+/// What the checkers read after (and during) a run.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Store versions in the order they became visible (rename order).
+    pub versions: Vec<Version>,
+    /// Acknowledged puts: (tenant, revision, access token).
+    pub acked_puts: Vec<(String, u64, String)>,
+    /// Acknowledged deletes: (tenant, index into versions at the time).
+    pub acked_deletes: Vec<(String, usize)>,
+    /// Tenants some process tried to delete (acknowledged or not).
+    pub attempted_deletes: BTreeSet<String>,
+    pub failures: Vec<String>,
+    /// Count of store errors by kind, for the run summary.
+    pub errors: BTreeMap<String, u64>,
+    pub ops_done: u64,
+}
+
+pub struct World {
+    pub rng: Rng,
+    pub now_ms: u64,
+    pub disk: Disk,
+    pub locks: BTreeMap<credlock_core::platform::LockTarget, LockState>,
+    pub next_inode: u64,
+    pub server: Server,
+    pub faults: Faults,
+    pub naive_platform: NaivePlatform,
+    /// Data keys minted in this world: (id, key). The checker decodes versions with them.
+    pub keys: Vec<([u8; 16], [u8; 32])>,
+    pub history: History,
+    pub next_write_id: u64,
+}
+
+impl World {
+    pub fn new(seed: u64) -> Self {
+        World {
+            rng: Rng::new(seed),
+            now_ms: 1_700_000_000_000,
+            disk: Disk::default(),
+            locks: BTreeMap::new(),
+            next_inode: 1,
+            server: Server {
+                lifetime_ms: 2_000,
+                ..Default::default()
+            },
+            faults: Faults::default(),
+            naive_platform: NaivePlatform::default(),
+            keys: Vec::new(),
+            history: History::default(),
+            next_write_id: 0,
+        }
+    }
+
+    pub fn fail(&mut self, why: String) {
+        if self.history.failures.len() < 20 {
+            self.history.failures.push(why);
+        }
+    }
+
+    /// Power loss: every file reverts to its durable state. Versions written after the
+    /// durable one disappear; none of them may have been acknowledged.
+    pub fn power_loss(&mut self) {
+        self.disk.store.live = self.disk.store.durable.clone();
+        self.disk.backup.live = self.disk.backup.durable.clone();
+        let durable_gen = self
+            .disk
+            .store
+            .durable
+            .as_ref()
+            .and_then(|b| crate::check::decode(self, b).map(|b| b.generation));
+        let keep = match durable_gen {
+            None => 0,
+            Some(g) => self
+                .history
+                .versions
+                .iter()
+                .rposition(|v| v.body.generation == g)
+                .map_or(0, |i| i + 1),
+        };
+        let lost: Vec<Version> = self.history.versions.drain(keep..).collect();
+        for v in lost {
+            if v.acked {
+                self.fail(format!(
+                    "power loss dropped acknowledged generation {}",
+                    v.body.generation
+                ));
+            }
+        }
+    }
+}
