@@ -126,7 +126,19 @@ impl Entry {
     pub fn fresh_for(&self, now_ms: u64, min_valid_ms: u64) -> bool {
         match self.expires_at_ms {
             None => true,
-            Some(exp) => exp > now_ms.saturating_add(min_valid_ms),
+            Some(exp) => exp > now_ms.saturating_add(self.effective_min_valid_ms(min_valid_ms)),
+        }
+    }
+
+    /// The validity a caller can ask of this token: at most half its lifetime. A server that
+    /// issues 60-second tokens can never satisfy "valid for 60 more seconds"; without this
+    /// cap every call would refresh.
+    pub fn effective_min_valid_ms(&self, min_valid_ms: u64) -> u64 {
+        match self.expires_at_ms {
+            Some(exp) if exp > self.updated_at_ms => {
+                min_valid_ms.min((exp - self.updated_at_ms) / 2)
+            }
+            _ => min_valid_ms,
         }
     }
 

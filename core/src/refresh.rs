@@ -40,7 +40,14 @@ impl Want {
     /// Whether `entry` already satisfies this want without a refresh.
     fn satisfied_by(&self, entry: &Entry, now_ms: u64, read_before_lock: Option<&Entry>) -> bool {
         match self {
-            Want::ValidFor(ms) => entry.fresh_for(now_ms, *ms),
+            // Someone refreshed while we waited for the lock: their still-valid token serves
+            // this expiry too, even if it is shorter-lived than asked for.
+            Want::ValidFor(ms) => {
+                entry.fresh_for(now_ms, *ms)
+                    || read_before_lock.is_some_and(|before| {
+                        before.access_token != entry.access_token && entry.fresh_for(now_ms, 0)
+                    })
+            }
             // Forced: someone else's refresh after our first read counts as ours.
             Want::Forced => {
                 read_before_lock.is_some_and(|before| before.access_token != entry.access_token)

@@ -487,3 +487,33 @@ fn errors_never_contain_secrets() {
         assert!(!text.contains(secret), "{secret} leaked in {text}");
     }
 }
+
+#[test]
+fn short_lived_tokens_are_not_refreshed_on_every_call() {
+    // The server issues 60 s tokens; callers ask for 60 s of validity (the CLI default).
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p)
+        .put(
+            "acme",
+            &REFRESHABLE.replace("\"expires_in\":3600", "\"expires_in\":60"),
+        )
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(store(&mut p).token("acme", 60_000).unwrap().token, "at-1");
+        p.now_ms += 1_000;
+    }
+    assert!(
+        world.borrow().requests.is_empty(),
+        "a 60 s token was refreshed while 55+ s remained"
+    );
+    // Past half its lifetime it is refreshed, once.
+    p.now_ms += 30_000;
+    world
+        .borrow_mut()
+        .replies
+        .push_back(ok_reply(r#"{"access_token":"at-2","expires_in":60}"#));
+    assert_eq!(store(&mut p).token("acme", 60_000).unwrap().token, "at-2");
+    assert_eq!(store(&mut p).token("acme", 60_000).unwrap().token, "at-2");
+    assert_eq!(world.borrow().requests.len(), 1);
+}

@@ -7,14 +7,7 @@
 //! credlock-sim --exhaustive [--preemptions P]   all schedules of small cases
 //! ```
 
-mod check;
-mod explore;
-mod platform;
-mod rng;
-mod run;
-mod sched;
-mod world;
-mod zoo;
+use credlock_sim::{explore, run, zoo};
 
 use std::process::ExitCode;
 use std::time::Instant;

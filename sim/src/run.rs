@@ -29,6 +29,8 @@ pub struct Plan {
     pub options: Options,
     /// Only for a zoo scenario that isolates another checker.
     pub allow_duplicate_presentations: bool,
+    /// The setup login stores an already expired access token.
+    pub initial_expired: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,7 @@ impl Plan {
             liveness: true,
             max_steps: 400_000,
             allow_duplicate_presentations: false,
+            initial_expired: r.chance(500_000),
             options: Options {
                 lock_timeout_ms: r.range(50, 2_000) as u32,
                 http_timeout_ms: 100,
@@ -121,11 +124,19 @@ fn record_error(sim: &Sim, e: &StoreError) {
 }
 
 /// Log in at the simulated server and store the grant.
-fn login(sim: &Arc<Sim>, store: &mut Store<'_, SimPlatform>) -> Result<(), StoreError> {
+fn login(
+    sim: &Arc<Sim>,
+    store: &mut Store<'_, SimPlatform>,
+    expired: bool,
+) -> Result<(), StoreError> {
     let json = {
         let mut st = sim.lock();
         let (at, rt) = st.world.server.login();
-        let life = st.world.server.lifetime_ms / 1000;
+        let life = if expired {
+            0
+        } else {
+            st.world.server.lifetime_ms / 1000
+        };
         format!(
             r#"{{"access_token":"{at}","refresh_token":"{rt}","expires_in":{life},"token_endpoint":"https://as.sim/token","client_id":"sim","client_secret":"s"}}"#
         )
@@ -170,8 +181,8 @@ fn op(
                 })
         }
         OpKind::Token => store.token(REFRESHING, 500).map(|_| ()),
-        // Asks for more validity than a token has: refreshes every time, in turn.
-        OpKind::TokenForceRefresh => store.token(REFRESHING, lifetime_ms * 2).map(|_| ()),
+        // Asks for as much validity as a token can give (capped at half its lifetime).
+        OpKind::TokenForceRefresh => store.token(REFRESHING, lifetime_ms).map(|_| ()),
         OpKind::Refresh => store.refresh(REFRESHING, None).map(|_| ()),
         OpKind::List => store.list().map(|_| ()),
         OpKind::DeleteOwn => {
@@ -206,6 +217,7 @@ pub fn run(plan: &Plan) -> Outcome {
     let sim = Sim::new(world, plan.max_steps);
     let opts = plan.options;
     let naive = plan.naive;
+    let initial_expired = plan.initial_expired;
 
     // Setup: one process logs in, without faults.
     sim.run(vec![Box::new({
@@ -217,7 +229,7 @@ pub fn run(plan: &Plan) -> Outcome {
             };
             let mut store = Store::new(&mut p, opts).expect("valid options");
             store.naive = naive;
-            if let Err(e) = login(&sim, &mut store) {
+            if let Err(e) = login(&sim, &mut store, initial_expired) {
                 sim.lock().world.fail(format!("setup login failed: {e}"));
             }
         }
@@ -288,7 +300,7 @@ pub fn run(plan: &Plan) -> Outcome {
                                 | StoreError::Expired(_)
                                 | StoreError::NotFound(_),
                             ) => {
-                                let _ = login(&sim, &mut store);
+                                let _ = login(&sim, &mut store, false);
                             }
                             Err(StoreError::LockTimeout { .. }) => {}
                             Err(e) => {

@@ -214,6 +214,11 @@ impl World {
     pub fn power_loss(&mut self) {
         self.disk.store.live = self.disk.store.durable.clone();
         self.disk.backup.live = self.disk.backup.durable.clone();
+        if self.disk.corrupted {
+            // The durable file is the last durable version with a flipped bit; it no longer
+            // decodes, and no write may follow it anyway.
+            return;
+        }
         let durable_gen = self
             .disk
             .store

@@ -32,11 +32,17 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "stale-refresh-token",
             what: "exchanging the refresh token read before taking the lock",
             plan: |seed, naive| {
-                let mut p = base(seed, vec![OpKind::TokenForceRefresh], 4, 2);
+                // An expired token, several callers, and clocks that jump: a caller whose
+                // clock runs ahead finds even the winner's new token expired and refreshes
+                // again, with whatever refresh token it holds.
+                let mut p = base(seed, vec![OpKind::Token], 4, 3);
+                p.initial_expired = true;
+                p.faults.clock_jump = 300_000;
                 p.naive = Naive {
                     stale_refresh_token: naive,
                     ..Naive::default()
                 };
+                p.liveness = false;
                 p
             },
         },
@@ -44,7 +50,8 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "no-reread-under-lock",
             what: "not re-reading under the refresh lock: two refreshes for one expiry",
             plan: |seed, naive| {
-                let mut p = base(seed, vec![OpKind::Refresh], 2, 1);
+                let mut p = base(seed, vec![OpKind::Token], 2, 1);
+                p.initial_expired = true;
                 p.naive = Naive {
                     no_reread_under_lock: naive,
                     ..Naive::default()
@@ -57,7 +64,8 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "thundering-herd",
             what: "many processes waking together with one expired token",
             plan: |seed, naive| {
-                let mut p = base(seed, vec![OpKind::Refresh], 12, 1);
+                let mut p = base(seed, vec![OpKind::Token], 12, 1);
+                p.initial_expired = true;
                 p.naive = Naive {
                     no_reread_under_lock: naive,
                     ..Naive::default()
@@ -73,7 +81,9 @@ pub fn scenarios() -> Vec<Scenario> {
                 // Processes that present a stale refresh token lose with invalid_grant; the
                 // bug is what the loser then does to the winner's tokens. Duplicates are
                 // allowed here so that only the wipe checker can catch it.
-                let mut p = base(seed, vec![OpKind::TokenForceRefresh], 4, 2);
+                let mut p = base(seed, vec![OpKind::Token], 4, 3);
+                p.initial_expired = true;
+                p.faults.clock_jump = 300_000;
                 p.naive = Naive {
                     stale_refresh_token: naive,
                     invalid_grant_wipes: naive,
@@ -151,7 +161,8 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "retry-lost-reply",
             what: "retrying a refresh whose reply was lost after the server rotated",
             plan: |seed, naive| {
-                let mut p = base(seed, vec![OpKind::TokenForceRefresh], 2, 3);
+                let mut p = base(seed, vec![OpKind::Token], 2, 3);
+                p.initial_expired = true;
                 p.faults.reply_lost = 500_000;
                 p.naive = Naive {
                     ignore_intent: naive,

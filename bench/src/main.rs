@@ -1,0 +1,676 @@
+//! `credlock-bench`: every figure beside its floor, measured in the same run, printed as a
+//! markdown table with the target and a verdict. Not a test: it never fails on speed.
+//!
+//! ```text
+//! credlock-bench [--full] [--peers] [--out FILE]
+//! ```
+//! Quick mode takes a couple of minutes; `--full` runs every process count and more rounds.
+//! `--peers` adds Python filelock / portalocker / msal-extensions and Node proper-lockfile
+//! (installed by bench/peers/setup.sh). Internal worker modes start with `worker-`.
+
+mod floor;
+
+use credlock::{Backend, Config, Credlock};
+use floor::Floor;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+struct Report {
+    rows: Vec<[String; 5]>,
+}
+
+impl Report {
+    fn row(&mut self, what: &str, credlock: String, floor: String, ratio: String, target: &str) {
+        println!("{what}: credlock {credlock}, floor {floor}, ratio {ratio} (target {target})");
+        self.rows
+            .push([what.into(), credlock, floor, ratio, target.into()]);
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn credlock_bin() -> PathBuf {
+    let p = bin_dir().join("credlock");
+    assert!(
+        p.exists(),
+        "build the CLI too: cargo build --release -p credlock -p credlock-bench"
+    );
+    p
+}
+
+fn config(dir: &Path, cache: &Path) -> Config {
+    let mut c = Config::for_dir(dir);
+    c.cache_dir = Some(cache.to_path_buf());
+    c.options.lock_timeout_ms = 120_000;
+    c
+}
+
+const TOKEN_JSON: &str = r#"{"access_token":"bench-access-token-0123456789abcdef0123456789abcdef","token_type":"Bearer","expires_in":3600,"refresh_token":"bench-refresh-token-0123456789abcdef","scope":"openid api"}"#;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(mode) = args.first().filter(|a| a.starts_with("worker-")) {
+        return worker(mode, &args[1..]);
+    }
+    let full = args.iter().any(|a| a == "--full");
+    let peers = args.iter().any(|a| a == "--peers");
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "target/bench-report.md".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut r = Report { rows: Vec::new() };
+    let started = Instant::now();
+
+    reads(&mut r, tmp.path(), &cache, if full { 5000 } else { 1000 });
+    oneshot(&mut r, tmp.path(), &cache, if full { 200 } else { 50 });
+    update(&mut r, tmp.path(), &cache, if full { 500 } else { 100 });
+    let ns: &[usize] = if full {
+        &[1, 2, 4, 8, 16, 32]
+    } else {
+        &[1, 4, 16, 32]
+    };
+    contention(&mut r, tmp.path(), &cache, ns, if full { 100 } else { 25 });
+    handover(&mut r, tmp.path(), if full { 500 } else { 100 });
+    component_costs(&mut r, tmp.path(), &cache);
+    storm(&mut r, tmp.path(), &cache, 64);
+    if peers {
+        peer_contention(&mut r, tmp.path(), ns, if full { 100 } else { 25 });
+    }
+
+    let mut md = String::new();
+    md.push_str("| measure | credlock | floor / peer | ratio | target |\n|---|---|---|---|---|\n");
+    for row in &r.rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            row[0], row[1], row[2], row[3], row[4]
+        ));
+    }
+    md.push_str(&format!(
+        "\nmode: {}, {} cores, wall time {:.0} s\n",
+        if full { "full" } else { "quick" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64()
+    ));
+    if let Some(parent) = Path::new(&out).parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(&out, &md).unwrap();
+    println!("\n{md}\nwritten to {out}");
+}
+
+/// In-process reads: the component, the native core, and the floor.
+fn reads(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
+    let store_dir = dir.join("reads");
+    let mut wasm = Credlock::open(config(&store_dir, cache)).unwrap();
+    wasm.put("acme", TOKEN_JSON).unwrap();
+    let mut cfg = config(&store_dir, cache);
+    cfg.backend = Backend::Native;
+    let mut native = Credlock::open(cfg).unwrap();
+    let floor = Floor::new(&dir.join("floor-reads"));
+    let plain = std::fs::read(store_dir.join("credentials.sealed")).unwrap();
+    floor.atomic_write(&Floor::seal(&plain, 1));
+    let time = |f: &mut dyn FnMut()| {
+        for _ in 0..n / 10 {
+            f();
+        }
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect::<Vec<_>>()
+    };
+    let fl = pct(time(&mut || drop(floor.read())), 0.5);
+    let w = pct(time(&mut || drop(wasm.token("acme", 60_000).unwrap())), 0.5);
+    let nat = pct(
+        time(&mut || drop(native.token("acme", 60_000).unwrap())),
+        0.5,
+    );
+    let ratio = |a: Duration| format!("{:.1}×", a.as_secs_f64() / fl.as_secs_f64());
+    r.row(
+        "read: in-process `token`, component (p50)",
+        us(w),
+        us(fl),
+        ratio(w),
+        "≤ 3× floor",
+    );
+    r.row(
+        "read: in-process `token`, native core (p50)",
+        us(nat),
+        us(fl),
+        ratio(nat),
+        "—",
+    );
+}
+
+/// One-shot processes: `credlock token` against a native process that locks and reads.
+fn oneshot(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
+    let store_dir = dir.join("reads");
+    let run = |cmd: &mut Command| {
+        let t = Instant::now();
+        let s = cmd.stdout(Stdio::null()).status().unwrap();
+        assert!(s.success());
+        t.elapsed()
+    };
+    let cli = credlock_bin();
+    let xdg = cache.parent().unwrap().join("xdg");
+    run(Command::new(&cli)
+        .args(["token", "acme"])
+        .env("CREDLOCK_STORE", &store_dir)
+        .env("XDG_CACHE_HOME", &xdg));
+    let c: Vec<_> = (0..n)
+        .map(|_| {
+            run(Command::new(&cli)
+                .args(["token", "acme"])
+                .env("CREDLOCK_STORE", &store_dir)
+                .env("XDG_CACHE_HOME", &xdg))
+        })
+        .collect();
+    let me = std::env::current_exe().unwrap();
+    let f: Vec<_> = (0..n)
+        .map(|_| {
+            run(Command::new(&me).args([
+                "worker-floor-read",
+                dir.join("floor-reads").to_str().unwrap(),
+            ]))
+        })
+        .collect();
+    let (c, f) = (pct(c, 0.5), pct(f, 0.5));
+    r.row(
+        "read: one-shot `credlock token` process (p50)",
+        ms(c),
+        ms(f),
+        format!("{:.1}×", c.as_secs_f64() / f.as_secs_f64()),
+        "≤ 10 ms and ≤ 3× floor",
+    );
+}
+
+fn update(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
+    let store_dir = dir.join("update");
+    let mut s = Credlock::open(config(&store_dir, cache)).unwrap();
+    s.put("acme", TOKEN_JSON).unwrap();
+    let size = std::fs::metadata(store_dir.join("credentials.sealed"))
+        .unwrap()
+        .len() as usize;
+    let floor = Floor::new(&dir.join("floor-update"));
+    let blob = vec![7u8; size];
+    let f: Vec<_> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            floor.atomic_write(&blob);
+            t.elapsed()
+        })
+        .collect();
+    let c: Vec<_> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            s.put("acme", TOKEN_JSON).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let (c, f) = (pct(c, 0.5), pct(f, 0.5));
+    r.row(
+        "update: one `put` vs one durable atomic write (p50)",
+        ms(c),
+        ms(f),
+        format!("{:.2}×", c.as_secs_f64() / f.as_secs_f64()),
+        "≤ 1.2×",
+    );
+}
+
+fn spawn_workers(mode: &str, dir: &Path, n: usize, k: usize, cache: &Path) -> Duration {
+    let me = std::env::current_exe().unwrap();
+    let t = Instant::now();
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            Command::new(&me)
+                .args([
+                    mode,
+                    dir.to_str().unwrap(),
+                    &format!("w{i}"),
+                    &k.to_string(),
+                    cache.to_str().unwrap(),
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a {mode} worker failed");
+    }
+    t.elapsed()
+}
+
+/// N processes doing read-modify-write on one store, against the floor's lock/read/modify/write loop.
+fn contention(r: &mut Report, dir: &Path, cache: &Path, ns: &[usize], k: usize) {
+    // Compile once into the cache so workers only load it.
+    Credlock::open(config(&dir.join("warm"), cache))
+        .unwrap()
+        .list()
+        .unwrap();
+    for &n in ns {
+        let fdir = dir.join(format!("floor-contention-{n}"));
+        let f = spawn_workers("worker-floor-rmw", &fdir, n, k, cache);
+        let counts = Floor::new(&fdir).counts();
+        let floor_lost = n * k
+            - counts
+                .values()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .sum::<usize>();
+        let cdir = dir.join(format!("credlock-contention-{n}"));
+        let c = spawn_workers("worker-credlock-rmw", &cdir, n, k, cache);
+        let list = Credlock::open(config(&cdir, cache))
+            .unwrap()
+            .list()
+            .unwrap();
+        let credlock_lost: usize = n * k - list.iter().map(|t| t.revision as usize).sum::<usize>();
+        let ops = (n * k) as f64;
+        let (cps, fps) = (ops / c.as_secs_f64(), ops / f.as_secs_f64());
+        r.row(
+            &format!("contention: {n} processes × {k} updates"),
+            format!("{cps:.0} ops/s, {credlock_lost} lost"),
+            format!("{fps:.0} ops/s, {floor_lost} lost"),
+            format!("{:.2}×", cps / fps),
+            "≥ 0.8×, 0 lost",
+        );
+    }
+}
+
+/// Time from release until a blocked waiter in another process holds the lock.
+fn handover(r: &mut Report, dir: &Path, rounds: usize) {
+    let mut results = Vec::new();
+    for kind in ["floor", "credlock"] {
+        let path = dir.join(format!("handover-{kind}.lock"));
+        std::fs::write(&path, b"").unwrap();
+        let me = std::env::current_exe().unwrap();
+        let mut child = Command::new(&me)
+            .args([&format!("worker-handover-{kind}"), path.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut to = child.stdin.take().unwrap();
+        let mut from = BufReader::new(child.stdout.take().unwrap());
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            let held = credlock::locks::acquire(
+                &path,
+                credlock_core::platform::LockMode::Exclusive,
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            writeln!(to, "go").unwrap();
+            to.flush().unwrap();
+            let mut ready = String::new();
+            from.read_line(&mut ready).unwrap();
+            // Give the waiter time to block inside flock.
+            std::thread::sleep(Duration::from_millis(3));
+            let t0 = monotonic_ns();
+            drop(held);
+            let mut line = String::new();
+            from.read_line(&mut line).unwrap();
+            let t1: u64 = line.trim().parse().unwrap();
+            samples.push(Duration::from_nanos(t1.saturating_sub(t0)));
+        }
+        drop(to);
+        let _ = child.wait();
+        results.push((pct(samples.clone(), 0.5), pct(samples, 0.99)));
+    }
+    let ((fp50, fp99), (cp50, cp99)) = (results[0], results[1]);
+    r.row(
+        "lock hand-over between processes (p50)",
+        us(cp50),
+        us(fp50),
+        format!("{:.1}×", cp50.as_secs_f64() / fp50.as_secs_f64()),
+        "p50 ≤ 100 µs",
+    );
+    r.row(
+        "lock hand-over between processes (p99)",
+        us(cp99),
+        us(fp99),
+        format!("{:.1}×", cp99.as_secs_f64() / fp99.as_secs_f64()),
+        "—",
+    );
+}
+
+fn component_costs(r: &mut Report, dir: &Path, cache: &Path) {
+    let engine = wasmtime::Engine::default();
+    let t = Instant::now();
+    let c =
+        wasmtime::component::Component::new(&engine, credlock::component::COMPONENT_WASM).unwrap();
+    let compile = t.elapsed();
+    drop(c);
+    let t = Instant::now();
+    let rt = credlock::component::Runtime::load(Some(cache)).unwrap();
+    let load = t.elapsed();
+    let mut inst = Vec::new();
+    let mut platform = Some(credlock::native::NativePlatform::new(
+        credlock::layout::Layout::new(dir.join("inst")),
+        credlock::keys::Keyring::new(Default::default()),
+        Default::default(),
+    ));
+    for _ in 0..200 {
+        let t = Instant::now();
+        let i = rt.instantiate(platform.take().unwrap()).ok().unwrap();
+        inst.push(t.elapsed());
+        platform = Some(i.into_platform());
+    }
+    r.row(
+        "component: compile (release host)",
+        ms(compile),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
+    r.row(
+        "component: load cached artifact + link",
+        ms(load),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
+    r.row(
+        "component: instantiate (p50)",
+        us(pct(inst, 0.5)),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
+    r.row(
+        "component: .wasm size",
+        format!("{} KiB", credlock::component::COMPONENT_WASM.len() / 1024),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
+    // Peak memory of a one-shot CLI process.
+    let mut child = Command::new(credlock_bin())
+        .args(["token", "acme"])
+        .env("CREDLOCK_STORE", dir.join("reads"))
+        .env("XDG_CACHE_HOME", cache.parent().unwrap().join("xdg"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid pointers to locals.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let _ = child.try_wait();
+    r.row(
+        "CLI: peak memory of one `credlock token`",
+        format!("{} MiB", usage.ru_maxrss / 1024),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
+}
+
+/// 64 processes find one expired token at once, against the real OAuth server.
+fn storm(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
+    let server_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oauth-server");
+    if !server_dir.join("node_modules").exists() {
+        r.row(
+            "refresh storm",
+            "skipped: tests/oauth-server not installed (scripts/setup.sh)".into(),
+            "—".into(),
+            "—".into(),
+            "1 request",
+        );
+        return;
+    }
+    let url_file = dir.join("oauth-url");
+    let ok = Command::new("bash")
+        .arg(server_dir.join("start.sh"))
+        .arg(&url_file)
+        .env("ACCESS_TTL_SECONDS", "60")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        r.row(
+            "refresh storm",
+            "skipped: the OAuth server did not start".into(),
+            "—".into(),
+            "—".into(),
+            "1 request",
+        );
+        return;
+    }
+    let base = std::fs::read_to_string(&url_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let pid = std::fs::read_to_string(format!("{}.pid", url_file.display()))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let post = |path: &str, body: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &format!("{base}{path}"),
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let mut grant = post(
+        "/test/grant",
+        r#"{"client_id":"conf-basic","account":"alice","scope":"openid offline_access api"}"#,
+    );
+    let obj = grant.as_object_mut().unwrap();
+    obj.remove("grant_id");
+    obj.insert("expires_in".into(), 0.into());
+    obj.insert("token_endpoint".into(), format!("{base}/token").into());
+    obj.insert("client_id".into(), "conf-basic".into());
+    obj.insert("client_secret".into(), "basic-secret".into());
+    let store_dir = dir.join("storm");
+    Credlock::open(config(&store_dir, cache))
+        .unwrap()
+        .put("acme", &grant.to_string())
+        .unwrap();
+    let xdg = cache.parent().unwrap().join("xdg");
+    let t = Instant::now();
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            Command::new(credlock_bin())
+                .args(["token", "acme"])
+                .env("CREDLOCK_STORE", &store_dir)
+                .env("XDG_CACHE_HOME", &xdg)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut tokens = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success());
+        tokens.insert(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let all = t.elapsed();
+    let stats = Command::new("curl")
+        .args(["-s", &format!("{base}/test/stats")])
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap_or_default();
+    let _ = Command::new("kill").arg(&pid).status();
+    r.row(
+        &format!("refresh storm: {n} processes, one expired token"),
+        format!(
+            "{} request(s) to the server, all {n} hold the new token after {}",
+            stats["refresh_requests"],
+            ms(all)
+        ),
+        "—".into(),
+        format!("{} distinct token(s)", tokens.len()),
+        "exactly 1 request",
+    );
+}
+
+fn peer_contention(r: &mut Report, dir: &Path, ns: &[usize], k: usize) {
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers");
+    let setup = Command::new("bash").arg(peers.join("setup.sh")).status();
+    if !setup.map(|s| s.success()).unwrap_or(false) {
+        r.row(
+            "peers",
+            "skipped: bench/peers/setup.sh failed".into(),
+            "—".into(),
+            "—".into(),
+            "—",
+        );
+        return;
+    }
+    for &n in ns {
+        let fdir = dir.join(format!("peer-floor-{n}"));
+        let f = spawn_workers("worker-floor-rmw", &fdir, n, k, dir);
+        let fps = (n * k) as f64 / f.as_secs_f64();
+        for (lib, cmd) in [
+            (
+                "python filelock",
+                vec![
+                    peers.join(".venv/bin/python").display().to_string(),
+                    peers.join("contention.py").display().to_string(),
+                    "filelock".into(),
+                ],
+            ),
+            (
+                "python portalocker",
+                vec![
+                    peers.join(".venv/bin/python").display().to_string(),
+                    peers.join("contention.py").display().to_string(),
+                    "portalocker".into(),
+                ],
+            ),
+            (
+                "python msal-extensions",
+                vec![
+                    peers.join(".venv/bin/python").display().to_string(),
+                    peers.join("contention.py").display().to_string(),
+                    "msal".into(),
+                ],
+            ),
+            (
+                "node proper-lockfile",
+                vec![
+                    "node".into(),
+                    peers.join("contention.mjs").display().to_string(),
+                    "proper-lockfile".into(),
+                ],
+            ),
+        ] {
+            let pdir = dir.join(format!("peer-{}-{n}", lib.replace(' ', "-")));
+            std::fs::create_dir_all(&pdir).unwrap();
+            let out = Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .args([n.to_string(), k.to_string(), pdir.display().to_string()])
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let ops = v["ops_per_s"].as_f64().unwrap_or(0.0);
+            r.row(
+                &format!("peer contention: {lib}, {n} processes × {k}"),
+                format!("{ops:.0} ops/s, {} lost", v["lost"]),
+                format!("floor {fps:.0} ops/s"),
+                format!("{:.2}×", ops / fps),
+                "credlock ≥ 0.8× floor",
+            );
+        }
+    }
+}
+
+fn worker(mode: &str, args: &[String]) {
+    match mode {
+        "worker-floor-read" => {
+            drop(Floor::new(Path::new(&args[0])).read());
+        }
+        "worker-floor-rmw" => {
+            let floor = Floor::new(Path::new(&args[0]));
+            let k: usize = args[2].parse().unwrap();
+            for i in 0..k {
+                floor.increment(&args[1], (std::process::id() as u64) << 32 | i as u64);
+            }
+        }
+        "worker-credlock-rmw" => {
+            let mut s = Credlock::open(config(Path::new(&args[0]), Path::new(&args[3]))).unwrap();
+            let k: usize = args[2].parse().unwrap();
+            for _ in 0..k {
+                s.put(&args[1], TOKEN_JSON).unwrap();
+            }
+        }
+        "worker-handover-floor" | "worker-handover-credlock" => {
+            let path = PathBuf::from(&args[0]);
+            let stdin = std::io::stdin();
+            let mut out = std::io::stdout();
+            for line in stdin.lock().lines() {
+                if line.unwrap() != "go" {
+                    break;
+                }
+                writeln!(out, "ready").unwrap();
+                out.flush().unwrap();
+                let t1 = if mode == "worker-handover-floor" {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .unwrap();
+                    fs4::fs_std::FileExt::lock_exclusive(&f).unwrap();
+                    let t = monotonic_ns();
+                    drop(f);
+                    t
+                } else {
+                    let g = credlock::locks::acquire(
+                        &path,
+                        credlock_core::platform::LockMode::Exclusive,
+                        Duration::from_secs(10),
+                    )
+                    .unwrap();
+                    let t = monotonic_ns();
+                    drop(g);
+                    t
+                };
+                writeln!(out, "{t1}").unwrap();
+                out.flush().unwrap();
+            }
+        }
+        other => panic!("unknown worker mode {other}"),
+    }
+}

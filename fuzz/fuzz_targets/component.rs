@@ -1,0 +1,218 @@
+//! Fuzzes the artifact that ships: the credlock component (the very .wasm the host embeds),
+//! instantiated in wasmtime with an in-memory `platform` whose answers come from the fuzz
+//! input: file contents, write failures, lock timeouts, key errors and token-endpoint
+//! replies. The component must never trap, and an unreadable store must never be written.
+#![no_main]
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "credlock",
+    with: {
+        "credlock:store/locks.lock-guard": LockGuard,
+        "credlock:store/sealing.sealing-key": Key,
+    },
+});
+
+use self::credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
+use exports::credlock::store::store as api;
+
+pub struct LockGuard;
+pub struct Key;
+
+/// The fuzz input, consumed a byte at a time by the imports.
+struct Input {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl Input {
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.byte()).collect()
+    }
+}
+
+struct State {
+    input: Input,
+    store_file: Option<Vec<u8>>,
+    unreadable: bool,
+    writes: usize,
+    table: ResourceTable,
+    wasi: WasiCtx,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+const KEY: [u8; 32] = [7; 32];
+const KEY_ID: [u8; 16] = [1; 16];
+
+impl types::Host for State {}
+impl locks::Host for State {
+    fn acquire(&mut self, _: locks::LockTarget, _: locks::LockMode, ms: u32) -> Result<Resource<LockGuard>, locks::LockError> {
+        if self.input.byte() == 0xff {
+            return Err(locks::LockError::Timeout(ms));
+        }
+        Ok(self.table.push(LockGuard).unwrap())
+    }
+}
+impl locks::HostLockGuard for State {
+    fn release(&mut self, _: Resource<LockGuard>) {}
+    fn drop(&mut self, r: Resource<LockGuard>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+impl files::Host for State {
+    fn read(&mut self, f: files::StoreFile) -> Result<files::Blob, files::FileError> {
+        match (f, &self.store_file) {
+            (files::StoreFile::Store, Some(b)) => Ok(files::Blob::Present(b.clone())),
+            _ => Ok(files::Blob::Absent),
+        }
+    }
+    fn replace(&mut self, f: files::StoreFile, c: Vec<u8>) -> Result<(), files::FileError> {
+        if self.input.byte() == 0xfe {
+            return Err(files::FileError::Io(types::IoError::NoSpace("fuzz".into())));
+        }
+        if f == files::StoreFile::Store {
+            assert!(!self.unreadable, "the component wrote over an unreadable store");
+            self.writes += 1;
+            self.store_file = Some(c);
+        }
+        Ok(())
+    }
+    fn remove(&mut self, _: files::StoreFile) -> Result<(), files::FileError> {
+        Ok(())
+    }
+}
+impl sealing::Host for State {
+    fn unlock(&mut self, id: Vec<u8>, _: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {
+        if id != KEY_ID || self.input.byte() == 0xfd {
+            return Err(sealing::KeyError::WrongKeyFile);
+        }
+        Ok(self.table.push(Key).unwrap())
+    }
+    fn create(&mut self) -> Result<Resource<Key>, sealing::KeyError> {
+        Ok(self.table.push(Key).unwrap())
+    }
+}
+impl sealing::HostSealingKey for State {
+    fn key_id(&mut self, _: Resource<Key>) -> Vec<u8> {
+        KEY_ID.to_vec()
+    }
+    fn slots(&mut self, _: Resource<Key>) -> Vec<sealing::KeySlot> {
+        vec![sealing::KeySlot { kind: "fuzz".into(), data: vec![] }]
+    }
+    fn seal(&mut self, _: Resource<Key>, n: Vec<u8>, aad: Vec<u8>, pt: Vec<u8>) -> Result<Vec<u8>, sealing::SealError> {
+        if n.len() != 12 {
+            return Err(sealing::SealError::BadNonce);
+        }
+        Ok(Aes256Gcm::new(&KEY.into()).encrypt(Nonce::from_slice(&n), Payload { msg: &pt, aad: &aad }).unwrap())
+    }
+    fn open(&mut self, _: Resource<Key>, n: Vec<u8>, aad: Vec<u8>, ct: Vec<u8>) -> Result<Vec<u8>, sealing::SealError> {
+        if n.len() != 12 {
+            return Err(sealing::SealError::BadNonce);
+        }
+        Aes256Gcm::new(&KEY.into()).decrypt(Nonce::from_slice(&n), Payload { msg: &ct, aad: &aad }).map_err(|_| sealing::SealError::AuthenticationFailed)
+    }
+    fn drop(&mut self, r: Resource<Key>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+impl token_endpoint::Host for State {
+    fn post(&mut self, _: token_endpoint::TokenRequest) -> Result<token_endpoint::HttpReply, token_endpoint::TransportError> {
+        match self.input.byte() % 4 {
+            0 => Err(token_endpoint::TransportError::Timeout),
+            1 => Err(token_endpoint::TransportError::Connect("fuzz".into())),
+            _ => {
+                let status = [200u16, 400, 401, 500, 503][self.input.byte() as usize % 5];
+                let len = self.input.byte() as usize;
+                Ok(token_endpoint::HttpReply { status, content_type: None, body: self.input.bytes(len) })
+            }
+        }
+    }
+}
+impl clock::Host for State {
+    fn wall_ms(&mut self) -> u64 {
+        1_700_000_000_000 + u64::from(self.input.byte()) * 1000
+    }
+    fn monotonic_ms(&mut self) -> u64 {
+        0
+    }
+}
+impl random::Host for State {
+    fn fill(&mut self, len: u32) -> Vec<u8> {
+        vec![0x42; len as usize]
+    }
+}
+
+fn instance() -> &'static (Engine, CredlockPre<State>) {
+    static PRE: std::sync::OnceLock<(Engine, CredlockPre<State>)> = std::sync::OnceLock::new();
+    PRE.get_or_init(|| {
+        let engine = Engine::default();
+        let component = wasmtime::component::Component::new(&engine, ::credlock::component::COMPONENT_WASM).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        Credlock::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
+        let pre = CredlockPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        (engine, pre)
+    })
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let (engine, pre) = instance();
+    // The first bytes choose the starting file: none, or a prefix of the rest as a store.
+    let (store_file, rest) = match data.split_first() {
+        Some((&n, rest)) if n & 1 == 1 => {
+            let len = (n as usize * 4).min(rest.len());
+            (Some(rest[..len].to_vec()), &rest[len..])
+        }
+        Some((_, rest)) => (None, rest),
+        None => (None, data),
+    };
+    let mut state = State {
+        input: Input { data: rest.to_vec(), pos: 0 },
+        store_file,
+        unreadable: false,
+        writes: 0,
+        table: ResourceTable::new(),
+        wasi: WasiCtx::builder().build(),
+    };
+    let opts = api::Options { lock_timeout_ms: 100, http_timeout_ms: 100 };
+    state.unreadable = false;
+    let mut store = Store::new(engine, state);
+    let bindings = pre.instantiate(&mut store).unwrap();
+    let s = bindings.credlock_store_store();
+    // A store the component cannot list must stay untouched by every later call.
+    if let Ok(Err(e)) = s.call_list(&mut store, opts) {
+        if !matches!(e, api::StoreError::LockTimeout(_) | api::StoreError::Key(_)) {
+            store.data_mut().unreadable = true;
+        }
+    }
+    for round in 0..4 {
+        let op = store.data_mut().input.byte();
+        let result = match op % 5 {
+            0 => s.call_put(&mut store, opts, "acme", r#"{"access_token":"a","refresh_token":"r","expires_in":1,"token_endpoint":"https://as/token","client_id":"c"}"#).map(|_| ()),
+            1 => s.call_token(&mut store, opts, "acme", 3_600_000).map(|_| ()),
+            2 => s.call_refresh(&mut store, opts, "acme", None).map(|_| ()),
+            3 => s.call_delete(&mut store, opts, "acme").map(|_| ()),
+            _ => s.call_list(&mut store, opts).map(|_| ()),
+        };
+        // A trap is a bug in the core: the guest panicked.
+        result.unwrap_or_else(|trap| panic!("the component trapped in round {round}: {trap:?}"));
+    }
+});
