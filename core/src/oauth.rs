@@ -9,6 +9,10 @@ use serde_json::{Map, Value};
 /// The longest lifetime credlock believes (ten years); longer is treated as a broken reply.
 pub const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
+/// How much of a token's `expires_in` credlock assumes was already spent: servers count in
+/// whole seconds.
+pub const EXPIRY_GRANULARITY_MS: u64 = 1000;
+
 /// A successful token response, parsed and validated.
 #[derive(Clone, PartialEq)]
 pub struct TokenGrant {
@@ -86,7 +90,9 @@ pub fn parse_token_response(
     let expires_at_ms = match (expires_in, expires_at) {
         (Some(v), _) if !v.is_null() => {
             let secs = seconds("expires_in", &v)?;
-            Some(now_ms.saturating_add(secs.saturating_mul(1000)))
+            // Servers stamp tokens in whole seconds (`exp = iat + expires_in`, `iat` rounded
+            // down), so up to a second of the lifetime may be gone before it is counted.
+            Some(now_ms.saturating_add(secs.saturating_mul(1000)).saturating_sub(EXPIRY_GRANULARITY_MS))
         }
         (_, Some(v)) if !v.is_null() => Some(seconds("expires_at", &v)?.saturating_mul(1000)),
         _ => None,
@@ -352,7 +358,7 @@ mod tests {
         let (g, config) = parse_token_response(json, 1_000).unwrap();
         assert_eq!(g.access_token, "at");
         assert_eq!(g.token_type, "bearer");
-        assert_eq!(g.expires_at_ms, Some(1_000 + 3_600_000));
+        assert_eq!(g.expires_at_ms, Some(1_000 + 3_600_000 - EXPIRY_GRANULARITY_MS));
         assert_eq!(g.refresh_token.as_deref(), Some("rt"));
         assert_eq!(
             g.extra.get("id_token"),
@@ -367,7 +373,7 @@ mod tests {
     #[test]
     fn expiry_forms() {
         let (g, _) = parse_token_response(br#"{"access_token":"a","expires_in":"60"}"#, 0).unwrap();
-        assert_eq!(g.expires_at_ms, Some(60_000));
+        assert_eq!(g.expires_at_ms, Some(59_000));
         let (g, _) =
             parse_token_response(br#"{"access_token":"a","expires_at":1700000000}"#, 0).unwrap();
         assert_eq!(g.expires_at_ms, Some(1_700_000_000_000));

@@ -364,14 +364,15 @@ impl<'p, P: Platform> Store<'p, P> {
             authorization,
             timeout_ms: self.opts.http_timeout_ms,
         };
+        // Expiry counts from when the request left: the token cannot be older than that.
+        let sent_ms = self.p.wall_ms();
         let outcome = match self.p.post(&request) {
             Err(t) if t.request_may_have_arrived() => {
                 Outcome::Ambiguous(EndpointError::Transport(t))
             }
             Err(t) => Outcome::Rejected(EndpointError::Transport(t)),
             Ok(reply) => {
-                let now = self.p.wall_ms();
-                match classify_reply(reply.status, &reply.body, now) {
+                match classify_reply(reply.status, &reply.body, sent_ms) {
                     EndpointReply::Granted(g) => Outcome::Granted(g),
                     EndpointReply::OAuthError { error, .. } if error == "invalid_grant" => {
                         Outcome::InvalidGrant

@@ -96,7 +96,7 @@ fn killed_after_the_server_rotated_before_the_commit() {
         "the server did rotate"
     );
     for _ in 0..3 {
-        let r = env.run(&["token", "acme", "--min-valid", "3600"], "");
+        let r = env.run(&["refresh", "acme"], "");
         assert_eq!(r.code, 4, "{r:?}");
         assert!(r.stderr.contains("may have been spent"), "{r:?}");
     }
