@@ -91,8 +91,11 @@ pub fn parse_token_response(
         (Some(v), _) if !v.is_null() => {
             let secs = seconds("expires_in", &v)?;
             // Servers stamp tokens in whole seconds (`exp = iat + expires_in`, `iat` rounded
-            // down), so up to a second of the lifetime may be gone before it is counted.
-            Some(now_ms.saturating_add(secs.saturating_mul(1000)).saturating_sub(EXPIRY_GRANULARITY_MS))
+            // down), so up to a second of the lifetime may be gone before it is counted; but
+            // never assume more than half of it gone, or a 1-second token would be born dead.
+            let lifetime_ms = secs.saturating_mul(1000);
+            let spent_ms = EXPIRY_GRANULARITY_MS.min(lifetime_ms / 2);
+            Some(now_ms.saturating_add(lifetime_ms - spent_ms))
         }
         (_, Some(v)) if !v.is_null() => Some(seconds("expires_at", &v)?.saturating_mul(1000)),
         _ => None,
@@ -358,7 +361,10 @@ mod tests {
         let (g, config) = parse_token_response(json, 1_000).unwrap();
         assert_eq!(g.access_token, "at");
         assert_eq!(g.token_type, "bearer");
-        assert_eq!(g.expires_at_ms, Some(1_000 + 3_600_000 - EXPIRY_GRANULARITY_MS));
+        assert_eq!(
+            g.expires_at_ms,
+            Some(1_000 + 3_600_000 - EXPIRY_GRANULARITY_MS)
+        );
         assert_eq!(g.refresh_token.as_deref(), Some("rt"));
         assert_eq!(
             g.extra.get("id_token"),
@@ -379,6 +385,9 @@ mod tests {
         assert_eq!(g.expires_at_ms, Some(1_700_000_000_000));
         let (g, _) = parse_token_response(br#"{"access_token":"a"}"#, 0).unwrap();
         assert_eq!(g.expires_at_ms, None);
+        // A 1-second token is not born expired: at most half its lifetime counts as spent.
+        let (g, _) = parse_token_response(br#"{"access_token":"a","expires_in":1}"#, 0).unwrap();
+        assert_eq!(g.expires_at_ms, Some(500));
         assert!(parse_token_response(br#"{"access_token":"a","expires_in":-1}"#, 0).is_err());
     }
 

@@ -20,7 +20,8 @@ fn base(seed: u64, ops: Vec<OpKind>, processes: usize, per: usize) -> Plan {
     p.ops = ops;
     p.processes = processes;
     p.ops_per_process = per;
-    p.token_lifetime_ms = 2_000;
+    // Long enough that clock skew (±0.5 s) is small beside it, as with real tokens.
+    p.token_lifetime_ms = 30_000;
     p.options.lock_timeout_ms = 5_000;
     p.options.http_timeout_ms = 1_000;
     p
@@ -37,6 +38,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 // again, with whatever refresh token it holds.
                 let mut p = base(seed, vec![OpKind::Token], 4, 3);
                 p.initial_expired = true;
+                p.token_lifetime_ms = 4_000;
                 p.faults.clock_jump = 300_000;
                 p.naive = Naive {
                     stale_refresh_token: naive,
@@ -83,6 +85,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 // allowed here so that only the wipe checker can catch it.
                 let mut p = base(seed, vec![OpKind::Token], 4, 3);
                 p.initial_expired = true;
+                p.token_lifetime_ms = 4_000;
                 p.faults.clock_jump = 300_000;
                 p.naive = Naive {
                     stale_refresh_token: naive,

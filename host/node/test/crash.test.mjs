@@ -1,0 +1,93 @@
+// Processes killed (-9) at exact steps of a write or a refresh, through the failpoints
+// both hosts share (CREDLOCK_FAILPOINTS): the store stays readable, the lock dies with the
+// process, and an interrupted refresh is reported, never retried blindly. Also a trap (a
+// host bug) poisons nothing: the next call gets a new instance and no lock is leaked.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Store } from '../src/index.js';
+import { cli, fixtures, oauthServer, startChild, tmpStore } from './helpers.mjs';
+
+const hour = 3600;
+
+/** A store-call.mjs child that stops at `point`; resolves once it is there. */
+async function stoppedAt(point, dir, args) {
+  const c = await startChild(process.execPath, [path.join(fixtures, 'store-call.mjs'), dir, ...args], {
+    env: { CREDLOCK_FAILPOINTS: `${point}=pause`, CREDLOCK_LOCK_TIMEOUT: '5' },
+    readyStderr: new RegExp(`failpoint ${point} reached`),
+  });
+  return c;
+}
+
+async function kill9(c) {
+  c.child.kill('SIGKILL');
+  const r = await c.done;
+  assert.equal(r.signal, 'SIGKILL');
+}
+
+describe('killed mid-write', () => {
+  test('before the rename: the previous version stands, and the lock died with the process', async () => {
+    const dir = tmpStore();
+    Store.open(dir).put('acme', { access_token: 'secret-1', expires_in: hour });
+    const c = await stoppedAt('replace:before-rename', dir, ['put', '"acme"', JSON.stringify({ access_token: 'secret-2', expires_in: hour })]);
+    await kill9(c);
+    assert.equal(Store.open(dir).token('acme'), 'secret-1');
+    const r = cli(['put', 'acme'], { store: dir, env: { CREDLOCK_LOCK_TIMEOUT: '2' }, input: JSON.stringify({ access_token: 'secret-3', expires_in: hour }) });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(Store.open(dir).tokenInfo('acme').revision, 2);
+    // The abandoned temporary file is the only trace (as with the Rust host).
+    assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('.credentials.sealed.tmp-')));
+  });
+});
+
+describe('killed mid-refresh', () => {
+  let srv;
+  before(async () => {
+    srv = await oauthServer();
+  });
+  after(() => srv.stop());
+
+  for (const [point, requests] of [['post:before', 0], ['post:after', 1]]) {
+    test(`at ${point}: the next call reports refresh-outcome-unknown, in Node and in Rust`, async () => {
+      await srv.reset();
+      const dir = tmpStore();
+      Store.open(dir).put('acme', {
+        access_token: 'AT-1', refresh_token: 'RT-1', expires_at: Math.floor(Date.now() / 1000) - 10,
+        token_endpoint: srv.url, client_id: 'cli',
+      });
+      const c = await stoppedAt(point, dir, ['token', '"acme"', '{"minValid":60}']);
+      await kill9(c);
+      assert.equal((await srv.stats()).counts['/token'] ?? 0, requests);
+      assert.throws(() => Store.open(dir).token('acme', { minValid: 60 }), (e) => e.code === 'refresh-outcome-unknown' && e.exitCode === 4);
+      const r = cli(['token', 'acme'], { store: dir });
+      assert.equal(r.status, 4, r.stderr);
+      assert.match(r.stderr, /may have been spent/);
+      assert.equal((await srv.stats()).counts['/token'] ?? 0, requests, 'the refresh token was not presented again');
+      assert.equal(Store.open(dir).list()[0].needsReauth, true);
+    });
+  }
+});
+
+describe('a trap', () => {
+  test('is an internal error; the next call runs on a new instance and no lock is leaked', async () => {
+    const dir = tmpStore();
+    Store.open(dir).put('acme', { access_token: 'secret-1', expires_in: hour });
+    const c = await startChild(process.execPath, ['--input-type=module', '-e', `
+      import { Store } from ${JSON.stringify(path.resolve(fixtures, '../../src/index.js'))};
+      const s = Store.open(${JSON.stringify(dir)}, { lockTimeout: 1 });
+      const out = {};
+      try { s.put('acme', { access_token: 'secret-2', expires_in: 3600 }); } catch (e) { out.first = [e.code, e.message]; }
+      out.second = s.put('acme', { access_token: 'secret-3', expires_in: 3600 });
+      out.token = s.token('acme');
+      console.log(JSON.stringify(out));
+    `], { env: { CREDLOCK_FAILPOINTS: 'replace:before-rename@1=throw' } });
+    const r = await c.done;
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.first[0], 'internal');
+    assert.match(out.first[1], /internal error in the credlock runtime/);
+    assert.ok(!out.first[1].includes('secret'));
+    assert.deepEqual(out.second, { revision: 2, generation: 2 }, 'the store lock was released with the dead instance');
+    assert.equal(out.token, 'secret-3');
+  });
+});

@@ -1,0 +1,203 @@
+// The Store API: a round trip through the component, errors, refresh against a real
+// (local) token endpoint, and at-most-once refresh across Node and Rust processes.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Store, CredlockError } from '../src/index.js';
+import { CLI, cli, oauthServer, runNode, startChild, tmpStore } from './helpers.mjs';
+
+const hour = 3600;
+
+describe('round trip through the component', () => {
+  test('init, put, token, list, info, delete', () => {
+    const dir = tmpStore();
+    const s = Store.open(dir);
+    assert.equal(s.path, dir);
+    assert.deepEqual(s.list(), [], 'an absent store has no tenants');
+    assert.equal(s.info().exists, false);
+    assert.ok(!fs.existsSync(path.join(dir, 'credentials.sealed')), 'reading creates nothing');
+    assert.equal(s.init(), true);
+    assert.equal(s.init(), false);
+    assert.deepEqual(s.put('acme', { access_token: 'at-1', token_type: 'Bearer', expires_in: hour, scope: 'api' }), { revision: 1, generation: 2 });
+    assert.deepEqual(s.put('beta', JSON.stringify({ access_token: 'bt-1', expires_in: hour })), { revision: 1, generation: 3 });
+    assert.equal(s.token('acme'), 'at-1');
+    const info = s.tokenInfo('acme', { minValid: 10 });
+    assert.equal(info.token, 'at-1');
+    assert.equal(info.tokenType, 'Bearer');
+    assert.equal(info.revision, 1);
+    assert.equal(info.refreshed, false);
+    assert.ok(Math.abs(info.expiresAtMs - (Date.now() + hour * 1000)) < 10000);
+    s.put('acme', { access_token: 'at-2', expires_in: hour });
+    const list = s.list();
+    assert.deepEqual(list.map((t) => [t.tenant, t.revision]), [['acme', 2], ['beta', 1]]);
+    assert.equal(list[0].hasRefreshToken, false);
+    assert.ok(!JSON.stringify(list).includes('at-2'), 'list shows no secret');
+    const i = s.info();
+    assert.equal(i.exists, true);
+    assert.equal(i.generation, 4);
+    assert.equal(i.formatVersion, 1);
+    assert.match(i.keyId, /^[0-9a-f]{32}$/);
+    assert.deepEqual(i.slotKinds, ['key-file']);
+    assert.equal(i.tenants, 2);
+    assert.equal(s.delete('beta'), true);
+    assert.equal(s.delete('beta'), false);
+    assert.deepEqual(s.list().map((t) => t.tenant), ['acme']);
+    // The files are the ones FORMAT.md names, owner-only.
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['credentials.lock', 'credentials.sealed', 'credentials.sealed.bak', 'key']);
+    for (const f of fs.readdirSync(dir)) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o077, 0, f);
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    assert.equal(fs.readFileSync(path.join(dir, 'credentials.sealed')).subarray(0, 8).toString(), 'CREDLOCK');
+    s.close();
+    s.close();
+    assert.throws(() => s.token('acme'), /closed/);
+    assert.equal(Store.open(dir).token('acme'), 'at-2');
+  });
+
+  test('errors are CredlockError with a code per store-error, and never carry secrets', () => {
+    const dir = tmpStore();
+    const s = Store.open(dir);
+    const code = (fn) => {
+      try {
+        fn();
+      } catch (e) {
+        assert.ok(e instanceof CredlockError);
+        assert.ok(e instanceof Error);
+        assert.ok(!e.message.includes('sekrit'), e.message);
+        assert.equal(typeof e.hint, 'string');
+        return e.code;
+      }
+      assert.fail('expected an error');
+    };
+    assert.equal(code(() => s.token('nobody')), 'not-found');
+    assert.equal(code(() => s.put('bad/name', { access_token: 'sekrit' })), 'invalid-tenant');
+    assert.equal(code(() => s.put('acme', { token_type: 'Bearer', refresh_token: 'sekrit' })), 'invalid-token-response');
+    assert.equal(code(() => s.put('acme', '{not json sekrit')), 'invalid-token-response');
+    assert.equal(code(() => s.put('acme', { access_token: 'sekrit', n: 1n })), 'invalid-token-response');
+    assert.equal(code(() => s.token(42)), 'invalid-tenant');
+    assert.equal(s.put('fresh', { access_token: 'x', expires_in: 3600 }).revision, 1);
+    // min-valid saturates (and the core caps it at half the token's lifetime).
+    assert.equal(s.token('fresh', { minValid: Infinity }), 'x');
+    assert.equal(code(() => s.token('fresh', { minValid: -1 })), 'invalid-options');
+    s.put('old', { access_token: 'sekrit', expires_at: Math.floor(Date.now() / 1000) - 10 });
+    assert.equal(code(() => s.token('old', { minValid: 60 })), 'expired');
+    try {
+      s.token('nobody');
+    } catch (e) {
+      assert.equal(e.exitCode, 3);
+      assert.equal(e.message, "no credentials stored for tenant 'nobody'");
+    }
+    assert.throws(() => Store.open(dir, { lockTimeout: -1 }), (e) => e.code === 'invalid-options');
+    assert.throws(() => Store.open(dir, { httpTimeout: 'soon' }), (e) => e.code === 'invalid-options');
+    assert.throws(() => Store.open(dir, { passphrase: '' }), (e) => e.code === 'invalid-options');
+    assert.throws(() => Store.open(''), (e) => e.code === 'invalid-options');
+    assert.throws(() => s.refresh('old', { rejected: 'x', rejectedSha256: 'y' }), (e) => e.code === 'invalid-options');
+  });
+
+  test('a lock held elsewhere gives lock-timeout naming the lock, after the configured wait', async () => {
+    const dir = tmpStore();
+    const s = Store.open(dir, { lockTimeout: 0.2 });
+    s.put('acme', { access_token: 'a', expires_in: hour });
+    const holder = await startChild('flock', ['-x', path.join(dir, 'credentials.lock'), '-c', 'echo locked; sleep 1'], { ready: /locked/ });
+    const t0 = Date.now();
+    assert.throws(() => s.token('acme'), (e) => e.code === 'lock-timeout' && e.detail.lock === 'store' && e.detail.waitedMs >= 190);
+    assert.ok(Date.now() - t0 < 1000);
+    await holder.done;
+    assert.equal(s.token('acme'), 'a');
+  });
+
+  test('environment: CREDLOCK_STORE and CREDLOCK_PASSPHRASE, like the CLI', async () => {
+    const dir = tmpStore();
+    const r = await runNode('store-call.mjs', ['', 'put', '"acme"', JSON.stringify({ access_token: 'env-at', expires_in: hour })], {
+      CREDLOCK_STORE: dir, CREDLOCK_PASSPHRASE: 'pw',
+    });
+    assert.deepEqual(JSON.parse(r.stdout).ok, { revision: 1, generation: 1 });
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['credentials.lock', 'credentials.sealed'], 'a passphrase store gets no key file');
+    assert.deepEqual(Store.open(dir, { passphrase: 'pw' }).info().slotKinds, ['passphrase']);
+    const saved = process.env.CREDLOCK_STORE;
+    process.env.CREDLOCK_STORE = dir;
+    try {
+      assert.equal(Store.open({ passphrase: 'pw' }).path, dir);
+      assert.equal(Store.open().path, dir);
+    } finally {
+      if (saved === undefined) delete process.env.CREDLOCK_STORE;
+      else process.env.CREDLOCK_STORE = saved;
+    }
+  });
+});
+
+describe('refresh through a token endpoint', () => {
+  let srv;
+  before(async () => {
+    srv = await oauthServer();
+  });
+  after(() => srv.stop());
+
+  const expiring = (n) => ({
+    // Already expired, so that every token() call must refresh.
+    access_token: `AT-${n}`, refresh_token: `RT-${n}`, expires_at: Math.floor(Date.now() / 1000) - 10, token_type: 'Bearer',
+    token_endpoint: srv.url, client_id: 'cli', client_secret: 'sekrit', client_auth: 'basic',
+  });
+
+  test('token refreshes an expiring token; refresh with rejected only refreshes the refused one', async () => {
+    await srv.reset();
+    const s = Store.open(tmpStore());
+    s.put('acme', expiring(1));
+    const t = s.tokenInfo('acme', { minValid: 60 });
+    assert.equal(t.token, 'AT-2');
+    assert.equal(t.refreshed, true);
+    assert.equal(s.token('acme', { minValid: 60 }), 'AT-2', 'fresh now: no second refresh');
+    const { counts, last } = await srv.stats();
+    assert.equal(counts['/token'], 1);
+    assert.equal(last.headers.authorization, `Basic ${Buffer.from('cli:sekrit').toString('base64')}`);
+    assert.match(last.body, /grant_type=refresh_token/);
+    // A stale rejection (of AT-1, no longer stored) returns the stored token without a refresh.
+    assert.equal(s.refresh('acme', { rejected: 'AT-1' }).token, 'AT-2');
+    assert.equal((await srv.stats()).counts['/token'], 1);
+    // Rejecting the stored one refreshes.
+    const sha = (t) => crypto.createHash('sha256').update(t).digest('hex');
+    assert.equal(s.refresh('acme', { rejectedSha256: sha('AT-1').slice(0, 16) }).token, 'AT-2');
+    const r = s.refresh('acme', { rejected: 'AT-2' });
+    assert.equal(r.token, 'AT-3');
+    assert.equal(r.refreshed, true);
+    assert.equal(s.refresh('acme').token, 'AT-4');
+    assert.equal((await srv.stats()).counts['/token'], 3);
+  });
+
+  test('invalid_grant is reauth-needed, and stays so', async () => {
+    await srv.reset();
+    const s = Store.open(tmpStore());
+    s.put('acme', { ...expiring(1), refresh_token: 'spent-one' });
+    assert.throws(() => s.token('acme', { minValid: 60 }), (e) => e.code === 'reauth-needed' && e.exitCode === 4);
+    assert.throws(() => s.token('acme', { minValid: 60 }), (e) => e.code === 'reauth-needed');
+    assert.equal(s.list()[0].needsReauth, true);
+  });
+
+  test('endpoint failures are specific: refused connection, HTTP 500, plain http off loopback', async () => {
+    const s = Store.open(tmpStore());
+    s.put('down', { ...expiring(1), token_endpoint: 'http://127.0.0.1:9/token' });
+    assert.throws(() => s.token('down', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'transport' && e.detail.val.tag === 'connect');
+    s.put('five', { ...expiring(1), token_endpoint: `${srv.base}/status500` });
+    assert.throws(() => s.token('five', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'server' && e.detail.val === 500);
+    s.put('far', { ...expiring(1), token_endpoint: 'http://192.0.2.1/token' });
+    assert.throws(() => s.token('far', { minValid: 60 }), (e) => e.code === 'endpoint' && e.detail.val.tag === 'bad-url');
+  });
+
+  test('at most one refresh when 4 Node and 4 Rust processes find the token expired at once', async () => {
+    await srv.reset();
+    const dir = tmpStore();
+    Store.open(dir).put('shared', expiring(1));
+    const env = { CREDLOCK_STORE: dir };
+    const node = [...Array(4)].map(() => runNode('store-call.mjs', [dir, 'token', '"shared"', '{"minValid":60}'], env));
+    const rust = [...Array(4)].map(() => startChild(CLI, ['token', 'shared'], { env }).then((c) => c.done));
+    const results = await Promise.all([...node, ...rust]);
+    const tokens = [
+      ...results.slice(0, 4).map((r) => JSON.parse(r.stdout).ok),
+      ...results.slice(4).map((r) => (assert.equal(r.code, 0, r.stderr), r.stdout.trim())),
+    ];
+    assert.deepEqual(tokens, Array(8).fill('AT-2'));
+    assert.equal((await srv.stats()).counts['/token'], 1, 'the refresh token was presented once');
+    assert.equal(cli(['token', 'shared'], { store: dir }).stdout.trim(), 'AT-2');
+  });
+});

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from oauth_server import TokenServer  # noqa: E402
+
+ROOT = HERE.parent.parent.parent
+RUST_CLI = Path(os.environ.get("CREDLOCK_CLI", ROOT / "target" / "debug" / "credlock"))
+
+#: Fast argon2id parameters for stores made in tests that do not involve the Rust CLI's
+#: defaults (a Python-made passphrase store opened by Rust uses whatever the slot says).
+FAST_KDF_ARGS = dict(m_cost_kib=64, t_cost=1, p_cost=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No CREDLOCK_* from the developer's shell; one compiled-component cache for the whole
+    run (so subprocesses load it instead of compiling)."""
+    for k in list(os.environ):
+        if k.startswith("CREDLOCK_") and k not in ("CREDLOCK_CLI",):
+            del os.environ[k]
+    os.environ["CREDLOCK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    import credlock
+
+    credlock.load_stats()  # compile once, fill the cache
+    yield
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def oauth() -> Iterator[TokenServer]:
+    server = TokenServer()
+    yield server
+    server.close()
+
+
+def rust_available() -> bool:
+    return RUST_CLI.is_file() and os.access(RUST_CLI, os.X_OK)
+
+
+needs_rust = pytest.mark.skipif(
+    not rust_available(), reason=f"the Rust CLI is not built ({RUST_CLI})"
+)
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def rust(store: Path, *args: str, input: str = "", env: Optional[Dict[str, str]] = None,
+         check: bool = True, timeout: float = 60) -> Run:
+    """Run the Rust CLI on `store` with only the environment a test gives it."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CREDLOCK_")}
+    e["CREDLOCK_STORE"] = str(store)
+    e.update(env or {})
+    p = subprocess.run([str(RUST_CLI), *args], input=input, capture_output=True, text=True,
+                       env=e, timeout=timeout)
+    r = Run(p.returncode, p.stdout, p.stderr)
+    if check and r.code != 0:
+        raise AssertionError(f"credlock {' '.join(args)} failed: {r}")
+    return r
+
+
+def sha256_file(path: Path) -> Optional[str]:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
