@@ -12,6 +12,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p credlock-component --target wasm32-wasip2 -- -D warnings
 echo "== tests"
 cargo test --workspace --all-targets
+echo "== the Python host (host/python)"
+bash host/python/run-tests.sh
 echo "== simulator: random seeds, the bug zoo, exhaustive small cases"
 cargo build --release -p credlock-sim
 target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"

@@ -134,7 +134,7 @@ impl Runtime {
     pub fn instantiate(
         &self,
         platform: NativePlatform,
-    ) -> Result<Instance, (NativePlatform, wasmtime::Error)> {
+    ) -> Result<Instance, Box<(NativePlatform, wasmtime::Error)>> {
         let state = HostState {
             platform,
             table: ResourceTable::new(),
@@ -143,7 +143,8 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Instance { store, bindings }),
-            Err(e) => Err((store.into_data().platform, e)),
+            // The platform comes back so the caller keeps its keys and configuration.
+            Err(e) => Err(Box::new((store.into_data().platform, e))),
         }
     }
 }

@@ -10,54 +10,13 @@
 //! makes a key.
 
 use crate::files;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use credlock_core::platform::{IoError, KeyError, KeySlot, SealError};
+use credlock_keyslots::{FileKey, SlotError};
+pub use credlock_keyslots::{KdfParams, KEY_FILE_SLOT, PASSPHRASE_SLOT};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::Zeroizing;
-
-pub const KEY_FILE_SLOT: &str = "key-file";
-pub const PASSPHRASE_SLOT: &str = "passphrase";
-const SLOT_VERSION: u8 = 1;
-const KEY_FILE_MAGIC: &str = "credlock-key-file-v1";
-
-/// argon2id parameters written into new passphrase slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KdfParams {
-    pub m_cost_kib: u32,
-    pub t_cost: u32,
-    pub p_cost: u32,
-}
-
-impl Default for KdfParams {
-    /// OWASP's argon2id recommendation (m=19 MiB, t=2) raised to 64 MiB, t=3: ~0.1-0.3 s.
-    fn default() -> Self {
-        KdfParams {
-            m_cost_kib: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-        }
-    }
-}
-
-impl KdfParams {
-    /// Bounds on what a slot may ask for: a tampered header must not make us allocate
-    /// gigabytes or spin for minutes before the (failing) authentication.
-    fn check(&self) -> Result<(), KeyError> {
-        let ok = (8..=1024 * 1024).contains(&self.m_cost_kib)
-            && (1..=64).contains(&self.t_cost)
-            && (1..=16).contains(&self.p_cost);
-        if ok {
-            Ok(())
-        } else {
-            Err(KeyError::MalformedSlot(
-                "passphrase slot has out-of-range argon2id parameters".into(),
-            ))
-        }
-    }
-}
 
 /// Where the host may find keys. Built from flags and the environment.
 #[derive(Clone, Default)]
@@ -82,7 +41,7 @@ impl std::fmt::Debug for KeySources {
 /// An unwrapped data key.
 pub struct DataKey {
     id: [u8; 16],
-    cipher: Aes256Gcm,
+    key: Zeroizing<[u8; 32]>,
     slots: Vec<KeySlot>,
 }
 
@@ -94,32 +53,14 @@ impl DataKey {
         self.slots.clone()
     }
     pub fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-        if nonce.len() != 12 {
-            return Err(SealError::BadNonce);
-        }
-        self.cipher
-            .encrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| SealError::AuthenticationFailed)
+        credlock_keyslots::seal(&self.key, nonce, aad, plaintext).ok_or(SealError::BadNonce)
     }
     pub fn open(&self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
         if nonce.len() != 12 {
             return Err(SealError::BadNonce);
         }
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|_| SealError::AuthenticationFailed)
+        credlock_keyslots::open(&self.key, nonce, aad, ciphertext)
+            .ok_or(SealError::AuthenticationFailed)
     }
 }
 
@@ -132,12 +73,6 @@ impl std::ops::Deref for KeyHandle {
     fn deref(&self) -> &DataKey {
         &self.0
     }
-}
-
-/// A key file's contents: a wrapping key and its id.
-struct FileKey {
-    id: [u8; 16],
-    key: Zeroizing<[u8; 32]>,
 }
 
 /// The process's key sources and the keys unwrapped so far.
@@ -153,44 +88,11 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-fn wrap(kek: &[u8; 32], aad: &[u8], data_key: &[u8; 32]) -> ([u8; 12], Vec<u8>) {
-    let nonce = random::<12>();
-    let cipher = Aes256Gcm::new(kek.into());
-    // Encryption with a valid key and nonce length cannot fail.
-    let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: data_key, aad })
-        .expect("AES-GCM encrypt");
-    (nonce, ct)
-}
-
-fn unwrap(kek: &[u8; 32], aad: &[u8], nonce: &[u8], ct: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
-    let cipher = Aes256Gcm::new(kek.into());
-    let pt = Zeroizing::new(
-        cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-            .ok()?,
-    );
-    let key: [u8; 32] = pt.as_slice().try_into().ok()?;
-    Some(Zeroizing::new(key))
-}
-
-fn slot_aad(kind: &str, data_key_id: &[u8; 16], params: &[u8]) -> Vec<u8> {
-    let mut aad = format!("credlock/slot/{kind}/v1").into_bytes();
-    aad.extend_from_slice(data_key_id);
-    aad.extend_from_slice(params);
-    aad
-}
-
-fn derive(passphrase: &str, salt: &[u8], p: KdfParams) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    p.check()?;
-    let params = argon2::Params::new(p.m_cost_kib, p.t_cost, p.p_cost, Some(32))
-        .map_err(|_| KeyError::MalformedSlot("invalid argon2id parameters".into()))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
-        .map_err(|_| KeyError::MalformedSlot("argon2id failed".into()))?;
-    Ok(out)
+fn slot_error(e: SlotError, wrong: KeyError) -> KeyError {
+    match e {
+        SlotError::Malformed(d) => KeyError::MalformedSlot(d.into()),
+        SlotError::WrongKey => wrong,
+    }
 }
 
 impl Keyring {
@@ -214,13 +116,7 @@ impl Keyring {
             return Ok(None);
         };
         if create {
-            let id = random::<16>();
-            let key = Zeroizing::new(random::<32>());
-            let text = Zeroizing::new(format!(
-                "{KEY_FILE_MAGIC} {} {}\n",
-                hex::encode(id),
-                hex::encode(key.as_ref())
-            ));
+            let text = credlock_keyslots::format_key_file(&random::<16>(), &random::<32>());
             // Loses the race gracefully: if another process made the file first, read theirs.
             files::create_exclusive(&path, text.as_bytes())
                 .map_err(|e| KeyError::Io(file_io(e)))?;
@@ -228,27 +124,10 @@ impl Keyring {
         let Some(bytes) = files::read(&path, 4096).map_err(|e| KeyError::Io(file_io(e)))? else {
             return Ok(None);
         };
-        let bytes = Zeroizing::new(bytes);
-        let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::WrongKeyFile)?;
-        let mut parts = text.split_whitespace();
-        let (Some(KEY_FILE_MAGIC), Some(id), Some(key), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(KeyError::WrongKeyFile);
-        };
-        let id: [u8; 16] = hex::decode(id)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or(KeyError::WrongKeyFile)?;
-        let key = Zeroizing::new(hex::decode(key).map_err(|_| KeyError::WrongKeyFile)?);
-        let key: [u8; 32] = key
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyError::WrongKeyFile)?;
-        let fk = Arc::new(FileKey {
-            id,
-            key: Zeroizing::new(key),
-        });
+        let fk = Arc::new(
+            credlock_keyslots::parse_key_file(&Zeroizing::new(bytes))
+                .ok_or(KeyError::WrongKeyFile)?,
+        );
         self.file_key = Some(Arc::clone(&fk));
         Ok(Some(fk))
     }
@@ -264,34 +143,22 @@ impl Keyring {
         let mut slots = Vec::new();
         if use_key_file {
             let fk = self.read_key_file(true)?.ok_or(KeyError::NoKeySource)?;
-            let (nonce, ct) = wrap(&fk.key, &slot_aad(KEY_FILE_SLOT, &id, &fk.id), &data_key);
-            let mut data = vec![SLOT_VERSION];
-            data.extend_from_slice(&fk.id);
-            data.extend_from_slice(&nonce);
-            data.extend_from_slice(&ct);
+            let data = credlock_keyslots::key_file_slot(&fk, &id, &data_key, random());
             slots.push(KeySlot {
                 kind: KEY_FILE_SLOT.into(),
                 data,
             });
         }
         if let Some(pass) = self.sources.passphrase.clone() {
-            let p = self.sources.kdf;
-            let salt = random::<16>();
-            let mut params = Vec::with_capacity(12);
-            params.extend_from_slice(&p.m_cost_kib.to_be_bytes());
-            params.extend_from_slice(&p.t_cost.to_be_bytes());
-            params.extend_from_slice(&p.p_cost.to_be_bytes());
-            let kek = derive(&pass, &salt, p)?;
-            let (nonce, ct) = wrap(
-                &kek,
-                &slot_aad(PASSPHRASE_SLOT, &id, &[params.as_slice(), &salt].concat()),
+            let data = credlock_keyslots::passphrase_slot(
+                &pass,
+                self.sources.kdf,
+                random(),
+                &id,
                 &data_key,
-            );
-            let mut data = vec![SLOT_VERSION];
-            data.extend_from_slice(&params);
-            data.extend_from_slice(&salt);
-            data.extend_from_slice(&nonce);
-            data.extend_from_slice(&ct);
+                random(),
+            )
+            .map_err(|e| slot_error(e, KeyError::WrongPassphrase))?;
             slots.push(KeySlot {
                 kind: PASSPHRASE_SLOT.into(),
                 data,
@@ -299,7 +166,7 @@ impl Keyring {
         }
         let key = Arc::new(DataKey {
             id,
-            cipher: Aes256Gcm::new(data_key.as_ref().into()),
+            key: data_key,
             slots,
         });
         self.cache.insert(id, Arc::clone(&key));
@@ -326,7 +193,7 @@ impl Keyring {
                 Ok(Some(data_key)) => {
                     let key = Arc::new(DataKey {
                         id,
-                        cipher: Aes256Gcm::new(data_key.as_ref().into()),
+                        key: data_key,
                         slots: slots.to_vec(),
                     });
                     self.cache.insert(id, Arc::clone(&key));
@@ -348,26 +215,14 @@ impl Keyring {
         data_key_id: &[u8; 16],
         data: &[u8],
     ) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
-        if data.len() != 1 + 16 + 12 + 48 || data[0] != SLOT_VERSION {
-            return Err(KeyError::MalformedSlot(
-                "key-file slot has an unknown layout".into(),
-            ));
-        }
+        credlock_keyslots::key_file_slot_id(data)
+            .map_err(|e| slot_error(e, KeyError::WrongKeyFile))?;
         let Some(fk) = self.read_key_file(false)? else {
             return Ok(None);
         };
-        let (kek_id, nonce, ct) = (&data[1..17], &data[17..29], &data[29..]);
-        if kek_id != fk.id {
-            return Err(KeyError::WrongKeyFile);
-        }
-        unwrap(
-            &fk.key,
-            &slot_aad(KEY_FILE_SLOT, data_key_id, kek_id),
-            nonce,
-            ct,
-        )
-        .map(Some)
-        .ok_or(KeyError::WrongKeyFile)
+        credlock_keyslots::open_key_file_slot(&fk, data_key_id, data)
+            .map(Some)
+            .map_err(|e| slot_error(e, KeyError::WrongKeyFile))
     }
 
     fn open_passphrase_slot(
@@ -375,30 +230,12 @@ impl Keyring {
         data_key_id: &[u8; 16],
         data: &[u8],
     ) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
-        if data.len() != 1 + 12 + 16 + 12 + 48 || data[0] != SLOT_VERSION {
-            return Err(KeyError::MalformedSlot(
-                "passphrase slot has an unknown layout".into(),
-            ));
-        }
         let Some(pass) = self.sources.passphrase.clone() else {
             return Ok(None);
         };
-        let be = |i: usize| u32::from_be_bytes(data[i..i + 4].try_into().expect("4 bytes"));
-        let p = KdfParams {
-            m_cost_kib: be(1),
-            t_cost: be(5),
-            p_cost: be(9),
-        };
-        let (params, salt, nonce, ct) = (&data[1..13], &data[13..29], &data[29..41], &data[41..]);
-        let kek = derive(&pass, salt, p)?;
-        unwrap(
-            &kek,
-            &slot_aad(PASSPHRASE_SLOT, data_key_id, &[params, salt].concat()),
-            nonce,
-            ct,
-        )
-        .map(Some)
-        .ok_or(KeyError::WrongPassphrase)
+        credlock_keyslots::open_passphrase_slot(&pass, data_key_id, data)
+            .map(Some)
+            .map_err(|e| slot_error(e, KeyError::WrongPassphrase))
     }
 }
 

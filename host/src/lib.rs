@@ -197,7 +197,8 @@ impl Credlock {
                         .expect("platform is spare when there is no instance");
                     match runtime.instantiate(platform) {
                         Ok(i) => *instance = Some(i),
-                        Err((platform, e)) => {
+                        Err(failed) => {
+                            let (platform, e) = *failed;
                             *spare = Some(platform);
                             return Err(Error::Runtime(e.into()));
                         }
