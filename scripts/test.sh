@@ -10,10 +10,14 @@ cargo fmt --all -- --check
 echo "== clippy (the core may not touch files, clocks or randomness: core/clippy.toml)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p credlock-component --target wasm32-wasip2 -- -D warnings
+echo "== the composed WASI command (target/credlock-cli.wasm)"
+bash scripts/build-cli-wasm.sh
 echo "== tests"
 cargo test --workspace --all-targets
 echo "== the Python host (host/python)"
 bash host/python/run-tests.sh
+echo "== the Node host (host/node)"
+bash host/node/run-tests.sh
 echo "== simulator: random seeds, the bug zoo, exhaustive small cases"
 cargo build --release -p credlock-sim
 target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"

@@ -29,6 +29,12 @@ impl Layout {
         self.dir.join("credentials.lock")
     }
 
+    /// Which lock protocol this store uses: `flock`, or `wasi-lease` for the WASI build.
+    /// Created exclusively by the first host to touch the store.
+    pub fn lock_protocol(&self) -> PathBuf {
+        self.dir.join("lock-protocol")
+    }
+
     /// The directory of per-tenant refresh lock files.
     pub fn lock_dir(&self) -> PathBuf {
         self.dir.join("locks")

@@ -17,7 +17,12 @@ pub struct NativePlatform {
     pub keys: Keyring,
     pub policy: EndpointPolicy,
     origin: Instant,
+    /// Whether this store's `lock-protocol` marker says flock (checked once).
+    protocol_checked: bool,
 }
+
+/// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
+pub const LOCK_PROTOCOL: &str = "flock";
 
 impl NativePlatform {
     pub fn new(layout: Layout, keys: Keyring, policy: EndpointPolicy) -> Self {
@@ -26,7 +31,36 @@ impl NativePlatform {
             keys,
             policy,
             origin: Instant::now(),
+            protocol_checked: false,
         }
+    }
+
+    /// Claim the store for flock, or refuse one that another lock protocol (the WASI
+    /// build's lease files) already uses: two protocols on one store exclude nothing.
+    fn check_protocol(&mut self) -> Result<(), LockError> {
+        if self.protocol_checked {
+            return Ok(());
+        }
+        let marker = self.layout.lock_protocol();
+        let io = |e: FileError| {
+            LockError::Io(match e {
+                FileError::Io(e) => e,
+                FileError::TooLarge(n) => {
+                    IoError::Other(format!("{}: {n} bytes", marker.display()))
+                }
+            })
+        };
+        files::create_exclusive(&marker, format!("{LOCK_PROTOCOL}\n").as_bytes()).map_err(io)?;
+        let found = files::read(&marker, 64).map_err(io)?.unwrap_or_default();
+        let found = String::from_utf8_lossy(&found);
+        if found.trim() != LOCK_PROTOCOL {
+            return Err(LockError::Io(IoError::Other(format!(
+                "this store is locked with {} (the WASI build's lease files), which flock does not exclude: use the same kind of host for this store",
+                found.trim()
+            ))));
+        }
+        self.protocol_checked = true;
+        Ok(())
     }
 
     fn path(&self, file: StoreFile) -> std::path::PathBuf {
@@ -66,6 +100,7 @@ impl Platform for NativePlatform {
             LockTarget::Store => {
                 ensure_private_dir(&self.layout.dir)
                     .map_err(|e| LockError::Io(io_error(&e, &self.layout.dir)))?;
+                self.check_protocol()?;
                 self.layout.store_lock()
             }
             LockTarget::Refresh(id) => {

@@ -34,8 +34,12 @@ fn checkers_fire_on_a_naive_core() {
         let (code, out) = run(&["--scenario", "retry-lost-reply", "--seed", &seed, "--naive"]);
         (code == 1).then_some((seed, out))
     });
-    let (seed, out) = caught.expect("no seed caught a core that retries refreshes whose reply was lost");
-    assert!(out.contains("FAILURE: refresh token presented twice"), "{out}");
+    let (seed, out) =
+        caught.expect("no seed caught a core that retries refreshes whose reply was lost");
+    assert!(
+        out.contains("FAILURE: refresh token presented twice"),
+        "{out}"
+    );
     // ...and the real core passes that very seed.
     let (code, out) = run(&["--scenario", "retry-lost-reply", "--seed", &seed]);
     assert_eq!(code, 0, "{out}");

@@ -19,7 +19,7 @@ const DAY12_MS = Math.floor(0xffffffff / 4);
 function invalid(why) {
   return new CredlockError('invalid-options', `invalid options: ${why}`, {
     detail: why,
-    hint: 'check the timeouts you configured',
+    hint: 'check the options passed to Store.open (and the CREDLOCK_* environment)',
   });
 }
 

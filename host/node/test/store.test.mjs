@@ -45,7 +45,7 @@ describe('round trip through the component', () => {
     assert.equal(s.delete('beta'), false);
     assert.deepEqual(s.list().map((t) => t.tenant), ['acme']);
     // The files are the ones FORMAT.md names, owner-only.
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['credentials.lock', 'credentials.sealed', 'credentials.sealed.bak', 'key']);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['credentials.lock', 'credentials.sealed', 'credentials.sealed.bak', 'key', 'lock-protocol']);
     for (const f of fs.readdirSync(dir)) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o077, 0, f);
     assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
     assert.equal(fs.readFileSync(path.join(dir, 'credentials.sealed')).subarray(0, 8).toString(), 'CREDLOCK');
@@ -113,7 +113,7 @@ describe('round trip through the component', () => {
       CREDLOCK_STORE: dir, CREDLOCK_PASSPHRASE: 'pw',
     });
     assert.deepEqual(JSON.parse(r.stdout).ok, { revision: 1, generation: 1 });
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['credentials.lock', 'credentials.sealed'], 'a passphrase store gets no key file');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['credentials.lock', 'credentials.sealed', 'lock-protocol'], 'a passphrase store gets no key file');
     assert.deepEqual(Store.open(dir, { passphrase: 'pw' }).info().slotKinds, ['passphrase']);
     const saved = process.env.CREDLOCK_STORE;
     process.env.CREDLOCK_STORE = dir;
@@ -200,4 +200,21 @@ describe('refresh through a token endpoint', () => {
     assert.equal((await srv.stats()).counts['/token'], 1, 'the refresh token was presented once');
     assert.equal(cli(['token', 'shared'], { store: dir }).stdout.trim(), 'AT-2');
   });
+});
+
+test('refuses a store locked with the WASI build\'s lease files', () => {
+  const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'credlock-proto-'));
+  const storeDir = path.join(dir, 'store');
+  fs.mkdirSync(storeDir, { mode: 0o700 });
+  fs.writeFileSync(path.join(storeDir, 'lock-protocol'), 'wasi-lease\n');
+  const s = Store.open(storeDir);
+  assert.throws(() => s.list(), (e) => e instanceof CredlockError && /lease/.test(e.message));
+  assert.equal(fs.existsSync(path.join(storeDir, 'credentials.sealed')), false);
+  s.close();
+  const fresh = path.join(dir, 'fresh');
+  const t = Store.open(fresh);
+  t.put('acme', { access_token: 'a' });
+  t.close();
+  assert.equal(fs.readFileSync(path.join(fresh, 'lock-protocol'), 'utf8'), 'flock\n');
+  fs.rmSync(dir, { recursive: true, force: true });
 });

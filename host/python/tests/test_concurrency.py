@@ -206,8 +206,7 @@ def test_first_writers_race_to_create_the_store_and_its_key(store_dir: Path, tmp
     for p in rs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
-    assert sorted(os.listdir(store_dir)) == ["credentials.lock", "credentials.sealed",
-                                             "credentials.sealed.bak", "key"]
+    assert sorted(os.listdir(store_dir)) == ["credentials.lock", "credentials.sealed", "credentials.sealed.bak", "key", "lock-protocol"]
     with credlock.Store.open(store_dir) as s:
         assert sorted(t.tenant for t in s.list()) == sorted(
             [f"py-{i}" for i in range(4)] + [f"rust-{i}" for i in range(4)])

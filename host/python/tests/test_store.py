@@ -374,3 +374,22 @@ def test_unwrapped_keys_are_shared_only_with_the_same_passphrase(store_dir: Path
         assert again.token("acme", 0) == "x"
     # No second argon2id derivation in this process.
     assert time.perf_counter() - t < derivation / 3
+
+
+def test_refuses_a_store_locked_with_wasi_leases(tmp_path: Path) -> None:
+    """Never two lock protocols on one store: the WASI build's lease files do not exclude flock."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    (store_dir / "lock-protocol").write_text("wasi-lease\n")
+    with credlock.Store.open(store_dir) as s:
+        with pytest.raises(credlock.CredlockError) as err:
+            s.list()
+    assert "lease" in str(err.value)
+    assert not (store_dir / "credentials.sealed").exists()
+
+
+def test_claims_a_new_store_for_flock(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    with credlock.Store.open(store_dir) as s:
+        s.put("acme", {"access_token": "a"})
+    assert (store_dir / "lock-protocol").read_text() == "flock\n"

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { native } from '../native.js';
 import { ensurePrivateDir, ioError } from './os.js';
+import { createExclusive, readFile } from './files.js';
 
 const symbolDispose = Symbol.dispose ?? Symbol.for('dispose');
 const REFRESH_ID = /^[0-9a-f]{64}$/;
@@ -13,6 +14,36 @@ const REFRESH_ID = /^[0-9a-f]{64}$/;
  */
 export function makeLocks(dir) {
   const held = new Set();
+  let protocolChecked = false;
+
+  /**
+   * Claim the store for flock, or refuse one the WASI build's lease files already use: two
+   * lock protocols on one store exclude nothing (FORMAT.md, "Locks").
+   */
+  function checkProtocol() {
+    if (protocolChecked) return;
+    const marker = path.join(dir, 'lock-protocol');
+    let found;
+    try {
+      createExclusive(marker, Buffer.from('flock\n'));
+      found = (readFile(marker, 64) ?? Buffer.alloc(0)).toString('utf8').trim();
+    } catch (e) {
+      const io = e && e.payload && e.payload.tag === 'io' ? e.payload.val : { tag: 'other', val: String(marker) };
+      throw { payload: { tag: 'io', val: io } };
+    }
+    if (found !== 'flock') {
+      throw {
+        payload: {
+          tag: 'io',
+          val: {
+            tag: 'other',
+            val: `this store is locked with ${found} (the WASI build's lease files), which flock does not exclude: use the same kind of host for this store`,
+          },
+        },
+      };
+    }
+    protocolChecked = true;
+  }
 
   class LockGuard {
     #native;
@@ -64,6 +95,7 @@ export function makeLocks(dir) {
   /** acquire: func(target, mode, timeout-ms) -> result<lock-guard, lock-error> */
   function acquire(target, mode, timeoutMs) {
     const p = lockPath(target);
+    if (target.tag === 'store') checkProtocol();
     const r = native.acquire(p, mode === 'exclusive', timeoutMs >>> 0);
     if (r instanceof native.LockGuard) return new LockGuard(r);
     if (typeof r.waitedMs === 'number') throw { payload: { tag: 'timeout', val: r.waitedMs } };

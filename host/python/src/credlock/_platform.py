@@ -22,6 +22,24 @@ class Platform:
         self._origin = time.monotonic_ns()
         #: Resource handles this platform gave the guest (see _runtime._Registry).
         self._reps: Set[int] = set()
+        self._protocol_checked = False
+
+    def _check_protocol(self) -> None:
+        """Claim the store for flock, or refuse one the WASI build's lease files already use:
+        two lock protocols on one store exclude nothing (FORMAT.md, "Locks")."""
+        if self._protocol_checked:
+            return
+        marker = self.layout.dir / "lock-protocol"
+        try:
+            _files.create_exclusive(marker, b"flock\n")
+            found = (_files.read(marker, 64) or b"").decode("utf-8", "replace").strip()
+        except FileError as e:
+            raise LockError(io=e.io if e.io is not None else IoError("other", str(marker))) from None
+        if found != "flock":
+            raise LockError(io=IoError("other",
+                f"this store is locked with {found} (the WASI build's lease files), which flock does not "
+                "exclude: use the same kind of host for this store"))
+        self._protocol_checked = True
 
     def _path(self, file: str) -> Path:
         if file == "store":
@@ -47,6 +65,8 @@ class Platform:
             ensure_private_dir(directory)
         except OSError as e:
             raise LockError(io=io_error(e, directory)) from None
+        if target is None:
+            self._check_protocol()
         return _locks.acquire(path, mode, timeout_ms)
 
     # files
