@@ -18,6 +18,8 @@ echo "== the Python host (host/python)"
 bash host/python/run-tests.sh
 echo "== the Node host (host/node)"
 bash host/node/run-tests.sh
+echo "== Rust, Python and Node processes on one store (tests/interop)"
+bash tests/interop/run.sh
 echo "== simulator: random seeds, the bug zoo, exhaustive small cases"
 cargo build --release -p credlock-sim
 target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"

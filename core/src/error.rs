@@ -124,6 +124,28 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl StoreError {
+    /// The WIT case name (`store-error`), the same in every host: test vectors and
+    /// programs compare these, never messages.
+    pub fn code(&self) -> &'static str {
+        use StoreError::*;
+        match self {
+            InvalidTenant(_) => "invalid-tenant",
+            InvalidTokenResponse(_) => "invalid-token-response",
+            InvalidOptions(_) => "invalid-options",
+            NotFound(_) => "not-found",
+            Expired(_) => "expired",
+            ReauthNeeded(_) => "reauth-needed",
+            RefreshOutcomeUnknown(_) => "refresh-outcome-unknown",
+            Endpoint(_) => "endpoint",
+            LockTimeout { .. } => "lock-timeout",
+            Io(_) => "io",
+            Key(_) => "key",
+            NotAStore(_) => "not-a-store",
+            UnsupportedVersion(_) => "unsupported-version",
+            Corrupt(_) => "corrupt",
+        }
+    }
+
     /// What the user should do next, in one sentence.
     pub fn recommendation(&self) -> &'static str {
         use StoreError::*;

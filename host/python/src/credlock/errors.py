@@ -48,6 +48,12 @@ class CredlockError(Exception):
         if recommendation is not None:
             self.recommendation = recommendation
 
+    @property
+    def code(self) -> str:
+        """The WIT variant name, as the Node host's `CredlockError.code` and Rust's
+        `StoreError::code()`: what programs and the shared test vectors compare."""
+        return self.kind
+
 
 # --- the caller's input ---
 

@@ -1,0 +1,220 @@
+//! Writes tests/vectors/*.json: store files made by this host, damaged in specific ways, and
+//! the steps every host (Rust, Python, Node) must run on them with the expected results.
+//! Run from the repository root: `cargo run -p credlock --example make_vectors`.
+//! The files are committed; regenerate only when the format changes (FORMAT.md's version log).
+
+use credlock::{keys::KeySources, Config, Credlock};
+use serde_json::{json, Value};
+use std::path::Path;
+
+const ACCESS: &str = "vector-access-token-0001";
+const PASSPHRASE: &str = "correct horse battery staple";
+
+fn store(dir: &Path, passphrase: bool) -> Credlock {
+    let mut c = Config::for_dir(dir);
+    c.cache_dir = None;
+    if passphrase {
+        c.keys = KeySources {
+            passphrase: Some(PASSPHRASE.to_string().into()),
+            key_file: None,
+            create_key_file: false,
+            kdf: credlock::keys::KdfParams {
+                m_cost_kib: 8 * 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        };
+    }
+    Credlock::open(c).unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    format!(
+        "hex:{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+fn files(dir: &Path, store: &[u8]) -> Value {
+    let mut f = json!({ "credentials.sealed": hex(store) });
+    if let Ok(k) = std::fs::read_to_string(dir.join("key")) {
+        f["key"] = json!(format!("text:{k}"));
+    }
+    f
+}
+
+fn write(name: &str, v: Value) {
+    let path = format!("tests/vectors/{name}.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+    println!("wrote {path}");
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kdir = tmp.path().join("keyfile");
+    let mut s = store(&kdir, false);
+    s.put("acme", &json!({"access_token": ACCESS, "token_type": "Bearer", "expires_at": 4_102_444_800u64, "refresh_token": "vector-refresh-token", "scope": "api", "id_token": "x.y.z"}).to_string()).unwrap();
+    s.put("beta", r#"{"access_token":"beta-1"}"#).unwrap();
+    s.put("beta", r#"{"access_token":"beta-2"}"#).unwrap();
+    s.put("old", r#"{"access_token":"old-1","expires_at":1000000000}"#)
+        .unwrap();
+    let good = std::fs::read(kdir.join("credentials.sealed")).unwrap();
+    let header_len = u16::from_be_bytes([good[10], good[11]]) as usize;
+    let f = |bytes: &[u8]| files(&kdir, bytes);
+    let list = json!([{"tenant": "acme", "revision": 1}, {"tenant": "beta", "revision": 2}, {"tenant": "old", "revision": 1}]);
+
+    write(
+        "read-key-file",
+        json!({
+            "description": "a store sealed under a key file: read, list, expired without refresh, not found",
+            "files": f(&good),
+            "steps": [
+                {"op": "token", "tenant": "acme", "min_valid_s": 60, "expect": {"token": ACCESS}},
+                {"op": "token", "tenant": "beta", "min_valid_s": 0, "expect": {"token": "beta-2"}},
+                {"op": "list", "expect": {"tenants": list}},
+                {"op": "token", "tenant": "old", "min_valid_s": 0, "expect": {"error": "expired"}},
+                {"op": "token", "tenant": "nobody", "expect": {"error": "not-found"}},
+                {"op": "token", "tenant": "../etc", "expect": {"error": "invalid-tenant"}},
+            ],
+            "unchanged": true,
+        }),
+    );
+    write(
+        "write-merge",
+        json!({
+            "description": "a put adds a tenant and keeps every other one; a delete removes one",
+            "files": f(&good),
+            "steps": [
+                {"op": "put", "tenant": "gamma", "response": {"access_token": "gamma-1", "expires_in": 3600}, "expect": {"revision": 1}},
+                {"op": "put", "tenant": "beta", "response": {"access_token": "beta-3"}, "expect": {"revision": 3}},
+                {"op": "delete", "tenant": "old", "expect": {"deleted": true}},
+                {"op": "delete", "tenant": "old", "expect": {"deleted": false}},
+                {"op": "list", "expect": {"tenants": [{"tenant": "acme", "revision": 1}, {"tenant": "beta", "revision": 3}, {"tenant": "gamma", "revision": 1}]}},
+                {"op": "token", "tenant": "acme", "min_valid_s": 0, "expect": {"token": ACCESS}},
+                {"op": "put", "tenant": "acme", "response": {"token_type": "Bearer"}, "expect": {"error": "invalid-token-response"}},
+            ],
+            "unchanged": false,
+        }),
+    );
+    let mut body = good.clone();
+    *body.last_mut().unwrap() ^= 1;
+    let mut nonce = good.clone();
+    nonce[header_len - 1] ^= 1;
+    let mut version = good.clone();
+    version[9] = 7;
+    for (name, bytes, code, what) in [
+        (
+            "tampered-body",
+            body,
+            "corrupt",
+            "the last byte of the ciphertext flipped",
+        ),
+        (
+            "tampered-nonce",
+            nonce,
+            "corrupt",
+            "a byte of the nonce (in the header, bound as AAD) flipped",
+        ),
+        (
+            "unknown-version",
+            version,
+            "unsupported-version",
+            "format version 7",
+        ),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "corrupt",
+            "the file cut in half",
+        ),
+        (
+            "not-a-store",
+            br#"{"acme":{"access_token":"x"}}"#.to_vec(),
+            "not-a-store",
+            "a plaintext JSON file where the store should be",
+        ),
+    ] {
+        write(
+            name,
+            json!({
+                "description": format!("{what}: every operation fails with {code} and nothing is written"),
+                "files": f(&bytes),
+                "steps": [
+                    {"op": "token", "tenant": "acme", "expect": {"error": code}},
+                    {"op": "list", "expect": {"error": code}},
+                    {"op": "put", "tenant": "acme", "response": {"access_token": "new"}, "expect": {"error": code}},
+                    {"op": "delete", "tenant": "beta", "expect": {"error": code}},
+                ],
+                "unchanged": true,
+            }),
+        );
+    }
+    let other = tmp.path().join("other");
+    store(&other, false).init().unwrap();
+    let mut wrong = f(&good);
+    wrong["key"] = json!(format!(
+        "text:{}",
+        std::fs::read_to_string(other.join("key")).unwrap()
+    ));
+    write(
+        "wrong-key-file",
+        json!({
+            "description": "a valid key file of another store: a key error, nothing written",
+            "files": wrong,
+            "steps": [
+                {"op": "token", "tenant": "acme", "expect": {"error": "key"}},
+                {"op": "put", "tenant": "acme", "response": {"access_token": "new"}, "expect": {"error": "key"}},
+            ],
+            "unchanged": true,
+        }),
+    );
+    let mut no_key = f(&good);
+    no_key.as_object_mut().unwrap().remove("key");
+    write(
+        "missing-key-file",
+        json!({
+            "description": "the key file is gone: a key error naming the slots, no new key is minted, nothing written",
+            "files": no_key,
+            "steps": [
+                {"op": "token", "tenant": "acme", "expect": {"error": "key"}},
+                {"op": "put", "tenant": "acme", "response": {"access_token": "new"}, "expect": {"error": "key"}},
+            ],
+            "unchanged": true,
+            "absent_after": ["key"],
+        }),
+    );
+    let pdir = tmp.path().join("passphrase");
+    let mut p = store(&pdir, true);
+    p.put(
+        "acme",
+        &json!({"access_token": ACCESS, "expires_in": 3600}).to_string(),
+    )
+    .unwrap();
+    let pstore = std::fs::read(pdir.join("credentials.sealed")).unwrap();
+    write(
+        "read-passphrase",
+        json!({
+            "description": "a store sealed under an argon2id passphrase slot (8 MiB, 1 pass)",
+            "files": files(&pdir, &pstore),
+            "passphrase": PASSPHRASE,
+            "steps": [
+                {"op": "token", "tenant": "acme", "min_valid_s": 0, "expect": {"token": ACCESS}},
+                {"op": "list", "expect": {"tenants": [{"tenant": "acme", "revision": 1}]}},
+            ],
+            "unchanged": true,
+        }),
+    );
+    write(
+        "wrong-passphrase",
+        json!({
+            "description": "the wrong passphrase: a key error, nothing written",
+            "files": files(&pdir, &pstore),
+            "passphrase": "wrong horse",
+            "steps": [
+                {"op": "token", "tenant": "acme", "expect": {"error": "key"}},
+                {"op": "put", "tenant": "acme", "response": {"access_token": "new"}, "expect": {"error": "key"}},
+            ],
+            "unchanged": true,
+        }),
+    );
+}

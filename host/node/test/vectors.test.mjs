@@ -1,0 +1,55 @@
+// Runs every shared test vector (tests/vectors/*.json) through the Node host. The Rust and
+// Python hosts run the same files (tests/vectors/README.md).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Store, CredlockError } from '../src/index.js';
+
+const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../tests/vectors');
+const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+
+const decode = (v) => (v.startsWith('hex:') ? Buffer.from(v.slice(4), 'hex') : Buffer.from(v.slice(5), 'utf8'));
+const outcome = (f) => {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof CredlockError) return { error: e.code };
+    throw e;
+  }
+};
+
+test('the vectors are there', () => assert.ok(files.length >= 10));
+
+for (const file of files) {
+  test(`vector ${file}`, () => {
+    const v = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
+    const root = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'credlock-vec-'));
+    const storeDir = path.join(root, 'store');
+    fs.mkdirSync(storeDir, { mode: 0o700 });
+    for (const [name, contents] of Object.entries(v.files)) fs.writeFileSync(path.join(storeDir, name), decode(contents));
+    const sealed = path.join(storeDir, 'credentials.sealed');
+    const before = fs.existsSync(sealed) ? fs.readFileSync(sealed) : null;
+    const s = Store.open(storeDir, v.passphrase ? { passphrase: v.passphrase } : {});
+    try {
+      v.steps.forEach((step, i) => {
+        const t = step.tenant ?? '';
+        let got;
+        switch (step.op) {
+          case 'token': got = outcome(() => ({ token: s.token(t, { minValid: step.min_valid_s ?? 60 }) })); break;
+          case 'list': got = outcome(() => ({ tenants: s.list().map((x) => ({ tenant: x.tenant, revision: Number(x.revision) })) })); break;
+          case 'put': got = outcome(() => ({ revision: Number(s.put(t, step.response).revision) })); break;
+          case 'delete': got = outcome(() => ({ deleted: s.delete(t) })); break;
+          default: throw new Error(`unknown op ${step.op}`);
+        }
+        assert.deepEqual(got, step.expect, `${file}, step ${i} (${step.op})`);
+      });
+    } finally {
+      s.close();
+    }
+    if (v.unchanged) assert.deepEqual(fs.existsSync(sealed) ? fs.readFileSync(sealed) : null, before, `${file}: the store changed`);
+    for (const name of v.absent_after ?? []) assert.equal(fs.existsSync(path.join(storeDir, name)), false, `${file}: ${name} was created`);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+}

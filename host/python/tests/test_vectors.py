@@ -1,0 +1,62 @@
+"""Runs every shared test vector (tests/vectors/*.json) through the Python host. The Rust
+and Node hosts run the same files (tests/vectors/README.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import pytest
+
+import credlock
+
+VECTORS = sorted((Path(__file__).resolve().parents[3] / "tests" / "vectors").glob("*.json"))
+
+
+def _decode(value: str) -> bytes:
+    if value.startswith("hex:"):
+        return bytes.fromhex(value[4:])
+    assert value.startswith("text:"), value
+    return value[5:].encode()
+
+
+def _outcome(call: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    try:
+        return call()
+    except credlock.CredlockError as e:
+        return {"error": e.code}
+
+
+def test_the_vectors_are_there() -> None:
+    assert len(VECTORS) >= 10
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
+def test_vector(path: Path, tmp_path: Path) -> None:
+    v = json.loads(path.read_text())
+    store_dir = tmp_path / "store"
+    store_dir.mkdir(mode=0o700)
+    for name, contents in v["files"].items():
+        (store_dir / name).write_bytes(_decode(contents))
+    sealed = store_dir / "credentials.sealed"
+    before = sealed.read_bytes() if sealed.exists() else None
+    with credlock.Store.open(store_dir, passphrase=v.get("passphrase")) as s:
+        for i, step in enumerate(v["steps"]):
+            tenant = step.get("tenant", "")
+            op = step["op"]
+            if op == "token":
+                got = _outcome(lambda: {"token": s.token(tenant, min_valid=step.get("min_valid_s", 60))})
+            elif op == "list":
+                got = _outcome(lambda: {"tenants": [{"tenant": t.tenant, "revision": t.revision} for t in s.list()]})
+            elif op == "put":
+                got = _outcome(lambda: {"revision": s.put(tenant, step["response"]).revision})
+            elif op == "delete":
+                got = _outcome(lambda: {"deleted": s.delete(tenant)})
+            else:
+                raise AssertionError(f"unknown op {op}")
+            assert got == step["expect"], f"{path.name}, step {i} ({op})"
+    if v.get("unchanged"):
+        assert (sealed.read_bytes() if sealed.exists() else None) == before, f"{path.name}: the store changed"
+    for name in v.get("absent_after", []):
+        assert not (store_dir / name).exists(), f"{path.name}: {name} was created"
