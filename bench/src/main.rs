@@ -630,6 +630,19 @@ fn peer_contention(r: &mut Report, dir: &Path, ns: &[usize], k: usize) {
 
 fn worker(mode: &str, args: &[String]) {
     match mode {
+        "worker-hot-token" => {
+            // The in-process `token` median over 2000 calls, for bench/languages.py.
+            let mut s = Credlock::open(config(Path::new(&args[0]), &std::env::temp_dir().join("credlock-bench-cache"))).unwrap();
+            let samples: Vec<Duration> = (0..2200)
+                .map(|_| {
+                    let t = Instant::now();
+                    s.token("acme", 60_000).unwrap();
+                    t.elapsed()
+                })
+                .skip(200)
+                .collect();
+            println!("{:.1}", pct(samples, 0.5).as_secs_f64() * 1e6);
+        }
         "worker-floor-read" => {
             drop(Floor::new(Path::new(&args[0])).read());
         }
