@@ -632,7 +632,11 @@ fn worker(mode: &str, args: &[String]) {
     match mode {
         "worker-hot-token" => {
             // The in-process `token` median over 2000 calls, for bench/languages.py.
-            let mut s = Credlock::open(config(Path::new(&args[0]), &std::env::temp_dir().join("credlock-bench-cache"))).unwrap();
+            let mut s = Credlock::open(config(
+                Path::new(&args[0]),
+                &std::env::temp_dir().join("credlock-bench-cache"),
+            ))
+            .unwrap();
             let samples: Vec<Duration> = (0..2200)
                 .map(|_| {
                     let t = Instant::now();
