@@ -172,7 +172,10 @@ fn main() -> ExitCode {
         Some("delete") => {
             let Some(t) = tenant() else { return usage("delete needs a TENANT") };
             match api::delete(opts, &t) {
-                Ok(true) => Ok(eprintln!("credlock: deleted '{t}'")),
+                Ok(true) => {
+                    eprintln!("credlock: deleted '{t}'");
+                    Ok(())
+                }
                 Ok(false) => Err(api::StoreError::NotFound(t)),
                 Err(e) => Err(e),
             }

@@ -337,9 +337,12 @@ impl sealing::GuestSealingKey for Key {
     }
 }
 
+/// An unwrapped data key and the slots it came from.
+type CachedKey = (Zeroizing<[u8; 32]>, Vec<sealing::KeySlot>);
+
 thread_local! {
     /// Keys unwrapped in this instance: argon2id once per process, not per call.
-    static KEYS: RefCell<HashMap<[u8; 16], (Zeroizing<[u8; 32]>, Vec<sealing::KeySlot>)>> = RefCell::new(HashMap::new());
+    static KEYS: RefCell<HashMap<[u8; 16], CachedKey>> = RefCell::new(HashMap::new());
 }
 
 fn key_file_path() -> PathBuf {
