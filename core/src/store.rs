@@ -336,17 +336,14 @@ impl<'p, P: Platform> Store<'p, P> {
     ) -> Result<(R, u64), StoreError> {
         let lock = self.lock_exclusive()?;
         let read = self.read_under(&lock)?;
+        let present = read.loaded.body().is_some();
         let generation = read.loaded.body().map_or(0, |b| b.generation);
-        if !create && read.loaded.body().is_none() {
-            let now = self.p.wall_ms();
-            let mut empty = Body::default();
-            let (r, _) = change(&mut empty, now)?;
-            return Ok((r, 0));
-        }
         let mut body = read.loaded.body().cloned().unwrap_or_default();
         let now = self.p.wall_ms();
         let (r, changed) = change(&mut body, now)?;
-        if !changed && read.loaded.body().is_some() {
+        // Nothing to write: an absent store that this call may not create (a delete, a
+        // refresh's bookkeeping), or a present store the change left as it was.
+        if (!present && !create) || (present && !changed) {
             return Ok((r, generation));
         }
         let generation = self.commit(&lock, read, body)?;

@@ -1,7 +1,7 @@
 //! Where a store's files live. One directory per store; every name is fixed here, and a
 //! tenant name never becomes part of a path (refresh locks use the tenant's hash id).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The files of one store directory. See FORMAT.md, "Files".
 #[derive(Debug, Clone)]
@@ -64,8 +64,4 @@ pub fn default_store_dir() -> Option<PathBuf> {
 /// Where compiled components are cached: `$XDG_CACHE_HOME/credlock`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "credlock").map(|d| d.cache_dir().to_path_buf())
-}
-
-pub fn is_within(dir: &Path, file: &Path) -> bool {
-    file.parent() == Some(dir)
 }

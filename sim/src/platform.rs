@@ -299,37 +299,32 @@ impl Platform for SimPlatform {
 
     fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError> {
         self.sim.point(self.pid, "post:send");
+        let pid = self.pid;
+        // Every presentation is recorded, with what became of it, for the checkers.
+        let present =
+            |w: &mut crate::world::World, refresh_token: String, outcome: &'static str| {
+                let at_ms = w.now_ms;
+                w.server.presentations.push(crate::world::Presentation {
+                    refresh_token,
+                    pid,
+                    at_ms,
+                    outcome,
+                });
+            };
         let rt = form_value(&request.body, "refresh_token")
             .unwrap_or("")
             .to_owned();
         let mut st = self.sim.lock();
-        let now = st.world.now_ms;
         let faults = st.faults_on;
         let f = st.world.faults;
         if faults && st.world.rng.chance(f.connect_error) {
-            st.world
-                .server
-                .presentations
-                .push(crate::world::Presentation {
-                    refresh_token: rt,
-                    pid: self.pid,
-                    at_ms: now,
-                    outcome: "not-arrived",
-                });
+            present(&mut st.world, rt, "not-arrived");
             return Err(TransportError::Connect(
                 "simulated connection refused".into(),
             ));
         }
         if faults && st.world.rng.chance(f.server_unavailable) {
-            st.world
-                .server
-                .presentations
-                .push(crate::world::Presentation {
-                    refresh_token: rt,
-                    pid: self.pid,
-                    at_ms: now,
-                    outcome: "unavailable",
-                });
+            present(&mut st.world, rt, "unavailable");
             return Ok(HttpReply {
                 status: 503,
                 content_type: None,
@@ -345,15 +340,7 @@ impl Platform for SimPlatform {
         if result.is_err() {
             st.world.server.invalid_granted.insert(rt.clone());
         }
-        st.world
-            .server
-            .presentations
-            .push(crate::world::Presentation {
-                refresh_token: rt,
-                pid: self.pid,
-                at_ms: now,
-                outcome,
-            });
+        present(&mut st.world, rt, outcome);
         let lifetime_s = st.world.server.lifetime_ms / 1000;
         let latency = st.world.rng.range(5, 40);
         st.world.now_ms += latency;
