@@ -187,7 +187,8 @@ fn main() {
     let mut p = store(&pdir, true);
     p.put(
         "acme",
-        &json!({"access_token": ACCESS, "expires_in": 3600}).to_string(),
+        // An absolute expiry far in the future: a vector must not expire with the calendar.
+        &json!({"access_token": ACCESS, "expires_at": 4_102_444_800u64}).to_string(),
     )
     .unwrap();
     let pstore = std::fs::read(pdir.join("credentials.sealed")).unwrap();
