@@ -45,6 +45,27 @@ pub enum StoreError {
     NotAStore(String),
     UnsupportedVersion(u16),
     Corrupt(String),
+    // Maintenance.
+    SlotChange(SlotChangeError),
+    Recover(RecoverError),
+    ImportConflict(Vec<String>),
+}
+
+/// Why a slot change was refused. Mirrors `slot-change-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotChangeError {
+    NoSuchSlot(u32),
+    LastSlot,
+    OnlyVolatileLeft(Vec<String>),
+    TooManySlots(u32),
+}
+
+/// Why `recover` refused. Mirrors `recover-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoverError {
+    StoreReadable,
+    NoBackup,
+    BackupUnreadable(String),
 }
 
 impl From<HeaderError> for StoreError {
@@ -114,9 +135,27 @@ impl std::fmt::Display for StoreError {
             Key(KeyError::WrongKeyFile) => write!(f, "the key file does not open this store"),
             Key(KeyError::MalformedSlot(d)) => write!(f, "a key slot of the store is damaged: {d}"),
             Key(KeyError::Io(e)) => write!(f, "cannot read the key: {}", io_detail(e)),
+            Key(KeyError::KeyringEntryMissing { backend, other_slots }) => {
+                write!(f, "the {backend} keyring no longer holds this store's key (wiped, rebooted, or another machine)")?;
+                if other_slots.is_empty() {
+                    write!(f, "; no other slot can open the store")
+                } else {
+                    write!(f, "; it can still be opened by its other slots: {}", other_slots.join(", "))
+                }
+            }
+            Key(KeyError::Keyring(d)) => write!(f, "the OS keyring failed: {d}"),
+            Key(KeyError::SlotUnavailable(d)) => write!(f, "cannot make that key slot: {d}"),
             NotAStore(d) => write!(f, "not a credlock store: {d}"),
             UnsupportedVersion(v) => write!(f, "the store has format version {v}, which this credlock does not know"),
             Corrupt(d) => write!(f, "the store is damaged: {d}"),
+            SlotChange(SlotChangeError::NoSuchSlot(i)) => write!(f, "the store has no key slot {i}"),
+            SlotChange(SlotChangeError::LastSlot) => write!(f, "that is the store's only key slot; removing it would leave nothing that opens the store"),
+            SlotChange(SlotChangeError::OnlyVolatileLeft(kinds)) => write!(f, "only volatile slots would remain ({}), and they are lost at reboot", kinds.join(", ")),
+            SlotChange(SlotChangeError::TooManySlots(n)) => write!(f, "the store already has {n} key slots, the most a header holds"),
+            Recover(RecoverError::StoreReadable) => write!(f, "the store opens; restoring the backup would discard the writes made since it"),
+            Recover(RecoverError::NoBackup) => write!(f, "there is no backup of the store to restore"),
+            Recover(RecoverError::BackupUnreadable(d)) => write!(f, "the backup cannot be read either: {d}"),
+            ImportConflict(names) => write!(f, "these tenants already exist: {}; nothing was imported", names.join(", ")),
         }
     }
 }
@@ -143,6 +182,9 @@ impl StoreError {
             NotAStore(_) => "not-a-store",
             UnsupportedVersion(_) => "unsupported-version",
             Corrupt(_) => "corrupt",
+            SlotChange(_) => "slot-change",
+            Recover(_) => "recover",
+            ImportConflict(_) => "import-conflict",
         }
     }
 
@@ -166,9 +208,17 @@ impl StoreError {
             Io(_) => "check the store directory's permissions and free space; nothing was changed",
             Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
             Key(KeyError::WrongPassphrase) => "check CREDLOCK_PASSPHRASE; the store was not changed",
+            Key(KeyError::KeyringEntryMissing { .. }) => "open it with one of the other slots (for a passphrase: CREDLOCK_PASSPHRASE), then `credlock slot add keyring` to restore the keyring slot; never re-initialise",
+            Key(KeyError::Keyring(_)) => "check that the keyring service is running and unlocked (`credlock doctor`), or use another slot",
+            Key(KeyError::SlotUnavailable(_)) => "configure that key source (CREDLOCK_PASSPHRASE, the key file, CREDLOCK_KEYRING) and retry",
             Key(_) => "check the key file or passphrase; the store was not changed",
-            NotAStore(_) | Corrupt(_) => "the damaged file was not changed; the previous good version is credentials.sealed.bak in the store directory",
+            NotAStore(_) | Corrupt(_) => "the damaged file was not changed; `credlock recover` restores the previous good version (credentials.sealed.bak)",
             UnsupportedVersion(_) => "use the credlock version that wrote this store",
+            SlotChange(SlotChangeError::OnlyVolatileLeft(_)) => "add a durable slot first (passphrase, key-file or keyring), or allow volatile-only explicitly",
+            SlotChange(_) => "see `credlock slot list`",
+            Recover(RecoverError::StoreReadable) => "nothing needs recovering; use --force only to roll back on purpose",
+            Recover(_) => "the store was not changed; restore from your own backups or log in again",
+            ImportConflict(_) => "import with --replace to overwrite them, or delete them first",
         }
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod error;
 pub mod format;
+pub mod import;
+pub mod maintenance;
 pub mod manual;
 pub mod model;
 pub mod oauth;
@@ -18,7 +20,9 @@ pub mod refresh;
 pub mod store;
 pub mod tenant;
 
-pub use error::{EndpointError, StoreError};
+pub use error::{EndpointError, RecoverError, SlotChangeError, StoreError};
+pub use import::ImportReport;
+pub use maintenance::RecoverReport;
 pub use platform::Platform;
 pub use store::{AccessToken, Options, Store, StoreInfo, TenantSummary, WriteReceipt};
 pub use tenant::{sha256_hex, TenantName};

@@ -79,6 +79,24 @@ pub enum KeyError {
     WrongKeyFile,
     MalformedSlot(String),
     Io(IoError),
+    /// A keyring slot's entry is gone and nothing else opened the store.
+    KeyringEntryMissing {
+        backend: String,
+        other_slots: Vec<String>,
+    },
+    /// The OS keyring failed or timed out (backend and detail).
+    Keyring(String),
+    /// The host cannot make a slot of this kind (kind and why).
+    SlotUnavailable(String),
+}
+
+/// Slot kinds the core knows to be volatile: lost at reboot or idle expiry.
+pub const VOLATILE_SLOT_KINDS: &[&str] = &["kernel-keyring"];
+
+/// Whether a slot of `kind` survives a reboot. Unknown kinds count as durable: the core
+/// cannot know, and the host that wrote them chose them.
+pub fn slot_is_durable(kind: &str) -> bool {
+    !VOLATILE_SLOT_KINDS.contains(&kind)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +115,8 @@ pub trait SealingKey {
     fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError>;
     /// AES-256-GCM open; `AuthenticationFailed` for any change to nonce, aad or ciphertext.
     fn open(&self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError>;
+    /// A new slot of `kind` wrapping this key, from the host's configured source.
+    fn add_slot(&self, kind: &str) -> Result<KeySlot, KeyError>;
 }
 
 /// One POST to a token endpoint, built entirely by the core.
@@ -191,12 +211,20 @@ pub trait Platform {
     /// Remove `file`, durably; a missing file is not an error.
     fn remove(&mut self, file: StoreFile) -> Result<(), FileError>;
 
+    /// Rename `file` aside to `<name>.corrupt-<unix ms>[-n]`, durably, never replacing
+    /// anything; returns the new name. Only on explicit request, under the store lock.
+    fn quarantine(&mut self, file: StoreFile) -> Result<String, FileError>;
+
     /// Open data key `key_id` from one of `slots`. Must never create a key.
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<Self::Key, KeyError>;
 
     /// A new random data key, wrapped by every configured key source. The core calls this
     /// only under the exclusive store lock, with the store absent.
     fn create_key(&mut self) -> Result<Self::Key, KeyError>;
+
+    /// A new random data key wrapped by the same sources as `slots`, one slot each, in
+    /// order; `SlotUnavailable` if a source is missing. Only under the exclusive store lock.
+    fn rekey(&mut self, slots: &[KeySlot]) -> Result<Self::Key, KeyError>;
 
     /// Send exactly one POST; no retries, no redirects; ends within `timeout_ms`.
     fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError>;

@@ -6,7 +6,7 @@ use crate::format::{Header, KEY_ID_LEN, NONCE_LEN};
 use crate::model::{Body, Entry};
 use crate::oauth::{parse_refresh_config, parse_token_response};
 use crate::platform::{
-    LockError, LockMode, LockTarget, Platform, SealError, SealingKey, StoreFile,
+    KeySlot, LockError, LockMode, LockTarget, Platform, SealError, SealingKey, StoreFile,
 };
 use crate::tenant::TenantName;
 use std::marker::PhantomData;
@@ -214,8 +214,13 @@ impl<'p, P: Platform> Store<'p, P> {
 
     /// Read and decrypt the store file. Any failure is returned as is: the caller must not
     /// write after a failed read (an unreadable store is never overwritten).
-    fn load(&mut self) -> Result<Loaded<P::Key>, StoreError> {
-        let Some(bytes) = self.p.read(StoreFile::Store)? else {
+    pub(crate) fn load(&mut self) -> Result<Loaded<P::Key>, StoreError> {
+        self.load_file(StoreFile::Store)
+    }
+
+    /// Read and decrypt `file` (the store, or its backup for `recover`).
+    pub(crate) fn load_file(&mut self, file: StoreFile) -> Result<Loaded<P::Key>, StoreError> {
+        let Some(bytes) = self.p.read(file)? else {
             return Ok(Loaded::Absent);
         };
         let (header, header_len) = Header::decode(&bytes)?;
@@ -283,9 +288,9 @@ impl<'p, P: Platform> Store<'p, P> {
     /// same exclusive lock (`read`), and the body must derive from that read.
     pub(crate) fn commit(
         &mut self,
-        _lock: &ExclusiveStoreLock<P::Guard>,
+        lock: &ExclusiveStoreLock<P::Guard>,
         read: ReadUnderLock<'_, P::Key>,
-        mut body: Body,
+        body: Body,
     ) -> Result<u64, StoreError> {
         let (key, slots, old_generation) = match read.loaded {
             Loaded::Absent => {
@@ -302,6 +307,21 @@ impl<'p, P: Platform> Store<'p, P> {
                 body: old,
             } => (key, header.slots, old.generation),
         };
+        self.seal_and_replace(lock, &key, slots, old_generation, body)
+    }
+
+    /// Seal `body` under `key` with a header of `slots` and replace the store with it, at
+    /// generation `old_generation + 1`. Only [`Store::commit`] and the maintenance
+    /// operations (a new header or key, derived from a read under the same lock) call this.
+    pub(crate) fn seal_and_replace(
+        &mut self,
+        _lock: &ExclusiveStoreLock<P::Guard>,
+        key: &P::Key,
+        slots: Vec<KeySlot>,
+        old_generation: u64,
+        mut body: Body,
+    ) -> Result<u64, StoreError> {
+        assert!(!slots.is_empty(), "a store header without key slots");
         body.generation = old_generation.checked_add(1).expect("generation overflow");
         check_body(&body)?;
         let key_id: [u8; KEY_ID_LEN] = key
@@ -372,40 +392,8 @@ impl<'p, P: Platform> Store<'p, P> {
         let config = parse_refresh_config(config).map_err(StoreError::InvalidTokenResponse)?;
         let (revision, generation) = self.mutate(true, |body, now| {
             let old = body.tenants.remove(tenant.as_str());
-            let revision = old.as_ref().map_or(0, |e| e.revision) + 1;
-            // A put is a new login: its tokens replace the old ones. Refresh settings not
-            // given are kept, so a re-login need not repeat the client configuration.
-            let (token_endpoint, client_id, client_auth, retry) = match (&old, config_given) {
-                (Some(o), false) => (
-                    o.token_endpoint.clone(),
-                    o.client_id.clone(),
-                    o.client_auth.clone(),
-                    o.retry_unknown_refresh,
-                ),
-                _ => (
-                    config.token_endpoint,
-                    config.client_id,
-                    config.client_auth,
-                    config.retry_unknown_refresh,
-                ),
-            };
-            let entry = Entry {
-                access_token: grant.access_token,
-                token_type: grant.token_type,
-                expires_at_ms: grant.expires_at_ms,
-                refresh_token: grant.refresh_token,
-                scope: grant.scope,
-                token_endpoint,
-                client_id,
-                client_auth,
-                revision,
-                updated_at_ms: now,
-                needs_reauth: false,
-                refresh_intent: None,
-                retry_unknown_refresh: retry,
-                response_extra: grant.extra,
-                unknown: old.map(|o| o.unknown).unwrap_or_default(),
-            };
+            let entry = login_entry(old, grant, config, config_given, now);
+            let revision = entry.revision;
             body.tenants.insert(tenant.as_str().to_owned(), entry);
             Ok((revision, true))
         })?;
@@ -479,12 +467,55 @@ impl<'p, P: Platform> Store<'p, P> {
     }
 }
 
+/// The entry a new login (`put`, an import) stores: its tokens replace the old ones. Refresh
+/// settings not given are kept, so a re-login need not repeat the client configuration.
+pub(crate) fn login_entry(
+    old: Option<Entry>,
+    grant: crate::oauth::TokenGrant,
+    config: crate::oauth::RefreshConfig,
+    config_given: bool,
+    now: u64,
+) -> Entry {
+    let revision = old.as_ref().map_or(0, |e| e.revision) + 1;
+    let (token_endpoint, client_id, client_auth, retry) = match (&old, config_given) {
+        (Some(o), false) => (
+            o.token_endpoint.clone(),
+            o.client_id.clone(),
+            o.client_auth.clone(),
+            o.retry_unknown_refresh,
+        ),
+        _ => (
+            config.token_endpoint,
+            config.client_id,
+            config.client_auth,
+            config.retry_unknown_refresh,
+        ),
+    };
+    Entry {
+        access_token: grant.access_token,
+        token_type: grant.token_type,
+        expires_at_ms: grant.expires_at_ms,
+        refresh_token: grant.refresh_token,
+        scope: grant.scope,
+        token_endpoint,
+        client_id,
+        client_auth,
+        revision,
+        updated_at_ms: now,
+        needs_reauth: false,
+        refresh_intent: None,
+        retry_unknown_refresh: retry,
+        response_extra: grant.extra,
+        unknown: old.map(|o| o.unknown).unwrap_or_default(),
+    }
+}
+
 pub(crate) fn tenant_name(name: &str) -> Result<TenantName, StoreError> {
     TenantName::new(name).map_err(|e| StoreError::InvalidTenant(e.to_string()))
 }
 
 /// Invariants of every body read or written.
-fn check_body(body: &Body) -> Result<(), StoreError> {
+pub(crate) fn check_body(body: &Body) -> Result<(), StoreError> {
     for (name, e) in &body.tenants {
         if TenantName::new(name).is_err() {
             return Err(StoreError::Corrupt(

@@ -6,7 +6,7 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use credlock_core::platform::*;
-use credlock_core::{Options, Store, StoreError};
+use credlock_core::{Options, RecoverError, SlotChangeError, Store, StoreError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -37,6 +37,12 @@ impl SealingKey for MemKey {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .map_err(|_| SealError::AuthenticationFailed)
     }
+    fn add_slot(&self, kind: &str) -> Result<KeySlot, KeyError> {
+        Ok(KeySlot {
+            kind: kind.into(),
+            data: self.key.to_vec(),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -45,6 +51,8 @@ struct World {
     writes: usize,
     requests: Vec<TokenRequest>,
     replies: VecDeque<Result<HttpReply, TransportError>>,
+    /// Keys made by `rekey`, which any process can open (as a shared key source would).
+    rekeyed: Vec<MemKey>,
 }
 
 struct Mem {
@@ -88,6 +96,10 @@ impl Platform for Mem {
     fn replace(&mut self, f: StoreFile, c: &[u8]) -> Result<(), FileError> {
         let mut w = self.world.borrow_mut();
         w.writes += 1;
+        // The contract: replacing the store keeps its previous contents as the backup.
+        if let (StoreFile::Store, Some(old)) = (f, w.files.get("store").cloned()) {
+            w.files.insert("backup", old);
+        }
         w.files.insert(name(f), c.to_vec());
         Ok(())
     }
@@ -95,7 +107,30 @@ impl Platform for Mem {
         self.world.borrow_mut().files.remove(name(f));
         Ok(())
     }
+    fn quarantine(&mut self, f: StoreFile) -> Result<String, FileError> {
+        let mut w = self.world.borrow_mut();
+        let bytes = w
+            .files
+            .remove(name(f))
+            .expect("quarantine of a present file");
+        w.files.insert("quarantined", bytes);
+        Ok("store.corrupt-1".into())
+    }
+    fn rekey(&mut self, slots: &[KeySlot]) -> Result<MemKey, KeyError> {
+        let mut key = MemKey {
+            id: vec![0; 16],
+            key: [0; 32],
+        };
+        self.fill_random(&mut key.id);
+        self.fill_random(&mut key.key);
+        assert!(!slots.is_empty());
+        self.world.borrow_mut().rekeyed.push(key.clone());
+        Ok(key)
+    }
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<MemKey, KeyError> {
+        if let Some(k) = self.world.borrow().rekeyed.iter().find(|k| k.id == key_id) {
+            return Ok(k.clone());
+        }
         match &self.key {
             Some(k) if k.id == key_id => Ok(k.clone()),
             Some(_) => Err(KeyError::WrongKeyFile),
@@ -516,4 +551,176 @@ fn short_lived_tokens_are_not_refreshed_on_every_call() {
     assert_eq!(store(&mut p).token("acme", 60_000).unwrap().token, "at-2");
     assert_eq!(store(&mut p).token("acme", 60_000).unwrap().token, "at-2");
     assert_eq!(world.borrow().requests.len(), 1);
+}
+
+// ----- maintenance: slots, rekey, recover, import -----
+
+fn kinds(slots: &[KeySlot]) -> Vec<&str> {
+    slots.iter().map(|s| s.kind.as_str()).collect()
+}
+
+#[test]
+fn slot_changes_keep_a_durable_way_in() {
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    let mut s = store(&mut p);
+    s.put("acme", r#"{"access_token":"a"}"#).unwrap();
+    assert_eq!(kinds(&s.slots().unwrap()), ["mem"]);
+    assert!(matches!(
+        s.remove_slot(0, false),
+        Err(StoreError::SlotChange(SlotChangeError::LastSlot))
+    ));
+    assert_eq!(
+        kinds(&s.add_slot("kernel-keyring").unwrap()),
+        ["mem", "kernel-keyring"]
+    );
+    // Leaving only the volatile slot needs an explicit yes.
+    assert_eq!(
+        s.remove_slot(0, false).err(),
+        Some(StoreError::SlotChange(SlotChangeError::OnlyVolatileLeft(
+            vec!["kernel-keyring".into()]
+        )))
+    );
+    assert!(matches!(
+        s.remove_slot(5, false),
+        Err(StoreError::SlotChange(SlotChangeError::NoSuchSlot(5)))
+    ));
+    let before = w.borrow().files["store"].clone();
+    assert_eq!(
+        kinds(&s.add_slot("passphrase").unwrap()),
+        ["mem", "kernel-keyring", "passphrase"]
+    );
+    assert_ne!(w.borrow().files["store"], before);
+    assert!(w.borrow().files.contains_key("backup"));
+    // The backup still holds the slot being removed: it goes with it.
+    assert_eq!(
+        kinds(&s.remove_slot(2, false).unwrap()),
+        ["mem", "kernel-keyring"]
+    );
+    assert!(!w.borrow().files.contains_key("backup"));
+    assert_eq!(kinds(&s.remove_slot(0, true).unwrap()), ["kernel-keyring"]);
+    assert_eq!(
+        s.token("acme", 0).unwrap().token,
+        "a",
+        "the data survives every change"
+    );
+}
+
+#[test]
+fn rekey_reseals_under_a_new_key_and_drops_the_old_backup() {
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    let mut s = store(&mut p);
+    s.put("acme", r#"{"access_token":"a","refresh_token":"r"}"#)
+        .unwrap();
+    s.put("beta", r#"{"access_token":"b"}"#).unwrap();
+    let old = s.info().unwrap();
+    let new = s.rekey().unwrap();
+    assert_ne!(new.key_id, old.key_id);
+    assert_eq!(new.generation, old.generation + 1);
+    assert_eq!(
+        (new.tenants, new.slot_kinds.clone()),
+        (2, vec!["mem".to_string()])
+    );
+    assert!(
+        !w.borrow().files.contains_key("backup"),
+        "the backup is sealed under the old key"
+    );
+    assert_eq!(s.token("beta", 0).unwrap().token, "b");
+    assert_eq!(s.info().unwrap().key_id, new.key_id);
+}
+
+#[test]
+fn recover_restores_the_backup_only_when_asked_and_never_replays_a_spent_refresh_token() {
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    let mut s = store(&mut p);
+    assert!(matches!(
+        s.recover(false),
+        Err(StoreError::Recover(RecoverError::NoBackup))
+    ));
+    s.put("acme", r#"{"access_token":"a1","refresh_token":"r1","expires_at":1000,"token_endpoint":"https://as.example/token","client_id":"c"}"#).unwrap();
+    s.put("beta", r#"{"access_token":"b1"}"#).unwrap();
+    assert!(matches!(
+        s.recover(false),
+        Err(StoreError::Recover(RecoverError::StoreReadable))
+    ));
+    // The live store is damaged: recover moves it aside and restores the backup.
+    let generation = s.info().unwrap().generation;
+    let damaged = {
+        let mut f = w.borrow().files["store"].clone();
+        let n = f.len();
+        f[n - 1] ^= 1;
+        f
+    };
+    w.borrow_mut().files.insert("store", damaged.clone());
+    assert!(matches!(s.list(), Err(StoreError::Corrupt(_))));
+    let r = s.recover(false).unwrap();
+    assert_eq!(r.quarantined_as.as_deref(), Some("store.corrupt-1"));
+    assert_eq!(
+        w.borrow().files["quarantined"],
+        damaged,
+        "moved aside, byte for byte"
+    );
+    assert!(r.generation > generation, "the generation never goes back");
+    assert_eq!(r.tenants, 1);
+    // acme's refresh token in the backup may have been spent since: never presented again.
+    assert_eq!(r.refresh_unknown, ["acme"]);
+    assert!(matches!(
+        s.token("acme", 0),
+        Err(StoreError::RefreshOutcomeUnknown(_))
+    ));
+    assert!(w.borrow().requests.is_empty());
+    assert_eq!(s.list().unwrap()[0].tenant, "acme");
+}
+
+#[test]
+fn quarantine_only_moves_an_unreadable_store() {
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    let mut s = store(&mut p);
+    s.put("acme", r#"{"access_token":"a"}"#).unwrap();
+    assert!(matches!(
+        s.quarantine(),
+        Err(StoreError::Recover(RecoverError::StoreReadable))
+    ));
+    w.borrow_mut()
+        .files
+        .insert("store", b"not a store at all".to_vec());
+    assert_eq!(s.quarantine().unwrap(), "store.corrupt-1");
+    assert!(!w.borrow().files.contains_key("store"));
+    assert_eq!(w.borrow().files["quarantined"], b"not a store at all");
+}
+
+#[test]
+fn import_is_one_atomic_write_and_conflicts_change_nothing() {
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    let mut s = store(&mut p);
+    s.put("acme", r#"{"access_token":"old"}"#).unwrap();
+    let writes = w.borrow().writes;
+    let src = r#"{"acme": {"access_token": "new"}, "beta": {"type": "oauth", "access": "b", "refresh": "rb", "expires": 2000000000000}, "key": {"type": "api", "key": "sk"}}"#;
+    assert_eq!(
+        s.import_tokens(src, None, false).err(),
+        Some(StoreError::ImportConflict(vec!["acme".into()]))
+    );
+    assert_eq!(w.borrow().writes, writes, "nothing written on conflict");
+    let r = s.import_tokens(src, None, true).unwrap();
+    assert_eq!(r.imported, ["acme", "beta"]);
+    assert_eq!(r.skipped.len(), 1);
+    assert_eq!(
+        w.borrow().writes,
+        writes + 1,
+        "one write for the whole import"
+    );
+    assert_eq!(s.token("acme", 0).unwrap().token, "new");
+    let beta = s.token("beta", 0).unwrap();
+    assert_eq!(
+        (beta.token.as_str(), beta.expires_at_ms),
+        ("b", Some(2_000_000_000_000))
+    );
+    assert!(matches!(
+        s.import_tokens(r#"{"access_token":"x"}"#, Some("bad name"), false),
+        Err(StoreError::InvalidTenant(_))
+    ));
 }

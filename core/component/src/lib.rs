@@ -36,14 +36,7 @@ impl core_p::SealingKey for Key {
         self.0.key_id()
     }
     fn slots(&self) -> Vec<core_p::KeySlot> {
-        self.0
-            .slots()
-            .into_iter()
-            .map(|s| core_p::KeySlot {
-                kind: s.kind,
-                data: s.data,
-            })
-            .collect()
+        self.0.slots().into_iter().map(slot_in).collect()
     }
     fn seal(
         &self,
@@ -60,6 +53,23 @@ impl core_p::SealingKey for Key {
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, core_p::SealError> {
         self.0.open(nonce, aad, ciphertext).map_err(seal_error)
+    }
+    fn add_slot(&self, kind: &str) -> Result<core_p::KeySlot, core_p::KeyError> {
+        self.0.add_slot(kind).map(slot_in).map_err(key_error)
+    }
+}
+
+fn slot_in(s: sealing::KeySlot) -> core_p::KeySlot {
+    core_p::KeySlot {
+        kind: s.kind,
+        data: s.data,
+    }
+}
+
+fn slot_out(s: &core_p::KeySlot) -> sealing::KeySlot {
+    sealing::KeySlot {
+        kind: s.kind.clone(),
+        data: s.data.clone(),
     }
 }
 
@@ -103,6 +113,32 @@ fn key_error(e: sealing::KeyError) -> core_p::KeyError {
         sealing::KeyError::WrongKeyFile => core_p::KeyError::WrongKeyFile,
         sealing::KeyError::MalformedSlot(d) => core_p::KeyError::MalformedSlot(d),
         sealing::KeyError::Io(io) => core_p::KeyError::Io(io_error(io)),
+        sealing::KeyError::KeyringEntryMissing(m) => core_p::KeyError::KeyringEntryMissing {
+            backend: m.backend,
+            other_slots: m.other_slots,
+        },
+        sealing::KeyError::Keyring(d) => core_p::KeyError::Keyring(d),
+        sealing::KeyError::SlotUnavailable(d) => core_p::KeyError::SlotUnavailable(d),
+    }
+}
+
+fn key_error_out(k: core_p::KeyError) -> sealing::KeyError {
+    match k {
+        core_p::KeyError::NoKeySource => sealing::KeyError::NoKeySource,
+        core_p::KeyError::NoMatchingSlot(k) => sealing::KeyError::NoMatchingSlot(k),
+        core_p::KeyError::WrongPassphrase => sealing::KeyError::WrongPassphrase,
+        core_p::KeyError::WrongKeyFile => sealing::KeyError::WrongKeyFile,
+        core_p::KeyError::MalformedSlot(d) => sealing::KeyError::MalformedSlot(d),
+        core_p::KeyError::Io(io) => sealing::KeyError::Io(io_error_out(io)),
+        core_p::KeyError::KeyringEntryMissing {
+            backend,
+            other_slots,
+        } => sealing::KeyError::KeyringEntryMissing(sealing::KeyringMissing {
+            backend,
+            other_slots,
+        }),
+        core_p::KeyError::Keyring(d) => sealing::KeyError::Keyring(d),
+        core_p::KeyError::SlotUnavailable(d) => sealing::KeyError::SlotUnavailable(d),
     }
 }
 
@@ -152,23 +188,26 @@ impl Platform for Imports {
         files::remove(file(f)).map_err(file_error)
     }
 
+    fn quarantine(&mut self, f: core_p::StoreFile) -> Result<String, core_p::FileError> {
+        files::quarantine(file(f)).map_err(file_error)
+    }
+
     fn unlock(
         &mut self,
         key_id: &[u8],
         slots: &[core_p::KeySlot],
     ) -> Result<Key, core_p::KeyError> {
-        let slots: Vec<sealing::KeySlot> = slots
-            .iter()
-            .map(|s| sealing::KeySlot {
-                kind: s.kind.clone(),
-                data: s.data.clone(),
-            })
-            .collect();
+        let slots: Vec<sealing::KeySlot> = slots.iter().map(slot_out).collect();
         sealing::unlock(key_id, &slots).map(Key).map_err(key_error)
     }
 
     fn create_key(&mut self) -> Result<Key, core_p::KeyError> {
         sealing::create().map(Key).map_err(key_error)
+    }
+
+    fn rekey(&mut self, slots: &[core_p::KeySlot]) -> Result<Key, core_p::KeyError> {
+        let slots: Vec<sealing::KeySlot> = slots.iter().map(slot_out).collect();
+        sealing::rekey(&slots).map(Key).map_err(key_error)
     }
 
     fn post(
@@ -278,17 +317,28 @@ fn store_error(e: StoreError) -> api::StoreError {
         }
         StoreError::Io(core_p::FileError::Io(io)) => W::Io(files::FileError::Io(io_error_out(io))),
         StoreError::Io(core_p::FileError::TooLarge(n)) => W::Io(files::FileError::TooLarge(n)),
-        StoreError::Key(k) => W::Key(match k {
-            core_p::KeyError::NoKeySource => sealing::KeyError::NoKeySource,
-            core_p::KeyError::NoMatchingSlot(k) => sealing::KeyError::NoMatchingSlot(k),
-            core_p::KeyError::WrongPassphrase => sealing::KeyError::WrongPassphrase,
-            core_p::KeyError::WrongKeyFile => sealing::KeyError::WrongKeyFile,
-            core_p::KeyError::MalformedSlot(d) => sealing::KeyError::MalformedSlot(d),
-            core_p::KeyError::Io(io) => sealing::KeyError::Io(io_error_out(io)),
-        }),
+        StoreError::Key(k) => W::Key(key_error_out(k)),
         StoreError::NotAStore(d) => W::NotAStore(d),
         StoreError::UnsupportedVersion(v) => W::UnsupportedVersion(v),
         StoreError::Corrupt(d) => W::Corrupt(d),
+        StoreError::SlotChange(e) => W::SlotChange(match e {
+            credlock_core::SlotChangeError::NoSuchSlot(i) => api::SlotChangeError::NoSuchSlot(i),
+            credlock_core::SlotChangeError::LastSlot => api::SlotChangeError::LastSlot,
+            credlock_core::SlotChangeError::OnlyVolatileLeft(k) => {
+                api::SlotChangeError::OnlyVolatileLeft(k)
+            }
+            credlock_core::SlotChangeError::TooManySlots(n) => {
+                api::SlotChangeError::TooManySlots(n)
+            }
+        }),
+        StoreError::Recover(e) => W::Recover(match e {
+            credlock_core::RecoverError::StoreReadable => api::RecoverError::StoreReadable,
+            credlock_core::RecoverError::NoBackup => api::RecoverError::NoBackup,
+            credlock_core::RecoverError::BackupUnreadable(d) => {
+                api::RecoverError::BackupUnreadable(d)
+            }
+        }),
+        StoreError::ImportConflict(names) => W::ImportConflict(names),
         // StoreError is non_exhaustive for other crates; a new variant must be added to the
         // WIT first, so reaching this is a build that forgot to.
         #[allow(unreachable_patterns)]
@@ -303,6 +353,17 @@ fn access_token(t: credlock_core::AccessToken) -> api::AccessToken {
         expires_at_ms: t.expires_at_ms,
         revision: t.revision,
         refreshed: t.refreshed,
+    }
+}
+
+fn store_info(i: credlock_core::StoreInfo) -> api::StoreInfo {
+    api::StoreInfo {
+        exists: i.exists,
+        generation: i.generation,
+        format_version: i.format_version,
+        key_id: i.key_id,
+        slot_kinds: i.slot_kinds,
+        tenants: i.tenants,
     }
 }
 
@@ -361,13 +422,59 @@ impl api::Guest for Component {
     }
 
     fn info(opts: api::Options) -> Result<api::StoreInfo, api::StoreError> {
-        with_store(opts, |s| s.info()).map(|i| api::StoreInfo {
-            exists: i.exists,
-            generation: i.generation,
-            format_version: i.format_version,
-            key_id: i.key_id,
-            slot_kinds: i.slot_kinds,
-            tenants: i.tenants,
+        with_store(opts, |s| s.info()).map(store_info)
+    }
+
+    fn slots(opts: api::Options) -> Result<Vec<sealing::KeySlot>, api::StoreError> {
+        with_store(opts, |s| s.slots()).map(|v| v.iter().map(slot_out).collect())
+    }
+
+    fn add_slot(
+        opts: api::Options,
+        kind: String,
+    ) -> Result<Vec<sealing::KeySlot>, api::StoreError> {
+        with_store(opts, |s| s.add_slot(&kind)).map(|v| v.iter().map(slot_out).collect())
+    }
+
+    fn remove_slot(
+        opts: api::Options,
+        index: u32,
+        allow_volatile_only: bool,
+    ) -> Result<Vec<sealing::KeySlot>, api::StoreError> {
+        with_store(opts, |s| s.remove_slot(index, allow_volatile_only))
+            .map(|v| v.iter().map(slot_out).collect())
+    }
+
+    fn rekey(opts: api::Options) -> Result<api::StoreInfo, api::StoreError> {
+        with_store(opts, |s| s.rekey()).map(store_info)
+    }
+
+    fn import_tokens(
+        opts: api::Options,
+        source: String,
+        tenant: Option<String>,
+        replace: bool,
+    ) -> Result<api::ImportReport, api::StoreError> {
+        with_store(opts, |s| {
+            s.import_tokens(&source, tenant.as_deref(), replace)
         })
+        .map(|r| api::ImportReport {
+            imported: r.imported,
+            skipped: r.skipped,
+            generation: r.generation,
+        })
+    }
+
+    fn recover(opts: api::Options, force: bool) -> Result<api::RecoverReport, api::StoreError> {
+        with_store(opts, |s| s.recover(force)).map(|r| api::RecoverReport {
+            quarantined_as: r.quarantined_as,
+            generation: r.generation,
+            tenants: r.tenants,
+            refresh_unknown: r.refresh_unknown,
+        })
+    }
+
+    fn quarantine(opts: api::Options) -> Result<String, api::StoreError> {
+        with_store(opts, |s| s.quarantine())
     }
 }

@@ -1,0 +1,293 @@
+//! Maintenance of a store's sealing and of its files: key slots, rekey, recovery.
+//!
+//! Each operation takes the exclusive store lock, reads the store under it, and ends in one
+//! atomic replace or changes nothing, so concurrent readers see the old store or the new one
+//! and concurrent writers are serialised behind it: nothing they wrote is lost.
+//!
+//! Two rules from the field shape this module:
+//! - never make a key or a store implicitly: a missing key source is an error naming the
+//!   slots that can still open the store (the platform's `unlock`), never a reason to start
+//!   afresh; only `recover` and `quarantine`, on explicit request, move an unreadable file,
+//!   and they move it aside rather than delete it;
+//! - a restored backup may hold refresh tokens that were spent after it was written:
+//!   presenting one again could make the server revoke the grant, so `recover` marks them
+//!   as of unknown outcome (the refresh machine then refuses to present them).
+
+use crate::error::{RecoverError, SlotChangeError, StoreError};
+use crate::format::MAX_SLOTS;
+use crate::model::{Body, RefreshIntent};
+use crate::platform::{slot_is_durable, KeySlot, Platform, SealingKey, StoreFile};
+use crate::store::{Loaded, Store, StoreInfo};
+use crate::tenant::sha256_hex;
+
+/// What `recover` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverReport {
+    /// Where the store file that was there was moved, if there was one.
+    pub quarantined_as: Option<String>,
+    pub generation: u64,
+    pub tenants: u32,
+    /// Tenants whose restored refresh token may have been spent after the backup was
+    /// written; they are marked as of unknown refresh outcome.
+    pub refresh_unknown: Vec<String>,
+}
+
+impl<'p, P: Platform> Store<'p, P> {
+    /// The header's key slots, in order. Opens the store (so it checks the caller's keys).
+    pub fn slots(&mut self) -> Result<Vec<KeySlot>, StoreError> {
+        match self.read_shared()? {
+            Loaded::Absent => Ok(Vec::new()),
+            Loaded::Present { header, .. } => Ok(header.slots),
+        }
+    }
+
+    /// Add a slot of `kind`, made by the platform from its configured source of that kind.
+    /// An absent store is created first (as `put` would).
+    pub fn add_slot(&mut self, kind: &str) -> Result<Vec<KeySlot>, StoreError> {
+        let lock = self.lock_exclusive()?;
+        let read = self.read_under(&lock)?;
+        let (key, mut slots, generation, body) = match read.loaded {
+            Loaded::Absent => {
+                let key = self.p.create_key()?;
+                let slots = key.slots();
+                (key, slots, 0, Body::default())
+            }
+            Loaded::Present { header, key, body } => {
+                let generation = body.generation;
+                (key, header.slots, generation, body)
+            }
+        };
+        if slots.len() >= MAX_SLOTS {
+            return Err(StoreError::SlotChange(SlotChangeError::TooManySlots(
+                MAX_SLOTS as u32,
+            )));
+        }
+        let slot = key.add_slot(kind)?;
+        check_slot(&slot)?;
+        slots.push(slot);
+        self.seal_and_replace(&lock, &key, slots.clone(), generation, body)?;
+        Ok(slots)
+    }
+
+    /// Remove slot `index`. The backup still holds the removed slot (a passphrase that leaked
+    /// would still open it), so it goes once the new file is durable.
+    pub fn remove_slot(
+        &mut self,
+        index: u32,
+        allow_volatile_only: bool,
+    ) -> Result<Vec<KeySlot>, StoreError> {
+        let lock = self.lock_exclusive()?;
+        let read = self.read_under(&lock)?;
+        let Loaded::Present { header, key, body } = read.loaded else {
+            return Err(StoreError::SlotChange(SlotChangeError::NoSuchSlot(index)));
+        };
+        let i = index as usize;
+        if i >= header.slots.len() {
+            return Err(StoreError::SlotChange(SlotChangeError::NoSuchSlot(index)));
+        }
+        if header.slots.len() == 1 {
+            return Err(StoreError::SlotChange(SlotChangeError::LastSlot));
+        }
+        let mut slots = header.slots;
+        slots.remove(i);
+        if !allow_volatile_only && !slots.iter().any(|s| slot_is_durable(&s.kind)) {
+            return Err(StoreError::SlotChange(SlotChangeError::OnlyVolatileLeft(
+                slots.iter().map(|s| s.kind.clone()).collect(),
+            )));
+        }
+        let generation = body.generation;
+        self.seal_and_replace(&lock, &key, slots.clone(), generation, body)?;
+        self.p.remove(StoreFile::Backup)?;
+        Ok(slots)
+    }
+
+    /// Re-seal the store under a new data key wrapped by the same sources, in one atomic
+    /// replace; then remove the backup, which is sealed under the old key (retiring that
+    /// key is usually why one rekeys).
+    pub fn rekey(&mut self) -> Result<StoreInfo, StoreError> {
+        let lock = self.lock_exclusive()?;
+        let read = self.read_under(&lock)?;
+        let Loaded::Present { header, body, .. } = read.loaded else {
+            drop(lock);
+            return self.info();
+        };
+        let new_key = self.p.rekey(&header.slots)?;
+        let slots = new_key.slots();
+        // The platform's contract: one new slot per old one, same kinds, same order, a new key.
+        assert_eq!(
+            slots.iter().map(|s| &s.kind).collect::<Vec<_>>(),
+            header.slots.iter().map(|s| &s.kind).collect::<Vec<_>>(),
+            "platform rekey must re-make every slot, in order"
+        );
+        assert_ne!(
+            new_key.key_id(),
+            header.key_id,
+            "platform rekey returned the old key"
+        );
+        for slot in &slots {
+            check_slot(slot)?;
+        }
+        let tenants = u32::try_from(body.tenants.len()).unwrap_or(u32::MAX);
+        let generation = body.generation;
+        let generation = self.seal_and_replace(&lock, &new_key, slots.clone(), generation, body)?;
+        self.p.remove(StoreFile::Backup)?;
+        Ok(StoreInfo {
+            exists: true,
+            generation,
+            format_version: crate::format::FORMAT_VERSION,
+            key_id: crate::tenant::hex(&new_key.key_id()),
+            slot_kinds: slots.into_iter().map(|s| s.kind).collect(),
+            tenants,
+        })
+    }
+
+    /// Restore the backup. Only when the store cannot be read, unless `force`. The store
+    /// file, if any, is quarantined first: never deleted, never overwritten.
+    pub fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError> {
+        let lock = self.lock_exclusive()?;
+        let live = self.load();
+        let (live_exists, live_body) = match live {
+            Ok(Loaded::Present { .. }) if !force => {
+                return Err(StoreError::Recover(RecoverError::StoreReadable))
+            }
+            Ok(Loaded::Present { body, .. }) => (true, Some(body)),
+            Ok(Loaded::Absent) => (false, None),
+            // Unreadable for whatever reason: that is what recover is for.
+            Err(_) => (true, None),
+        };
+        let (bak_header, bak_key, mut body) = match self.load_file(StoreFile::Backup) {
+            Ok(Loaded::Present { header, key, body }) => (header, key, body),
+            Ok(Loaded::Absent) => return Err(StoreError::Recover(RecoverError::NoBackup)),
+            Err(e) => {
+                return Err(StoreError::Recover(RecoverError::BackupUnreadable(
+                    e.to_string(),
+                )))
+            }
+        };
+        let now = self.p.wall_ms();
+        let refresh_unknown = mark_spent_refresh_tokens(&mut body, live_body.as_ref(), now);
+        let quarantined_as = if live_exists {
+            Some(self.p.quarantine(StoreFile::Store)?)
+        } else {
+            None
+        };
+        // Every write bumps the generation by one and keeps the file before it as the backup,
+        // so the store we replace had at most the backup's generation + 1 (or we read it).
+        let above = live_body
+            .as_ref()
+            .map_or(0, |b| b.generation)
+            .max(body.generation.saturating_add(1));
+        let tenants = u32::try_from(body.tenants.len()).unwrap_or(u32::MAX);
+        let generation = self.seal_and_replace(&lock, &bak_key, bak_header.slots, above, body)?;
+        Ok(RecoverReport {
+            quarantined_as,
+            generation,
+            tenants,
+            refresh_unknown,
+        })
+    }
+
+    /// Move an unreadable store aside so that a new one can be made. Refuses a store that
+    /// opens (there is nothing to quarantine) and an absent one.
+    pub fn quarantine(&mut self) -> Result<String, StoreError> {
+        let _lock = self.lock_exclusive()?;
+        match self.load() {
+            Ok(Loaded::Present { .. }) => Err(StoreError::Recover(RecoverError::StoreReadable)),
+            Ok(Loaded::Absent) => Err(StoreError::Io(crate::platform::FileError::Io(
+                crate::platform::IoError::Other("there is no store file to quarantine".into()),
+            ))),
+            Err(_) => Ok(self.p.quarantine(StoreFile::Store)?),
+        }
+    }
+}
+
+/// Mark each restored refresh token that may have been spent after the backup was written:
+/// every one, if the newer store could not be read; otherwise those the newer store no longer
+/// holds. Returns the tenants marked, sorted.
+fn mark_spent_refresh_tokens(
+    restored: &mut Body,
+    newer: Option<&Body>,
+    now_ms: u64,
+) -> Vec<String> {
+    let mut marked = Vec::new();
+    for (name, entry) in restored.tenants.iter_mut() {
+        let Some(rt) = &entry.refresh_token else {
+            continue;
+        };
+        let still_current = newer
+            .and_then(|b| b.tenants.get(name))
+            .is_some_and(|n| n.refresh_token.as_deref() == Some(rt.as_str()));
+        if still_current {
+            continue;
+        }
+        let sha = sha256_hex(rt.as_bytes());
+        if entry
+            .refresh_intent
+            .as_ref()
+            .is_none_or(|i| i.refresh_token_sha256 != sha)
+        {
+            entry.refresh_intent = Some(RefreshIntent {
+                refresh_token_sha256: sha,
+                started_at_ms: now_ms,
+                attempts: 1,
+            });
+        }
+        marked.push(name.clone());
+    }
+    marked
+}
+
+/// A slot the platform made must fit the header format (a host bug otherwise).
+fn check_slot(slot: &KeySlot) -> Result<(), StoreError> {
+    let kind_ok = !slot.kind.is_empty()
+        && slot.kind.len() <= crate::format::MAX_SLOT_KIND_LEN
+        && slot
+            .kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !kind_ok || slot.data.len() > u16::MAX as usize {
+        return Err(StoreError::Key(crate::platform::KeyError::MalformedSlot(
+            "the platform made a slot the header cannot hold".into(),
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Entry;
+
+    fn entry(rt: Option<&str>) -> Entry {
+        serde_json::from_value(serde_json::json!({
+            "access_token": "a", "token_type": "Bearer", "revision": 1, "updated_at_ms": 0,
+            "refresh_token": rt,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn restored_refresh_tokens_are_marked_unless_still_current() {
+        let mut restored = Body::default();
+        restored.tenants.insert("a".into(), entry(Some("rt-a")));
+        restored.tenants.insert("b".into(), entry(Some("rt-b")));
+        restored.tenants.insert("c".into(), entry(None));
+        // The newer store could not be read: every refresh token may be spent.
+        let mut all = restored.clone();
+        assert_eq!(mark_spent_refresh_tokens(&mut all, None, 5), ["a", "b"]);
+        assert_eq!(
+            all.tenants["a"]
+                .refresh_intent
+                .as_ref()
+                .unwrap()
+                .refresh_token_sha256,
+            sha256_hex(b"rt-a")
+        );
+        // The newer store still holds b's token: only a's was rotated since.
+        let mut newer = restored.clone();
+        newer.tenants.insert("a".into(), entry(Some("rt-a2")));
+        let mut some = restored.clone();
+        assert_eq!(mark_spent_refresh_tokens(&mut some, Some(&newer), 5), ["a"]);
+        assert!(some.tenants["b"].refresh_intent.is_none());
+    }
+}
