@@ -247,6 +247,111 @@ pub fn open_passphrase_slot(
     )
 }
 
+/// Slot kinds whose wrapping key lives in an OS keyring: `keyring` (durable: Secret
+/// Service, macOS Keychain, Windows Credential Manager) and `kernel-keyring` (the Linux
+/// kernel's persistent keyring, lost at reboot and after idle expiry).
+pub const KEYRING_SLOT: &str = "keyring";
+pub const KERNEL_KEYRING_SLOT: &str = "kernel-keyring";
+const MAX_BACKEND_LEN: usize = 32;
+
+/// What a keyring slot says about where its wrapping key lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringRef {
+    /// `secret-service`, `keyutils`, `apple-keychain`, `windows-credential`.
+    pub backend: String,
+    /// The wrapping key's id; the keyring entry is named after it.
+    pub id: [u8; 16],
+}
+
+fn keyring_params(r: &KeyringRef) -> Vec<u8> {
+    let mut p = vec![r.backend.len() as u8];
+    p.extend_from_slice(r.backend.as_bytes());
+    p.extend_from_slice(&r.id);
+    p
+}
+
+/// A `keyring` or `kernel-keyring` slot: version, backend (length-prefixed), wrapping-key
+/// id, nonce, wrapped data key. The wrapping key itself is in the keyring.
+pub fn keyring_slot(
+    kind: &str,
+    backend: &str,
+    wk: &FileKey,
+    data_key_id: &[u8; 16],
+    data_key: &[u8; 32],
+    nonce: [u8; 12],
+) -> Vec<u8> {
+    assert!(
+        !backend.is_empty() && backend.len() <= MAX_BACKEND_LEN && backend.is_ascii(),
+        "keyring backend names are short ASCII"
+    );
+    let params = keyring_params(&KeyringRef {
+        backend: backend.into(),
+        id: wk.id,
+    });
+    let ct = wrap(&wk.key, &nonce, &aad(kind, data_key_id, &params), data_key);
+    let mut data = vec![SLOT_VERSION];
+    data.extend_from_slice(&params);
+    data.extend_from_slice(&nonce);
+    data.extend_from_slice(&ct);
+    data
+}
+
+/// Where a keyring slot's wrapping key lives (without opening it).
+pub fn parse_keyring_slot(data: &[u8]) -> Result<KeyringRef, SlotError> {
+    let bad = SlotError::Malformed("keyring slot has an unknown layout");
+    if data.len() < 2 || data[0] != SLOT_VERSION {
+        return Err(bad);
+    }
+    let n = data[1] as usize;
+    if n == 0 || n > MAX_BACKEND_LEN || data.len() != 2 + n + 16 + 12 + 48 {
+        return Err(bad);
+    }
+    let backend = std::str::from_utf8(&data[2..2 + n])
+        .ok()
+        .filter(|b| b.is_ascii())
+        .ok_or(SlotError::Malformed(
+            "keyring slot names an invalid backend",
+        ))?;
+    Ok(KeyringRef {
+        backend: backend.into(),
+        id: data[2 + n..18 + n].try_into().expect("16 bytes"),
+    })
+}
+
+pub fn open_keyring_slot(
+    kind: &str,
+    wk: &FileKey,
+    data_key_id: &[u8; 16],
+    data: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, SlotError> {
+    let r = parse_keyring_slot(data)?;
+    if r.id != wk.id {
+        return Err(SlotError::WrongKey);
+    }
+    let at = 2 + r.backend.len() + 16;
+    unwrap(
+        &wk.key,
+        &data[at..at + 12],
+        &aad(kind, data_key_id, &keyring_params(&r)),
+        &data[at + 12..],
+    )
+}
+
+/// The argon2id parameters a passphrase slot was made with (for display and checks).
+pub fn passphrase_slot_params(data: &[u8]) -> Result<KdfParams, SlotError> {
+    if data.len() != PASSPHRASE_SLOT_LEN || data[0] != SLOT_VERSION {
+        return Err(SlotError::Malformed(
+            "passphrase slot has an unknown layout",
+        ));
+    }
+    let be = |i: usize| u32::from_be_bytes(data[i..i + 4].try_into().expect("4 bytes"));
+    Ok(KdfParams {
+        m_cost_kib: be(1),
+        t_cost: be(5),
+        p_cost: be(9),
+    })
+}
+
 /// AES-256-GCM with a data key, as the `sealing-key` resource does.
 pub fn seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
     (nonce.len() == 12).then(|| {
@@ -326,6 +431,46 @@ mod tests {
             open_passphrase_slot("pw", &[3; 16], &greedy),
             Err(SlotError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn keyring_slots_name_their_entry_and_bind_kind_and_backend() {
+        let wk = FileKey {
+            id: [1; 16],
+            key: Zeroizing::new([2; 32]),
+        };
+        let data = keyring_slot(
+            KEYRING_SLOT,
+            "secret-service",
+            &wk,
+            &[3; 16],
+            &[4; 32],
+            [5; 12],
+        );
+        assert_eq!(data.len(), 1 + 1 + 14 + 16 + 12 + 48);
+        assert_eq!(
+            parse_keyring_slot(&data).unwrap(),
+            KeyringRef {
+                backend: "secret-service".into(),
+                id: [1; 16]
+            }
+        );
+        assert_eq!(
+            *open_keyring_slot(KEYRING_SLOT, &wk, &[3; 16], &data).unwrap(),
+            [4; 32]
+        );
+        // The kind is in the AAD: a durable slot cannot be relabelled volatile or back.
+        assert_eq!(
+            open_keyring_slot(KERNEL_KEYRING_SLOT, &wk, &[3; 16], &data).err(),
+            Some(SlotError::WrongKey)
+        );
+        let mut relabelled = data.clone();
+        relabelled[2..2 + 14].copy_from_slice(b"secret-servicf");
+        assert_eq!(
+            open_keyring_slot(KEYRING_SLOT, &wk, &[3; 16], &relabelled).err(),
+            Some(SlotError::WrongKey)
+        );
+        assert!(parse_keyring_slot(&data[..20]).is_err());
     }
 
     #[test]
