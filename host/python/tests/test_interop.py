@@ -139,3 +139,52 @@ def test_rust_lock_blocks_python(store_dir: Path) -> None:
         assert server.refreshes == 1 and server.reuses == 0
     finally:
         server.close()
+
+
+# ----- maintenance across hosts -----
+
+
+def _rust_slots(store: Path, env=None) -> list:
+    return [(s["index"], s["kind"], s["description"], s["durable"])
+            for s in json.loads(rust(store, "slot", "list", "--json", env=env).stdout)]
+
+
+def _py_slots(s: credlock.Store) -> list:
+    return [(x.index, x.kind, x.describe, x.durable) for x in s.slots()]
+
+
+def test_python_rekeys_a_rust_store_and_rust_reads_it(store_dir: Path, tmp_path: Path) -> None:
+    kf = tmp_path / "k"
+    env = {"CREDLOCK_PASSPHRASE": "pw", "CREDLOCK_KEY_FILE": str(kf)}
+    for name in ("a", "b"):
+        rust(store_dir, "put", name, input=json.dumps({"access_token": f"at-{name}", "expires_in": 3600}), env=env)
+    # Default argon2id parameters here (the Rust CLI shows memory in whole MiB).
+    with credlock.Store.open(store_dir, "pw", key_file=kf) as s:
+        old = s.info().key_id
+        assert _py_slots(s) == _rust_slots(store_dir, env)  # Rust's argon2id defaults: m=64 MiB
+        new = s.rekey()
+        assert new.key_id != old and new.slot_kinds == ("key-file", "passphrase")
+        slots = _py_slots(s)
+    assert not (store_dir / "credentials.sealed.bak").exists()
+    only_key_file = {"CREDLOCK_KEY_FILE": str(kf)}
+    only_passphrase = {"CREDLOCK_PASSPHRASE": "pw", "CREDLOCK_KEY_FILE": str(tmp_path / "none")}
+    for e in (only_key_file, only_passphrase):
+        assert rust(store_dir, "token", "a", env=e).stdout == "at-a\n"
+        assert rust(store_dir, "token", "b", env=e).stdout == "at-b\n"
+    assert _rust_slots(store_dir, only_key_file) == slots
+
+
+def test_rust_reads_a_slot_python_added_and_python_reads_a_rust_rekey(store_dir: Path, tmp_path: Path) -> None:
+    rust(store_dir, "put", "acme", input='{"access_token":"x","expires_in":3600}')
+    with credlock.Store.open(store_dir) as s:
+        s.add_slot("passphrase", passphrase="added by python")
+        slots = _py_slots(s)
+    assert _rust_slots(store_dir) == slots
+    env = {"CREDLOCK_PASSPHRASE": "added by python", "CREDLOCK_KEY_FILE": str(tmp_path / "none")}
+    assert rust(store_dir, "token", "acme", env=env).stdout == "x\n"
+
+    rust(store_dir, "rekey", env={"CREDLOCK_PASSPHRASE": "added by python"})
+    with credlock.Store.open(store_dir) as s:  # the key file alone
+        assert s.token("acme", 0) == "x" and [x.kind for x in s.slots()] == ["key-file", "passphrase"]
+    with credlock.Store.open(store_dir, "added by python", key_file=tmp_path / "none") as s:
+        assert s.token("acme", 0) == "x"

@@ -1,5 +1,6 @@
-"""A store that cannot be read is never modified by any Python call, and each kind of
-unreadable store raises its own exception (the Python side of host/tests/unreadable.rs)."""
+"""A store that cannot be read is never modified by any Python call (maintenance calls
+included), and each kind of unreadable store raises its own exception (the Python side of
+host/tests/unreadable.rs)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def _calls(s: credlock.Store):
         ("refresh", lambda: s.refresh("acme")),
         ("list", lambda: s.list()),
         ("info", lambda: s.info()),
+        # Maintenance reads under the same rules (recover and quarantine, which exist to move
+        # an unreadable store aside, are tested in test_maintenance.py).
+        ("slots", lambda: s.slots()),
+        ("add_slot passphrase", lambda: s.add_slot("passphrase", passphrase="another")),
+        ("add_slot key-file", lambda: s.add_slot("key-file")),
+        ("remove_slot", lambda: s.remove_slot(0)),
+        ("rekey", lambda: s.rekey()),
+        ("import_tokens", lambda: s.import_tokens({"acme": {"access_token": "x"}}, replace=True)),
     ]
 
 

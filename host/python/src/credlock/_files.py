@@ -19,6 +19,10 @@ from ._ptypes import FileError, IoError, io_error
 #: The largest store file read (a store of thousands of tenants is well below this).
 MAX_STORE_BYTES = 16 * 1024 * 1024
 
+#: How many `-1`, `-2`, ... suffixes `quarantine` tries before giving up: more files
+#: quarantined within one millisecond than this means something is looping.
+MAX_QUARANTINE_SUFFIX = 1000
+
 # O_NONBLOCK only matters for a FIFO or device planted at the path: opening it must not hang
 # before we can see it is not a regular file. It has no effect on regular files.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -162,6 +166,40 @@ def remove(path: Path) -> None:
         sync_dir(path.parent)
     except OSError as e:
         raise FileError(io=io_error(e, path.parent)) from None
+
+
+def quarantine(path: Path, now_ms: int) -> str:
+    """Move `path` aside to `<name>.corrupt-<now_ms>` in the same directory (then `-1`, `-2`,
+    ... if that name exists), durably; return the new name (a name, not a path).
+
+    `link(2)` then `unlink(2)`, not `rename(2)`: link fails if the name exists, so nothing is
+    ever replaced, whoever else creates files there. A crash between the two leaves both
+    names on the one inode: nothing is lost, and the store is still where it was. The
+    contents are never read, copied or rewritten; a symlink is moved as itself."""
+    base = f"{path.name}.corrupt-{now_ms}"
+    for n in range(MAX_QUARANTINE_SUFFIX + 1):
+        name = base if n == 0 else f"{base}-{n}"
+        try:
+            os.link(path, path.with_name(name), follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as e:  # ENOENT included: quarantining a missing file is an error
+            raise FileError(io=io_error(e, path)) from None
+        break
+    else:
+        raise FileError(io=IoError("other", f"{path}: every quarantine name up to {base}-"
+                                            f"{MAX_QUARANTINE_SUFFIX} exists"))
+    try:
+        os.unlink(path)
+    except OSError as e:
+        # Undo the link so that a failed quarantine leaves things as they were.
+        _unlink_quietly(path.with_name(name))
+        raise FileError(io=io_error(e, path)) from None
+    try:
+        sync_dir(path.parent)
+    except OSError as e:
+        raise FileError(io=io_error(e, path.parent)) from None
+    return name
 
 
 def create_exclusive(path: Path, contents: bytes) -> bool:

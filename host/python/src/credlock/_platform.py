@@ -23,6 +23,9 @@ class Platform:
         #: Resource handles this platform gave the guest (see _runtime._Registry).
         self._reps: Set[int] = set()
         self._protocol_checked = False
+        #: The passphrase for a new passphrase slot: set by `Store.add_slot` for that one call
+        #: (under the Store's lock), None otherwise. Never the passphrase that opens the store.
+        self.new_passphrase: Optional[bytes] = None
 
     def _check_protocol(self) -> None:
         """Claim the store for flock, or refuse one the WASI build's lease files already use:
@@ -85,6 +88,9 @@ class Platform:
     def remove(self, file: str) -> None:
         _files.remove(self._path(file))
 
+    def quarantine(self, file: str) -> str:
+        return _files.quarantine(self._path(file), self.wall_ms())
+
     # sealing
 
     def unlock(self, key_id: bytes, slots: List[Tuple[str, bytes]]) -> DataKey:
@@ -92,6 +98,12 @@ class Platform:
 
     def create_key(self) -> DataKey:
         return self.keys.create()
+
+    def rekey(self, slots: List[Tuple[str, bytes]]) -> DataKey:
+        return self.keys.rekey([KeySlot(k, bytes(d)) for k, d in slots])
+
+    def add_slot(self, key: DataKey, kind: str) -> KeySlot:
+        return self.keys.add_slot(key, kind, self.new_passphrase)
 
     # token endpoint
 

@@ -47,7 +47,8 @@ class LockError(Exception):
 class KeyError_(Exception):
     """`key-error`. kind: `no-key-source`, `no-matching-slot` (payload: slot kinds),
     `wrong-passphrase`, `wrong-key-file`, `malformed-slot` (payload: detail), `io` (payload:
-    an IoError)."""
+    an IoError), `slot-unavailable` (payload: the kind and why). This host has no keyring, so
+    it never raises `keyring` or `keyring-entry-missing`."""
 
     def __init__(self, kind: str, payload: Union[None, str, List[str], IoError] = None) -> None:
         super().__init__(kind if payload is None else f"{kind}: {payload}")

@@ -448,9 +448,16 @@ def _define_imports(linker: wc.Linker) -> None:
                     return err(_file_error(e))
                 return ok()
 
+            def quarantine(store: Any, file: str) -> Case:
+                try:
+                    return ok(_platform().quarantine(file))
+                except FileError as e:
+                    return err(_file_error(e))
+
             _add_func(inst, "read", _guarded(read))
             _add_func(inst, "replace", _guarded(replace))
             _add_func(inst, "remove", _guarded(remove))
+            _add_func(inst, "quarantine", _guarded(quarantine))
 
         with root.add_instance(_iface("sealing")) as inst:
             inst.add_resource(
@@ -475,6 +482,22 @@ def _define_imports(linker: wc.Linker) -> None:
                     return err(_key_error(e))
                 return ok(wc.ResourceHost.own(RESOURCES.add(key, p), SEALING_KEY_TYPE))
 
+            def rekey(store: Any, slots: List[Any]) -> Case:
+                p = _platform()
+                try:
+                    key = p.rekey([(s.kind, s.data) for s in slots])
+                except KeyError_ as e:
+                    return err(_key_error(e))
+                return ok(wc.ResourceHost.own(RESOURCES.add(key, p), SEALING_KEY_TYPE))
+
+            def add_slot(store: Any, handle: Any, kind: str) -> Case:
+                key = RESOURCES.get(_rep(store, handle))
+                try:
+                    slot = _platform().add_slot(key, kind)
+                except KeyError_ as e:
+                    return err(_key_error(e))
+                return ok(_record(kind=slot.kind, data=slot.data))
+
             def key_id(store: Any, handle: Any) -> bytes:
                 return bytes(RESOURCES.get(_rep(store, handle)).id)
 
@@ -496,10 +519,12 @@ def _define_imports(linker: wc.Linker) -> None:
 
             _add_func(inst, "unlock", _guarded(unlock))
             _add_func(inst, "create", _guarded(create))
+            _add_func(inst, "rekey", _guarded(rekey))
             _add_func(inst, "[method]sealing-key.key-id", _guarded(key_id))
             _add_func(inst, "[method]sealing-key.slots", _guarded(slots))
             _add_func(inst, "[method]sealing-key.seal", _guarded(seal))
             _add_func(inst, "[method]sealing-key.open", _guarded(open_))
+            _add_func(inst, "[method]sealing-key.add-slot", _guarded(add_slot))
 
         with root.add_instance(_iface("token-endpoint")) as inst:
 
@@ -656,6 +681,13 @@ def runtime() -> Runtime:
         return _RUNTIME
 
 
+#: The functions of the `store` export, by their WIT names.
+EXPORTS = (
+    "init", "put", "token", "refresh", "list", "delete", "info",
+    "slots", "add-slot", "remove-slot", "rekey", "import-tokens", "recover", "quarantine",
+)  # fmt: skip
+
+
 class Instance:
     """One wasmtime store and component instance, bound to one platform."""
 
@@ -666,7 +698,7 @@ class Instance:
         if iface is None:
             raise RuntimeError("the component does not export credlock:store/store")
         self._funcs: Dict[str, wc.Func] = {}
-        for name in ("init", "put", "token", "refresh", "list", "delete", "info"):
+        for name in EXPORTS:
             idx = instance.get_export_index(self.store, name, iface)
             f = instance.get_func(self.store, idx) if idx is not None else None
             if f is None:

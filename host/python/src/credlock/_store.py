@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from wasmtime.component import Variant
 
-from . import _runtime
-from ._keys import KdfParams, Keyring, KeySources
+from . import _files, _runtime
+from ._keys import VOLATILE_SLOT_KINDS, KdfParams, Keyring, KeySources, describe_slot
 from ._layout import Layout, default_store_dir
 from ._platform import Platform
 from .errors import (
@@ -22,6 +23,7 @@ from .errors import (
     CredlockError,
     EndpointError,
     Expired,
+    ImportConflict,
     InternalError,
     InvalidOptions,
     InvalidTenant,
@@ -31,7 +33,9 @@ from .errors import (
     NotAStore,
     NotFound,
     ReauthNeeded,
+    RecoverRefused,
     RefreshOutcomeUnknown,
+    SlotChangeRefused,
     StoreIOError,
     UnsupportedVersion,
 )
@@ -87,6 +91,48 @@ class StoreInfo:
     key_id: str
     slot_kinds: Tuple[str, ...]
     tenants: int
+
+
+@dataclass(frozen=True)
+class KeySlotInfo:
+    """One key slot of the store header, as `slots()` shows it: never the wrapped key."""
+
+    #: Its position in the header: what `remove_slot` takes.
+    index: int
+    #: `key-file`, `passphrase`, `keyring`, `kernel-keyring`, ...
+    kind: str
+    #: Which source opens it, as the CLI's `slot list` says: `key file <id hex>`,
+    #: `argon2id m=64 MiB t=3 p=1`, `<backend> entry credlock/<id hex>`, or the slot's size
+    #: for a kind this host does not know.
+    describe: str
+    #: False for kinds lost at reboot (`kernel-keyring`).
+    durable: bool
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    #: The tenants written, sorted.
+    imported: Tuple[str, ...]
+    #: (tenant or key, why) for each entry left out, e.g. an API key.
+    skipped: Tuple[Tuple[str, str], ...]
+    #: The store generation after the import (unchanged if nothing was imported).
+    generation: int
+    #: `import_file` only: whether the source file was removed.
+    source_removed: bool = False
+    #: `import_file(remove_source=True)` only: why the source was kept, if it was.
+    kept_reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RecoverReport:
+    #: The name (in the store directory) the unreadable or replaced store file was moved to.
+    quarantined_as: Optional[str]
+    #: The restored store's generation: above any the store had before.
+    generation: int
+    tenants: int
+    #: Tenants whose restored refresh token may have been spent after the backup was
+    #: written: marked as of unknown refresh outcome, so it is never presented silently.
+    refresh_unknown: Tuple[str, ...]
 
 
 def _f(rec: Any, name: str) -> Any:
@@ -153,12 +199,28 @@ def _key_error(p: Any) -> KeyUnavailable:
     payload = p.payload if isinstance(p, Variant) else p
     if tag == "no-matching-slot":
         return KeyUnavailable(tag, slot_kinds=list(payload or []))
-    if tag == "malformed-slot":
+    if tag in ("malformed-slot", "keyring", "slot-unavailable"):
         return KeyUnavailable(tag, detail=str(payload or ""))
+    if tag == "keyring-entry-missing":
+        return KeyUnavailable(
+            tag, backend=_f(payload, "backend"), slot_kinds=list(_f(payload, "other-slots"))
+        )
     if tag == "io":
         kind, detail = _io_parts(payload)
         return KeyUnavailable(tag, detail=detail, io_kind=kind)
     return KeyUnavailable(tag)
+
+
+def _slot_change_error(p: Variant) -> SlotChangeRefused:
+    # slot-change-error has two u32 cases, so wasmtime-py always lifts it tagged.
+    tag, payload = p.tag, p.payload
+    if tag == "no-such-slot":
+        return SlotChangeRefused(tag, index=int(payload))
+    if tag == "only-volatile-left":
+        return SlotChangeRefused(tag, slot_kinds=list(payload))
+    if tag == "too-many-slots":
+        return SlotChangeRefused(tag, max_slots=int(payload))
+    return SlotChangeRefused(tag)
 
 
 def store_error(v: Variant) -> CredlockError:
@@ -185,6 +247,13 @@ def store_error(v: Variant) -> CredlockError:
         return _endpoint_error(p)
     if tag == "key":
         return _key_error(p)
+    if tag == "slot-change":
+        return _slot_change_error(p)
+    if tag == "recover":
+        # recover-error has two payload-less cases: always lifted tagged.
+        return RecoverRefused(p.tag, str(p.payload or ""))
+    if tag == "import-conflict":
+        return ImportConflict(list(p))
     if tag == "io":
         # file-error: io(io-error) | too-large(u64); lifted untagged (Variant or int).
         if _tagged(p, ("io", "too-large")):
@@ -199,7 +268,7 @@ def store_error(v: Variant) -> CredlockError:
 _STORE_ERRORS = (
     "invalid-tenant", "invalid-token-response", "invalid-options", "not-found", "expired",
     "reauth-needed", "refresh-outcome-unknown", "endpoint", "lock-timeout", "io", "key",
-    "not-a-store", "unsupported-version", "corrupt",
+    "not-a-store", "unsupported-version", "corrupt", "slot-change", "recover", "import-conflict",
 )  # fmt: skip
 
 
@@ -299,9 +368,7 @@ class Store:
             env_pass = os.environ.get("CREDLOCK_PASSPHRASE")
             secret: Optional[bytes] = env_pass.encode("utf-8") if env_pass else None
         else:
-            secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
-            if not secret:
-                raise InvalidOptions("the passphrase is empty")
+            secret = _passphrase_bytes(passphrase)
         if key_file is None:
             env_kf = os.environ.get("CREDLOCK_KEY_FILE")
             explicit_key_file: Optional[Path] = Path(env_kf) if env_kf else None
@@ -371,20 +438,7 @@ class Store:
         """Store a token response (RFC 6749 §5.1, plus `token_endpoint`, `client_id`,
         `client_secret`, `client_auth`, `retry_unknown_refresh`) for `tenant`, creating the
         store if needed."""
-        if isinstance(token_response, (bytes, bytearray)):
-            try:
-                text = bytes(token_response).decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidTokenResponse("the token response is not UTF-8") from None
-        elif isinstance(token_response, str):
-            text = token_response
-        elif isinstance(token_response, Mapping):
-            try:
-                text = json.dumps(dict(token_response))
-            except (TypeError, ValueError):
-                raise InvalidTokenResponse("the token response is not JSON-serialisable") from None
-        else:
-            raise TypeError("token_response must be a dict, a JSON string or bytes")
+        text = _json_text(token_response, "the token response")
         r = self._call("put", _str(tenant), text)
         return WriteReceipt(_f(r, "revision"), _f(r, "generation"))
 
@@ -441,15 +495,123 @@ class Store:
 
     def info(self) -> StoreInfo:
         """What the store is, without decrypting more than needed."""
-        i = self._call("info")
-        return StoreInfo(
-            exists=_f(i, "exists"),
-            generation=_f(i, "generation"),
-            format_version=_f(i, "format-version"),
-            key_id=_f(i, "key-id"),
-            slot_kinds=tuple(_f(i, "slot-kinds")),
-            tenants=_f(i, "tenants"),
+        return _store_info(self._call("info"))
+
+    # ----- maintenance: each call one atomic change under the exclusive store lock -----
+
+    def slots(self) -> List[KeySlotInfo]:
+        """The store header's key slots, in order. Opens the store, so it also tells at once
+        whether the configured key sources work. An absent store has none."""
+        return _slot_infos(self._call("slots"))
+
+    def add_slot(self, kind: str, passphrase: Union[str, bytes, None] = None) -> List[KeySlotInfo]:
+        """Add a key slot; returns the new slot list. An absent store is created first.
+
+        - `key-file`: the configured key file (created if absent, when this Store would
+          create one for a new store). A second slot for the same key file is refused.
+        - `passphrase`: `passphrase` is the NEW passphrase for the slot (required); the
+          passphrase this Store was opened with is not used.
+
+        Other kinds (`keyring`, `kernel-keyring`) cannot be made by this host:
+        KeyUnavailable, reason `slot-unavailable`. Raises SlotChangeRefused(`too-many-slots`)
+        when the header is full.
+        """
+        kind = _str(kind)
+        secret = None
+        if passphrase is not None:
+            if kind != "passphrase":
+                raise InvalidOptions("a passphrase is given only for a passphrase slot")
+            secret = _passphrase_bytes(passphrase)
+        with self._lock:
+            # Seen only by this call's add-slot import, then forgotten.
+            self._platform.new_passphrase = secret
+            try:
+                return _slot_infos(self._call("add-slot", kind))
+            finally:
+                self._platform.new_passphrase = None
+
+    def remove_slot(self, index: int, allow_volatile_only: bool = False) -> List[KeySlotInfo]:
+        """Remove slot `index` (see `slots()`); returns the new slot list. Refuses the last
+        slot, and leaving only volatile slots (`kernel-keyring`) unless
+        `allow_volatile_only`. The backup, which still holds the removed slot, is removed once
+        the new store is durable."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 0xFFFFFFFF:
+            raise InvalidOptions("the slot index must be a non-negative integer (see slots())")
+        return _slot_infos(self._call("remove-slot", index, bool(allow_volatile_only)))
+
+    def rekey(self) -> StoreInfo:
+        """Re-seal the store under a new data key, wrapped by the same sources as today's
+        slots (same key file, same passphrase), in one atomic replace; then remove the
+        backup, which is sealed under the old key. Every slot must be re-made: a slot whose
+        source is not configured is KeyUnavailable(`slot-unavailable`), a passphrase that
+        does not open its slot is KeyUnavailable(`wrong-passphrase`), and the store is
+        unchanged. Returns the new `info()`."""
+        return _store_info(self._call("rekey"))
+
+    def import_tokens(
+        self,
+        source: Union[Mapping[str, Any], str, bytes],
+        tenant: Optional[str] = None,
+        *,
+        replace: bool = False,
+    ) -> ImportReport:
+        """Import plaintext tokens in one atomic write.
+
+        `source` is a token response (then `tenant` names it) or an object mapping tenant
+        names to token responses (then `tenant` is None), such as an agent's `auth.json`:
+        `{"type": "oauth", "access", "refresh", "expires"}` entries are understood, other
+        entries (API keys) are skipped and reported. Existing tenants are ImportConflict
+        unless `replace`."""
+        text = _json_text(source, "the source")
+        return _import_report(
+            self._call("import-tokens", text, None if tenant is None else _str(tenant), bool(replace))
         )
+
+    def import_file(
+        self,
+        path: PathLike,
+        tenant: Optional[str] = None,
+        *,
+        replace: bool = False,
+        remove_source: bool = False,
+    ) -> ImportReport:
+        """`import_tokens` of a file's contents. With `remove_source`, the file is removed
+        once the import is durable, and only if something was imported, nothing was skipped
+        and the file is still the one that was read (not replaced or rewritten meanwhile, not
+        a symlink); otherwise `kept_reason` says why it stayed. Reading the file raises the
+        OS's errors (FileNotFoundError, ...)."""
+        source = Path(os.fspath(path))
+        raw, identity = _read_source(source)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidTokenResponse(f"{source} is not UTF-8") from None
+        report = self.import_tokens(text, tenant, replace=replace)
+        if not remove_source:
+            return report
+        kept = _remove_source(source, identity, report)
+        return ImportReport(
+            report.imported, report.skipped, report.generation, kept is None, kept
+        )
+
+    def recover(self, force: bool = False) -> RecoverReport:
+        """Restore the backup (`credentials.sealed.bak`), only when the store cannot be read
+        (RecoverRefused(`store-readable`) otherwise, unless `force`). The store file, if any,
+        is moved aside first (`quarantined_as`), never deleted; restored refresh tokens that
+        may have been spent since the backup are marked (`refresh_unknown`)."""
+        r = self._call("recover", bool(force))
+        return RecoverReport(
+            quarantined_as=_f(r, "quarantined-as"),
+            generation=_f(r, "generation"),
+            tenants=_f(r, "tenants"),
+            refresh_unknown=tuple(_f(r, "refresh-unknown")),
+        )
+
+    def quarantine(self) -> str:
+        """Move an unreadable store file aside (`credentials.sealed.corrupt-<unix ms>`), so
+        that a new store can be made; returns that name. Refuses a store that opens
+        (RecoverRefused(`store-readable`))."""
+        return str(self._call("quarantine"))
 
     # ----- lifetime -----
 
@@ -478,6 +640,104 @@ def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError(f"expected a str, got {type(v).__name__}")
     return v
+
+
+def _passphrase_bytes(passphrase: Union[str, bytes]) -> bytes:
+    secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    if not secret:
+        raise InvalidOptions("the passphrase is empty")
+    return secret
+
+
+def _json_text(value: Union[Mapping[str, Any], str, bytes], what: str) -> str:
+    """A JSON document given as a dict, its text, or its UTF-8 bytes."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidTokenResponse(f"{what} is not UTF-8") from None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return json.dumps(dict(value))
+        except (TypeError, ValueError):
+            raise InvalidTokenResponse(f"{what} is not JSON-serialisable") from None
+    raise TypeError(f"{what} must be a dict, a JSON string or bytes")
+
+
+def _store_info(i: Any) -> StoreInfo:
+    return StoreInfo(
+        exists=_f(i, "exists"),
+        generation=_f(i, "generation"),
+        format_version=_f(i, "format-version"),
+        key_id=_f(i, "key-id"),
+        slot_kinds=tuple(_f(i, "slot-kinds")),
+        tenants=_f(i, "tenants"),
+    )
+
+
+def _slot_infos(slots: Any) -> List[KeySlotInfo]:
+    out = []
+    for i, s in enumerate(slots):
+        kind, data = _f(s, "kind"), bytes(_f(s, "data"))
+        out.append(KeySlotInfo(
+            index=i, kind=kind, describe=describe_slot(kind, data),
+            durable=kind not in VOLATILE_SLOT_KINDS,
+        ))
+    return out
+
+
+def _import_report(r: Any) -> ImportReport:
+    return ImportReport(
+        imported=tuple(_f(r, "imported")),
+        skipped=tuple((str(name), str(why)) for name, why in _f(r, "skipped")),
+        generation=_f(r, "generation"),
+    )
+
+
+#: What identifies the version of a source file that was read: device, inode, size, mtime.
+_Identity = Tuple[int, int, int, int]
+
+
+def _read_source(path: Path) -> Tuple[bytes, _Identity]:
+    """The file's contents and the identity of what was read (one open file, so the two
+    agree). Follows symlinks, as any reader of the caller's file would; O_NONBLOCK so that a
+    FIFO at the path is refused rather than waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidTokenResponse(f"{path} is not a regular file")
+        raw = f.read(_files.MAX_STORE_BYTES + 1)
+    if len(raw) > _files.MAX_STORE_BYTES:
+        raise InvalidTokenResponse(f"{path} is larger than {_files.MAX_STORE_BYTES} bytes")
+    return raw, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remove_source(path: Path, identity: _Identity, report: ImportReport) -> Optional[str]:
+    """Remove an imported source file durably; None if removed, else why it was kept.
+
+    A program may rewrite its token file at any time (a refresh rotates the refresh token):
+    removing a newer version than the one imported would lose that token, so the file must
+    still be the very one read. lstat, not stat: a symlink's target is not removed by
+    unlinking the link, and the plaintext would stay."""
+    if report.skipped:
+        return "entries were skipped: " + ", ".join(name for name, _ in report.skipped)
+    if not report.imported:
+        return "nothing was imported"
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"it could not be checked: {e.strerror}"
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != identity or not stat.S_ISREG(st.st_mode):
+        return "it changed (or is a symlink) since it was read"
+    try:
+        os.unlink(path)
+        _files.sync_dir(path.parent)
+    except OSError as e:
+        return f"it could not be removed: {e.strerror}"
+    return None
 
 
 def _min_valid_ms(min_valid: float) -> int:

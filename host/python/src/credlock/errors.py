@@ -25,6 +25,10 @@ Hierarchy::
     │   ├── NotAStore
     │   ├── UnsupportedVersion
     │   └── Corrupt
+    ├── Refused                            a maintenance call refused; nothing was changed
+    │   ├── SlotChangeRefused
+    │   ├── RecoverRefused
+    │   └── ImportConflict
     └── InternalError                      the component trapped or could not be loaded
 """
 
@@ -238,15 +242,17 @@ class StoreUnreadable(CredlockError):
     """The store cannot be read with what was given; it was not changed."""
 
     recommendation = (
-        "the damaged file was not changed; the previous good version is "
-        "credentials.sealed.bak in the store directory"
+        "the damaged file was not changed; Store.recover() restores the previous good version "
+        "(credentials.sealed.bak)"
     )
 
 
 class KeyUnavailable(StoreUnreadable):
-    """No configured key opens the store. `reason`: `no-key-source`, `no-matching-slot`
+    """A key error (the WIT's `key-error`). Opening: `no-key-source`, `no-matching-slot`
     (`slot_kinds` lists what could open it), `wrong-passphrase`, `wrong-key-file`,
-    `malformed-slot`, `io`."""
+    `malformed-slot`, `io`, `keyring-entry-missing` (`backend`; `slot_kinds` lists the other
+    slots, which can still open it), `keyring` (`detail`). Making a slot (`add_slot`,
+    `rekey`): `slot-unavailable` (`detail`: the kind and why); the store was not changed."""
 
     kind = "key"
 
@@ -257,6 +263,7 @@ class KeyUnavailable(StoreUnreadable):
         slot_kinds: Optional[List[str]] = None,
         detail: str = "",
         io_kind: Optional[str] = None,
+        backend: Optional[str] = None,
     ) -> None:
         if reason == "no-key-source":
             message = "no key source is configured"
@@ -271,6 +278,19 @@ class KeyUnavailable(StoreUnreadable):
             message = "the key file does not open this store"
         elif reason == "malformed-slot":
             message = f"a key slot of the store is damaged: {detail}"
+        elif reason == "keyring-entry-missing":
+            message = (
+                f"the {backend} keyring no longer holds this store's key (wiped, rebooted, or "
+                "another machine)"
+            )
+            if slot_kinds:
+                message += f"; it can still be opened by its other slots: {', '.join(slot_kinds)}"
+            else:
+                message += "; no other slot can open the store"
+        elif reason == "keyring":
+            message = f"the OS keyring failed: {detail}"
+        elif reason == "slot-unavailable":
+            message = f"cannot make that key slot: {detail}"
         else:
             message = f"cannot read the key: {_IO_PREFIX.get(io_kind or 'other', '')}{detail}"
         if reason == "no-matching-slot":
@@ -280,6 +300,18 @@ class KeyUnavailable(StoreUnreadable):
             )
         elif reason == "wrong-passphrase":
             rec = "check CREDLOCK_PASSPHRASE; the store was not changed"
+        elif reason == "keyring-entry-missing":
+            rec = (
+                "open it with one of the other slots, then add a keyring slot again; never "
+                "re-initialise"
+            )
+        elif reason == "keyring":
+            rec = "check that the keyring service is running and unlocked, or use another slot"
+        elif reason == "slot-unavailable":
+            rec = (
+                "configure that key source (the passphrase, the key file) and retry; the store "
+                "was not changed"
+            )
         else:
             rec = "check the key file or passphrase; the store was not changed"
         super().__init__(message, recommendation=rec)
@@ -287,6 +319,7 @@ class KeyUnavailable(StoreUnreadable):
         self.slot_kinds = list(slot_kinds or [])
         self.detail = detail
         self.io_kind = io_kind
+        self.backend = backend
 
 
 class NotAStore(StoreUnreadable):
@@ -314,6 +347,94 @@ class Corrupt(StoreUnreadable):
     def __init__(self, detail: str) -> None:
         super().__init__(f"the store is damaged: {detail}")
         self.detail = detail
+
+
+# --- maintenance ---
+
+
+class Refused(CredlockError):
+    """A maintenance call (`add_slot`, `remove_slot`, `recover`, `import_tokens`, ...)
+    refused what was asked; nothing was changed."""
+
+
+class SlotChangeRefused(Refused):
+    """`reason`: `no-such-slot` (`index`), `last-slot`, `only-volatile-left` (`slot_kinds`:
+    what would remain), `too-many-slots` (`max_slots`)."""
+
+    kind = "slot-change"
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        index: Optional[int] = None,
+        slot_kinds: Optional[List[str]] = None,
+        max_slots: Optional[int] = None,
+    ) -> None:
+        kinds = list(slot_kinds or [])
+        if reason == "no-such-slot":
+            message = f"the store has no key slot {index}"
+        elif reason == "last-slot":
+            message = (
+                "that is the store's only key slot; removing it would leave nothing that opens "
+                "the store"
+            )
+        elif reason == "only-volatile-left":
+            message = (
+                f"only volatile slots would remain ({', '.join(kinds)}), and they are lost at "
+                "reboot"
+            )
+        else:
+            message = f"the store already has {max_slots} key slots, the most a header holds"
+        if reason == "only-volatile-left":
+            rec = (
+                "add a durable slot first (passphrase, key-file or keyring), or pass "
+                "allow_volatile_only=True"
+            )
+        else:
+            rec = "see Store.slots()"
+        super().__init__(message, recommendation=rec)
+        self.reason = reason
+        self.index = index
+        self.slot_kinds = kinds
+        self.max_slots = max_slots
+
+
+class RecoverRefused(Refused):
+    """`reason`: `store-readable` (the store opens; `force=True` rolls back anyway),
+    `no-backup`, `backup-unreadable` (`detail`)."""
+
+    kind = "recover"
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason == "store-readable":
+            message = (
+                "the store opens; restoring the backup would discard the writes made since it"
+            )
+            rec = "nothing needs recovering; use force=True only to roll back on purpose"
+        elif reason == "no-backup":
+            message = "there is no backup of the store to restore"
+            rec = "the store was not changed; restore from your own backups or log in again"
+        else:
+            message = f"the backup cannot be read either: {detail}"
+            rec = "the store was not changed; restore from your own backups or log in again"
+        super().__init__(message, recommendation=rec)
+        self.reason = reason
+        self.detail = detail
+
+
+class ImportConflict(Refused):
+    """`import_tokens` without `replace` found tenants that already exist (`tenants`);
+    nothing was imported."""
+
+    kind = "import-conflict"
+    recommendation = "import with replace=True to overwrite them, or delete them first"
+
+    def __init__(self, tenants: List[str]) -> None:
+        super().__init__(
+            f"these tenants already exist: {', '.join(tenants)}; nothing was imported"
+        )
+        self.tenants = list(tenants)
 
 
 class InternalError(CredlockError):
