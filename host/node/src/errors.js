@@ -59,11 +59,34 @@ export function describe(e) {
         case 'wrong-key-file': return 'the key file does not open this store';
         case 'malformed-slot': return `a key slot of the store is damaged: ${v.val}`;
         case 'io': return `cannot read the key: ${ioDetail(v.val)}`;
+        case 'keyring-entry-missing': {
+          const { backend, otherSlots } = v.val;
+          return `the ${backend} keyring no longer holds this store's key (wiped, rebooted, or another machine)`
+            + (otherSlots.length ? `; it can still be opened by its other slots: ${otherSlots.join(', ')}` : '; no other slot can open the store');
+        }
+        case 'keyring': return `the OS keyring failed: ${v.val}`;
+        case 'slot-unavailable': return `cannot make that key slot: ${v.val}`;
         default: return `key error (${v.tag})`;
       }
     case 'not-a-store': return `not a credlock store: ${v}`;
     case 'unsupported-version': return `the store has format version ${v}, which this credlock does not know`;
     case 'corrupt': return `the store is damaged: ${v}`;
+    case 'slot-change':
+      switch (v.tag) {
+        case 'no-such-slot': return `the store has no key slot ${v.val}`;
+        case 'last-slot': return "that is the store's only key slot; removing it would leave nothing that opens the store";
+        case 'only-volatile-left': return `only volatile slots would remain (${v.val.join(', ')}), and they are lost at reboot`;
+        case 'too-many-slots': return `the store already has ${v.val} key slots, the most a header holds`;
+        default: return `key slot change refused (${v.tag})`;
+      }
+    case 'recover':
+      switch (v.tag) {
+        case 'store-readable': return 'the store opens; restoring the backup would discard the writes made since it';
+        case 'no-backup': return 'there is no backup of the store to restore';
+        case 'backup-unreadable': return `the backup cannot be read either: ${v.val}`;
+        default: return `recover refused (${v.tag})`;
+      }
+    case 'import-conflict': return `these tenants already exist: ${v.join(', ')}; nothing was imported`;
     default: return `credlock error (${e.tag})`;
   }
 }
@@ -90,10 +113,20 @@ export function recommendation(e) {
     case 'key':
       if (v.tag === 'no-matching-slot') return 'provide a key that opens one of the listed slots (passphrase / CREDLOCK_PASSPHRASE or the key file)';
       if (v.tag === 'wrong-passphrase') return 'check the passphrase (CREDLOCK_PASSPHRASE); the store was not changed';
+      if (v.tag === 'keyring-entry-missing') return 'open it with one of the other slots, then add a keyring slot again; never re-initialise';
+      if (v.tag === 'keyring') return 'check that the keyring service is running and unlocked, or use another slot';
+      if (v.tag === 'slot-unavailable') return 'configure that key source (the passphrase, the key file) and retry; the store was not changed';
       return 'check the key file or passphrase; the store was not changed';
     case 'not-a-store':
-    case 'corrupt': return 'the damaged file was not changed; the previous good version is credentials.sealed.bak in the store directory';
+    case 'corrupt': return 'the damaged file was not changed; recover() restores the previous good version (credentials.sealed.bak)';
     case 'unsupported-version': return 'use the credlock version that wrote this store';
+    case 'slot-change':
+      if (v.tag === 'only-volatile-left') return 'add a durable slot first (passphrase, key-file or keyring), or pass allowVolatileOnly';
+      return 'see slots()';
+    case 'recover':
+      if (v.tag === 'store-readable') return 'nothing needs recovering; use force only to roll back on purpose';
+      return 'the store was not changed; restore from your own backups or log in again';
+    case 'import-conflict': return 'import with replace to overwrite them, or delete them first';
     default: return 'this is a bug in credlock; please report it';
   }
 }
@@ -108,6 +141,7 @@ export function exitCode(code) {
     case 'key': case 'not-a-store': case 'unsupported-version': case 'corrupt': return 6;
     case 'endpoint': return 7;
     case 'io': return 8;
+    case 'slot-change': case 'recover': case 'import-conflict': return 9; // refused; nothing changed
     default: return 10;
   }
 }
@@ -143,7 +177,7 @@ export class CredlockError extends Error {
 
   /** From the component's `store-error` value. */
   static fromStoreError(e) {
-    const kind = (e.tag === 'endpoint' || e.tag === 'io' || e.tag === 'key') ? e.val.tag : undefined;
+    const kind = ['endpoint', 'io', 'key', 'slot-change', 'recover'].includes(e.tag) ? e.val.tag : undefined;
     return new CredlockError(e.tag, describe(e), { kind, detail: plain(e.val), hint: recommendation(e) });
   }
 }

@@ -73,6 +73,51 @@ export interface StoreInfo {
   tenants: number;
 }
 
+/** One key slot of the store header, as `slots()` shows it: never the wrapped key. */
+export interface KeySlotInfo {
+  /** Its position in the header: what `removeSlot` takes. */
+  index: number;
+  /** `key-file`, `passphrase`, `keyring`, `kernel-keyring`, ... */
+  kind: string;
+  /**
+   * Which source opens it, as the CLI's `slot list` says: `key file <id hex>`,
+   * `argon2id m=64 MiB t=3 p=1`, `<backend> entry credlock/<id hex>`, or the slot's size for
+   * a kind this host does not know.
+   */
+  describe: string;
+  /** False for kinds lost at reboot (`kernel-keyring`). */
+  durable: boolean;
+}
+
+export interface ImportReport {
+  /** The tenants written, sorted. */
+  imported: string[];
+  /** `[tenant or key, why]` for each entry left out, e.g. an API key. */
+  skipped: Array<[string, string]>;
+  /** The store generation after the import (unchanged if nothing was imported). */
+  generation: number;
+}
+
+export interface ImportFileReport extends ImportReport {
+  /** Whether the source file was removed. */
+  sourceRemoved: boolean;
+  /** With `removeSource`: why the file was kept, if it was. */
+  keptReason?: string;
+}
+
+export interface RecoverReport {
+  /** The name (in the store directory) the unreadable or replaced store file was moved to. */
+  quarantinedAs?: string;
+  /** The restored store's generation: above any the store had before. */
+  generation: number;
+  tenants: number;
+  /**
+   * Tenants whose restored refresh token may have been spent after the backup was written:
+   * marked as of unknown refresh outcome, so it is never presented again silently.
+   */
+  refreshUnknown: string[];
+}
+
 /** The `store-error` cases of wit/store.wit, plus `internal` (a trap: a bug in credlock). */
 export type CredlockErrorCode =
   | 'invalid-tenant'
@@ -89,6 +134,9 @@ export type CredlockErrorCode =
   | 'not-a-store'
   | 'unsupported-version'
   | 'corrupt'
+  | 'slot-change'
+  | 'recover'
+  | 'import-conflict'
   | 'internal';
 
 export class CredlockError extends Error {
@@ -96,8 +144,11 @@ export class CredlockError extends Error {
   readonly code: CredlockErrorCode;
   /**
    * The inner case, for `endpoint` (`oauth`, `server`, `malformed-reply`, `transport`),
-   * `io` (`io`, `too-large`) and `key` (`no-key-source`, `no-matching-slot`,
-   * `wrong-passphrase`, `wrong-key-file`, `malformed-slot`, `io`).
+   * `io` (`io`, `too-large`), `key` (`no-key-source`, `no-matching-slot`,
+   * `wrong-passphrase`, `wrong-key-file`, `malformed-slot`, `io`, `keyring-entry-missing`,
+   * `keyring`, `slot-unavailable`), `slot-change` (`no-such-slot`, `last-slot`,
+   * `only-volatile-left`, `too-many-slots`) and `recover` (`store-readable`, `no-backup`,
+   * `backup-unreadable`). For `import-conflict`, `detail` is the existing tenants' names.
    */
   readonly kind?: string;
   /** The variant's payload, as the WIT defines it (never a secret). */
@@ -137,6 +188,34 @@ export class Store {
   /** Remove a tenant. False if it did not exist. */
   delete(tenant: string): boolean;
   info(): StoreInfo;
+  /** The header's key slots, in order. Opens the store. An absent store has none. */
+  slots(): KeySlotInfo[];
+  /**
+   * Add a slot (`key-file`: the configured key file; `passphrase`: the NEW passphrase given
+   * here); returns the new slot list. Other kinds: `key` / `slot-unavailable`.
+   */
+  addSlot(kind: string, options?: { passphrase?: string }): KeySlotInfo[];
+  /** Remove slot `index`; refuses the last slot, and leaving only volatile ones unless allowed. */
+  removeSlot(index: number, options?: { allowVolatileOnly?: boolean }): KeySlotInfo[];
+  /** Re-seal under a new data key wrapped by the same sources; removes the backup. */
+  rekey(): StoreInfo;
+  /**
+   * Import a token response (with `tenant`) or a map of tenant -> token response (an agent's
+   * `auth.json`) in one atomic write. Existing tenants are `import-conflict` unless `replace`.
+   */
+  importTokens(source: string | Uint8Array | object, options?: { tenant?: string; replace?: boolean }): ImportReport;
+  /**
+   * `importTokens` of a file; with `removeSource`, the file is removed once the import is
+   * durable, only if nothing was skipped and it is still the file that was read.
+   */
+  importFile(
+    file: string,
+    options?: { tenant?: string; replace?: boolean; removeSource?: boolean },
+  ): ImportFileReport;
+  /** Restore the backup of a store that cannot be read (or with `force`); the store file is moved aside. */
+  recover(options?: { force?: boolean }): RecoverReport;
+  /** Move an unreadable store file aside; returns its new name. Refuses a store that opens. */
+  quarantine(): string;
   /** Release the component instance; later calls throw. */
   close(): void;
   [Symbol.dispose](): void;

@@ -6,10 +6,13 @@
 // HTTP client for token endpoints. Every call is synchronous: the component's exports are
 // synchronous functions, and so are its imports.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CredlockError, plain } from './errors.js';
-import { Keyring, DEFAULT_KDF } from './platform/sealing.js';
+import { MAX_STORE_BYTES } from './platform/files.js';
+import { syncDir } from './platform/os.js';
+import { Keyring, DEFAULT_KDF, VOLATILE_SLOT_KINDS, describeSlot } from './platform/sealing.js';
 import { instantiateStore, preload } from './runtime.js';
 
 export { CredlockError };
@@ -148,6 +151,80 @@ function accessToken(t) {
   return plain(t);
 }
 
+function checkPassphrase(p) {
+  if (typeof p !== 'string') throw invalid('the passphrase must be a string');
+  if (p === '') throw invalid('the passphrase is empty');
+  return p;
+}
+
+function invalidTokens(why) {
+  return new CredlockError('invalid-token-response', `invalid token response: ${why}`, {
+    detail: why,
+    hint: "pass the token endpoint's JSON response, with access_token",
+  });
+}
+
+/** The header's slots as `slots()` shows them: never the wrapped key. */
+function slotInfos(slots) {
+  return slots.map((s, index) => ({
+    index,
+    kind: s.kind,
+    describe: describeSlot(s.kind, s.data),
+    durable: !VOLATILE_SLOT_KINDS.includes(s.kind),
+  }));
+}
+
+/**
+ * A source file's contents and the identity of what was read (one open file, so the two
+ * agree). Follows symlinks, as any reader of the caller's file would; O_NONBLOCK so that a
+ * FIFO at the path is refused rather than waited on. Throws Node's fs errors.
+ */
+function readSource(file) {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const st = fs.fstatSync(fd, { bigint: true });
+    if (!st.isFile()) throw invalidTokens(`${file} is not a regular file`);
+    const chunks = [];
+    let total = 0;
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) {
+      total += n;
+      if (total > MAX_STORE_BYTES) throw invalidTokens(`${file} is larger than ${MAX_STORE_BYTES} bytes`);
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+    return { bytes: Buffer.concat(chunks, total), identity: [st.dev, st.ino, st.size, st.mtimeNs] };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Remove an imported source file durably; undefined if removed, else why it was kept.
+ * A program may rewrite its token file at any time (a refresh rotates the refresh token):
+ * removing a newer version than the one imported would lose that token, so the file must
+ * still be the very one read. lstat, not stat: unlinking a symlink leaves its target, and
+ * the plaintext would stay.
+ */
+function removeSource(file, identity, report) {
+  if (report.skipped.length) return `entries were skipped: ${report.skipped.map(([name]) => name).join(', ')}`;
+  if (!report.imported.length) return 'nothing was imported';
+  let st;
+  try {
+    st = fs.lstatSync(file, { bigint: true });
+  } catch (e) {
+    return `it could not be checked: ${e.code ?? e.message}`;
+  }
+  const now = [st.dev, st.ino, st.size, st.mtimeNs];
+  if (!st.isFile() || now.some((v, i) => v !== identity[i])) return 'it changed (or is a symlink) since it was read';
+  try {
+    fs.unlinkSync(file);
+    syncDir(path.dirname(file));
+  } catch (e) {
+    return `it could not be removed: ${e.code ?? e.message}`;
+  }
+  return undefined;
+}
+
 /** An open credential store. Every method is synchronous. */
 export class Store {
   #dir;
@@ -197,7 +274,7 @@ export class Store {
       }
     }
     try {
-      return fn(this.#instance.store, this.#options);
+      return fn(this.#instance.store, this.#options, this.#instance);
     } catch (e) {
       const payload = e && typeof e === 'object' && Object.hasOwn(e, 'payload') ? e.payload : undefined;
       if (payload && typeof payload.tag === 'string') throw CredlockError.fromStoreError(payload);
@@ -278,6 +355,132 @@ export class Store {
   /** What the store is: generation, format version, key id, slot kinds, tenant count. */
   info() {
     return plain(this.#call((s, o) => s.info(o)));
+  }
+
+  // ----- maintenance: each call one atomic change under the exclusive store lock -----
+
+  /**
+   * The header's key slots, in order: `[{ index, kind, describe }]`. Opens the store, so it
+   * also tells at once whether the configured key sources work. An absent store has none.
+   */
+  slots() {
+    return slotInfos(this.#call((s, o) => s.slots(o)));
+  }
+
+  /**
+   * Add a key slot; returns the new slot list. An absent store is created first.
+   * `key-file`: the configured key file (created if absent, when this Store would create one
+   * for a new store); a second slot for the same key file is refused. `passphrase`:
+   * `{ passphrase }` is the NEW passphrase for the slot (required); the passphrase this Store
+   * was opened with is not used. Other kinds are `key` / `slot-unavailable`.
+   */
+  addSlot(kind, opts) {
+    if (typeof kind !== 'string') throw invalid('the slot kind must be a string');
+    let passphrase;
+    if (opts?.passphrase !== undefined && opts?.passphrase !== null) {
+      if (kind !== 'passphrase') throw invalid('a passphrase is given only for a passphrase slot');
+      passphrase = checkPassphrase(opts.passphrase);
+    }
+    return slotInfos(this.#call((s, o, instance) => {
+      // Seen only by this call's add-slot import, then forgotten.
+      instance.slotSources.passphrase = passphrase;
+      try {
+        return s.addSlot(o, kind);
+      } finally {
+        instance.slotSources.passphrase = undefined;
+      }
+    }));
+  }
+
+  /**
+   * Remove slot `index` (see `slots()`); returns the new slot list. Refuses the last slot,
+   * and leaving only volatile slots (`kernel-keyring`) unless `allowVolatileOnly`. The
+   * backup, which still holds the removed slot, is removed once the new store is durable.
+   */
+  removeSlot(index, opts) {
+    if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) {
+      throw invalid('the slot index must be a non-negative integer (see slots())');
+    }
+    return slotInfos(this.#call((s, o) => s.removeSlot(o, index, !!opts?.allowVolatileOnly)));
+  }
+
+  /**
+   * Re-seal the store under a new data key wrapped by the same sources (same key file, same
+   * passphrase), in one atomic replace; then remove the backup (sealed under the old key).
+   * A slot whose source is not configured is `key` / `slot-unavailable`, a passphrase that
+   * does not open its slot `key` / `wrong-passphrase`; the store is then unchanged.
+   * Returns the new `info()`.
+   */
+  rekey() {
+    return plain(this.#call((s, o) => s.rekey(o)));
+  }
+
+  /**
+   * Import plaintext tokens in one atomic write: a token response (then `tenant` names it)
+   * or an object mapping tenant names to token responses, such as an agent's `auth.json`
+   * (`{type: 'oauth', access, refresh, expires}` entries are understood; API keys are
+   * skipped and reported). Existing tenants are `import-conflict` unless `replace`.
+   * Returns `{ imported, skipped: [[name, why]], generation }`.
+   */
+  importTokens(source, opts) {
+    let text = source;
+    if (source instanceof Uint8Array) {
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(source);
+      } catch {
+        throw invalidTokens('the source is not UTF-8');
+      }
+    } else if (typeof source !== 'string') {
+      try {
+        text = JSON.stringify(source);
+      } catch {
+        text = undefined;
+      }
+      if (typeof text !== 'string') throw invalidTokens('the source is not a JSON object');
+    }
+    const tenant = opts?.tenant ?? undefined;
+    if (tenant !== undefined) checkTenant(tenant);
+    return plain(this.#call((s, o) => s.importTokens(o, text, tenant, !!opts?.replace)));
+  }
+
+  /**
+   * `importTokens` of a file's contents, plus `sourceRemoved` and, when it was kept despite
+   * `removeSource`, `keptReason`. The file is removed once the import is durable, and only if
+   * something was imported, nothing was skipped and the file is still the one that was read
+   * (not replaced or rewritten meanwhile, not a symlink). Reading it throws Node's fs errors.
+   */
+  importFile(file, opts) {
+    const { bytes, identity } = readSource(file);
+    let text;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw invalidTokens(`${file} is not UTF-8`);
+    } finally {
+      bytes.fill(0);
+    }
+    const report = this.importTokens(text, opts);
+    if (!opts?.removeSource) return { ...report, sourceRemoved: false };
+    const keptReason = removeSource(file, identity, report);
+    return keptReason === undefined ? { ...report, sourceRemoved: true } : { ...report, sourceRemoved: false, keptReason };
+  }
+
+  /**
+   * Restore the backup (`credentials.sealed.bak`), only when the store cannot be read
+   * (`recover` / `store-readable` otherwise, unless `{ force: true }`). The store file, if
+   * any, is moved aside first (`quarantinedAs`), never deleted; restored refresh tokens that
+   * may have been spent since the backup are marked (`refreshUnknown`).
+   */
+  recover(opts) {
+    return plain(this.#call((s, o) => s.recover(o, !!opts?.force)));
+  }
+
+  /**
+   * Move an unreadable store file aside (`credentials.sealed.corrupt-<unix ms>`) so that a
+   * new store can be made; returns that name. Refuses a store that opens.
+   */
+  quarantine() {
+    return this.#call((s, o) => s.quarantine(o));
   }
 
   /** Drop the component instance. Further calls throw. Idempotent. */

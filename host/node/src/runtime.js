@@ -38,20 +38,22 @@ function both(map) {
 
 /**
  * A live instance over `platform` = { dir, keyring, policy }.
- * Returns { store, releaseLocks }: `store` is the exported interface.
+ * Returns { store, releaseLocks, heldLocks, slotSources }: `store` is the exported interface;
+ * `slotSources.passphrase` is the new passphrase of an `addSlot` call, set for that call only.
  */
 export function instantiateStore({ dir, keyring, policy }) {
   const locks = makeLocks(dir);
+  const slotSources = { passphrase: undefined };
   const imports = both({
     'credlock:store/types@0.1.0': types,
     'credlock:store/locks@0.1.0': locks.imports,
     'credlock:store/files@0.1.0': makeFiles(dir),
-    'credlock:store/sealing@0.1.0': makeSealing(keyring),
+    'credlock:store/sealing@0.1.0': makeSealing(keyring, slotSources),
     'credlock:store/token-endpoint@0.1.0': makeEndpoint(policy),
     'credlock:store/clock@0.1.0': clock,
     'credlock:store/random@0.1.0': random,
     ...wasiImports(),
   });
   const root = instantiate(getCoreModule, imports);
-  return { store: root.store, releaseLocks: locks.releaseAll, heldLocks: locks.held };
+  return { store: root.store, releaseLocks: locks.releaseAll, heldLocks: locks.held, slotSources };
 }

@@ -93,3 +93,50 @@ describe('interop with the Rust CLI', () => {
     assert.equal(Store.open(dir, { passphrase: 'both' }).token('x'), 'x1');
   });
 });
+
+describe('maintenance across hosts', () => {
+  // Default argon2id parameters here (the Rust CLI shows memory in whole MiB).
+  const rustSlots = (store, env) => {
+    const r = cli(['slot', 'list', '--json'], { store, env });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout).map((x) => [x.index, x.kind, x.description, x.durable]);
+  };
+  const nodeSlots = (s) => s.slots().map((x) => [x.index, x.kind, x.describe, x.durable]);
+
+  test('Node rekeys a store Rust made; Rust reads it with either source', () => {
+    const dir = tmpStore();
+    const keyFile = path.join(tmpStore('keys'));
+    const env = { CREDLOCK_PASSPHRASE: 'pw', CREDLOCK_KEY_FILE: keyFile };
+    for (const n of ['a', 'b']) assert.equal(cli(['put', n], { store: dir, env, input: tok(`at-${n}`) }).status, 0);
+    const s = Store.open(dir, { passphrase: 'pw', keyFile });
+    const old = s.info().keyId;
+    assert.deepEqual(nodeSlots(s), rustSlots(dir, env));
+    const info = s.rekey();
+    assert.notEqual(info.keyId, old);
+    assert.ok(!fs.existsSync(path.join(dir, 'credentials.sealed.bak')));
+    const onlyFile = { CREDLOCK_KEY_FILE: keyFile };
+    const onlyPass = { CREDLOCK_PASSPHRASE: 'pw', CREDLOCK_KEY_FILE: path.join(dir, 'none') };
+    for (const e of [onlyFile, onlyPass]) {
+      for (const n of ['a', 'b']) {
+        const r = cli(['token', n], { store: dir, env: e });
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout.trim(), `at-${n}`);
+      }
+    }
+    assert.deepEqual(rustSlots(dir, onlyFile), nodeSlots(s));
+  });
+
+  test('Rust reads a slot Node added; Node reads a store Rust rekeyed', () => {
+    const dir = tmpStore();
+    assert.equal(cli(['put', 'acme'], { store: dir, input: tok('x') }).status, 0);
+    const s = Store.open(dir);
+    s.addSlot('passphrase', { passphrase: 'added by node' });
+    assert.deepEqual(rustSlots(dir), nodeSlots(s));
+    const env = { CREDLOCK_PASSPHRASE: 'added by node', CREDLOCK_KEY_FILE: path.join(dir, 'none') };
+    assert.equal(cli(['token', 'acme'], { store: dir, env }).stdout.trim(), 'x');
+    const r = cli(['rekey'], { store: dir, env: { CREDLOCK_PASSPHRASE: 'added by node' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(Store.open(dir).token('acme'), 'x', 'the key file alone');
+    assert.equal(Store.open(dir, { passphrase: 'added by node', keyFile: path.join(dir, 'none') }).token('acme'), 'x');
+  });
+});

@@ -12,6 +12,12 @@ import { hit } from '../failpoints.js';
 /** The largest store file read (files.rs MAX_STORE_BYTES). */
 export const MAX_STORE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * How many `-1`, `-2`, ... suffixes `quarantine` tries before giving up: more files
+ * quarantined within one millisecond than this means something is looping.
+ */
+export const MAX_QUARANTINE_SUFFIX = 1000;
+
 const C = fs.constants;
 // O_NONBLOCK: a FIFO at the path must not hang the open; it is refused by the fstat below.
 const READ_FLAGS = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
@@ -171,6 +177,47 @@ export function removeFile(p) {
 }
 
 /**
+ * Move `p` aside to `<name>.corrupt-<nowMs>` in the same directory (then `-1`, `-2`, ... if
+ * that name exists), durably; return the new name (a name, not a path).
+ *
+ * link(2) then unlink(2), not rename(2): link fails if the name exists, so nothing is ever
+ * replaced, whoever else creates files there. A crash between the two leaves both names on
+ * the one inode: nothing is lost, and the store is still where it was. The contents are
+ * never read, copied or rewritten; a symlink is moved as itself (link does not follow it).
+ */
+export function quarantineFile(p, nowMs) {
+  const dir = path.dirname(p);
+  const base = `${path.basename(p)}.corrupt-${nowMs}`;
+  let name = null;
+  for (let n = 0; n <= MAX_QUARANTINE_SUFFIX && name === null; n++) {
+    const candidate = n === 0 ? base : `${base}-${n}`;
+    try {
+      fs.linkSync(p, path.join(dir, candidate));
+      name = candidate;
+    } catch (e) {
+      if (e.code === 'EEXIST') continue;
+      throw fileErr(e, p); // ENOENT included: quarantining a missing file is an error
+    }
+  }
+  if (name === null) {
+    throw { payload: { tag: 'io', val: { tag: 'other', val: `${p}: every quarantine name up to ${base}-${MAX_QUARANTINE_SUFFIX} exists` } } };
+  }
+  try {
+    fs.unlinkSync(p);
+  } catch (e) {
+    // Undo the link so that a failed quarantine leaves things as they were.
+    removeQuietly(path.join(dir, name));
+    throw fileErr(e, p);
+  }
+  try {
+    syncDir(dir);
+  } catch (e) {
+    throw fileErr(e, dir);
+  }
+  return name;
+}
+
+/**
  * Create `p` with `contents` only if it does not exist, atomically (temp + link) and
  * durably; false if it existed. Used for the key file: two processes creating it at once
  * must end up with one key.
@@ -227,6 +274,9 @@ export function makeFiles(dir) {
     },
     remove(file) {
       removeFile(pathOf(file));
+    },
+    quarantine(file) {
+      return quarantineFile(pathOf(file), Date.now());
     },
   };
 }
