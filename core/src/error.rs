@@ -208,7 +208,7 @@ impl StoreError {
             Io(_) => "check the store directory's permissions and free space; nothing was changed",
             Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
             Key(KeyError::WrongPassphrase) => "check CREDLOCK_PASSPHRASE; the store was not changed",
-            Key(KeyError::KeyringEntryMissing { .. }) => "open it with one of the other slots (for a passphrase: CREDLOCK_PASSPHRASE), then `credlock slot add keyring` to restore the keyring slot; never re-initialise",
+            Key(KeyError::KeyringEntryMissing { .. }) => "open it with one of the other slots (for a passphrase: CREDLOCK_PASSPHRASE), then `credlock slot add keyring` and `credlock slot remove` the dead slot; never re-initialise",
             Key(KeyError::Keyring(_)) => "check that the keyring service is running and unlocked (`credlock doctor`), or use another slot",
             Key(KeyError::SlotUnavailable(_)) => "configure that key source (CREDLOCK_PASSPHRASE, the key file, CREDLOCK_KEYRING) and retry",
             Key(_) => "check the key file or passphrase; the store was not changed",

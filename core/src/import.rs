@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 pub struct ImportReport {
     pub imported: Vec<String>,
     /// Name and why, for each entry left out.
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<Skipped>,
     pub generation: u64,
 }
 
@@ -69,11 +69,14 @@ fn normalise(mut obj: Map<String, Value>) -> Result<Map<String, Value>, String> 
     Ok(out)
 }
 
+/// An entry left out of an import: its name and why.
+type Skipped = (String, String);
+
 /// Parse `source` into entries to import and entries skipped.
 fn candidates(
     source: &str,
     tenant: Option<&str>,
-) -> Result<(Vec<Candidate>, Vec<(String, String)>), StoreError> {
+) -> Result<(Vec<Candidate>, Vec<Skipped>), StoreError> {
     let invalid = StoreError::InvalidTokenResponse;
     let value: Value = serde_json::from_str(source).map_err(|e| {
         invalid(format!(

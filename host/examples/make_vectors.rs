@@ -23,6 +23,7 @@ fn store(dir: &Path, passphrase: bool) -> Credlock {
                 t_cost: 1,
                 p_cost: 1,
             },
+            ..Default::default()
         };
     }
     Credlock::open(c).unwrap()

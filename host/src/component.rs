@@ -21,6 +21,8 @@ wasmtime::component::bindgen!({
     },
 });
 
+/// The WIT `sealing` types, for the crate API.
+pub use credlock::store::sealing as sealing_types;
 use credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
 pub use exports::credlock::store::store as api;
 
@@ -201,6 +203,29 @@ fn key_error(e: core_p::KeyError) -> sealing::KeyError {
         core_p::KeyError::WrongKeyFile => sealing::KeyError::WrongKeyFile,
         core_p::KeyError::MalformedSlot(d) => sealing::KeyError::MalformedSlot(d),
         core_p::KeyError::Io(io) => sealing::KeyError::Io(io_error(io)),
+        core_p::KeyError::KeyringEntryMissing {
+            backend,
+            other_slots,
+        } => sealing::KeyError::KeyringEntryMissing(sealing::KeyringMissing {
+            backend,
+            other_slots,
+        }),
+        core_p::KeyError::Keyring(d) => sealing::KeyError::Keyring(d),
+        core_p::KeyError::SlotUnavailable(d) => sealing::KeyError::SlotUnavailable(d),
+    }
+}
+
+fn slot_in(s: sealing::KeySlot) -> core_p::KeySlot {
+    core_p::KeySlot {
+        kind: s.kind,
+        data: s.data,
+    }
+}
+
+fn slot_out(s: core_p::KeySlot) -> sealing::KeySlot {
+    sealing::KeySlot {
+        kind: s.kind,
+        data: s.data,
     }
 }
 
@@ -291,6 +316,12 @@ impl files::Host for HostState {
     fn remove(&mut self, file: files::StoreFile) -> Result<(), files::FileError> {
         self.platform.remove(store_file(file)).map_err(file_error)
     }
+
+    fn quarantine(&mut self, file: files::StoreFile) -> Result<String, files::FileError> {
+        self.platform
+            .quarantine(store_file(file))
+            .map_err(file_error)
+    }
 }
 
 impl sealing::Host for HostState {
@@ -299,13 +330,7 @@ impl sealing::Host for HostState {
         key_id: Vec<u8>,
         slots: Vec<sealing::KeySlot>,
     ) -> Result<Resource<KeyHandle>, sealing::KeyError> {
-        let slots: Vec<core_p::KeySlot> = slots
-            .into_iter()
-            .map(|s| core_p::KeySlot {
-                kind: s.kind,
-                data: s.data,
-            })
-            .collect();
+        let slots: Vec<core_p::KeySlot> = slots.into_iter().map(slot_in).collect();
         let key = self.platform.unlock(&key_id, &slots).map_err(key_error)?;
         self.table
             .push(key)
@@ -314,6 +339,17 @@ impl sealing::Host for HostState {
 
     fn create(&mut self) -> Result<Resource<KeyHandle>, sealing::KeyError> {
         let key = self.platform.create_key().map_err(key_error)?;
+        self.table
+            .push(key)
+            .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
+    }
+
+    fn rekey(
+        &mut self,
+        slots: Vec<sealing::KeySlot>,
+    ) -> Result<Resource<KeyHandle>, sealing::KeyError> {
+        let slots: Vec<core_p::KeySlot> = slots.into_iter().map(slot_in).collect();
+        let key = self.platform.rekey(&slots).map_err(key_error)?;
         self.table
             .push(key)
             .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
@@ -331,16 +367,20 @@ impl sealing::HostSealingKey for HostState {
     fn slots(&mut self, key: Resource<KeyHandle>) -> Vec<sealing::KeySlot> {
         self.table
             .get(&key)
-            .map(|k| {
-                k.slots()
-                    .into_iter()
-                    .map(|s| sealing::KeySlot {
-                        kind: s.kind,
-                        data: s.data,
-                    })
-                    .collect()
-            })
+            .map(|k| k.slots().into_iter().map(slot_out).collect())
             .unwrap_or_default()
+    }
+
+    fn add_slot(
+        &mut self,
+        key: Resource<KeyHandle>,
+        kind: String,
+    ) -> Result<sealing::KeySlot, sealing::KeyError> {
+        let k = self
+            .table
+            .get(&key)
+            .map_err(|_| sealing::KeyError::MalformedSlot("no such key".into()))?;
+        k.add_slot(&kind).map(slot_out).map_err(key_error)
     }
 
     fn seal(
@@ -484,9 +524,33 @@ pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
             sealing::KeyError::WrongKeyFile => core_p::KeyError::WrongKeyFile,
             sealing::KeyError::MalformedSlot(d) => core_p::KeyError::MalformedSlot(d),
             sealing::KeyError::Io(io) => core_p::KeyError::Io(io_error_in(io)),
+            sealing::KeyError::KeyringEntryMissing(m) => core_p::KeyError::KeyringEntryMissing {
+                backend: m.backend,
+                other_slots: m.other_slots,
+            },
+            sealing::KeyError::Keyring(d) => core_p::KeyError::Keyring(d),
+            sealing::KeyError::SlotUnavailable(d) => core_p::KeyError::SlotUnavailable(d),
         }),
         api::StoreError::NotAStore(d) => S::NotAStore(d),
         api::StoreError::UnsupportedVersion(v) => S::UnsupportedVersion(v),
         api::StoreError::Corrupt(d) => S::Corrupt(d),
+        api::StoreError::SlotChange(e) => S::SlotChange(match e {
+            api::SlotChangeError::NoSuchSlot(i) => credlock_core::SlotChangeError::NoSuchSlot(i),
+            api::SlotChangeError::LastSlot => credlock_core::SlotChangeError::LastSlot,
+            api::SlotChangeError::OnlyVolatileLeft(k) => {
+                credlock_core::SlotChangeError::OnlyVolatileLeft(k)
+            }
+            api::SlotChangeError::TooManySlots(n) => {
+                credlock_core::SlotChangeError::TooManySlots(n)
+            }
+        }),
+        api::StoreError::Recover(e) => S::Recover(match e {
+            api::RecoverError::StoreReadable => credlock_core::RecoverError::StoreReadable,
+            api::RecoverError::NoBackup => credlock_core::RecoverError::NoBackup,
+            api::RecoverError::BackupUnreadable(d) => {
+                credlock_core::RecoverError::BackupUnreadable(d)
+            }
+        }),
+        api::StoreError::ImportConflict(names) => S::ImportConflict(names),
     }
 }

@@ -177,6 +177,38 @@ pub fn mode_of(path: &Path) -> Option<u32> {
         .map(|m| m.mode() & 0o7777)
 }
 
+/// Move `path` aside to `<name>.corrupt-<now_ms>` (then `-1`, `-2`, ... if taken), never
+/// replacing anything, durably; returns the new file name. Hard link then unlink rather than
+/// rename, because only linking refuses to replace an existing name everywhere.
+pub fn quarantine(path: &Path, now_ms: u64) -> Result<String, FileError> {
+    let dir = path.parent().expect("store files live in a directory");
+    let name = path
+        .file_name()
+        .expect("store files have names")
+        .to_string_lossy()
+        .into_owned();
+    for n in 0..1000u32 {
+        let aside = if n == 0 {
+            format!("{name}.corrupt-{now_ms}")
+        } else {
+            format!("{name}.corrupt-{now_ms}-{n}")
+        };
+        match std::fs::hard_link(path, dir.join(&aside)) {
+            Ok(()) => {
+                std::fs::remove_file(path).map_err(|e| FileError::Io(io_error(&e, path)))?;
+                sync_dir(dir).map_err(|e| FileError::Io(io_error(&e, dir)))?;
+                return Ok(aside);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(FileError::Io(io_error(&e, path))),
+        }
+    }
+    Err(FileError::Io(IoError::Other(format!(
+        "{}: a thousand quarantined copies already exist for this moment",
+        path.display()
+    ))))
+}
+
 #[cfg(test)]
 mod tests {
     //! Guards promise 2 (no torn file) and promise 4 (backup before replace).

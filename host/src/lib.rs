@@ -23,8 +23,13 @@ pub mod keys;
 pub mod layout;
 pub mod locks;
 pub mod native;
+pub mod oskeyring;
 
-pub use credlock_core::{AccessToken, Options, StoreError, StoreInfo, TenantSummary, WriteReceipt};
+pub use credlock_core::platform::KeySlot;
+pub use credlock_core::{
+    AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,
+    WriteReceipt,
+};
 
 use component::{api, Runtime};
 use endpoint::EndpointPolicy;
@@ -66,6 +71,7 @@ impl Config {
                 key_file: Some(layout.default_key_file()),
                 create_key_file: true,
                 kdf: Default::default(),
+                ..Default::default()
             },
             store_dir: dir,
             options: Options::default(),
@@ -119,6 +125,8 @@ pub struct Credlock {
 }
 
 /// Where the core runs, and the platform it runs on.
+// One per `Credlock`, kept for its whole life: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     /// `instance` is `None` only between a trap and the next call, or while lent out.
     Component {
@@ -306,16 +314,137 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_info(s, *o),
             |s| s.info(),
-            |i| StoreInfo {
-                exists: i.exists,
-                generation: i.generation,
-                format_version: i.format_version,
-                key_id: i.key_id,
-                slot_kinds: i.slot_kinds,
-                tenants: i.tenants,
+            store_info,
+        )
+    }
+
+    // ----- maintenance -----
+
+    /// The store header's key slots, in order. Opens the store with the configured keys.
+    pub fn slots(&mut self) -> Result<Vec<KeySlot>, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_slots(s, *o),
+            |s| s.slots(),
+            slots,
+        )
+    }
+
+    /// Add a slot of `kind` (`key-file`, `passphrase`, `keyring`, `kernel-keyring`) from the
+    /// configured source (`KeySources::new_passphrase` for a passphrase, `keyring` for the
+    /// backend). Returns the new slot list.
+    pub fn add_slot(&mut self, kind: &str) -> Result<Vec<KeySlot>, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_add_slot(s, *o, kind),
+            |s| s.add_slot(kind),
+            slots,
+        )
+    }
+
+    /// Remove slot `index`: never the last one, never leaving only volatile slots unless
+    /// `allow_volatile_only`. Returns the new slot list.
+    pub fn remove_slot(
+        &mut self,
+        index: u32,
+        allow_volatile_only: bool,
+    ) -> Result<Vec<KeySlot>, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_remove_slot(s, *o, index, allow_volatile_only)
+            },
+            |s| s.remove_slot(index, allow_volatile_only),
+            slots,
+        )
+    }
+
+    /// Re-seal under a new data key wrapped by the same sources; drops the old backup.
+    pub fn rekey(&mut self) -> Result<StoreInfo, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_rekey(s, *o),
+            |s| s.rekey(),
+            store_info,
+        )
+    }
+
+    /// Import plaintext tokens (one response for `tenant`, or a map of tenants) in one
+    /// atomic write; durable when this returns.
+    pub fn import_tokens(
+        &mut self,
+        source: &str,
+        tenant: Option<&str>,
+        replace: bool,
+    ) -> Result<ImportReport, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_import_tokens(s, *o, source, tenant, replace)
+            },
+            |s| s.import_tokens(source, tenant, replace),
+            |r| ImportReport {
+                imported: r.imported,
+                skipped: r.skipped,
+                generation: r.generation,
             },
         )
     }
+
+    /// Restore the backup of an unreadable store (or, with `force`, of any store), moving
+    /// the store file aside first.
+    pub fn recover(&mut self, force: bool) -> Result<RecoverReport, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_recover(s, *o, force),
+            |s| s.recover(force),
+            |r| RecoverReport {
+                quarantined_as: r.quarantined_as,
+                generation: r.generation,
+                tenants: r.tenants,
+                refresh_unknown: r.refresh_unknown,
+            },
+        )
+    }
+
+    /// Move an unreadable store aside; returns its new name.
+    pub fn quarantine(&mut self) -> Result<String, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_quarantine(s, *o),
+            |s| s.quarantine(),
+            |n| n,
+        )
+    }
+
+    /// The process's key sources and caches (for `doctor`).
+    pub fn keyring(&self) -> &keys::Keyring {
+        match &self.engine {
+            Engine::Native(p) => &p.keys,
+            Engine::Component {
+                instance: Some(i), ..
+            } => &i.platform().keys,
+            Engine::Component { spare: Some(p), .. } => &p.keys,
+            Engine::Component { .. } => {
+                unreachable!("the platform is either in the instance or spare")
+            }
+        }
+    }
+}
+
+fn store_info(i: api::StoreInfo) -> StoreInfo {
+    StoreInfo {
+        exists: i.exists,
+        generation: i.generation,
+        format_version: i.format_version,
+        key_id: i.key_id,
+        slot_kinds: i.slot_kinds,
+        tenants: i.tenants,
+    }
+}
+
+fn slots(v: Vec<component::sealing_types::KeySlot>) -> Vec<KeySlot> {
+    v.into_iter()
+        .map(|s| KeySlot {
+            kind: s.kind,
+            data: s.data,
+        })
+        .collect()
 }
 
 fn access_token(t: api::AccessToken) -> AccessToken {

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use credlock::keys::{KdfParams, KeySources};
+use credlock::oskeyring::Backend as KeyringBackend;
 use credlock::{Backend, Config, Credlock, Error, StoreError};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ mod exit {
     pub const UNREADABLE: u8 = 6;
     pub const ENDPOINT: u8 = 7;
     pub const IO: u8 = 8;
+    /// A maintenance request refused as asked (slot change, recover, import conflict).
+    pub const REFUSED: u8 = 9;
     pub const INTERNAL: u8 = 10;
 }
 
@@ -56,6 +59,23 @@ struct Cli {
     /// a passphrase is never accepted as an argument).
     #[arg(long, global = true, value_name = "FD")]
     passphrase_fd: Option<i32>,
+    /// The OS keyring a new store (and `slot add keyring`) keeps its key in:
+    /// secret-service, keyutils (volatile), apple-keychain, windows-credential, auto (this
+    /// platform's durable one), or off (never ask a keyring, even to open a store).
+    #[arg(long, global = true, env = "CREDLOCK_KEYRING", value_name = "BACKEND")]
+    keyring: Option<String>,
+    /// Seconds one keyring call may take (they can hang, or wait for an unlock prompt).
+    #[arg(
+        long,
+        global = true,
+        env = "CREDLOCK_KEYRING_TIMEOUT",
+        value_name = "SECONDS",
+        default_value = "10"
+    )]
+    keyring_timeout: f64,
+    /// Allow a store whose only key slots are volatile (the kernel keyring): a reboot loses it.
+    #[arg(long, global = true, env = "CREDLOCK_ALLOW_VOLATILE_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_volatile_only: bool,
     /// Allow plain-http token endpoints on non-loopback hosts.
     #[arg(long, global = true, env = "CREDLOCK_ALLOW_INSECURE_HTTP")]
     allow_insecure_http: bool,
@@ -100,8 +120,61 @@ enum Command {
     },
     /// Remove TENANT's credentials.
     Delete { tenant: String },
-    /// Check the store, its key sources, permissions and filesystem.
+    /// Check the store, its key slots and sources, keyrings, permissions and filesystem.
     Doctor,
+    /// The store's key slots: list, add, remove.
+    Slot {
+        #[command(subcommand)]
+        action: SlotAction,
+    },
+    /// Re-seal the store under a new data key, wrapped by the same key sources.
+    Rekey,
+    /// Import plaintext tokens: `import TENANT FILE` (one token response) or
+    /// `import --map FILE` (a JSON object of tenant -> token response, e.g. an auth.json).
+    /// FILE `-` reads standard input. One atomic write for everything.
+    Import {
+        /// FILE is a map of tenants to token responses.
+        #[arg(long)]
+        map: bool,
+        /// Overwrite tenants that already exist (otherwise nothing is imported).
+        #[arg(long)]
+        replace: bool,
+        /// Delete FILE once the store is durable, if every entry was imported.
+        #[arg(long)]
+        remove_source: bool,
+        /// TENANT FILE, or FILE with --map.
+        #[arg(required = true, num_args = 1..=2, value_name = "TENANT FILE")]
+        args: Vec<String>,
+    },
+    /// Restore the backup of a store that cannot be read; the damaged file is moved aside.
+    Recover {
+        /// Restore even though the store opens (discards the writes since the backup).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move an unreadable store aside (to credentials.sealed.corrupt-TIME) so a new one can
+    /// be made. Never deletes.
+    Quarantine,
+}
+
+#[derive(Subcommand)]
+enum SlotAction {
+    /// Show the slots: index, kind and what each is (never key material).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a slot: key-file (--key-file or DIR/key, created if absent), passphrase (the new
+    /// one from --new-passphrase-fd or CREDLOCK_NEW_PASSPHRASE), keyring (--keyring, or this
+    /// platform's), kernel-keyring.
+    Add {
+        kind: String,
+        /// Read the new passphrase from this file descriptor (0: standard input).
+        #[arg(long, value_name = "FD")]
+        new_passphrase_fd: Option<i32>,
+    },
+    /// Remove slot INDEX (see `slot list`).
+    Remove { index: u32 },
 }
 
 fn main() -> ExitCode {
@@ -154,6 +227,10 @@ impl From<Error> for Failure {
                     Endpoint(_) => exit::ENDPOINT,
                     LockTimeout { .. } => exit::LOCK_TIMEOUT,
                     Io(_) => exit::IO,
+                    Key(credlock_core::platform::KeyError::SlotUnavailable(_))
+                    | SlotChange(_)
+                    | Recover(_)
+                    | ImportConflict(_) => exit::REFUSED,
                     Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => exit::UNREADABLE,
                     _ => exit::INTERNAL,
                 };
@@ -195,11 +272,16 @@ fn read_stdin(limit: u64, what: &str) -> Result<Zeroizing<String>, Failure> {
     Ok(buf)
 }
 
-fn passphrase(cli: &Cli) -> Result<Option<Zeroizing<String>>, Failure> {
-    if let Some(fd) = cli.passphrase_fd {
+/// A passphrase from a descriptor the caller opened for us, or from `env`: never argv.
+fn read_passphrase(
+    fd: Option<i32>,
+    flag: &str,
+    env: &str,
+) -> Result<Option<Zeroizing<String>>, Failure> {
+    if let Some(fd) = fd {
         use std::os::fd::FromRawFd;
         if fd < 3 && fd != 0 {
-            return Err(usage("--passphrase-fd must be 0 or a descriptor above 2"));
+            return Err(usage(format!("{flag} must be 0 or a descriptor above 2")));
         }
         // The caller handed us this descriptor for exactly this purpose; we take ownership
         // and close it after reading.
@@ -209,9 +291,12 @@ fn passphrase(cli: &Cli) -> Result<Option<Zeroizing<String>>, Failure> {
         file.read_to_string(&mut s)
             .map_err(|e| usage(format!("reading the passphrase from fd {fd}: {e}")))?;
         let trimmed = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned());
+        if trimmed.is_empty() {
+            return Err(usage(format!("the passphrase from {flag} is empty")));
+        }
         return Ok(Some(trimmed));
     }
-    Ok(std::env::var("CREDLOCK_PASSPHRASE")
+    Ok(std::env::var(env)
         .ok()
         .filter(|p| !p.is_empty())
         .map(Zeroizing::new))
@@ -224,11 +309,43 @@ fn config(cli: &Cli) -> Result<Config, Failure> {
             .ok_or_else(|| usage("no home directory: pass --store DIR or set CREDLOCK_STORE"))?,
     };
     let mut config = Config::for_dir(&dir);
-    let pass = passphrase(cli)?;
+    let pass = read_passphrase(cli.passphrase_fd, "--passphrase-fd", "CREDLOCK_PASSPHRASE")?;
+    let new_passphrase = match &cli.command {
+        Command::Slot {
+            action: SlotAction::Add {
+                new_passphrase_fd, ..
+            },
+        } => read_passphrase(
+            *new_passphrase_fd,
+            "--new-passphrase-fd",
+            "CREDLOCK_NEW_PASSPHRASE",
+        )?,
+        _ => None,
+    };
+    let (keyring, use_keyrings) = match cli.keyring.as_deref() {
+        None | Some("") => (None, true),
+        Some("off") => (None, false),
+        Some("auto") => (Some(KeyringBackend::platform_default()), true),
+        Some(name) => match KeyringBackend::parse(name) {
+            Some(b) if b.compiled_in() => (Some(b), true),
+            Some(b) => {
+                return Err(usage(format!(
+                    "the {} keyring does not exist on this platform",
+                    b.name()
+                )))
+            }
+            None => {
+                return Err(usage(format!(
+                "unknown keyring {name:?}: use secret-service, keyutils, apple-keychain, windows-credential, auto or off"
+            )))
+            }
+        },
+    };
     config.keys = KeySources {
-        // With a passphrase and no explicit key file, a new store gets only the passphrase
-        // slot; an existing store's key file is still used to open it if present.
-        create_key_file: pass.is_none() || cli.key_file.is_some(),
+        // A new store gets a key file only when nothing else protects it, or when one is
+        // named explicitly: a key file beside the store would defeat a passphrase or keyring.
+        // An existing store's key file is still used to open it if present.
+        create_key_file: (pass.is_none() && keyring.is_none()) || cli.key_file.is_some(),
         passphrase: pass,
         key_file: Some(
             cli.key_file
@@ -236,6 +353,13 @@ fn config(cli: &Cli) -> Result<Config, Failure> {
                 .unwrap_or_else(|| config.store_dir.join("key")),
         ),
         kdf: KdfParams::default(),
+        keyring,
+        use_keyrings,
+        keyring_timeout: std::time::Duration::from_millis(u64::from(
+            seconds_ms("--keyring-timeout", cli.keyring_timeout)?.max(1),
+        )),
+        new_passphrase,
+        allow_volatile_only: cli.allow_volatile_only,
     };
     config.options.lock_timeout_ms = seconds_ms("--lock-timeout", cli.lock_timeout)?;
     config.options.http_timeout_ms = seconds_ms("--http-timeout", cli.http_timeout)?.max(1);
@@ -356,7 +480,158 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             eprintln!("credlock: deleted '{tenant}'");
         }
+        Command::Slot { action } => {
+            match action {
+                SlotAction::List { json } => print_slots(&mut out, &store.slots()?, *json),
+                SlotAction::Add { kind, .. } => {
+                    let slots = store.add_slot(kind)?;
+                    eprintln!("credlock: added a {kind} slot");
+                    print_slots(&mut out, &slots, false);
+                }
+                SlotAction::Remove { index } => {
+                    let slots = store.remove_slot(*index, cli.allow_volatile_only)?;
+                    eprintln!("credlock: removed slot {index}; the backup, which still had it, is gone too");
+                    print_slots(&mut out, &slots, false);
+                }
+            }
+        }
+        Command::Rekey => {
+            let info = store.rekey()?;
+            eprintln!(
+                "credlock: re-sealed {} tenant(s) under a new data key {} (generation {}); the old backup was removed",
+                info.tenants, info.key_id, info.generation
+            );
+        }
+        Command::Import {
+            map,
+            replace,
+            remove_source,
+            args,
+        } => import(&mut store, *map, *replace, *remove_source, args)?,
+        Command::Recover { force } => {
+            let r = store.recover(*force)?;
+            if let Some(q) = &r.quarantined_as {
+                eprintln!("credlock: moved the store file aside to {q}");
+            }
+            eprintln!(
+                "credlock: restored the backup: {} tenant(s), generation {}",
+                r.tenants, r.generation
+            );
+            if !r.refresh_unknown.is_empty() {
+                eprintln!(
+                    "credlock: warning: the refresh tokens of {} may have been spent after the backup was written; \
+                     they will not be presented again (log in again if their access tokens expire)",
+                    r.refresh_unknown.join(", ")
+                );
+            }
+        }
+        Command::Quarantine => {
+            let name = store.quarantine()?;
+            eprintln!("credlock: moved the unreadable store aside to {name}");
+        }
         Command::Doctor => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn print_slots(out: &mut impl Write, slots: &[credlock::KeySlot], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({
+                    "index": i, "kind": s.kind,
+                    "durable": credlock_core::platform::slot_is_durable(&s.kind),
+                    "description": credlock::keys::describe_slot(s),
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values serialise")
+        );
+        return;
+    }
+    let _ = writeln!(out, "{:<6} {:<15} WHAT", "INDEX", "KIND");
+    for (i, s) in slots.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{i:<6} {:<15} {}",
+            s.kind,
+            credlock::keys::describe_slot(s)
+        );
+    }
+}
+
+fn import(
+    store: &mut Credlock,
+    map: bool,
+    replace: bool,
+    remove_source: bool,
+    args: &[String],
+) -> Result<(), Failure> {
+    let (tenant, file) = match (map, args) {
+        (true, [file]) => (None, file.as_str()),
+        (false, [tenant, file]) => (Some(tenant.as_str()), file.as_str()),
+        (true, _) => return Err(usage("import --map takes one FILE")),
+        (false, _) => {
+            return Err(usage(
+                "import takes TENANT FILE (or --map FILE for a map of tenants)",
+            ))
+        }
+    };
+    const LIMIT: u64 = 1024 * 1024;
+    let source = if file == "-" {
+        if remove_source {
+            return Err(usage("--remove-source needs a FILE, not standard input"));
+        }
+        read_stdin(LIMIT, "the tokens to import")?
+    } else {
+        let f = std::fs::File::open(file).map_err(|e| Failure {
+            code: exit::IO,
+            message: format!("cannot open {file}: {e}"),
+            hint: None,
+        })?;
+        let mut s = Zeroizing::new(String::new());
+        f.take(LIMIT + 1)
+            .read_to_string(&mut s)
+            .map_err(|e| Failure {
+                code: exit::IO,
+                message: format!("cannot read {file} as UTF-8 text: {e}"),
+                hint: None,
+            })?;
+        if s.len() as u64 > LIMIT {
+            return Err(usage(format!("{file} is larger than {LIMIT} bytes")));
+        }
+        s
+    };
+    // Durable when it returns: the one atomic write of the whole import is fsync'd.
+    let report = store.import_tokens(&source, tenant, replace)?;
+    eprintln!(
+        "credlock: imported {} tenant(s){}",
+        report.imported.len(),
+        if report.imported.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", report.imported.join(", "))
+        }
+    );
+    for (name, why) in &report.skipped {
+        eprintln!("credlock: skipped {name:?}: {why}");
+    }
+    if remove_source {
+        if !report.skipped.is_empty() || report.imported.is_empty() {
+            eprintln!("credlock: kept {file}: not everything in it was imported");
+        } else {
+            credlock::files::remove(std::path::Path::new(file)).map_err(|e| Failure {
+                code: exit::IO,
+                message: format!("imported, but could not remove {file}: {e:?}"),
+                hint: Some("the tokens are in the store; delete the file yourself"),
+            })?;
+            eprintln!("credlock: removed {file}");
+        }
     }
     Ok(())
 }
@@ -390,6 +665,123 @@ mod doctor {
             ),
             _ => None,
         }
+    }
+
+    /// Which keyrings this machine has, and whether a write-read-delete round trip works.
+    fn keyrings(out: &mut impl Write, config: &Config) -> usize {
+        use credlock::oskeyring::{self, Backend};
+        let _ = writeln!(out, "keyrings:");
+        if !config.keys.use_keyrings {
+            let _ = writeln!(out, "  not asked (CREDLOCK_KEYRING=off)");
+            return 0;
+        }
+        let mut problems = 0;
+        let timeout = config.keys.keyring_timeout;
+        for b in Backend::ALL.into_iter().filter(|b| b.compiled_in()) {
+            let probe = format!("doctor-probe-{}", std::process::id());
+            let started = std::time::Instant::now();
+            let result = oskeyring::set(b, &probe, b"credlock doctor probe", timeout)
+                .and_then(|()| oskeyring::get(b, &probe, timeout))
+                .and_then(|got| {
+                    oskeyring::delete(b, &probe, timeout)?;
+                    if got.as_slice() == b"credlock doctor probe" {
+                        Ok(())
+                    } else {
+                        Err(oskeyring::KeyringError::Failed(
+                            "read back something else".into(),
+                        ))
+                    }
+                });
+            let volatile = if !credlock_core::platform::slot_is_durable(b.slot_kind()) {
+                " (volatile: lost at reboot and after idle expiry; only beside a durable slot)"
+            } else {
+                ""
+            };
+            match result {
+                Ok(()) => {
+                    let _ = writeln!(
+                        out,
+                        "  {}: working, {:.0} ms for a write, read and delete{volatile}",
+                        b.name(),
+                        started.elapsed().as_secs_f64() * 1000.0
+                    );
+                }
+                Err(e) => {
+                    // An absent keyring is only a problem if the store or config uses it.
+                    let used = config.keys.keyring == Some(b);
+                    problems += usize::from(used);
+                    let _ = writeln!(
+                        out,
+                        "  {}: {}not available: {e}",
+                        b.name(),
+                        if used { "ERROR: configured but " } else { "" }
+                    );
+                }
+            }
+        }
+        problems
+    }
+
+    /// Each slot of the header and whether this process's sources can use it, read from the
+    /// header alone (so it works when the store cannot be opened, which is when it matters).
+    fn slot_health(
+        out: &mut impl Write,
+        config: &Config,
+        layout: &credlock::layout::Layout,
+    ) -> usize {
+        let Ok(bytes) = std::fs::read(layout.store()) else {
+            return 0;
+        };
+        let Ok((header, _)) = credlock_core::format::Header::decode(&bytes) else {
+            return 0; // the store line below reports what is wrong with the file
+        };
+        let ring = credlock::keys::Keyring::new(config.keys.clone());
+        let mut problems = 0;
+        let mut durable = false;
+        let _ = writeln!(out, "key slots:");
+        for (i, slot) in header.slots.iter().enumerate() {
+            durable |= credlock_core::platform::slot_is_durable(&slot.kind);
+            let health = match slot.kind.as_str() {
+                "key-file" => match &config.keys.key_file {
+                    Some(kf) if kf.exists() => "key file present".to_owned(),
+                    _ => "key file not found here".to_owned(),
+                },
+                "passphrase" => if config.keys.passphrase.is_some() {
+                    "passphrase given (checked when the store opens)"
+                } else {
+                    "passphrase not given"
+                }
+                .to_owned(),
+                "keyring" | "kernel-keyring" if config.keys.use_keyrings => {
+                    match ring.probe_keyring_slot(slot) {
+                        Ok(()) => "entry present".to_owned(),
+                        Err(credlock_core::platform::KeyError::KeyringEntryMissing { .. }) => {
+                            problems += 1;
+                            "WARNING: entry missing (wiped or another machine): open with another slot, then `slot add` a new one".to_owned()
+                        }
+                        Err(e) => {
+                            problems += 1;
+                            format!("WARNING: {}", StoreError::Key(e))
+                        }
+                    }
+                }
+                _ => "not checked".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  slot {i} {}: {} - {health}",
+                slot.kind,
+                credlock::keys::describe_slot(slot)
+            );
+        }
+        if !durable {
+            let _ = writeln!(
+                out,
+                "  WARNING: every slot is volatile: a reboot loses the store; add a passphrase, key-file or keyring slot"
+            );
+            problems += 1;
+        }
+        problems
     }
 
     pub fn run(config: Config) -> Result<(), Failure> {
@@ -495,6 +887,8 @@ mod doctor {
                 }
             }
         }
+        problems += keyrings(&mut out, &config);
+        problems += slot_health(&mut out, &config, &layout);
         match Credlock::open(config) {
             Ok(mut store) => {
                 if let Some(rt) = store.runtime() {

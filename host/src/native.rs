@@ -84,6 +84,9 @@ impl SealingKey for KeyHandle {
     fn open(&self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
         DataKey::open(self, nonce, aad, ciphertext)
     }
+    fn add_slot(&self, kind: &str) -> Result<KeySlot, KeyError> {
+        KeyHandle::add_slot(self, kind)
+    }
 }
 
 impl Platform for NativePlatform {
@@ -127,12 +130,21 @@ impl Platform for NativePlatform {
         files::remove(&self.path(file))
     }
 
+    fn quarantine(&mut self, file: StoreFile) -> Result<String, FileError> {
+        let now = self.wall_ms();
+        files::quarantine(&self.path(file), now)
+    }
+
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<KeyHandle, KeyError> {
-        self.keys.unlock(key_id, slots).map(KeyHandle)
+        self.keys.unlock(key_id, slots)
     }
 
     fn create_key(&mut self) -> Result<KeyHandle, KeyError> {
-        self.keys.create().map(KeyHandle)
+        self.keys.create()
+    }
+
+    fn rekey(&mut self, slots: &[KeySlot]) -> Result<KeyHandle, KeyError> {
+        self.keys.rekey(slots)
     }
 
     fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError> {

@@ -36,8 +36,9 @@ fn storm_of_32_processes_spends_each_refresh_token_once() {
                     .proxy(None)
                     .build()
                     .into();
-                let mut rejected = 0;
+                let (mut rejected, mut late) = (0, 0);
                 while Instant::now() < deadline {
+                    let started = Instant::now();
                     let r = env.run(
                         &["token", "acme", "--min-valid", &MIN_VALID_S.to_string()],
                         "",
@@ -50,8 +51,22 @@ fn storm_of_32_processes_spends_each_refresh_token_once() {
                         .unwrap()
                         .status()
                         .as_u16();
-                    rejected += usize::from(status != 200);
+                    // credlock promises the token is valid for the (capped) min-valid, 0.5 s
+                    // here, after it decides; it decided somewhere between `started` and
+                    // now. A rejection counts only when the whole span is shorter than that:
+                    // on a loaded machine a process can take longer to exit and be used, and
+                    // that is the machine's delay, not credlock's.
+                    if status != 200 {
+                        if started.elapsed() < Duration::from_millis(500) {
+                            rejected += 1;
+                        } else {
+                            late += 1;
+                        }
+                    }
                     calls.fetch_add(1, Ordering::Relaxed);
+                }
+                if late > 0 {
+                    eprintln!("figures: {late} token(s) used later than 0.5 s after credlock was started, rejected");
                 }
                 rejected
             })

@@ -65,6 +65,7 @@ fn every_vector_passes() {
                 key_file: Some(store_dir.join("key")),
                 create_key_file: false,
                 kdf: Default::default(),
+                ..Default::default()
             };
         }
         let mut s = Credlock::open(config).unwrap();
