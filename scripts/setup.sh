@@ -10,6 +10,23 @@ if command -v rustup >/dev/null 2>&1; then
   fi
 fi
 
+# Real keyrings for the key-slot tests (host/tests/keyrings.rs): gnome-keyring's Secret
+# Service on a private D-Bus session bus, and the kernel keyring (keyctl).
+need_pkgs=()
+command -v dbus-daemon >/dev/null 2>&1 || need_pkgs+=(dbus-daemon dbus)
+command -v dbus-send >/dev/null 2>&1 || need_pkgs+=(dbus-bin)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || need_pkgs+=(gnome-keyring)
+command -v secret-tool >/dev/null 2>&1 || need_pkgs+=(libsecret-tools)
+command -v keyctl >/dev/null 2>&1 || need_pkgs+=(keyutils)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "setup: install ${need_pkgs[*]} (keyring tests)" >&2
+    exit 1
+  fi
+fi
+
 # Node.js runs the real OAuth server the refresh tests use (tests/oauth-server).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
