@@ -3,7 +3,9 @@
 
 use crate::world::{Version, World};
 use credlock_core::format::Header;
-use credlock_core::model::Body;
+use credlock_core::model::{Body, Entry};
+use credlock_core::platform::slot_is_durable;
+use credlock_core::sha256_hex;
 
 /// Decrypt a store file with any key minted in this world.
 pub fn decode(world: &World, bytes: &[u8]) -> Option<Body> {
@@ -15,7 +17,9 @@ pub fn decode(world: &World, bytes: &[u8]) -> Option<Body> {
 
 /// A version became visible (renamed into place). The generation must follow the previous
 /// visible version's: a write that did not start from the latest version lost an update.
-pub fn record_version(world: &mut World, bytes: &[u8]) {
+/// `was_absent`: there was no store file (it was quarantined): then the version is a fresh
+/// store (generation 1) or a restored backup (its contents, above every generation before).
+pub fn record_version(world: &mut World, bytes: &[u8], was_absent: bool) {
     let id = world.next_write_id;
     world.next_write_id += 1;
     let Some(body) = decode(world, bytes) else {
@@ -23,21 +27,45 @@ pub fn record_version(world: &mut World, bytes: &[u8]) {
         return;
     };
     let mut problems = Vec::new();
+    if let Ok((header, _)) = Header::decode(bytes) {
+        // Every slot must wrap this version's key (a rekey that kept the old slots would
+        // lock everyone out), and one must survive a reboot.
+        if header.slots.iter().any(|s| s.data != header.key_id) {
+            problems.push("a version's key slot does not wrap its key".to_string());
+        }
+        if !header.slots.iter().any(|s| slot_is_durable(&s.kind)) {
+            problems.push(
+                "a version has only volatile key slots: a reboot would lock the store".into(),
+            );
+        }
+    }
+    let reset = was_absent && !world.history.versions.is_empty();
     if let Some(prev) = world.history.versions.last() {
         let (p, n) = (prev.body.generation, body.generation);
-        if n != p + 1 {
+        if reset {
+            if world.history.quarantines.is_empty() {
+                problems.push(format!(
+                    "generation {n} written where the store vanished without a quarantine"
+                ));
+            }
+            if n != 1 {
+                check_restore(world, &body, prev, &mut problems);
+            }
+        } else if n != p + 1 {
             problems.push(format!(
                 "lost update: generation {n} written over generation {p}"
             ));
         }
-        // Revisions never go backwards for a tenant that stays.
-        for (name, e) in &body.tenants {
-            if let Some(old) = prev.body.tenants.get(name) {
-                if e.revision < old.revision {
-                    problems.push(format!(
-                        "tenant {name}: revision went from {} back to {}",
-                        old.revision, e.revision
-                    ));
+        // Revisions never go backwards for a tenant that stays (a restore rolls back).
+        if !reset {
+            for (name, e) in &body.tenants {
+                if let Some(old) = prev.body.tenants.get(name) {
+                    if e.revision < old.revision {
+                        problems.push(format!(
+                            "tenant {name}: revision went from {} back to {}",
+                            old.revision, e.revision
+                        ));
+                    }
                 }
             }
         }
@@ -62,7 +90,94 @@ pub fn record_version(world: &mut World, bytes: &[u8]) {
         body,
         write_id: id,
         acked: false,
+        durable: false,
+        reset,
     });
+}
+
+/// A restored backup (`recover`): its generation is above the store's it replaced, its
+/// tenants are the backup's, and every restored refresh token the server has already seen
+/// is marked as of unknown outcome, so that it is never presented again.
+fn check_restore(world: &World, body: &Body, prev: &Version, problems: &mut Vec<String>) {
+    let (p, n) = (prev.body.generation, body.generation);
+    if n <= p {
+        problems.push(format!(
+            "recover wrote generation {n}, not above the store's generation {p}"
+        ));
+    }
+    let backup = world
+        .disk
+        .backup
+        .live
+        .as_ref()
+        .and_then(|b| decode(world, b));
+    let unmarked = |b: &Body| -> Vec<(String, Entry)> {
+        b.tenants
+            .iter()
+            .map(|(k, e)| {
+                let mut e = e.clone();
+                e.refresh_intent = None;
+                (k.clone(), e)
+            })
+            .collect()
+    };
+    match backup {
+        Some(b) if unmarked(&b) == unmarked(body) => {
+            if n <= b.generation {
+                problems.push(format!(
+                    "recover wrote generation {n}, not above the backup's {}",
+                    b.generation
+                ));
+            }
+        }
+        _ => problems.push("recover wrote something other than the backup".into()),
+    }
+    for (name, e) in &body.tenants {
+        let Some(rt) = &e.refresh_token else { continue };
+        let spent = world
+            .server
+            .presentations
+            .iter()
+            .any(|pr| pr.refresh_token == *rt && matches!(pr.outcome, "ok" | "invalid_grant"));
+        let marked = e
+            .refresh_intent
+            .as_ref()
+            .is_some_and(|i| i.refresh_token_sha256 == sha256_hex(rt.as_bytes()));
+        if spent && !marked {
+            problems.push(format!(
+                "recover restored tenant {name}'s refresh token, already presented to the server, without marking its outcome unknown"
+            ));
+        }
+    }
+}
+
+/// A directory fsync made every version so far durable.
+pub fn mark_durable(world: &mut World) {
+    for v in world.history.versions.iter_mut().rev() {
+        if v.durable {
+            break;
+        }
+        v.durable = true;
+    }
+}
+
+/// The quarantine just recorded: only `recover` and `quarantine` move a store aside, and a
+/// store that opens only with `recover --force`.
+pub fn check_quarantine(world: &mut World) {
+    let Some(q) = world.history.quarantines.last().cloned() else {
+        return;
+    };
+    if !matches!(q.doing, "recover" | "recover-force" | "quarantine") {
+        world.fail(format!(
+            "process {} moved the store aside while doing {}",
+            q.pid, q.doing
+        ));
+    } else if q.readable && q.doing != "recover-force" {
+        world.fail(format!(
+            "process {} moved a readable store aside ({}) while doing {} without force",
+            q.pid, q.name, q.doing
+        ));
+    }
 }
 
 pub fn ack_version(world: &mut World, write_id: u64) {
@@ -80,19 +195,25 @@ pub fn ack_version(world: &mut World, write_id: u64) {
 /// Checks at the end of a run.
 pub fn final_checks(world: &mut World, allow_duplicate_presentations: bool) {
     // Every acknowledged put is in some visible version, and the last version keeps it
-    // unless a later acknowledged write to that tenant replaced it.
+    // unless a later acknowledged write to that tenant replaced it, or a later reset (a
+    // restored backup, or a new store after a quarantine) rolled it back on request.
+    let last_reset = world.history.versions.iter().rposition(|v| v.reset);
     let puts = world.history.acked_puts.clone();
     for (tenant, revision, token) in &puts {
-        let seen = world.history.versions.iter().any(|v| {
+        let first = world.history.versions.iter().position(|v| {
             v.body
                 .tenants
                 .get(tenant)
                 .is_some_and(|e| e.revision == *revision && e.access_token == *token)
         });
-        if !seen {
+        let Some(first) = first else {
             world.fail(format!(
                 "acknowledged put of {tenant} revision {revision} is in no version"
             ));
+            continue;
+        };
+        if last_reset.is_some_and(|r| first < r) {
+            continue;
         }
         // A tenant some process deleted may be gone or re-created with a lower revision;
         // the chain checks in `record_version` still cover every step in between.
@@ -111,6 +232,22 @@ pub fn final_checks(world: &mut World, allow_duplicate_presentations: bool) {
                 None => world.fail(format!("acknowledged put of {tenant} lost: tenant gone")),
                 _ => {}
             }
+        }
+    }
+    // What was unreadable was moved aside at most, never overwritten or removed.
+    let unreadable = world.history.unreadable.clone();
+    for bytes in &unreadable {
+        let kept = world.disk.store.live.as_ref() == Some(bytes)
+            || world
+                .disk
+                .aside
+                .iter()
+                .any(|a| a.file.live.as_ref() == Some(bytes));
+        if !kept {
+            world.fail(
+                "an unreadable store's contents are gone (neither the store nor moved aside)"
+                    .into(),
+            );
         }
     }
     // No refresh token presented twice (that arrived at the server).

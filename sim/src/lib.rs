@@ -9,6 +9,7 @@
 pub mod check;
 pub mod explore;
 pub mod fuzz;
+pub mod naive;
 pub mod platform;
 pub mod rng;
 pub mod run;

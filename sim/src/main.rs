@@ -6,6 +6,8 @@
 //! credlock-sim --zoo                  every bug-zoo scenario, naive vs real core
 //! credlock-sim --exhaustive [--preemptions P]   all schedules of small cases
 //! ```
+//! `--known-core-bugs` also injects the faults that trigger reported, not yet fixed core
+//! bugs (see `World::known_core_bugs`).
 
 use credlock_sim::{explore, run, zoo};
 
@@ -22,10 +24,8 @@ fn arg(args: &[String], name: &str) -> Option<u64> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |f: &str| args.iter().any(|a| a == f);
-    // Crashes unwind through the core on purpose; keep their panics quiet. Real panics are
-    // recorded as failures with their message.
-    std::panic::set_hook(Box::new(|_| {}));
-
+    let known_core_bugs = has("--known-core-bugs");
+    let random_plan = |seed| run::Plan::random_with(seed, known_core_bugs);
     if has("--zoo") {
         let ok = zoo::run_zoo(has("--verbose"));
         return if ok {
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
                 };
                 (s.plan)(seed, has("--naive"))
             }
-            None => run::Plan::random(seed),
+            None => random_plan(seed),
         };
         let out = run::run(&plan);
         println!(
@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         }
         if has("--verbose") {
             println!("errors seen: {:?}", out.errors);
+            println!("operations done: {:?}", out.succeeded);
         }
         if has("--trace-hash") {
             println!("{}", out.trace_hash);
@@ -94,15 +95,26 @@ fn main() -> ExitCode {
     let from = arg(&args, "--from").unwrap_or(0);
     let started = Instant::now();
     let mut steps = 0;
+    let mut succeeded = std::collections::BTreeMap::new();
     for seed in from..from + n {
-        let out = run::run(&run::Plan::random(seed));
+        let out = run::run(&random_plan(seed));
         steps += out.steps;
+        for (k, v) in out.succeeded {
+            *succeeded.entry(k).or_insert(0u64) += v;
+        }
         if !out.failures.is_empty() {
             println!("seed {seed} FAILED:");
             for f in &out.failures {
                 println!("  {f}");
             }
-            println!("replay: cargo run --release -p credlock-sim -- --seed {seed} --trace-hash");
+            let extra = if known_core_bugs {
+                " --known-core-bugs"
+            } else {
+                ""
+            };
+            println!(
+                "replay: cargo run --release -p credlock-sim -- --seed {seed} --trace-hash{extra}"
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -111,5 +123,20 @@ fn main() -> ExitCode {
         "{n} seeds passed ({steps} scheduling steps) in {secs:.1} s: {:.1} seeds/s",
         n as f64 / secs
     );
+    let maintenance: Vec<String> = [
+        "rekey",
+        "add-slot",
+        "remove-slot",
+        "recover",
+        "recover-force",
+        "quarantine",
+        "import",
+    ]
+    .iter()
+    .filter_map(|k| succeeded.get(k).map(|v| format!("{v} {k}")))
+    .collect();
+    if !maintenance.is_empty() {
+        println!("maintenance operations done: {}", maintenance.join(", "));
+    }
     ExitCode::SUCCESS
 }

@@ -48,10 +48,53 @@ impl Drop for SimGuard {
     }
 }
 
+/// The slot kinds the simulated host can make. A slot's data is the id of the key it wraps.
+pub const SIM_SLOT: &str = "sim";
+pub const PASSPHRASE_SLOT: &str = "passphrase";
+/// Volatile: its entries are lost at reboot (power loss).
+pub const KERNEL_KEYRING_SLOT: &str = "kernel-keyring";
+
+/// What the simulated keyring fault says; `record_error` accepts key errors carrying it.
+pub const KEYRING_FAULT: &str = "simulated keyring unavailable";
+
+fn known_kind(kind: &str) -> bool {
+    matches!(kind, SIM_SLOT | PASSPHRASE_SLOT | KERNEL_KEYRING_SLOT)
+}
+
+/// The process a key belongs to, so that its own calls (`add-slot`) are scheduling points
+/// and see the world. `None` for the fuzzers' single-process platform.
+#[derive(Clone)]
+pub struct KeyCtx {
+    pub sim: Arc<Sim>,
+    pub pid: Pid,
+}
+
 #[derive(Clone)]
 pub struct SimKey {
     pub id: [u8; 16],
     pub key: [u8; 32],
+    /// The slots that wrap this key: the header's when unlocked, new ones when minted.
+    pub slots: Vec<KeySlot>,
+    pub ctx: Option<KeyCtx>,
+}
+
+impl SimKey {
+    /// A key outside any simulation (the fuzzers' platform), with one `sim` slot.
+    pub fn plain(id: [u8; 16], key: [u8; 32]) -> SimKey {
+        SimKey {
+            id,
+            key,
+            slots: vec![slot(SIM_SLOT, &id)],
+            ctx: None,
+        }
+    }
+}
+
+fn slot(kind: &str, id: &[u8; 16]) -> KeySlot {
+    KeySlot {
+        kind: kind.into(),
+        data: id.to_vec(),
+    }
 }
 
 impl SealingKey for SimKey {
@@ -59,16 +102,35 @@ impl SealingKey for SimKey {
         self.id.to_vec()
     }
     fn slots(&self) -> Vec<KeySlot> {
-        vec![KeySlot {
-            kind: "sim".into(),
-            data: self.id.to_vec(),
-        }]
+        self.slots.clone()
     }
     fn seal(&self, nonce: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>, SealError> {
         seal(&self.key, nonce, aad, pt)
     }
     fn open(&self, nonce: &[u8], aad: &[u8], ct: &[u8]) -> Result<Vec<u8>, SealError> {
         open(&self.key, nonce, aad, ct)
+    }
+    fn add_slot(&self, kind: &str) -> Result<KeySlot, KeyError> {
+        if let Some(ctx) = &self.ctx {
+            ctx.sim.point(ctx.pid, &format!("add-slot {kind}"));
+            let mut st = ctx.sim.lock();
+            let fault = st.faults_on && {
+                let r = st.world.faults.keyring_unavailable;
+                st.world.rng.chance(r)
+            };
+            if kind == KERNEL_KEYRING_SLOT {
+                if fault {
+                    return Err(KeyError::Keyring(format!("keyutils: {KEYRING_FAULT}")));
+                }
+                st.world.kernel_keyring.insert(self.id);
+            }
+        }
+        if !known_kind(kind) {
+            return Err(KeyError::SlotUnavailable(format!(
+                "{kind}: the simulated host has no such key source"
+            )));
+        }
+        Ok(slot(kind, &self.id))
     }
 }
 
@@ -96,6 +158,24 @@ fn form_value<'a>(body: &'a str, name: &str) -> Option<&'a str> {
 }
 
 impl SimPlatform {
+    fn key_ctx(&self) -> KeyCtx {
+        KeyCtx {
+            sim: Arc::clone(&self.sim),
+            pid: self.pid,
+        }
+    }
+
+    /// A new random data key, registered so that every process can open it.
+    fn mint(&self) -> ([u8; 16], [u8; 32]) {
+        let mut st = self.sim.lock();
+        let mut id = [0u8; 16];
+        let mut key = [0u8; 32];
+        st.world.rng.fill(&mut id);
+        st.world.rng.fill(&mut key);
+        st.world.keys.push((id, key));
+        (id, key)
+    }
+
     fn faulty(&self, rate: impl Fn(&crate::world::Faults) -> u32) -> bool {
         let mut st = self.sim.lock();
         let r = rate(&st.world.faults);
@@ -200,7 +280,8 @@ impl Platform for SimPlatform {
             let mut st = self.sim.lock();
             st.world.disk.store.live = Some(contents.to_vec());
             st.world.disk.store.durable = Some(contents.to_vec());
-            crate::check::record_version(&mut st.world, contents);
+            crate::check::record_version(&mut st.world, contents, false);
+            crate::check::mark_durable(&mut st.world);
             let id = st.world.next_write_id - 1;
             crate::check::ack_version(&mut st.world, id);
             return Ok(());
@@ -214,17 +295,24 @@ impl Platform for SimPlatform {
         let write_id;
         {
             let mut st = self.sim.lock();
-            if file == StoreFile::Store && st.world.disk.corrupted {
-                st.world
-                    .fail("an unreadable (corrupted) store was overwritten".into());
-            }
             let w = &mut st.world;
             match file {
                 StoreFile::Store => {
-                    // Keep the previous version as the backup (a hard link), then rename.
-                    w.disk.backup.live = w.disk.store.live.clone();
+                    let old = w.disk.store.live.take();
+                    if old
+                        .as_ref()
+                        .is_some_and(|b| crate::check::decode(w, b).is_none())
+                    {
+                        w.fail("an unreadable store was overwritten".into());
+                    }
+                    let was_absent = old.is_none();
+                    // Keep the previous version as the backup (a hard link), then rename; with
+                    // no previous version (after a quarantine) the backup stays as it was.
+                    if old.is_some() {
+                        w.disk.backup.live = old;
+                    }
+                    crate::check::record_version(w, contents, was_absent);
                     w.disk.store.live = Some(contents.to_vec());
-                    crate::check::record_version(w, contents);
                 }
                 StoreFile::Backup => w.disk.backup.live = Some(contents.to_vec()),
             }
@@ -238,21 +326,28 @@ impl Platform for SimPlatform {
         }
         let mut st = self.sim.lock();
         let w = &mut st.world;
-        w.disk.store.durable = w.disk.store.live.clone();
-        w.disk.backup.durable = w.disk.backup.live.clone();
+        w.disk.sync_dir();
+        crate::check::mark_durable(w);
         if file == StoreFile::Store {
             crate::check::ack_version(w, write_id);
         }
         drop(st);
-        // Corruption strikes at rest, after a write.
-        if self.faulty(|f| f.corruption) {
+        // Corruption strikes at rest, after a write (see `World::known_core_bugs`).
+        let spared = {
+            let st = self.sim.lock();
+            !st.world.known_core_bugs
+                && matches!(st.procs[self.pid].doing, "recover" | "recover-force")
+        };
+        if !spared && self.faulty(|f| f.corruption) {
             let mut st = self.sim.lock();
             let w = &mut st.world;
             if let Some(bytes) = &mut w.disk.store.live {
                 let i = w.rng.below(bytes.len() as u64) as usize;
                 bytes[i] ^= 1 << w.rng.below(8);
-                w.disk.store.durable = w.disk.store.live.clone();
+                let bytes = bytes.clone();
+                w.disk.store.durable = Some(bytes.clone());
                 w.disk.corrupted = true;
+                w.history.unreadable.push(bytes);
             }
         }
         Ok(())
@@ -270,31 +365,152 @@ impl Platform for SimPlatform {
         Ok(())
     }
 
-    fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {
-        self.sim.point(self.pid, "unlock");
-        if self.faulty(|f| f.keyring_unavailable) {
-            return Err(KeyError::Io(IoError::Other(
-                "simulated keyring unavailable".into(),
+    fn quarantine(&mut self, file: StoreFile) -> Result<String, FileError> {
+        self.sim
+            .point(self.pid, &format!("quarantine:rename {file:?}"));
+        {
+            let mut st = self.sim.lock();
+            let wall = (st.world.now_ms as i64 + st.procs[self.pid].skew_ms) as u64;
+            let doing = st.procs[self.pid].doing;
+            let w = &mut st.world;
+            let (base, f) = match file {
+                StoreFile::Store => ("credentials.sealed", &mut w.disk.store),
+                StoreFile::Backup => ("credentials.sealed.bak", &mut w.disk.backup),
+            };
+            let Some(bytes) = f.live.take() else {
+                return Err(FileError::Io(IoError::Other(format!(
+                    "{base}: no such file to quarantine"
+                ))));
+            };
+            // `<name>.corrupt-<unix ms>`, then `-1`, `-2`, ...: never replace anything.
+            let stem = format!("{base}.corrupt-{wall}");
+            let mut name = stem.clone();
+            let mut n = 0;
+            while w.disk.aside.iter().any(|a| a.name == name) {
+                n += 1;
+                name = format!("{stem}-{n}");
+            }
+            let readable = crate::check::decode(w, &bytes).is_some();
+            w.disk.aside.push(crate::world::Aside {
+                name: name.clone(),
+                file: crate::world::File {
+                    live: Some(bytes),
+                    durable: None,
+                },
+            });
+            w.history.quarantines.push(crate::world::Quarantine {
+                name,
+                pid: self.pid,
+                doing,
+                readable,
+            });
+            crate::check::check_quarantine(w);
+        }
+        self.sim.point(self.pid, "quarantine:fsync-dir");
+        if self.faulty(|f| f.dir_fsync_error) {
+            return Err(FileError::Io(IoError::Other(
+                "simulated EIO on directory fsync".into(),
             )));
         }
+        let mut st = self.sim.lock();
+        st.world.disk.sync_dir();
+        crate::check::mark_durable(&mut st.world);
+        let name = st
+            .world
+            .history
+            .quarantines
+            .last()
+            .map(|q| q.name.clone())
+            .expect("recorded above");
+        Ok(name)
+    }
+
+    fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {
+        self.sim.point(self.pid, "unlock");
+        // See `World::known_core_bugs`: `recover` and `quarantine` take a transient key
+        // error for an unreadable store.
+        let spared = {
+            let st = self.sim.lock();
+            !st.world.known_core_bugs
+                && matches!(
+                    st.procs[self.pid].doing,
+                    "recover" | "recover-force" | "quarantine"
+                )
+        };
+        if !spared && self.faulty(|f| f.keyring_unavailable) {
+            return Err(KeyError::Io(IoError::Other(KEYRING_FAULT.into())));
+        }
         let st = self.sim.lock();
-        st.world
-            .keys
-            .iter()
-            .find(|(id, _)| id.as_slice() == key_id)
-            .map(|(id, key)| SimKey { id: *id, key: *key })
-            .ok_or_else(|| KeyError::NoMatchingSlot(slots.iter().map(|s| s.kind.clone()).collect()))
+        let kinds = || slots.iter().map(|s| s.kind.clone()).collect::<Vec<_>>();
+        let Some(&(id, key)) = st.world.keys.iter().find(|(id, _)| id.as_slice() == key_id) else {
+            return Err(KeyError::NoMatchingSlot(kinds()));
+        };
+        // A slot opens the key if it names it and its source is there: the kernel keyring's
+        // entries are gone after a reboot.
+        let opens = |s: &KeySlot| {
+            s.data == key_id
+                && match s.kind.as_str() {
+                    SIM_SLOT | PASSPHRASE_SLOT => true,
+                    KERNEL_KEYRING_SLOT => st.world.kernel_keyring.contains(&id),
+                    _ => false,
+                }
+        };
+        if !slots.iter().any(opens) {
+            if slots.iter().any(|s| s.kind == KERNEL_KEYRING_SLOT) {
+                return Err(KeyError::KeyringEntryMissing {
+                    backend: "keyutils".into(),
+                    other_slots: slots
+                        .iter()
+                        .filter(|s| s.kind != KERNEL_KEYRING_SLOT)
+                        .map(|s| s.kind.clone())
+                        .collect(),
+                });
+            }
+            return Err(KeyError::NoMatchingSlot(kinds()));
+        }
+        Ok(SimKey {
+            id,
+            key,
+            slots: slots.to_vec(),
+            ctx: Some(self.key_ctx()),
+        })
     }
 
     fn create_key(&mut self) -> Result<SimKey, KeyError> {
         self.sim.point(self.pid, "create-key");
+        let (id, key) = self.mint();
+        Ok(SimKey {
+            id,
+            key,
+            slots: vec![slot(SIM_SLOT, &id)],
+            ctx: Some(self.key_ctx()),
+        })
+    }
+
+    fn rekey(&mut self, slots: &[KeySlot]) -> Result<SimKey, KeyError> {
+        self.sim.point(self.pid, "rekey");
+        if self.faulty(|f| f.keyring_unavailable) {
+            return Err(KeyError::Keyring(format!("keyutils: {KEYRING_FAULT}")));
+        }
+        // Every source must be re-made, or the rekey fails: never drop a way in.
+        if let Some(s) = slots.iter().find(|s| !known_kind(&s.kind)) {
+            return Err(KeyError::SlotUnavailable(format!(
+                "{}: the simulated host has no such key source",
+                s.kind
+            )));
+        }
+        let (id, key) = self.mint();
         let mut st = self.sim.lock();
-        let mut id = [0u8; 16];
-        let mut key = [0u8; 32];
-        st.world.rng.fill(&mut id);
-        st.world.rng.fill(&mut key);
-        st.world.keys.push((id, key));
-        Ok(SimKey { id, key })
+        if slots.iter().any(|s| s.kind == KERNEL_KEYRING_SLOT) {
+            st.world.kernel_keyring.insert(id);
+        }
+        drop(st);
+        Ok(SimKey {
+            id,
+            key,
+            slots: slots.iter().map(|s| slot(&s.kind, &id)).collect(),
+            ctx: Some(self.key_ctx()),
+        })
     }
 
     fn post(&mut self, request: &TokenRequest) -> Result<HttpReply, TransportError> {

@@ -2,12 +2,15 @@
 //! lifetimes and clock skews; a safety phase runs them with faults, then a liveness phase
 //! without faults in which fresh processes must each obtain a valid token.
 
+use crate::naive::NaiveOps;
 use crate::platform::SimPlatform;
+use crate::platform::KEYRING_FAULT;
 use crate::rng::Rng;
 use crate::sched::Sim;
 use crate::world::{Faults, NaivePlatform, Pid, World};
+use credlock_core::platform::{IoError, KeyError};
 use credlock_core::store::Naive;
-use credlock_core::{Options, Store, StoreError};
+use credlock_core::{Options, RecoverError, Store, StoreError};
 use std::sync::Arc;
 
 /// The tenant that refreshes against the simulated server.
@@ -22,6 +25,8 @@ pub struct Plan {
     pub token_lifetime_ms: u64,
     pub naive: Naive,
     pub naive_platform: NaivePlatform,
+    /// Maintenance done by hand instead of by the core (see [`crate::naive`]).
+    pub naive_ops: NaiveOps,
     /// Which operations the workload may draw (see [`Op`]).
     pub ops: Vec<OpKind>,
     pub liveness: bool,
@@ -31,6 +36,8 @@ pub struct Plan {
     pub allow_duplicate_presentations: bool,
     /// The setup login stores an already expired access token.
     pub initial_expired: bool,
+    /// See [`World::known_core_bugs`].
+    pub known_core_bugs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +49,61 @@ pub enum OpKind {
     Refresh,
     List,
     DeleteOwn,
+    /// Re-seal under a new data key (`rekey`), racing readers and writers.
+    Rekey,
+    /// Add a key slot of a random kind (some volatile, one the host cannot make).
+    AddSlot,
+    /// Remove a random slot, never leaving only volatile ones.
+    RemoveSlot,
+    /// `recover` without force: restores the backup only if the store is unreadable.
+    Recover,
+    /// `recover --force`: a deliberate rollback to the backup.
+    RecoverForce,
+    /// Move an unreadable store aside (refused for one that opens).
+    Quarantine,
+    /// Import a small map of tokens in one write (an agent `auth.json`).
+    Import,
 }
+
+impl OpKind {
+    /// The name checkers see for a process doing this operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::PutOwn | OpKind::PutShared => "put",
+            OpKind::Token | OpKind::TokenForceRefresh => "token",
+            OpKind::Refresh => "refresh",
+            OpKind::List => "list",
+            OpKind::DeleteOwn => "delete",
+            OpKind::Rekey => "rekey",
+            OpKind::AddSlot => "add-slot",
+            OpKind::RemoveSlot => "remove-slot",
+            OpKind::Recover => "recover",
+            OpKind::RecoverForce => "recover-force",
+            OpKind::Quarantine => "quarantine",
+            OpKind::Import => "import",
+        }
+    }
+}
+
+/// The store operations every plan draws from.
+pub const BASE_OPS: [OpKind; 7] = [
+    OpKind::PutOwn,
+    OpKind::PutShared,
+    OpKind::Token,
+    OpKind::TokenForceRefresh,
+    OpKind::Refresh,
+    OpKind::List,
+    OpKind::DeleteOwn,
+];
+
+/// The maintenance operations half the plans add to the mix.
+pub const MAINTENANCE_OPS: [OpKind; 5] = [
+    OpKind::Rekey,
+    OpKind::AddSlot,
+    OpKind::RemoveSlot,
+    OpKind::Recover,
+    OpKind::Import,
+];
 
 #[derive(Debug)]
 pub struct Outcome {
@@ -53,11 +114,18 @@ pub struct Outcome {
     pub presentations: usize,
     pub ops_done: u64,
     pub errors: std::collections::BTreeMap<String, u64>,
+    pub succeeded: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Plan {
     /// A random plan from a seed.
     pub fn random(seed: u64) -> Plan {
+        Plan::random_with(seed, false)
+    }
+
+    /// A random plan from a seed; with `known_core_bugs`, also the operations and faults that
+    /// trigger reported core bugs (see [`World::known_core_bugs`]).
+    pub fn random_with(seed: u64, known_core_bugs: bool) -> Plan {
         let mut r = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
         let scale = |r: &mut Rng, max: u32| {
             if r.chance(250_000) {
@@ -79,7 +147,7 @@ impl Plan {
             clock_jump: scale(&mut r, 2_000),
             corruption: if r.chance(100_000) { 20_000 } else { 0 },
         };
-        Plan {
+        let mut plan = Plan {
             seed,
             processes: r.range(2, 8) as usize,
             ops_per_process: r.range(2, 12) as usize,
@@ -87,24 +155,32 @@ impl Plan {
             token_lifetime_ms: r.range(1, 5) * 1000,
             naive: Naive::default(),
             naive_platform: NaivePlatform::default(),
-            ops: vec![
-                OpKind::PutOwn,
-                OpKind::PutShared,
-                OpKind::Token,
-                OpKind::TokenForceRefresh,
-                OpKind::Refresh,
-                OpKind::List,
-                OpKind::DeleteOwn,
-            ],
+            naive_ops: NaiveOps::default(),
+            ops: BASE_OPS.to_vec(),
             liveness: true,
             max_steps: 400_000,
             allow_duplicate_presentations: false,
             initial_expired: r.chance(500_000),
+            known_core_bugs,
             options: Options {
                 lock_timeout_ms: r.range(50, 2_000) as u32,
                 http_timeout_ms: 100,
             },
+        };
+        // Drawn last, so that the rest of a seed's plan is what it was before maintenance
+        // operations existed.
+        if r.chance(500_000) {
+            plan.ops.extend(MAINTENANCE_OPS);
+            // A forced recover racing a refresh restores its refresh token unmarked (a
+            // known core bug: see `World::known_core_bugs`).
+            if r.chance(250_000) && known_core_bugs {
+                plan.ops.push(OpKind::RecoverForce);
+            }
+            if r.chance(250_000) {
+                plan.ops.push(OpKind::Quarantine);
+            }
         }
+        plan
     }
 }
 
@@ -121,6 +197,26 @@ fn record_error(sim: &Sim, e: &StoreError) {
         st.world
             .fail(format!("a reader saw an undecodable store: {e}"));
     }
+    // Every key is available to every process: a key error is an injected keyring fault,
+    // a slot kind the host cannot make, or a corrupted header (a flipped bit in the key id
+    // or a slot); anything else means a header that does not open its own key (a rekey or
+    // slot change gone wrong, or a store left with volatile slots only).
+    if let (StoreError::Key(k), false) = (e, st.world.disk.corrupted) {
+        let injected = match k {
+            KeyError::Io(IoError::Other(d)) | KeyError::Keyring(d) => d.contains(KEYRING_FAULT),
+            KeyError::SlotUnavailable(_) => true,
+            _ => false,
+        };
+        if !injected {
+            st.world
+                .fail(format!("a process could not open the store: {e}"));
+        }
+    }
+}
+
+/// Record what process `pid` is doing, for the checkers of platform calls.
+fn doing(sim: &Sim, pid: Pid, what: &'static str) {
+    sim.lock().procs[pid].doing = what;
 }
 
 /// Log in at the simulated server and store the grant.
@@ -151,6 +247,29 @@ fn login(
     Ok(())
 }
 
+/// Run `kind` as a naive procedure if the plan says so; returns whether it did.
+fn naive_op(
+    sim: &Arc<Sim>,
+    p: &mut SimPlatform,
+    kind: OpKind,
+    naive_ops: NaiveOps,
+    opts: Options,
+) -> bool {
+    let procedure = match kind {
+        OpKind::Rekey if naive_ops.rekey_outside_lock => crate::naive::rekey_outside_lock,
+        OpKind::Recover if naive_ops.recover_unmarked => crate::naive::recover_unmarked,
+        _ => return false,
+    };
+    doing(sim, p.pid, kind.name());
+    let result = procedure(p, opts.lock_timeout_ms);
+    let mut st = sim.lock();
+    if result.is_err() {
+        *st.world.history.errors.entry("Naive".into()).or_default() += 1;
+    }
+    st.world.history.ops_done += 1;
+    true
+}
+
 fn op(
     sim: &Arc<Sim>,
     store: &mut Store<'_, SimPlatform>,
@@ -159,6 +278,7 @@ fn op(
     kind: OpKind,
     lifetime_ms: u64,
 ) {
+    doing(sim, pid, kind.name());
     let result: Result<(), StoreError> = match kind {
         OpKind::PutOwn | OpKind::PutShared => {
             let tenant = if kind == OpKind::PutOwn {
@@ -202,21 +322,127 @@ fn op(
                 }
             })
         }
+        OpKind::Rekey => store.rekey().map(|info| {
+            // The core formats the new key id as 32 hex digits.
+            let id: Vec<u8> = (0..info.key_id.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&info.key_id[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            let mut st = sim.lock();
+            match <[u8; 16]>::try_from(id) {
+                Ok(id) => st.world.history.rekeys.push((info.generation, id)),
+                Err(_) => st
+                    .world
+                    .fail(format!("rekey reported key id {:?}", info.key_id)),
+            }
+        }),
+        OpKind::AddSlot => {
+            let kind = {
+                let mut st = sim.lock();
+                ["passphrase", "kernel-keyring", "sim", "foreign"][st.world.rng.below(4) as usize]
+            };
+            store.add_slot(kind).map(|_| ())
+        }
+        OpKind::RemoveSlot => {
+            let index = sim.lock().world.rng.below(3) as u32;
+            store.remove_slot(index, false).map(|_| ())
+        }
+        OpKind::Recover | OpKind::RecoverForce => store
+            .recover(kind == OpKind::RecoverForce)
+            .map(|r| sim.lock().world.history.recovers.push(r.generation)),
+        OpKind::Quarantine => store.quarantine().map(|_| ()),
+        OpKind::Import => import(sim, store, pid, k),
     };
-    if let Err(e) = &result {
-        record_error(sim, e);
+    match &result {
+        Err(e) => record_error(sim, e),
+        Ok(()) => {
+            *sim.lock()
+                .world
+                .history
+                .succeeded
+                .entry(kind.name())
+                .or_default() += 1
+        }
     }
     sim.lock().world.history.ops_done += 1;
+}
+
+/// Import a small agent `auth.json`: an OAuth entry of the process's own, an API key (which
+/// must be skipped), and sometimes a new login of the refreshing tenant; mostly replacing.
+fn import(
+    sim: &Arc<Sim>,
+    store: &mut Store<'_, SimPlatform>,
+    pid: Pid,
+    k: usize,
+) -> Result<(), StoreError> {
+    let own = format!("imp{pid}");
+    let own_token = format!("imp{pid}-{k}");
+    let (source, acme_token, replace) = {
+        let mut st = sim.lock();
+        let expires_ms = st.world.now_ms + 3_600_000;
+        let mut source = format!(
+            r#"{{"{own}": {{"type": "oauth", "access": "{own_token}", "expires": {expires_ms}}}, "key": {{"type": "api", "key": "sk-sim"}}"#
+        );
+        let mut acme_token = None;
+        if st.world.rng.chance(300_000) {
+            let (at, rt) = st.world.server.login();
+            let life = st.world.server.lifetime_ms / 1000;
+            source.push_str(&format!(
+                r#", "{REFRESHING}": {{"access_token": "{at}", "refresh_token": "{rt}", "expires_in": {life}, "token_endpoint": "https://as.sim/token", "client_id": "sim", "client_secret": "s"}}"#
+            ));
+            acme_token = Some(at);
+        }
+        source.push('}');
+        (source, acme_token, st.world.rng.chance(750_000))
+    };
+    let report = store.import_tokens(&source, None, replace)?;
+    let mut st = sim.lock();
+    let w = &mut st.world;
+    if report
+        .skipped
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        != ["key"]
+    {
+        w.fail(format!(
+            "import skipped {:?}, not just the API key",
+            report.skipped
+        ));
+    }
+    let mut acked = vec![(own, own_token)];
+    acked.extend(acme_token.map(|t| (REFRESHING.to_owned(), t)));
+    for (tenant, token) in acked {
+        // The import reports the generation it wrote; that version holds the revision.
+        let revision = w
+            .history
+            .versions
+            .iter()
+            .rev()
+            .find(|v| v.body.generation == report.generation)
+            .and_then(|v| v.body.tenants.get(&tenant))
+            .filter(|e| e.access_token == token)
+            .map(|e| e.revision);
+        match revision {
+            Some(r) => w.history.acked_puts.push((tenant, r, token)),
+            None => w.fail(format!(
+                "acknowledged import of {tenant} is not in generation {}",
+                report.generation
+            )),
+        }
+    }
+    Ok(())
 }
 
 pub fn run(plan: &Plan) -> Outcome {
     let mut world = World::new(plan.seed);
     world.faults = plan.faults;
+    world.known_core_bugs = plan.known_core_bugs;
     world.naive_platform = plan.naive_platform;
     world.server.lifetime_ms = plan.token_lifetime_ms;
     let sim = Sim::new(world, plan.max_steps);
     let opts = plan.options;
     let naive = plan.naive;
+    let naive_ops = plan.naive_ops;
     let initial_expired = plan.initial_expired;
 
     // Setup: one process logs in, without faults.
@@ -229,6 +455,7 @@ pub fn run(plan: &Plan) -> Outcome {
             };
             let mut store = Store::new(&mut p, opts).expect("valid options");
             store.naive = naive;
+            doing(&sim, pid, "login");
             if let Err(e) = login(&sim, &mut store, initial_expired) {
                 sim.lock().world.fail(format!("setup login failed: {e}"));
             }
@@ -258,6 +485,9 @@ pub fn run(plan: &Plan) -> Outcome {
                     pid,
                 };
                 for (k, kind) in ops.into_iter().enumerate() {
+                    if naive_op(&sim, &mut p, kind, naive_ops, opts) {
+                        continue;
+                    }
                     let mut store = Store::new(&mut p, opts).expect("valid options");
                     store.naive = naive;
                     op(&sim, &mut store, pid, k, kind, lifetime);
@@ -268,7 +498,7 @@ pub fn run(plan: &Plan) -> Outcome {
     sim.run(bodies);
 
     // Liveness phase: no faults; every fresh process must reach a valid token.
-    if plan.liveness && !sim.lock().world.disk.corrupted {
+    if plan.liveness {
         sim.lock().faults_on = false;
         let bodies: Vec<Box<dyn FnOnce(Pid) + Send>> = (0..plan.processes.min(4))
             .map(|_| {
@@ -282,6 +512,7 @@ pub fn run(plan: &Plan) -> Outcome {
                     for attempt in 0..ATTEMPTS {
                         let mut store = Store::new(&mut p, opts).expect("valid options");
                         store.naive = naive;
+                        doing(&sim, pid, "token");
                         match store.token(REFRESHING, 100) {
                             Ok(t) => {
                                 let mut st = sim.lock();
@@ -300,7 +531,29 @@ pub fn run(plan: &Plan) -> Outcome {
                                 | StoreError::Expired(_)
                                 | StoreError::NotFound(_),
                             ) => {
+                                doing(&sim, pid, "login");
                                 let _ = login(&sim, &mut store, false);
+                            }
+                            // An unreadable store (a flipped bit in the header reads as a
+                            // key that opens nothing): restore the backup, or if there is
+                            // none that opens, move the store aside and start again.
+                            Err(
+                                e @ (StoreError::Corrupt(_)
+                                | StoreError::NotAStore(_)
+                                | StoreError::Key(_)),
+                            ) => {
+                                record_error(&sim, &e);
+                                doing(&sim, pid, "recover");
+                                match store.recover(false) {
+                                    Err(StoreError::Recover(
+                                        RecoverError::NoBackup | RecoverError::BackupUnreadable(_),
+                                    )) => {
+                                        doing(&sim, pid, "quarantine");
+                                        let _ = store.quarantine();
+                                    }
+                                    Ok(r) => sim.lock().world.history.recovers.push(r.generation),
+                                    Err(_) => {}
+                                }
                             }
                             Err(StoreError::LockTimeout { .. }) => {}
                             Err(e) => {
@@ -338,5 +591,6 @@ pub fn run(plan: &Plan) -> Outcome {
         presentations: st.world.server.presentations.len(),
         ops_done: st.world.history.ops_done,
         errors: st.world.history.errors.clone(),
+        succeeded: st.world.history.succeeded.clone(),
     }
 }

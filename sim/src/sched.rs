@@ -26,6 +26,9 @@ pub struct Proc {
     pub crashing: bool,
     pub skew_ms: i64,
     pub started: bool,
+    /// The store operation the process is in (`put`, `recover`, ...), for checkers that
+    /// judge a platform call by who made it.
+    pub doing: &'static str,
 }
 
 /// How the next process is chosen.
@@ -143,6 +146,7 @@ impl Sim {
                     crashing: false,
                     skew_ms: skew,
                     started: false,
+                    doing: "",
                 });
             }
             base

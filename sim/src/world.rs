@@ -18,7 +18,15 @@
 //!   reply lost after the server rotated (timeout); a malformed 200 after rotation.
 //! - **clock**: each process has its own skew, and its clock can jump by seconds.
 //! - **corruption**: a bit of the store flips on disk (a bad sector or a stray writer).
-//!   From then on the store must never be written.
+//!   From then on the store must never be written; only `recover` and `quarantine` may move
+//!   it aside (a durable rename, with the same crash and directory-fsync faults as a write),
+//!   and its bytes must survive, as the store or beside it, to the end of the run.
+//! - **reboot**: a power loss also empties the kernel keyring, so a `kernel-keyring` slot
+//!   (volatile) no longer opens anything; a store must always keep a durable slot.
+//!
+//! Keys: every data key minted (`create`, `rekey`) is registered in the world, so every
+//! process can open it from a slot that names it; the checkers decode every version with
+//! them. A slot's data is the id of the key it wraps.
 
 use crate::rng::Rng;
 use credlock_core::model::Body;
@@ -58,12 +66,33 @@ pub struct File {
     pub durable: Option<Vec<u8>>,
 }
 
+/// A file moved aside by `quarantine` (`credentials.sealed.corrupt-<ms>[-n]`).
+#[derive(Debug, Clone)]
+pub struct Aside {
+    pub name: String,
+    pub file: File,
+}
+
 #[derive(Debug, Default)]
 pub struct Disk {
     pub store: File,
     pub backup: File,
-    /// Set when the corruption fault flipped a bit; the store must never be written again.
+    /// Files renamed aside by `quarantine`; nothing ever writes or removes them.
+    pub aside: Vec<Aside>,
+    /// Set once the corruption fault flipped a bit in this run (readers may then see a
+    /// corrupt store). Whether the store is unreadable *now* is decided by decoding it.
     pub corrupted: bool,
+}
+
+impl Disk {
+    /// A directory fsync: every rename so far is durable.
+    pub fn sync_dir(&mut self) {
+        self.store.durable = self.store.live.clone();
+        self.backup.durable = self.backup.live.clone();
+        for a in &mut self.aside {
+            a.file.durable = a.file.live.clone();
+        }
+    }
 }
 
 /// One lock file's state. `inode` changes when a naive host deletes the file.
@@ -149,6 +178,23 @@ pub struct Version {
     pub body: Body,
     pub write_id: u64,
     pub acked: bool,
+    /// Made durable by a directory fsync (a power loss drops the versions after the last
+    /// durable one).
+    pub durable: bool,
+    /// Written where there was no store file (after a quarantine): a fresh store
+    /// (generation 1) or a restored backup (a generation above every earlier one). Writes
+    /// acknowledged before it may be rolled back by it.
+    pub reset: bool,
+}
+
+/// A quarantine that happened: what was moved aside, by whom, doing what.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    pub name: String,
+    pub pid: Pid,
+    pub doing: &'static str,
+    /// Whether the file moved aside was readable (decodes with a world key).
+    pub readable: bool,
 }
 
 /// What the checkers read after (and during) a run.
@@ -162,9 +208,20 @@ pub struct History {
     pub acked_deletes: Vec<(String, usize)>,
     /// Tenants some process tried to delete (acknowledged or not).
     pub attempted_deletes: BTreeSet<String>,
+    /// Every quarantine, in order.
+    pub quarantines: Vec<Quarantine>,
+    /// The contents of every store the corruption fault made unreadable: each must still
+    /// exist at the end, as the store or as a file moved aside (never overwritten).
+    pub unreadable: Vec<Vec<u8>>,
+    /// Acknowledged rekeys: (generation written, new key id).
+    pub rekeys: Vec<(u64, [u8; 16])>,
+    /// Successful recovers: the generation they wrote.
+    pub recovers: Vec<u64>,
     pub failures: Vec<String>,
     /// Count of store errors by kind, for the run summary.
     pub errors: BTreeMap<String, u64>,
+    /// Count of successful operations by name, for the run summary.
+    pub succeeded: BTreeMap<&'static str, u64>,
     pub ops_done: u64,
 }
 
@@ -176,9 +233,25 @@ pub struct World {
     pub next_inode: u64,
     pub server: Server,
     pub faults: Faults,
+    /// Whether to inject the faults that trigger credlock-core bugs reported but not yet
+    /// fixed (off by default, so that a campaign checks everything else; `--known-core-bugs`
+    /// turns them on to check a fix):
+    /// - the keyring fault inside `recover` and `quarantine`: they take *any* failure to
+    ///   open the store (a keyring that timed out once) for an unreadable store, and move
+    ///   a good store aside, rolling back to the backup;
+    /// - corruption of the store a `recover` just wrote: that store is the backup's
+    ///   generation + 2 (the backup was kept, not replaced), so recovering it again writes
+    ///   the same generation, not one above it;
+    /// - `recover --force` in the operation mix: it leaves a restored refresh token unmarked
+    ///   when the replaced store holds the same token, even with a refresh intent on it (a
+    ///   refresh in flight, or one whose reply was lost), so the token can be presented
+    ///   again.
+    pub known_core_bugs: bool,
     pub naive_platform: NaivePlatform,
     /// Data keys minted in this world: (id, key). The checker decodes versions with them.
     pub keys: Vec<([u8; 16], [u8; 32])>,
+    /// Key ids with an entry in the (volatile) kernel keyring; emptied by a reboot.
+    pub kernel_keyring: BTreeSet<[u8; 16]>,
     pub history: History,
     pub next_write_id: u64,
 }
@@ -196,8 +269,10 @@ impl World {
                 ..Default::default()
             },
             faults: Faults::default(),
+            known_core_bugs: false,
             naive_platform: NaivePlatform::default(),
             keys: Vec::new(),
+            kernel_keyring: BTreeSet::new(),
             history: History::default(),
             next_write_id: 0,
         }
@@ -209,31 +284,22 @@ impl World {
         }
     }
 
-    /// Power loss: every file reverts to its durable state. Versions written after the
-    /// durable one disappear; none of them may have been acknowledged.
+    /// Power loss (and reboot): every file reverts to its durable state and the kernel
+    /// keyring is emptied. Versions written after the last durable one disappear; none of
+    /// them may have been acknowledged.
     pub fn power_loss(&mut self) {
         self.disk.store.live = self.disk.store.durable.clone();
         self.disk.backup.live = self.disk.backup.durable.clone();
-        if self.disk.corrupted {
-            // The durable file is the last durable version with a flipped bit; it no longer
-            // decodes, and no write may follow it anyway.
-            return;
+        for a in &mut self.disk.aside {
+            a.file.live = a.file.durable.clone();
         }
-        let durable_gen = self
-            .disk
-            .store
-            .durable
-            .as_ref()
-            .and_then(|b| crate::check::decode(self, b).map(|b| b.generation));
-        let keep = match durable_gen {
-            None => 0,
-            Some(g) => self
-                .history
-                .versions
-                .iter()
-                .rposition(|v| v.body.generation == g)
-                .map_or(0, |i| i + 1),
-        };
+        self.kernel_keyring.clear();
+        let keep = self
+            .history
+            .versions
+            .iter()
+            .rposition(|v| v.durable)
+            .map_or(0, |i| i + 1);
         let lost: Vec<Version> = self.history.versions.drain(keep..).collect();
         for v in lost {
             if v.acked {

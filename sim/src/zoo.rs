@@ -1,6 +1,7 @@
 //! The bug zoo: each failure mode seen in the field, as a scenario. The naive variant (the
 //! bug switched on) must fail it and the real core must pass it, over several seeds each.
 
+use crate::naive::NaiveOps;
 use crate::run::{run, OpKind, Plan};
 use crate::world::{Faults, NaivePlatform};
 use credlock_core::store::Naive;
@@ -172,6 +173,45 @@ pub fn scenarios() -> Vec<Scenario> {
                     ..Naive::default()
                 };
                 p.liveness = false;
+                p
+            },
+        },
+        Scenario {
+            name: "rekey-outside-lock",
+            what: "a rekey that reads under the shared lock and writes the re-sealed copy later: a write in between is lost",
+            plan: |seed, naive| {
+                let mut p = base(
+                    seed,
+                    vec![OpKind::PutShared, OpKind::PutOwn, OpKind::Rekey, OpKind::List],
+                    4,
+                    4,
+                );
+                p.naive_ops = NaiveOps {
+                    rekey_outside_lock: naive,
+                    ..NaiveOps::default()
+                };
+                p
+            },
+        },
+        Scenario {
+            name: "recover-replays-spent-token",
+            what: "restoring the backup with its refresh tokens as they were: one spent since the backup is presented again",
+            plan: |seed, naive| {
+                // Refreshes, corruption striking what they write, and recovers: a backup
+                // from before a refresh's intent restores a refresh token already spent.
+                let mut p = base(
+                    seed,
+                    vec![OpKind::Token, OpKind::TokenForceRefresh, OpKind::Recover],
+                    3,
+                    8,
+                );
+                p.initial_expired = true;
+                p.token_lifetime_ms = 4_000;
+                p.faults.corruption = 300_000;
+                p.naive_ops = NaiveOps {
+                    recover_unmarked: naive,
+                    ..NaiveOps::default()
+                };
                 p
             },
         },

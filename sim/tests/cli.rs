@@ -15,7 +15,8 @@ fn run(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn same_seed_same_trace_hash() {
-    for seed in ["3", "17", "123456789"] {
+    // 3 and 17 rekey and change slots beside writers; 36 recovers a corrupted store.
+    for seed in ["3", "17", "36", "123456789"] {
         let (code_a, a) = run(&["--seed", seed, "--trace-hash"]);
         let (code_b, b) = run(&["--seed", seed, "--trace-hash"]);
         assert_eq!((code_a, code_b), (0, 0), "{a}");
@@ -55,5 +56,5 @@ fn a_failing_batch_prints_its_replay_command() {
     let (code, out) = run(&["--zoo", "--verbose"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("replay: credlock-sim --scenario"), "{out}");
-    assert_eq!(out.matches("credlock=PASS").count(), 9, "{out}");
+    assert_eq!(out.matches("credlock=PASS").count(), 11, "{out}");
 }
