@@ -352,6 +352,48 @@ pub fn passphrase_slot_params(data: &[u8]) -> Result<KdfParams, SlotError> {
     })
 }
 
+/// The OS keyring service under which keyring slots' entries are kept (the entry's name is
+/// the wrapping key's id in hex).
+pub const KEYRING_SERVICE: &str = "credlock";
+
+/// One line about a slot, for `slot list` and `doctor`: which source opens it, never key
+/// material. Every Rust host (the native CLI, the WASI command) describes slots with this,
+/// so that they print the same thing.
+pub fn describe_slot(kind: &str, data: &[u8]) -> String {
+    match kind {
+        KEY_FILE_SLOT => match key_file_slot_id(data) {
+            Ok(id) => format!("key file {}", hex::encode(id)),
+            Err(_) => "damaged key-file slot".into(),
+        },
+        PASSPHRASE_SLOT => match passphrase_slot_params(data) {
+            Ok(p) => format!(
+                "argon2id m={} MiB t={} p={}",
+                p.m_cost_kib / 1024,
+                p.t_cost,
+                p.p_cost
+            ),
+            Err(_) => "damaged passphrase slot".into(),
+        },
+        KEYRING_SLOT | KERNEL_KEYRING_SLOT => match parse_keyring_slot(data) {
+            Ok(r) => format!(
+                "{} entry {KEYRING_SERVICE}/{}{}",
+                r.backend,
+                hex::encode(r.id),
+                if kind == KERNEL_KEYRING_SLOT {
+                    " (volatile: lost at reboot)"
+                } else {
+                    ""
+                }
+            ),
+            Err(_) => "damaged keyring slot".into(),
+        },
+        _ => format!(
+            "{} bytes (a kind this credlock does not know; kept as is)",
+            data.len()
+        ),
+    }
+}
+
 /// AES-256-GCM with a data key, as the `sealing-key` resource does.
 pub fn seal(key: &[u8; 32], nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
     (nonce.len() == 12).then(|| {
@@ -471,6 +513,49 @@ mod tests {
             Some(SlotError::WrongKey)
         );
         assert!(parse_keyring_slot(&data[..20]).is_err());
+    }
+
+    #[test]
+    fn slots_are_described_without_key_material() {
+        let fk = FileKey {
+            id: [0xab; 16],
+            key: Zeroizing::new([2; 32]),
+        };
+        let data = key_file_slot(&fk, &[3; 16], &[4; 32], [5; 12]);
+        assert_eq!(
+            describe_slot(KEY_FILE_SLOT, &data),
+            format!("key file {}", "ab".repeat(16))
+        );
+        let fast = KdfParams {
+            m_cost_kib: 2048,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let data = passphrase_slot("pw", fast, [6; 16], &[3; 16], &[4; 32], [7; 12]).unwrap();
+        assert_eq!(
+            describe_slot(PASSPHRASE_SLOT, &data),
+            "argon2id m=2 MiB t=1 p=1"
+        );
+        let data = keyring_slot(
+            KERNEL_KEYRING_SLOT,
+            "keyutils",
+            &fk,
+            &[3; 16],
+            &[4; 32],
+            [5; 12],
+        );
+        assert_eq!(
+            describe_slot(KERNEL_KEYRING_SLOT, &data),
+            format!(
+                "keyutils entry credlock/{} (volatile: lost at reboot)",
+                "ab".repeat(16)
+            )
+        );
+        assert_eq!(describe_slot(KEY_FILE_SLOT, b"x"), "damaged key-file slot");
+        assert_eq!(
+            describe_slot("tpm", &[0; 9]),
+            "9 bytes (a kind this credlock does not know; kept as is)"
+        );
     }
 
     #[test]
