@@ -40,7 +40,7 @@ fn normalise(mut obj: Map<String, Value>) -> Result<Map<String, Value>, String> 
     match obj.get("type") {
         Some(Value::String(t)) if t == "oauth" => {}
         Some(Value::String(t)) if !obj.contains_key("access_token") => {
-            return Err(format!("a `{t}` entry, not OAuth tokens"));
+            return Err(format!("not OAuth tokens (type {t:?})"));
         }
         _ => return Ok(obj),
     }

@@ -141,8 +141,10 @@ impl<'p, P: Platform> Store<'p, P> {
         })
     }
 
-    /// Restore the backup. Only when the store cannot be read, unless `force`. The store
-    /// file, if any, is quarantined first: never deleted, never overwritten.
+    /// Restore the backup. Only when the store file is damaged (corrupt, not a store, a
+    /// damaged key slot), unless `force` and it opens. The store file, if any, is quarantined
+    /// first: never deleted, never overwritten. A wrong key or a newer format is returned as
+    /// is: the file may be fine.
     pub fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError> {
         let lock = self.lock_exclusive()?;
         let live = self.load();
@@ -152,8 +154,11 @@ impl<'p, P: Platform> Store<'p, P> {
             }
             Ok(Loaded::Present { body, .. }) => (true, Some(body)),
             Ok(Loaded::Absent) => (false, None),
-            // Unreadable for whatever reason: that is what recover is for.
-            Err(_) => (true, None),
+            // A damaged file: that is what recover is for.
+            Err(e) if damaged(&e) => (true, None),
+            // A wrong or missing key, a lock or I/O failure, a newer format: the file may be
+            // perfectly good. Moving it aside would hide it; report why it did not open.
+            Err(e) => return Err(e),
         };
         let (bak_header, bak_key, mut body) = match self.load_file(StoreFile::Backup) {
             Ok(Loaded::Present { header, key, body }) => (header, key, body),
@@ -187,8 +192,9 @@ impl<'p, P: Platform> Store<'p, P> {
         })
     }
 
-    /// Move an unreadable store aside so that a new one can be made. Refuses a store that
-    /// opens (there is nothing to quarantine) and an absent one.
+    /// Move a damaged store aside so that a new one can be made. Refuses a store that opens
+    /// (there is nothing to quarantine), an absent one, and one that fails for any reason
+    /// but damage (a wrong key, a newer format): those are returned as they are.
     pub fn quarantine(&mut self) -> Result<String, StoreError> {
         let _lock = self.lock_exclusive()?;
         match self.load() {
@@ -196,9 +202,22 @@ impl<'p, P: Platform> Store<'p, P> {
             Ok(Loaded::Absent) => Err(StoreError::Io(crate::platform::FileError::Io(
                 crate::platform::IoError::Other("there is no store file to quarantine".into()),
             ))),
-            Err(_) => Ok(self.p.quarantine(StoreFile::Store)?),
+            Err(e) if damaged(&e) => Ok(self.p.quarantine(StoreFile::Store)?),
+            Err(e) => Err(e),
         }
     }
+}
+
+/// Whether a read failed because the file itself is damaged, rather than because of the
+/// caller's keys, the environment, or a format this build does not know. Only damaged files
+/// are moved aside: a store that a wrong passphrase cannot open is not corrupt.
+fn damaged(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Corrupt(_)
+            | StoreError::NotAStore(_)
+            | StoreError::Key(crate::platform::KeyError::MalformedSlot(_))
+    )
 }
 
 /// Mark each restored refresh token that may have been spent after the backup was written:

@@ -152,7 +152,10 @@ fn quarantine_only_an_unreadable_store_and_never_delete_it() {
     let env = Env::new();
     env.ok(&["put", "acme"], r#"{"access_token":"a1"}"#);
     assert_eq!(env.run(&["quarantine"], "").code, 9);
+    // A newer format is not damage: left alone.
     std::fs::write(env.store_file(), b"CREDLOCK\x00\x09 from the future").unwrap();
+    assert_eq!(env.run(&["quarantine"], "").code, 6);
+    std::fs::write(env.store_file(), b"half a config file, not a store").unwrap();
     let r = env.run(&["quarantine"], "");
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!env.store_file().exists());
@@ -188,4 +191,27 @@ fn slot_changes_refuse_to_lock_the_store_out() {
     );
     let env = env.env("CREDLOCK_PASSPHRASE", "second way in");
     assert_eq!(env.ok(&["token", "acme"], ""), "a1\n");
+}
+
+#[test]
+fn a_store_the_caller_cannot_open_is_not_damaged_and_stays_put() {
+    warm();
+    let env = Env::new();
+    env.ok(&["put", "acme"], r#"{"access_token":"a1"}"#);
+    env.ok(&["put", "acme"], r#"{"access_token":"a2"}"#);
+    let before = sha256_file(&env.store_file());
+    // Another key file: the store is fine, the caller's key is wrong.
+    let other = Env::new();
+    other.ok(&["init"], "");
+    let wrong = env.clone_with(&[(
+        "CREDLOCK_KEY_FILE",
+        &other.store_dir().join("key").display().to_string(),
+    )]);
+    for args in [&["quarantine"][..], &["recover"], &["recover", "--force"]] {
+        let r = wrong.run(args, "");
+        assert_eq!(r.code, 6, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("key file does not open"), "{r:?}");
+    }
+    assert_eq!(sha256_file(&env.store_file()), before);
+    assert_eq!(env.ok(&["token", "acme"], ""), "a2\n");
 }

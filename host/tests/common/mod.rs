@@ -49,6 +49,17 @@ impl Env {
         self.store_dir().join("credentials.sealed")
     }
 
+    /// Another handle on the same store (the directory stays owned by `self`), with more
+    /// variables: another process's view, with other keys.
+    pub fn clone_with(&self, extra: &[(&str, &str)]) -> Env {
+        let mut envs = self.envs.clone();
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            envs,
+        }
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.into(), v.into()));
         self
