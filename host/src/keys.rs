@@ -669,45 +669,7 @@ impl Inner {
 
 /// One line about a slot, for `slot list` and `doctor`: never key material.
 pub fn describe_slot(slot: &KeySlot) -> String {
-    match slot.kind.as_str() {
-        KEY_FILE_SLOT => match credlock_keyslots::key_file_slot_id(&slot.data) {
-            Ok(id) => format!("key file {}", hex::encode(id)),
-            Err(_) => "damaged key-file slot".into(),
-        },
-        PASSPHRASE_SLOT => match credlock_keyslots::passphrase_slot_params(&slot.data) {
-            Ok(p) if p.m_cost_kib % 1024 == 0 => format!(
-                "argon2id m={} MiB t={} p={}",
-                p.m_cost_kib / 1024,
-                p.t_cost,
-                p.p_cost
-            ),
-            Ok(p) => format!(
-                "argon2id m={} KiB t={} p={}",
-                p.m_cost_kib, p.t_cost, p.p_cost
-            ),
-            Err(_) => "damaged passphrase slot".into(),
-        },
-        KEYRING_SLOT | KERNEL_KEYRING_SLOT => {
-            match credlock_keyslots::parse_keyring_slot(&slot.data) {
-                Ok(r) => format!(
-                    "{} entry {}/{}{}",
-                    r.backend,
-                    oskeyring::SERVICE,
-                    hex::encode(r.id),
-                    if slot_is_durable(&slot.kind) {
-                        ""
-                    } else {
-                        " (volatile: lost at reboot)"
-                    }
-                ),
-                Err(_) => "damaged keyring slot".into(),
-            }
-        }
-        _ => format!(
-            "{} bytes (a kind this credlock does not know; kept as is)",
-            slot.data.len()
-        ),
-    }
+    credlock_keyslots::describe_slot(&slot.kind, &slot.data)
 }
 
 /// The keyring entry a keyring slot names, for tests and tools that manage entries.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// The service name of every credlock keyring entry; the user name is the wrapping key's id.
-pub const SERVICE: &str = "credlock";
+pub const SERVICE: &str = credlock_keyslots::KEYRING_SERVICE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {

@@ -366,11 +366,15 @@ pub fn describe_slot(kind: &str, data: &[u8]) -> String {
             Err(_) => "damaged key-file slot".into(),
         },
         PASSPHRASE_SLOT => match passphrase_slot_params(data) {
-            Ok(p) => format!(
+            Ok(p) if p.m_cost_kib % 1024 == 0 => format!(
                 "argon2id m={} MiB t={} p={}",
                 p.m_cost_kib / 1024,
                 p.t_cost,
                 p.p_cost
+            ),
+            Ok(p) => format!(
+                "argon2id m={} KiB t={} p={}",
+                p.m_cost_kib, p.t_cost, p.p_cost
             ),
             Err(_) => "damaged passphrase slot".into(),
         },
