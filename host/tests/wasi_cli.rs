@@ -198,3 +198,259 @@ fn never_two_lock_protocols_on_one_store() {
     assert_eq!(r.code, 8, "{r:?}");
     assert!(r.stderr.contains("lease"), "{r:?}");
 }
+
+// ----- maintenance: slots, rekey, recover, quarantine, import -----
+// The WASI platform makes key-file and passphrase slots (no OS keyring is reachable), re-makes
+// each from the same source on rekey or refuses, and moves unreadable files aside by linking
+// them under a new name, never replacing one.
+
+/// The slot kinds `slot list` printed (its second column).
+fn slot_kinds(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
+fn flip_last_byte(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    *b.last_mut().unwrap() ^= 1;
+    std::fs::write(path, b).unwrap();
+}
+
+fn corrupt_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("credentials.sealed.corrupt-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn slots_are_added_removed_and_rekeyed_from_the_same_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("credentials.sealed");
+    let put = wasi_run(
+        dir.path(),
+        &["put", "acme"],
+        r#"{"access_token":"a1"}"#,
+        &[],
+    );
+    assert_eq!(put.code, 0, "{put:?}");
+    let r = wasi_run(dir.path(), &["slot", "list"], "", &[]);
+    assert_eq!(
+        (r.code, slot_kinds(&r.stdout)),
+        (0, vec!["key-file".into()]),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("key file "), "{r:?}");
+
+    // A passphrase slot from CREDLOCK_NEW_PASSPHRASE; a second key-file slot for the same
+    // file, and any keyring, are refused and change nothing.
+    let r = wasi_run(
+        dir.path(),
+        &["slot", "add", "passphrase"],
+        "",
+        &[("CREDLOCK_NEW_PASSPHRASE", "pw")],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(slot_kinds(&r.stdout), ["key-file", "passphrase"], "{r:?}");
+    assert!(r.stdout.contains("argon2id m=64 MiB t=3 p=1"), "{r:?}");
+    let before = sha256_file(&store);
+    let r = wasi_run(dir.path(), &["slot", "add", "passphrase"], "", &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("CREDLOCK_NEW_PASSPHRASE"), "{r:?}");
+    let r = wasi_run(dir.path(), &["slot", "add", "key-file"], "", &[]);
+    assert!(
+        r.code == 1 && r.stderr.contains("already has a slot for this key file"),
+        "{r:?}"
+    );
+    let r = wasi_run(dir.path(), &["slot", "add", "keyring"], "", &[]);
+    assert!(r.code == 1 && r.stderr.contains("OS keyring"), "{r:?}");
+    assert_eq!(sha256_file(&store), before);
+    let r = wasi_run(dir.path(), &["slot", "list", "--json"], "", &[]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[1]["kind"], "passphrase");
+    assert_eq!(v[1]["durable"], true);
+
+    // Rekey re-makes the passphrase slot only with the passphrase that opens it.
+    let r = wasi_run(dir.path(), &["rekey"], "", &[]);
+    assert!(
+        r.code == 1
+            && r.stderr
+                .contains("passphrase: the passphrase was not given"),
+        "{r:?}"
+    );
+    let r = wasi_run(
+        dir.path(),
+        &["rekey"],
+        "",
+        &[("CREDLOCK_PASSPHRASE", "not it")],
+    );
+    assert!(
+        r.code == 1 && r.stderr.contains("wrong passphrase"),
+        "{r:?}"
+    );
+    assert_eq!(sha256_file(&store), before);
+    let pass = [("CREDLOCK_PASSPHRASE", "pw")];
+    let r = wasi_run(dir.path(), &["rekey"], "", &pass);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("under a new data key"), "{r:?}");
+    assert!(!dir.path().join("credentials.sealed.bak").exists());
+    // Either source alone still opens it.
+    let r = wasi_run(dir.path(), &["token", "acme"], "", &[]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "a1\n"), "{r:?}");
+    let no_key_file = [
+        ("CREDLOCK_PASSPHRASE", "pw"),
+        ("CREDLOCK_KEY_FILE", "/store/absent"),
+    ];
+    let r = wasi_run(dir.path(), &["token", "acme"], "", &no_key_file);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "a1\n"), "{r:?}");
+    // Without its key file, the key-file slot cannot be re-made: refused, not dropped.
+    let r = wasi_run(dir.path(), &["rekey"], "", &no_key_file);
+    assert!(
+        r.code == 1 && r.stderr.contains("key-file: the key file"),
+        "{r:?}"
+    );
+
+    // Remove the key-file slot; the last slot stays.
+    let r = wasi_run(dir.path(), &["slot", "remove", "0"], "", &pass);
+    assert_eq!(
+        (r.code, slot_kinds(&r.stdout)),
+        (0, vec!["passphrase".into()]),
+        "{r:?}"
+    );
+    let r = wasi_run(dir.path(), &["slot", "remove", "0"], "", &pass);
+    assert!(r.code == 1 && r.stderr.contains("only key slot"), "{r:?}");
+    let r = wasi_run(dir.path(), &["token", "acme"], "", &[]);
+    assert_eq!(r.code, 1, "the key file no longer opens it: {r:?}");
+    let r = wasi_run(dir.path(), &["slot", "frob"], "", &[]);
+    assert!(r.code == 1 && r.stderr.contains("usage"), "{r:?}");
+}
+
+#[test]
+fn recover_restores_the_backup_and_quarantine_moves_an_unreadable_store_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("credentials.sealed");
+    for token in ["first", "second"] {
+        let json = format!(r#"{{"access_token":"{token}"}}"#);
+        assert_eq!(wasi_run(dir.path(), &["put", "acme"], &json, &[]).code, 0);
+    }
+    // A readable store is neither recovered nor quarantined without force.
+    let r = wasi_run(dir.path(), &["recover"], "", &[]);
+    assert!(r.code == 1 && r.stderr.contains("the store opens"), "{r:?}");
+    let r = wasi_run(dir.path(), &["quarantine"], "", &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(corrupt_files(dir.path()).is_empty());
+
+    flip_last_byte(&store);
+    let damaged = std::fs::read(&store).unwrap();
+    let r = wasi_run(dir.path(), &["token", "acme"], "", &[]);
+    assert!(
+        r.code == 1 && r.stderr.contains("credlock recover"),
+        "{r:?}"
+    );
+    let r = wasi_run(dir.path(), &["recover"], "", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("moved the store file aside to credentials.sealed.corrupt-"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("restored the backup: 1 tenant(s), generation 3"),
+        "{r:?}"
+    );
+    let aside = corrupt_files(dir.path());
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), damaged);
+    let r = wasi_run(dir.path(), &["token", "acme"], "", &[]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "first\n"), "{r:?}");
+
+    // Damaged again: quarantine moves it aside under another name, byte for byte, and a
+    // new store can be made.
+    flip_last_byte(&store);
+    let damaged = std::fs::read(&store).unwrap();
+    let r = wasi_run(dir.path(), &["quarantine"], "", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!store.exists());
+    let aside = corrupt_files(dir.path());
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    assert!(aside
+        .iter()
+        .any(|n| std::fs::read(dir.path().join(n)).unwrap() == damaged));
+    let r = wasi_run(dir.path(), &["quarantine"], "", &[]);
+    assert_eq!(r.code, 1, "nothing left to quarantine: {r:?}");
+    let r = wasi_run(
+        dir.path(),
+        &["put", "acme"],
+        r#"{"access_token":"new"}"#,
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn import_reads_the_file_through_wasi_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        r#"{"anthropic": {"type": "oauth", "access": "at-1", "refresh": "rt-1", "expires": 4102444800000},
+            "openai": {"type": "api", "key": "sk-not-a-token"}}"#,
+    )
+    .unwrap();
+    // Something was skipped: the source is kept even with --remove-source.
+    let r = wasi_run(
+        dir.path(),
+        &["import", "--map", "/store/auth.json", "--remove-source"],
+        "",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("imported 1 tenant(s): anthropic"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(r#"skipped "openai""#) && !r.stderr.contains("sk-not"),
+        "{r:?}"
+    );
+    assert!(auth.exists());
+    let r = wasi_run(dir.path(), &["token", "anthropic"], "", &[]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "at-1\n"), "{r:?}");
+    // Existing tenants are a conflict unless --replace; nothing is imported.
+    let r = wasi_run(
+        dir.path(),
+        &["import", "--map", "/store/auth.json"],
+        "",
+        &[],
+    );
+    assert!(r.code == 1 && r.stderr.contains("anthropic"), "{r:?}");
+    // One named token response, removed once durable; and from standard input.
+    let one = dir.path().join("one.json");
+    std::fs::write(&one, r#"{"access_token":"solo","expires_in":3600}"#).unwrap();
+    let r = wasi_run(
+        dir.path(),
+        &["import", "solo", "/store/one.json", "--remove-source"],
+        "",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!one.exists(), "{r:?}");
+    let r = wasi_run(
+        dir.path(),
+        &["import", "piped", "-"],
+        r#"{"access_token":"p"}"#,
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = wasi_run(dir.path(), &["import", "x", "/elsewhere/t.json"], "", &[]);
+    assert!(r.code == 1 && r.stderr.contains("preopened"), "{r:?}");
+    let r = wasi_run(dir.path(), &["import", "/store/auth.json"], "", &[]);
+    assert!(r.code == 1 && r.stderr.contains("usage"), "{r:?}");
+}

@@ -3,8 +3,13 @@
 //! ```text
 //! wasmtime run --dir STORE::/store target/credlock-cli.wasm token acme
 //! ```
-//! Same subcommands, output and exit codes as the native CLI (README, "CLI"), minus `doctor`.
-//! The core's error type supplies the messages and hints, so they read the same.
+//! Same subcommands, output and exit codes as the native CLI (README, "CLI"), minus `doctor`,
+//! including the maintenance commands: `slot list|add|remove`, `rekey`, `import`, `recover`,
+//! `quarantine`. The core's error type supplies the messages and hints, so they read the
+//! same. What WASI cannot do: pass a descriptor (`--passphrase-fd`, `--new-passphrase-fd`:
+//! use `CREDLOCK_PASSPHRASE` and `CREDLOCK_NEW_PASSPHRASE`), reach an OS keyring (keyring
+//! slots cannot be added or re-made here), or read a file outside a preopened directory
+//! (`import` needs `--dir` for the file's directory too).
 
 #![deny(unsafe_code)]
 
@@ -19,7 +24,7 @@ mod bindings {
 use bindings::credlock::store::store as api;
 use bindings::credlock::store::{files, sealing, token_endpoint, types};
 use credlock_core::platform as p;
-use credlock_core::{EndpointError, StoreError};
+use credlock_core::{EndpointError, RecoverError, SlotChangeError, StoreError};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -71,10 +76,28 @@ fn error(e: api::StoreError) -> StoreError {
             sealing::KeyError::WrongKeyFile => p::KeyError::WrongKeyFile,
             sealing::KeyError::MalformedSlot(d) => p::KeyError::MalformedSlot(d),
             sealing::KeyError::Io(e) => p::KeyError::Io(io(e)),
+            sealing::KeyError::KeyringEntryMissing(m) => p::KeyError::KeyringEntryMissing {
+                backend: m.backend,
+                other_slots: m.other_slots,
+            },
+            sealing::KeyError::Keyring(d) => p::KeyError::Keyring(d),
+            sealing::KeyError::SlotUnavailable(d) => p::KeyError::SlotUnavailable(d),
         }),
         W::NotAStore(d) => StoreError::NotAStore(d),
         W::UnsupportedVersion(v) => StoreError::UnsupportedVersion(v),
         W::Corrupt(d) => StoreError::Corrupt(d),
+        W::SlotChange(e) => StoreError::SlotChange(match e {
+            api::SlotChangeError::NoSuchSlot(i) => SlotChangeError::NoSuchSlot(i),
+            api::SlotChangeError::LastSlot => SlotChangeError::LastSlot,
+            api::SlotChangeError::OnlyVolatileLeft(k) => SlotChangeError::OnlyVolatileLeft(k),
+            api::SlotChangeError::TooManySlots(n) => SlotChangeError::TooManySlots(n),
+        }),
+        W::Recover(e) => StoreError::Recover(match e {
+            api::RecoverError::StoreReadable => RecoverError::StoreReadable,
+            api::RecoverError::NoBackup => RecoverError::NoBackup,
+            api::RecoverError::BackupUnreadable(d) => RecoverError::BackupUnreadable(d),
+        }),
+        W::ImportConflict(names) => StoreError::ImportConflict(names),
     }
 }
 
@@ -86,18 +109,206 @@ fn exit_code(e: &StoreError) -> u8 {
         NotFound(_) => 3,
         Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => 4,
         LockTimeout { .. } => 5,
+        // A maintenance request refused as asked: nothing was changed.
+        Key(p::KeyError::SlotUnavailable(_)) | SlotChange(_) | Recover(_) | ImportConflict(_) => {
+            REFUSED
+        }
         Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => 6,
         Endpoint(_) => 7,
-        Io(_) => 8,
+        Io(_) => IO,
         _ => 10,
     }
 }
 
-const USAGE: &str = "usage: credlock (init | put TENANT < token.json | token TENANT [--min-valid SECONDS] | refresh TENANT [--rejected SHA256_HEX] | list [--json] | delete TENANT)";
+const IO: u8 = 8;
+const REFUSED: u8 = 9;
+
+const USAGE: &str = "usage: credlock (init | put TENANT < token.json | token TENANT [--min-valid SECONDS] | refresh TENANT [--rejected SHA256_HEX] | list [--json] | delete TENANT
+  | slot list [--json] | slot add KIND | slot remove INDEX [--allow-volatile-only] | rekey
+  | import [--replace] [--remove-source] (TENANT FILE | --map FILE) | recover [--force] | quarantine)";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("credlock: error: {msg}\n{USAGE}");
     ExitCode::from(2)
+}
+
+/// A failure outside the store (reading or removing an import's file).
+fn fail(code: u8, msg: &str, hint: Option<&str>) -> ExitCode {
+    eprintln!("credlock: error: {msg}");
+    if let Some(hint) = hint {
+        eprintln!("credlock: hint: {hint}");
+    }
+    ExitCode::from(code)
+}
+
+/// The arguments after the command that are not flags (`-` is a file: standard input),
+/// or the first flag not in `allowed`.
+fn operands<'a>(rest: &'a [String], allowed: &[&str]) -> Result<Vec<&'a str>, String> {
+    let mut out = Vec::new();
+    for a in rest {
+        if a.starts_with("--") {
+            if !allowed.contains(&a.as_str()) {
+                return Err(format!("unknown option {a}"));
+            }
+        } else {
+            out.push(a.as_str());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the environment variable is set to something other than empty, `0` or `false`
+/// (as clap's falsey parser reads the native CLI's flags from the environment).
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "no" | "off"))
+}
+
+/// The slot table (or JSON) of the native CLI.
+fn print_slots(slots: &[sealing::KeySlot], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({
+                    "index": i, "kind": s.kind,
+                    "durable": p::slot_is_durable(&s.kind),
+                    "description": credlock_keyslots::describe_slot(&s.kind, &s.data),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values serialise")
+        );
+        return;
+    }
+    println!("{:<6} {:<15} WHAT", "INDEX", "KIND");
+    for (i, s) in slots.iter().enumerate() {
+        println!(
+            "{i:<6} {:<15} {}",
+            s.kind,
+            credlock_keyslots::describe_slot(&s.kind, &s.data)
+        );
+    }
+}
+
+/// `slot list|add|remove`.
+fn slot(opts: api::Options, rest: &[String]) -> Result<Result<(), api::StoreError>, ExitCode> {
+    let allowed = ["--json", "--allow-volatile-only", "--new-passphrase-fd"];
+    let ops = operands(rest, &allowed).map_err(|m| usage(&m))?;
+    let has = |f: &str| rest.iter().any(|a| a == f);
+    if has("--new-passphrase-fd") {
+        return Err(usage(
+            "WASI cannot pass a descriptor: give the new passphrase in CREDLOCK_NEW_PASSPHRASE",
+        ));
+    }
+    Ok(match ops.as_slice() {
+        ["list"] => api::slots(opts).map(|slots| print_slots(&slots, has("--json"))),
+        ["add", kind] => api::add_slot(opts, kind).map(|slots| {
+            eprintln!("credlock: added a {kind} slot");
+            print_slots(&slots, false);
+        }),
+        ["remove", index] => {
+            let Ok(index) = index.parse::<u32>() else {
+                return Err(usage("slot remove takes the INDEX shown by `slot list`"));
+            };
+            let allow = has("--allow-volatile-only") || env_flag("CREDLOCK_ALLOW_VOLATILE_ONLY");
+            api::remove_slot(opts, index, allow).map(|slots| {
+                eprintln!(
+                    "credlock: removed slot {index}; the backup, which still had it, is gone too"
+                );
+                print_slots(&slots, false);
+            })
+        }
+        _ => return Err(usage("slot takes list, add KIND or remove INDEX")),
+    })
+}
+
+/// `import [--replace] [--remove-source] (TENANT FILE | --map FILE)`; FILE `-` is standard
+/// input. The file is read through WASI, so its directory must be preopened.
+fn import(opts: api::Options, rest: &[String]) -> Result<Result<(), api::StoreError>, ExitCode> {
+    let ops = operands(rest, &["--map", "--replace", "--remove-source"]).map_err(|m| usage(&m))?;
+    let has = |f: &str| rest.iter().any(|a| a == f);
+    let (tenant, file) = match (has("--map"), ops.as_slice()) {
+        (true, [file]) => (None, *file),
+        (false, [tenant, file]) => (Some(*tenant), *file),
+        (true, _) => return Err(usage("import --map takes one FILE")),
+        (false, _) => {
+            return Err(usage(
+                "import takes TENANT FILE (or --map FILE for a map of tenants)",
+            ))
+        }
+    };
+    let remove_source = has("--remove-source");
+    const LIMIT: u64 = 1024 * 1024;
+    let mut source = String::new();
+    if file == "-" {
+        if remove_source {
+            return Err(usage("--remove-source needs a FILE, not standard input"));
+        }
+        if std::io::stdin()
+            .take(LIMIT + 1)
+            .read_to_string(&mut source)
+            .is_err()
+        {
+            return Err(usage(
+                "reading the tokens to import from standard input failed",
+            ));
+        }
+    } else {
+        let read =
+            std::fs::File::open(file).and_then(|f| f.take(LIMIT + 1).read_to_string(&mut source));
+        if let Err(e) = read {
+            return Err(fail(
+                IO,
+                &format!("cannot read {file}: {e}"),
+                Some("under WASI the file's directory must be preopened too (wasmtime run --dir DIR)"),
+            ));
+        }
+    }
+    if source.len() as u64 > LIMIT {
+        return Err(usage(&format!("{file} is larger than {LIMIT} bytes")));
+    }
+    // Durable when it returns: the one atomic write of the whole import is fsync'd.
+    let report = match api::import_tokens(opts, &source, tenant, has("--replace")) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    eprintln!(
+        "credlock: imported {} tenant(s){}",
+        report.imported.len(),
+        if report.imported.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", report.imported.join(", "))
+        }
+    );
+    for (name, why) in &report.skipped {
+        eprintln!("credlock: skipped {name:?}: {why}");
+    }
+    if remove_source {
+        if !report.skipped.is_empty() || report.imported.is_empty() {
+            eprintln!("credlock: kept {file}: not everything in it was imported");
+        } else {
+            let path = std::path::Path::new(file);
+            let removed = std::fs::remove_file(path).and_then(|()| {
+                match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = removed {
+                return Err(fail(
+                    IO,
+                    &format!("imported, but could not remove {file}: {e}"),
+                    Some("the tokens are in the store; delete the file yourself"),
+                ));
+            }
+            eprintln!("credlock: removed {file}");
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn seconds_env(name: &str, default_s: f64) -> u32 {
@@ -180,6 +391,43 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
+        Some("slot") => match slot(opts, &args[1..]) {
+            Ok(r) => r,
+            Err(code) => return code,
+        },
+        Some("rekey") => api::rekey(opts).map(|info| {
+            eprintln!(
+                "credlock: re-sealed {} tenant(s) under a new data key {} (generation {}); the old backup was removed",
+                info.tenants, info.key_id, info.generation
+            )
+        }),
+        Some("import") => match import(opts, &args[1..]) {
+            Ok(r) => r,
+            Err(code) => return code,
+        },
+        Some("recover") => {
+            if let Err(m) = operands(&args[1..], &["--force"]) {
+                return usage(&m);
+            }
+            api::recover(opts, args.iter().any(|a| a == "--force")).map(|r| {
+                if let Some(q) = &r.quarantined_as {
+                    eprintln!("credlock: moved the store file aside to {q}");
+                }
+                eprintln!(
+                    "credlock: restored the backup: {} tenant(s), generation {}",
+                    r.tenants, r.generation
+                );
+                if !r.refresh_unknown.is_empty() {
+                    eprintln!(
+                        "credlock: warning: the refresh tokens of {} may have been spent after the backup was written; \
+                         they will not be presented again (log in again if their access tokens expire)",
+                        r.refresh_unknown.join(", ")
+                    );
+                }
+            })
+        }
+        Some("quarantine") => api::quarantine(opts)
+            .map(|name| eprintln!("credlock: moved the unreadable store aside to {name}")),
         Some(other) => return usage(&format!("unknown command '{other}'")),
         None => return usage("no command"),
     };

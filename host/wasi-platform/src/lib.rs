@@ -19,6 +19,12 @@
 //! store marked with the other protocol, and this one also refuses a store that has a
 //! flock sidecar (`credentials.lock`) from before the marker existed.
 //!
+//! # Keys
+//! Key-file and passphrase slots (`credlock-keyslots`, the formats every host shares). No OS
+//! keyring is reachable from WASI: `keyring` and `kernel-keyring` slots are skipped when
+//! opening and cannot be added or re-made here (`slot-unavailable`). `add-slot passphrase`
+//! takes the new passphrase from `CREDLOCK_NEW_PASSPHRASE`, as the native CLI does.
+//!
 //! # Token endpoint
 //! Not available: WASI p2 has no HTTP client we can rely on in every runtime. A refresh
 //! fails with `connect` (nothing was sent, so nothing is spent); use a native host to refresh.
@@ -49,6 +55,8 @@ use zeroize::Zeroizing;
 const LEASE_MS: u64 = 30_000;
 const PROTOCOL: &str = "wasi-lease";
 const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
+/// Bounds the search for a free `<name>.corrupt-<ms>-<n>` name.
+const MAX_QUARANTINE_NAMES: u32 = 1000;
 
 struct Platform;
 
@@ -299,6 +307,43 @@ impl files::Guest for Platform {
             Err(e) => Err(files::FileError::Io(io_error(&e, &path))),
         }
     }
+
+    fn quarantine(file: files::StoreFile) -> Result<String, files::FileError> {
+        let path = file_path(file);
+        let dir = store_dir();
+        not_regular(&path)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("store files have names");
+        let now = now_ms();
+        // WASI has no rename that refuses to replace; a hard link does refuse, so link the
+        // file under its new name first, then unlink the old name. A crash in between
+        // leaves both names on one file: nothing is lost or rewritten.
+        for n in 0..MAX_QUARANTINE_NAMES {
+            let aside = if n == 0 {
+                format!("{name}.corrupt-{now}")
+            } else {
+                format!("{name}.corrupt-{now}-{n}")
+            };
+            match fs::hard_link(&path, dir.join(&aside)) {
+                Ok(()) => {
+                    fs::remove_file(&path)
+                        .map_err(|e| files::FileError::Io(io_error(&e, &path)))?;
+                    File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| files::FileError::Io(io_error(&e, &dir)))?;
+                    return Ok(aside);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(files::FileError::Io(io_error(&e, &path))),
+            }
+        }
+        Err(files::FileError::Io(types::IoError::Other(format!(
+            "{}: {MAX_QUARANTINE_NAMES} quarantined copies already exist for this moment",
+            path.display()
+        ))))
+    }
 }
 
 pub struct Key {
@@ -335,6 +380,55 @@ impl sealing::GuestSealingKey for Key {
         credlock_keyslots::open(&self.key, &nonce, &aad, &ciphertext)
             .ok_or(sealing::SealError::AuthenticationFailed)
     }
+    fn add_slot(&self, kind: String) -> Result<sealing::KeySlot, sealing::KeyError> {
+        let unavailable =
+            |why: &str| Err(sealing::KeyError::SlotUnavailable(format!("{kind}: {why}")));
+        match kind.as_str() {
+            credlock_keyslots::KEY_FILE_SLOT => {
+                let fk = key_file(true)?;
+                let dup = self.slots.iter().any(|s| {
+                    s.kind == credlock_keyslots::KEY_FILE_SLOT
+                        && credlock_keyslots::key_file_slot_id(&s.data).is_ok_and(|i| i == fk.id)
+                });
+                if dup {
+                    return unavailable("the store already has a slot for this key file");
+                }
+                Ok(sealing::KeySlot {
+                    kind,
+                    data: credlock_keyslots::key_file_slot(&fk, &self.id, &self.key, rand()),
+                })
+            }
+            credlock_keyslots::PASSPHRASE_SLOT => {
+                let Some(pass) = env_secret("CREDLOCK_NEW_PASSPHRASE") else {
+                    return unavailable("no new passphrase was given (CREDLOCK_NEW_PASSPHRASE)");
+                };
+                passphrase_slot(&pass, &self.id, &self.key)
+            }
+            credlock_keyslots::KEYRING_SLOT | credlock_keyslots::KERNEL_KEYRING_SLOT => {
+                unavailable("the WASI build cannot reach an OS keyring; use a native credlock host")
+            }
+            _ => unavailable(&format!(
+                "unknown slot kind (this host makes {} and {})",
+                credlock_keyslots::KEY_FILE_SLOT,
+                credlock_keyslots::PASSPHRASE_SLOT
+            )),
+        }
+    }
+}
+
+/// A passphrase slot for data key `id`, with the default argon2id parameters.
+fn passphrase_slot(
+    pass: &str,
+    id: &[u8; 16],
+    data_key: &[u8; 32],
+) -> Result<sealing::KeySlot, sealing::KeyError> {
+    let data =
+        credlock_keyslots::passphrase_slot(pass, Default::default(), rand(), id, data_key, rand())
+            .map_err(|e| key_error(e, sealing::KeyError::WrongPassphrase))?;
+    Ok(sealing::KeySlot {
+        kind: credlock_keyslots::PASSPHRASE_SLOT.into(),
+        data,
+    })
 }
 
 /// An unwrapped data key and the slots it came from.
@@ -351,11 +445,15 @@ fn key_file_path() -> PathBuf {
         .unwrap_or_else(|_| store_dir().join("key"))
 }
 
-fn passphrase() -> Option<Zeroizing<String>> {
-    std::env::var("CREDLOCK_PASSPHRASE")
+fn env_secret(name: &str) -> Option<Zeroizing<String>> {
+    std::env::var(name)
         .ok()
         .filter(|p| !p.is_empty())
         .map(Zeroizing::new)
+}
+
+fn passphrase() -> Option<Zeroizing<String>> {
+    env_secret("CREDLOCK_PASSPHRASE")
 }
 
 fn key_error(e: credlock_keyslots::SlotError, wrong: sealing::KeyError) -> sealing::KeyError {
@@ -387,8 +485,10 @@ impl sealing::Guest for Platform {
             .as_slice()
             .try_into()
             .map_err(|_| sealing::KeyError::MalformedSlot("key id is not 16 bytes".into()))?;
-        if let Some((key, slots)) = KEYS.with(|k| k.borrow().get(&id).cloned()) {
-            return Ok(sealing::SealingKey::new(Key { id, key, slots }));
+        if let Some((key, _)) = KEYS.with(|k| k.borrow().get(&id).cloned()) {
+            // The header's slots now (a slot may have been added since the key was cached):
+            // `rekey` finds the key by them.
+            return Ok(remember(id, key, slots));
         }
         let mut failure = None;
         for slot in &slots {
@@ -429,42 +529,110 @@ impl sealing::Guest for Platform {
         let mut slots = Vec::new();
         let pass = passphrase();
         if pass.is_none() || std::env::var("CREDLOCK_KEY_FILE").is_ok() {
-            let path = key_file_path();
-            // Exclusive create: two first writers end up with one key file.
-            if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&path) {
-                let text = credlock_keyslots::format_key_file(&rand::<16>(), &rand::<32>());
-                f.write_all(text.as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| sealing::KeyError::Io(io_error(&e, &path)))?;
-            }
-            let fk = read_key_file()?.ok_or(sealing::KeyError::NoKeySource)?;
+            let fk = key_file(true)?;
             slots.push(sealing::KeySlot {
                 kind: credlock_keyslots::KEY_FILE_SLOT.into(),
                 data: credlock_keyslots::key_file_slot(&fk, &id, &data_key, rand()),
             });
         }
         if let Some(p) = pass {
-            let data = credlock_keyslots::passphrase_slot(
-                &p,
-                Default::default(),
-                rand(),
-                &id,
-                &data_key,
-                rand(),
-            )
-            .map_err(|e| key_error(e, sealing::KeyError::WrongPassphrase))?;
-            slots.push(sealing::KeySlot {
-                kind: credlock_keyslots::PASSPHRASE_SLOT.into(),
-                data,
-            });
+            slots.push(passphrase_slot(&p, &id, &data_key)?);
         }
-        KEYS.with(|k| k.borrow_mut().insert(id, (data_key.clone(), slots.clone())));
-        Ok(sealing::SealingKey::new(Key {
-            id,
-            key: data_key,
-            slots,
-        }))
+        Ok(remember(id, data_key, slots))
     }
+
+    fn rekey(slots: Vec<sealing::KeySlot>) -> Result<sealing::SealingKey, sealing::KeyError> {
+        // The store was opened (under the same lock) just before: its key is the cached
+        // one with exactly these slots. A passphrase slot is bound to that key's id.
+        let old_id = KEYS.with(|k| {
+            k.borrow()
+                .iter()
+                .find(|(_, (_, s))| same_slots(s, &slots))
+                .map(|(id, _)| *id)
+        });
+        let id = rand::<16>();
+        let data_key = Zeroizing::new(rand::<32>());
+        let mut new = Vec::with_capacity(slots.len());
+        // One new slot per old slot, from the same source, or nothing: never drop a way in.
+        for slot in &slots {
+            let unavailable =
+                |why: String| sealing::KeyError::SlotUnavailable(format!("{}: {why}", slot.kind));
+            match slot.kind.as_str() {
+                credlock_keyslots::KEY_FILE_SLOT => {
+                    let want = credlock_keyslots::key_file_slot_id(&slot.data)
+                        .map_err(|e| key_error(e, sealing::KeyError::WrongKeyFile))?;
+                    match read_key_file()? {
+                        Some(fk) if fk.id == want => new.push(sealing::KeySlot {
+                            kind: slot.kind.clone(),
+                            data: credlock_keyslots::key_file_slot(&fk, &id, &data_key, rand()),
+                        }),
+                        _ => {
+                            return Err(unavailable(format!(
+                                "the key file {} is not available here; remove the slot first or provide the file (CREDLOCK_KEY_FILE)",
+                                hex::encode(want)
+                            )))
+                        }
+                    }
+                }
+                credlock_keyslots::PASSPHRASE_SLOT => {
+                    let Some(pass) = passphrase() else {
+                        return Err(unavailable(
+                            "the passphrase was not given (CREDLOCK_PASSPHRASE)".into(),
+                        ));
+                    };
+                    let Some(old_id) = old_id else {
+                        return Err(unavailable("the store was not opened first".into()));
+                    };
+                    // Another passphrase would silently change what opens the store.
+                    credlock_keyslots::open_passphrase_slot(&pass, &old_id, &slot.data)
+                        .map_err(|e| key_error(e, sealing::KeyError::WrongPassphrase))?;
+                    new.push(passphrase_slot(&pass, &id, &data_key)?);
+                }
+                other => {
+                    return Err(unavailable(format!(
+                        "the WASI build cannot re-make a {other} slot; use a native credlock host"
+                    )))
+                }
+            }
+        }
+        Ok(remember(id, data_key, new))
+    }
+}
+
+fn same_slots(a: &[sealing::KeySlot], b: &[sealing::KeySlot]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.kind == y.kind && x.data == y.data)
+}
+
+/// Cache a new data key for this instance and hand it out.
+fn remember(
+    id: [u8; 16],
+    data_key: Zeroizing<[u8; 32]>,
+    slots: Vec<sealing::KeySlot>,
+) -> sealing::SealingKey {
+    KEYS.with(|k| k.borrow_mut().insert(id, (data_key.clone(), slots.clone())));
+    sealing::SealingKey::new(Key {
+        id,
+        key: data_key,
+        slots,
+    })
+}
+
+/// The configured key file; with `create`, made first (with a random key) if absent.
+fn key_file(create: bool) -> Result<credlock_keyslots::FileKey, sealing::KeyError> {
+    if create {
+        let path = key_file_path();
+        // Exclusive create: two first writers end up with one key file.
+        if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&path) {
+            let text = credlock_keyslots::format_key_file(&rand::<16>(), &rand::<32>());
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| sealing::KeyError::Io(io_error(&e, &path)))?;
+        }
+    }
+    read_key_file()?.ok_or(sealing::KeyError::NoKeySource)
 }
 
 impl token_endpoint::Guest for Platform {
