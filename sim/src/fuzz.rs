@@ -161,8 +161,9 @@ impl Platform for MemPlatform {
 
 /// The decoder: any bytes are a header or a specific error; a header re-encodes to the
 /// same bytes; and a whole store file never makes the store panic, only fail. A file that
-/// does not open is never written; `recover` without a backup changes nothing, and
-/// `quarantine` moves it aside byte for byte. One that opens is never quarantined.
+/// does not open is never written; `recover` without a backup changes nothing; `quarantine`
+/// moves a damaged one aside byte for byte and leaves any other (wrong key, newer format)
+/// exactly as it was. One that opens is never quarantined.
 pub fn decode(data: &[u8]) {
     if let Ok((header, len)) = Header::decode(data) {
         assert_eq!(
@@ -177,19 +178,37 @@ pub fn decode(data: &[u8]) {
     let mut s = Store::new(&mut p, Options::default()).expect("default options");
     let listed = s.list();
     let put = s.put("acme", r#"{"access_token":"x"}"#);
-    if listed.is_err() {
+    if let Err(e) = listed {
         assert!(put.is_err(), "an unreadable store was written");
-        assert!(matches!(
-            s.recover(false),
-            Err(StoreError::Recover(RecoverError::NoBackup))
-        ));
-        let moved = s.quarantine();
-        assert_eq!(
-            p.store, None,
-            "quarantine left the unreadable store in place"
+        // Only a damaged file is moved aside (never a store a wrong key or a newer format
+        // cannot open), and never restored over without a backup.
+        let damaged = matches!(
+            e,
+            StoreError::Corrupt(_)
+                | StoreError::NotAStore(_)
+                | StoreError::Key(KeyError::MalformedSlot(_))
         );
-        let name = moved.expect("an unreadable store can be quarantined");
-        assert_eq!(p.aside, [(name, before.expect("set above"))]);
+        match s.recover(false) {
+            Err(StoreError::Recover(RecoverError::NoBackup)) => assert!(damaged, "{e:?}"),
+            Err(other) => assert!(!damaged && other == e, "recover: {other:?} after {e:?}"),
+            Ok(r) => panic!("recover without a backup restored something: {r:?}"),
+        }
+        let moved = s.quarantine();
+        if damaged {
+            assert_eq!(p.store, None, "quarantine left the damaged store in place");
+            let name = moved.expect("a damaged store can be quarantined");
+            assert_eq!(p.aside, [(name, before.expect("set above"))]);
+        } else {
+            assert!(
+                moved.is_err(),
+                "a store a key or version cannot open was moved"
+            );
+            assert_eq!(
+                p.store, before,
+                "a store a key or version cannot open changed"
+            );
+            assert!(p.aside.is_empty());
+        }
     } else {
         assert!(matches!(
             s.quarantine(),

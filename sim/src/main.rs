@@ -6,9 +6,10 @@
 //! credlock-sim --zoo                  every bug-zoo scenario, naive vs real core
 //! credlock-sim --exhaustive [--preemptions P]   all schedules of small cases
 //! ```
-//! `--known-core-bugs` also injects the faults that trigger reported, not yet fixed core
-//! bugs (see `World::known_core_bugs`).
+//! `--known-core-bugs [NAMES]` also injects the faults and operations that trigger reported,
+//! not yet fixed core bugs: all of them, or the comma-separated names (see `KnownBugs`).
 
+use credlock_sim::world::KnownBugs;
 use credlock_sim::{explore, run, zoo};
 
 use std::process::ExitCode;
@@ -24,7 +25,22 @@ fn arg(args: &[String], name: &str) -> Option<u64> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |f: &str| args.iter().any(|a| a == f);
-    let known_core_bugs = has("--known-core-bugs");
+    let known_core_bugs = match args.iter().position(|a| a == "--known-core-bugs") {
+        None => KnownBugs::default(),
+        Some(i) => match args.get(i + 1).filter(|v| !v.starts_with("--")) {
+            None => KnownBugs::all(),
+            Some(list) => match KnownBugs::parse(list) {
+                Some(k) => k,
+                None => {
+                    eprintln!(
+                        "--known-core-bugs takes a comma-separated list of {}",
+                        KnownBugs::NAMES.join(", ")
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+        },
+    };
     let random_plan = |seed| run::Plan::random_with(seed, known_core_bugs);
     if has("--zoo") {
         let ok = zoo::run_zoo(has("--verbose"));
@@ -107,10 +123,10 @@ fn main() -> ExitCode {
             for f in &out.failures {
                 println!("  {f}");
             }
-            let extra = if known_core_bugs {
-                " --known-core-bugs"
+            let extra = if known_core_bugs == KnownBugs::default() {
+                String::new()
             } else {
-                ""
+                format!(" --known-core-bugs {}", known_core_bugs.names())
             };
             println!(
                 "replay: cargo run --release -p credlock-sim -- --seed {seed} --trace-hash{extra}"

@@ -5,6 +5,7 @@ use crate::sched::Sim;
 use crate::world::Pid;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use credlock_core::format::Header;
 use credlock_core::platform::*;
 use std::sync::Arc;
 
@@ -332,17 +333,25 @@ impl Platform for SimPlatform {
             crate::check::ack_version(w, write_id);
         }
         drop(st);
-        // Corruption strikes at rest, after a write (see `World::known_core_bugs`).
+        // Corruption strikes at rest, after a write (see `KnownBugs`).
         let spared = {
             let st = self.sim.lock();
-            !st.world.known_core_bugs
+            !st.world.known_core_bugs.restore_generation
                 && matches!(st.procs[self.pid].doing, "recover" | "recover-force")
         };
         if !spared && self.faulty(|f| f.corruption) {
             let mut st = self.sim.lock();
             let w = &mut st.world;
+            // The body, or with the known bugs anywhere: a flipped bit in the header's key
+            // id or slots reads as a wrong key, which recover refuses (see `World`).
+            let header_len = match &w.disk.store.live {
+                Some(b) if !w.known_core_bugs.header_damage => {
+                    Header::decode(b).map_or(0, |(_, n)| n)
+                }
+                _ => 0,
+            };
             if let Some(bytes) = &mut w.disk.store.live {
-                let i = w.rng.below(bytes.len() as u64) as usize;
+                let i = header_len + w.rng.below((bytes.len() - header_len) as u64) as usize;
                 bytes[i] ^= 1 << w.rng.below(8);
                 let bytes = bytes.clone();
                 w.disk.store.durable = Some(bytes.clone());
@@ -427,17 +436,7 @@ impl Platform for SimPlatform {
 
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {
         self.sim.point(self.pid, "unlock");
-        // See `World::known_core_bugs`: `recover` and `quarantine` take a transient key
-        // error for an unreadable store.
-        let spared = {
-            let st = self.sim.lock();
-            !st.world.known_core_bugs
-                && matches!(
-                    st.procs[self.pid].doing,
-                    "recover" | "recover-force" | "quarantine"
-                )
-        };
-        if !spared && self.faulty(|f| f.keyring_unavailable) {
+        if self.faulty(|f| f.keyring_unavailable) {
             return Err(KeyError::Io(IoError::Other(KEYRING_FAULT.into())));
         }
         let st = self.sim.lock();

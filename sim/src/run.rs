@@ -7,7 +7,7 @@ use crate::platform::SimPlatform;
 use crate::platform::KEYRING_FAULT;
 use crate::rng::Rng;
 use crate::sched::Sim;
-use crate::world::{Faults, NaivePlatform, Pid, World};
+use crate::world::{Faults, KnownBugs, NaivePlatform, Pid, World};
 use credlock_core::platform::{IoError, KeyError};
 use credlock_core::store::Naive;
 use credlock_core::{Options, RecoverError, Store, StoreError};
@@ -36,8 +36,8 @@ pub struct Plan {
     pub allow_duplicate_presentations: bool,
     /// The setup login stores an already expired access token.
     pub initial_expired: bool,
-    /// See [`World::known_core_bugs`].
-    pub known_core_bugs: bool,
+    /// See [`KnownBugs`].
+    pub known_core_bugs: KnownBugs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,12 +120,12 @@ pub struct Outcome {
 impl Plan {
     /// A random plan from a seed.
     pub fn random(seed: u64) -> Plan {
-        Plan::random_with(seed, false)
+        Plan::random_with(seed, KnownBugs::default())
     }
 
-    /// A random plan from a seed; with `known_core_bugs`, also the operations and faults that
-    /// trigger reported core bugs (see [`World::known_core_bugs`]).
-    pub fn random_with(seed: u64, known_core_bugs: bool) -> Plan {
+    /// A random plan from a seed, with the operations and faults that trigger the given
+    /// reported core bugs (see [`KnownBugs`]).
+    pub fn random_with(seed: u64, known_core_bugs: KnownBugs) -> Plan {
         let mut r = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
         let scale = |r: &mut Rng, max: u32| {
             if r.chance(250_000) {
@@ -172,8 +172,8 @@ impl Plan {
         if r.chance(500_000) {
             plan.ops.extend(MAINTENANCE_OPS);
             // A forced recover racing a refresh restores its refresh token unmarked (a
-            // known core bug: see `World::known_core_bugs`).
-            if r.chance(250_000) && known_core_bugs {
+            // known core bug: see `KnownBugs`).
+            if r.chance(250_000) && known_core_bugs.force_unmarked {
                 plan.ops.push(OpKind::RecoverForce);
             }
             if r.chance(250_000) {
@@ -552,6 +552,21 @@ pub fn run(plan: &Plan) -> Outcome {
                                         let _ = store.quarantine();
                                     }
                                     Ok(r) => sim.lock().world.history.recovers.push(r.generation),
+                                    // No faults now: a store that does not decode is damaged,
+                                    // and recover must take it (or say why not).
+                                    Err(e @ StoreError::Key(_)) => {
+                                        let mut st = sim.lock();
+                                        let w = &mut st.world;
+                                        let damaged = w
+                                            .disk
+                                            .store
+                                            .live
+                                            .as_ref()
+                                            .is_some_and(|b| crate::check::decode(w, b).is_none());
+                                        if damaged && attempt + 1 == ATTEMPTS {
+                                            w.fail(format!("liveness: recover refused a damaged store as a key error: {e}"));
+                                        }
+                                    }
                                     Err(_) => {}
                                 }
                             }

@@ -17,7 +17,8 @@
 //! - **network**: the request never arrives (connect error); 503 before processing; the
 //!   reply lost after the server rotated (timeout); a malformed 200 after rotation.
 //! - **clock**: each process has its own skew, and its clock can jump by seconds.
-//! - **corruption**: a bit of the store flips on disk (a bad sector or a stray writer).
+//! - **corruption**: a bit of the store's body flips on disk (a bad sector or a stray
+//!   writer; the header too with `--known-core-bugs header-damage`, see [`KnownBugs`]).
 //!   From then on the store must never be written; only `recover` and `quarantine` may move
 //!   it aside (a durable rename, with the same crash and directory-fsync faults as a write),
 //!   and its bytes must survive, as the store or beside it, to the end of the run.
@@ -48,6 +49,69 @@ pub struct Faults {
     pub malformed_reply: u32,
     pub clock_jump: u32,
     pub corruption: u32,
+}
+
+/// The faults and operations that trigger credlock-core bugs reported but not yet fixed.
+/// All off by default, so that a campaign checks everything else; `--known-core-bugs
+/// [LIST]` turns them on (all, or the comma-separated names) to check a fix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KnownBugs {
+    /// `restore-generation`: corruption of the store a `recover` just wrote. That store is
+    /// the backup's generation + 2 (the backup was kept, not replaced), so recovering it
+    /// again writes the same generation, not one above it.
+    pub restore_generation: bool,
+    /// `force-unmarked`: `recover --force` in the operation mix. It leaves a restored refresh
+    /// token unmarked when the replaced store holds the same token, even with a refresh
+    /// intent on it (a refresh in flight, or one whose reply was lost), so the token can be
+    /// presented again.
+    pub force_unmarked: bool,
+    /// `header-damage`: corruption anywhere in the file, not only the body. A flipped bit in
+    /// the key id or a slot reads as a wrong key, and `recover` and `quarantine` (even
+    /// forced) refuse to move a store that fails with a key error, so nothing but a manual
+    /// move gets a working store back (the liveness phase fails).
+    pub header_damage: bool,
+}
+
+impl KnownBugs {
+    pub const NAMES: [&'static str; 3] = ["restore-generation", "force-unmarked", "header-damage"];
+
+    pub fn all() -> KnownBugs {
+        KnownBugs {
+            restore_generation: true,
+            force_unmarked: true,
+            header_damage: true,
+        }
+    }
+
+    /// From a comma-separated list of names; `None` for an unknown name.
+    pub fn parse(list: &str) -> Option<KnownBugs> {
+        let mut k = KnownBugs::default();
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            match name {
+                "restore-generation" => k.restore_generation = true,
+                "force-unmarked" => k.force_unmarked = true,
+                "header-damage" => k.header_damage = true,
+                _ => return None,
+            }
+        }
+        Some(k)
+    }
+
+    /// The names switched on, comma-separated.
+    pub fn names(&self) -> String {
+        let on = [
+            self.restore_generation,
+            self.force_unmarked,
+            self.header_damage,
+        ];
+        Self::NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Buggy platform behaviours for the zoo (the core's own bugs are `credlock_core::store::Naive`).
@@ -233,20 +297,8 @@ pub struct World {
     pub next_inode: u64,
     pub server: Server,
     pub faults: Faults,
-    /// Whether to inject the faults that trigger credlock-core bugs reported but not yet
-    /// fixed (off by default, so that a campaign checks everything else; `--known-core-bugs`
-    /// turns them on to check a fix):
-    /// - the keyring fault inside `recover` and `quarantine`: they take *any* failure to
-    ///   open the store (a keyring that timed out once) for an unreadable store, and move
-    ///   a good store aside, rolling back to the backup;
-    /// - corruption of the store a `recover` just wrote: that store is the backup's
-    ///   generation + 2 (the backup was kept, not replaced), so recovering it again writes
-    ///   the same generation, not one above it;
-    /// - `recover --force` in the operation mix: it leaves a restored refresh token unmarked
-    ///   when the replaced store holds the same token, even with a refresh intent on it (a
-    ///   refresh in flight, or one whose reply was lost), so the token can be presented
-    ///   again.
-    pub known_core_bugs: bool,
+    /// Which reported, not yet fixed credlock-core bugs to trigger (see [`KnownBugs`]).
+    pub known_core_bugs: KnownBugs,
     pub naive_platform: NaivePlatform,
     /// Data keys minted in this world: (id, key). The checker decodes versions with them.
     pub keys: Vec<([u8; 16], [u8; 32])>,
@@ -269,7 +321,7 @@ impl World {
                 ..Default::default()
             },
             faults: Faults::default(),
-            known_core_bugs: false,
+            known_core_bugs: KnownBugs::default(),
             naive_platform: NaivePlatform::default(),
             keys: Vec::new(),
             kernel_keyring: BTreeSet::new(),
