@@ -1,7 +1,9 @@
 //! Fuzzes the artifact that ships: the credlock component (the very .wasm the host embeds),
 //! instantiated in wasmtime with an in-memory `platform` whose answers come from the fuzz
 //! input: file contents, write failures, lock timeouts, key errors and token-endpoint
-//! replies. The component must never trap, and an unreadable store must never be written.
+//! replies, and the maintenance operations (slots, rekey, import, recover, quarantine). The
+//! component must never trap, and an unreadable store must never be written: only moved
+//! aside by `quarantine`.
 #![no_main]
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -23,7 +25,8 @@ use self::credlock::store::{clock, files, locks, random, sealing, token_endpoint
 use exports::credlock::store::store as api;
 
 pub struct LockGuard;
-pub struct Key;
+/// A data key: its id (`rekey` makes new ones); every key seals with the same AES key.
+pub struct Key(Vec<u8>);
 
 /// The fuzz input, consumed a byte at a time by the imports.
 struct Input {
@@ -45,8 +48,13 @@ impl Input {
 struct State {
     input: Input,
     store_file: Option<Vec<u8>>,
+    backup_file: Option<Vec<u8>>,
+    /// Files moved aside by `quarantine`.
+    aside: Vec<Vec<u8>>,
     unreadable: bool,
     writes: usize,
+    /// Key ids `create` and `rekey` made; `unlock` opens these.
+    key_ids: Vec<Vec<u8>>,
     table: ResourceTable,
     wasi: WasiCtx,
 }
@@ -78,40 +86,86 @@ impl locks::HostLockGuard for State {
 }
 impl files::Host for State {
     fn read(&mut self, f: files::StoreFile) -> Result<files::Blob, files::FileError> {
-        match (f, &self.store_file) {
-            (files::StoreFile::Store, Some(b)) => Ok(files::Blob::Present(b.clone())),
-            _ => Ok(files::Blob::Absent),
-        }
+        let file = match f {
+            files::StoreFile::Store => &self.store_file,
+            files::StoreFile::Backup => &self.backup_file,
+        };
+        Ok(match file {
+            Some(b) => files::Blob::Present(b.clone()),
+            None => files::Blob::Absent,
+        })
     }
     fn replace(&mut self, f: files::StoreFile, c: Vec<u8>) -> Result<(), files::FileError> {
         if self.input.byte() == 0xfe {
             return Err(files::FileError::Io(types::IoError::NoSpace("fuzz".into())));
         }
-        if f == files::StoreFile::Store {
-            assert!(!self.unreadable, "the component wrote over an unreadable store");
-            self.writes += 1;
-            self.store_file = Some(c);
+        match f {
+            files::StoreFile::Store => {
+                assert!(!self.unreadable, "the component wrote over an unreadable store");
+                self.writes += 1;
+                if let Some(old) = self.store_file.replace(c) {
+                    self.backup_file = Some(old);
+                }
+            }
+            files::StoreFile::Backup => self.backup_file = Some(c),
         }
         Ok(())
     }
-    fn remove(&mut self, _: files::StoreFile) -> Result<(), files::FileError> {
+    fn remove(&mut self, f: files::StoreFile) -> Result<(), files::FileError> {
+        match f {
+            files::StoreFile::Store => {
+                assert!(!self.unreadable, "the component removed an unreadable store");
+                self.store_file = None;
+            }
+            files::StoreFile::Backup => self.backup_file = None,
+        }
         Ok(())
+    }
+    fn quarantine(&mut self, f: files::StoreFile) -> Result<String, files::FileError> {
+        let file = match f {
+            files::StoreFile::Store => &mut self.store_file,
+            files::StoreFile::Backup => &mut self.backup_file,
+        };
+        let Some(bytes) = file.take() else {
+            return Err(files::FileError::Io(types::IoError::Other("no such file".into())));
+        };
+        // Moved aside, not written: what was unreadable is now out of the way, intact.
+        self.aside.push(bytes);
+        if f == files::StoreFile::Store {
+            self.unreadable = false;
+        }
+        Ok(format!("quarantined-{}", self.aside.len()))
     }
 }
 impl sealing::Host for State {
     fn unlock(&mut self, id: Vec<u8>, _: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {
-        if id != KEY_ID || self.input.byte() == 0xfd {
+        if !self.key_ids.contains(&id) || self.input.byte() == 0xfd {
             return Err(sealing::KeyError::WrongKeyFile);
         }
-        Ok(self.table.push(Key).unwrap())
+        Ok(self.table.push(Key(id)).unwrap())
     }
     fn create(&mut self) -> Result<Resource<Key>, sealing::KeyError> {
-        Ok(self.table.push(Key).unwrap())
+        Ok(self.table.push(Key(KEY_ID.to_vec())).unwrap())
+    }
+    fn rekey(&mut self, slots: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {
+        if slots.is_empty() || self.input.byte() == 0xfc {
+            return Err(sealing::KeyError::SlotUnavailable("fuzz".into()));
+        }
+        let n = self.key_ids.len() as u8;
+        let id = vec![n.wrapping_add(1); 16];
+        self.key_ids.push(id.clone());
+        Ok(self.table.push(Key(id)).unwrap())
     }
 }
 impl sealing::HostSealingKey for State {
-    fn key_id(&mut self, _: Resource<Key>) -> Vec<u8> {
-        KEY_ID.to_vec()
+    fn key_id(&mut self, k: Resource<Key>) -> Vec<u8> {
+        self.table.get(&k).unwrap().0.clone()
+    }
+    fn add_slot(&mut self, _: Resource<Key>, kind: String) -> Result<sealing::KeySlot, sealing::KeyError> {
+        if self.input.byte() == 0xfb {
+            return Err(sealing::KeyError::SlotUnavailable(kind));
+        }
+        Ok(sealing::KeySlot { kind, data: vec![] })
     }
     fn slots(&mut self, _: Resource<Key>) -> Vec<sealing::KeySlot> {
         vec![sealing::KeySlot { kind: "fuzz".into(), data: vec![] }]
@@ -187,8 +241,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut state = State {
         input: Input { data: rest.to_vec(), pos: 0 },
         store_file,
+        backup_file: None,
+        aside: Vec::new(),
         unreadable: false,
         writes: 0,
+        key_ids: vec![KEY_ID.to_vec()],
         table: ResourceTable::new(),
         wasi: WasiCtx::builder().build(),
     };
@@ -205,13 +262,32 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     for round in 0..4 {
         let op = store.data_mut().input.byte();
-        let result = match op % 5 {
+        let arg = store.data_mut().input.byte();
+        let aside_before = store.data().aside.len();
+        let result = match op % 12 {
             0 => s.call_put(&mut store, opts, "acme", r#"{"access_token":"a","refresh_token":"r","expires_in":1,"token_endpoint":"https://as/token","client_id":"c"}"#).map(|_| ()),
             1 => s.call_token(&mut store, opts, "acme", 3_600_000).map(|_| ()),
             2 => s.call_refresh(&mut store, opts, "acme", None).map(|_| ()),
             3 => s.call_delete(&mut store, opts, "acme").map(|_| ()),
-            _ => s.call_list(&mut store, opts).map(|_| ()),
+            4 => s.call_list(&mut store, opts).map(|_| ()),
+            5 => s.call_slots(&mut store, opts).map(|_| ()),
+            6 => {
+                let kind = ["passphrase", "key-file", "kernel-keyring", "Bad Kind!"][arg as usize % 4];
+                s.call_add_slot(&mut store, opts, kind).map(|_| ())
+            }
+            7 => s.call_remove_slot(&mut store, opts, u32::from(arg % 4), arg & 0x80 != 0).map(|_| ()),
+            8 => s.call_rekey(&mut store, opts).map(|_| ()),
+            9 => {
+                let source = r#"{"acme": {"type": "oauth", "access": "i", "refresh": "r", "expires": 1900000000000}, "key": {"type": "api", "key": "k"}}"#;
+                s.call_import_tokens(&mut store, opts, source, None, arg & 1 == 1).map(|_| ())
+            }
+            10 => s.call_recover(&mut store, opts, arg & 1 == 1).map(|_| ()),
+            _ => s.call_quarantine(&mut store, opts).map(|_| ()),
         };
+        // Only recover and quarantine move a file aside.
+        if !matches!(op % 12, 10 | 11) {
+            assert_eq!(store.data().aside.len(), aside_before, "op {op} moved a file aside");
+        }
         // A trap is a bug in the core: the guest panicked.
         result.unwrap_or_else(|trap| panic!("the component trapped in round {round}: {trap:?}"));
     }

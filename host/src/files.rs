@@ -1,30 +1,33 @@
-//! The store's files on a POSIX filesystem: whole reads, atomic durable replaces.
+//! The store's files: whole reads, atomic durable replaces.
 //!
 //! What we assume of the filesystem (FORMAT.md, "Filesystem assumptions"): `rename(2)`
 //! within a directory is atomic; data is durable after `fsync` of the file, and a rename or
 //! link after `fsync` of the directory; `link(2)` is atomic and fails if the name exists.
+//!
+//! On Windows (NTFS) the same steps map to: `MoveFileExW` with `MOVEFILE_REPLACE_EXISTING`
+//! (atomic within a volume) and `MOVEFILE_WRITE_THROUGH` (durable when it returns) in place of
+//! rename and directory fsync, `FlushFileBuffers` for fsync, and `CreateHardLinkW` (which
+//! fails if the name exists) for link; see `io_util` for the details and for what makes the
+//! files private there.
 
-use crate::io_util::{io_error, sync_dir};
+use crate::io_util::{self, io_error, sync_dir};
 use credlock_core::platform::{FileError, IoError};
-use std::fs::{File, OpenOptions};
+#[cfg(unix)]
+use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+#[cfg(unix)]
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The largest store file read (a store of thousands of tenants is well below this).
 pub const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
 
-fn nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::CLOEXEC.bits() as i32
-}
-
 /// The whole file, or `None` if it does not exist. Refuses symlinks and non-regular files.
 pub fn read(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(nofollow())
-        .open(path)
-    {
+    // On Windows a symlink is opened itself here (io_util::no_follow) and refused below as
+    // not a regular file.
+    let file = match io_util::no_follow(OpenOptions::new().read(true)).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(FileError::Io(io_error(&e, path))),
@@ -83,12 +86,11 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
     check_not_symlink(target)?;
     let tmp = temp_name(target, "tmp");
     let result = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nofollow())
-            .open(&tmp)?;
+        // create_new never follows a symlink (O_EXCL; on Windows CREATE_NEW on the link itself).
+        let mut file = io_util::owner_only(io_util::no_follow(
+            OpenOptions::new().write(true).create_new(true),
+        ))
+        .open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         Ok(())
@@ -104,7 +106,7 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
         }
     }
     crate::failpoints::hit("replace:before-rename");
-    if let Err(e) = std::fs::rename(&tmp, target) {
+    if let Err(e) = io_util::rename_over(&tmp, target) {
         let _ = std::fs::remove_file(&tmp);
         return Err(FileError::Io(io_error(&e, target)));
     }
@@ -113,21 +115,22 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
 
 fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
     let link_tmp = temp_name(backup, "tmp");
-    match std::fs::hard_link(target, &link_tmp) {
+    match io_util::with_sharing_retries(|| std::fs::hard_link(target, &link_tmp)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(FileError::Io(io_error(&e, backup))),
     }
-    std::fs::rename(&link_tmp, backup).map_err(|e| {
+    io_util::rename_over(&link_tmp, backup).map_err(|e| {
         let _ = std::fs::remove_file(&link_tmp);
         FileError::Io(io_error(&e, backup))
     })
-    // The directory fsync after the main rename makes this durable too.
+    // The directory fsync after the main rename makes this durable too (on Windows, the
+    // write-through main rename: io_util::sync_dir).
 }
 
 /// Remove `path` durably; missing is fine.
 pub fn remove(path: &Path) -> Result<(), FileError> {
-    match std::fs::remove_file(path) {
+    match io_util::with_sharing_retries(|| std::fs::remove_file(path)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(FileError::Io(io_error(&e, path))),
@@ -143,12 +146,10 @@ pub fn create_exclusive(path: &Path, contents: &[u8]) -> Result<bool, FileError>
     let dir = path.parent().expect("files live in a directory");
     let tmp = temp_name(path, "new");
     let write = (|| -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nofollow())
-            .open(&tmp)?;
+        let mut f = io_util::owner_only(io_util::no_follow(
+            OpenOptions::new().write(true).create_new(true),
+        ))
+        .open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()
     })();
@@ -168,7 +169,9 @@ pub fn create_exclusive(path: &Path, contents: &[u8]) -> Result<bool, FileError>
     }
 }
 
-/// Owner-only? (Used by `doctor`.) Returns the mode bits.
+/// Owner-only? (Used by `doctor`.) Returns the mode bits. Unix only: Windows has no mode
+/// bits, and what protects a file there is its ACL (`io_util`'s module doc).
+#[cfg(unix)]
 pub fn mode_of(path: &Path) -> Option<u32> {
     File::open(path)
         .ok()?
@@ -210,10 +213,32 @@ pub fn quarantine(path: &Path, now_ms: u64) -> Result<String, FileError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Guards promise 2 (no torn file) and promise 4 (backup before replace).
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+
+    /// A symlink at `link` to the file `target`, or false where the OS will not make one
+    /// (Windows without Developer Mode or the symlink privilege; Wine, which reports success
+    /// and makes none).
+    pub(crate) fn symlink_file(target: &Path, link: &Path) -> bool {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(target, link).unwrap();
+            true
+        }
+        #[cfg(windows)]
+        {
+            if let Err(e) = std::os::windows::fs::symlink_file(target, link) {
+                eprintln!("skipped: this account cannot create symlinks ({e})");
+                return false;
+            }
+            let made = std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink());
+            if !made {
+                eprintln!("skipped: creating a symlink reported success but made none");
+            }
+            made
+        }
+    }
 
     #[test]
     fn replace_keeps_backup_and_is_private() {
@@ -224,10 +249,14 @@ mod tests {
         replace(&t, b"two", Some(&b)).unwrap();
         assert_eq!(std::fs::read(&t).unwrap(), b"two");
         assert_eq!(std::fs::read(&b).unwrap(), b"one");
-        assert_eq!(
-            std::fs::metadata(&t).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&t).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
         // No temporary files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
@@ -238,7 +267,9 @@ mod tests {
         let real = dir.path().join("real");
         std::fs::write(&real, b"x").unwrap();
         let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
+        if !symlink_file(&real, &link) {
+            return;
+        }
         assert!(matches!(
             read(&link, 100),
             Err(FileError::Io(IoError::NotARegularFile(_)))
@@ -265,5 +296,30 @@ mod tests {
         let p = dir.path().join("big");
         std::fs::write(&p, vec![0u8; 101]).unwrap();
         assert_eq!(read(&p, 100), Err(FileError::TooLarge(101)));
+    }
+
+    /// Windows refuses to replace a file that another process holds open without sharing
+    /// delete access (a virus scanner, an indexer): the replace must wait it out, not fail.
+    #[cfg(windows)]
+    #[test]
+    fn replace_waits_for_a_briefly_unshared_target() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (t, b) = (dir.path().join("s"), dir.path().join("s.bak"));
+        replace(&t, b"one", Some(&b)).unwrap();
+        let holder = OpenOptions::new()
+            .read(true)
+            .share_mode(0)
+            .open(&t)
+            .unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(holder);
+        });
+        replace(&t, b"two", Some(&b)).unwrap();
+        release.join().unwrap();
+        assert_eq!(std::fs::read(&t).unwrap(), b"two");
+        assert_eq!(std::fs::read(&b).unwrap(), b"one");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -56,12 +56,17 @@ impl Layout {
     }
 }
 
-/// The default store directory: `$XDG_DATA_HOME/credlock` (`~/.local/share/credlock`).
+/// The default store directory: `$XDG_DATA_HOME/credlock` (`~/.local/share/credlock`) on
+/// Linux, `~/Library/Application Support/credlock` on macOS, `%LOCALAPPDATA%\credlock\data`
+/// on Windows. The local (not roaming) application data on Windows: a roaming profile is
+/// copied between machines, and a store must stay on one (README, non-goals); its ACL is
+/// what keeps the store private there (`io_util`'s module doc).
 pub fn default_store_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "credlock").map(|d| d.data_dir().to_path_buf())
+    directories::ProjectDirs::from("", "", "credlock").map(|d| d.data_local_dir().to_path_buf())
 }
 
-/// Where compiled components are cached: `$XDG_CACHE_HOME/credlock`.
+/// Where compiled components are cached: `$XDG_CACHE_HOME/credlock` on Linux,
+/// `~/Library/Caches/credlock` on macOS, `%LOCALAPPDATA%\credlock\cache` on Windows.
 pub fn default_cache_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "credlock").map(|d| d.cache_dir().to_path_buf())
 }

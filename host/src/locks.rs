@@ -1,29 +1,46 @@
-//! Inter-process locks: `flock(2)` on sidecar files that are never deleted.
+//! Inter-process locks on sidecar files that are never deleted: `flock(2)` on unix,
+//! `LockFileEx` on Windows.
 //!
 //! Why flock: it belongs to the open file description, so it dies with its process (a crash
 //! never leaves a lock held), it is what Python's `fcntl.flock` and the Node addon take too,
 //! and a blocked `flock` is woken by the kernel the moment the holder releases. We want that
 //! fast hand-over (microseconds) but also a timeout, which blocking flock lacks.
 //!
-//! So: try without blocking; if the lock is busy, block in `flock` *in the calling thread*,
-//! so the kernel hands the lock straight to it, while a watchdog thread interrupts the wait
-//! at the deadline with a real-time signal whose handler does nothing (installed without
-//! `SA_RESTART`, so `flock` returns `EINTR`). Measured here: hand-over p50 ~19 µs this way,
-//! ~110 µs when a helper thread waits and passes the lock on through a channel, because
+//! So, on Linux: try without blocking; if the lock is busy, block in `flock` *in the calling
+//! thread*, so the kernel hands the lock straight to it, while a watchdog thread interrupts
+//! the wait at the deadline with a real-time signal whose handler does nothing (installed
+//! without `SA_RESTART`, so `flock` returns `EINTR`). Measured here: hand-over p50 ~19 µs this
+//! way, ~110 µs when a helper thread waits and passes the lock on through a channel, because
 //! that costs a second wake-up, which under load means a trip through the run queue while
 //! the lock is held. The signal handler is installed only if the application has not claimed
 //! that signal; otherwise we fall back to the helper thread.
+//!
+//! On macOS (and any other unix) there are no real-time signals to claim, so a busy lock is
+//! always waited for by the helper thread: the same flock protocol, a slower hand-over. A
+//! helper that times out stays blocked in `flock` until it gets the lock, then drops it.
+//!
+//! On Windows the lock is `LockFileEx` over the whole file (offset 0, length 2^64 - 1, as
+//! fs4 and the standard library take it), shared or exclusive, on the same sidecar files.
+//! Like flock it belongs to the handle, so a second handle in the same process conflicts, and
+//! Windows releases it when its process dies. `LockFileEx` has no timed wait, so a busy lock
+//! is polled with `LOCKFILE_FAIL_IMMEDIATELY` and a backoff from [`POLL_FIRST_DELAY`] doubling
+//! up to [`POLL_MAX_DELAY`] until the deadline: a hand-over takes up to that delay, and
+//! waiters are not queued. Any other program taking these locks on Windows must lock a range
+//! that includes byte 0 (byte-range locks conflict when their ranges overlap).
 
 use crate::io_util::{io_error, open_nofollow_create};
 use credlock_core::platform::{LockError, LockMode};
 use fs4::fs_std::FileExt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::sync::mpsc;
+#[cfg(unix)]
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A held lock. Dropping it closes the file, which releases the flock.
+/// A held lock. Dropping it unlocks and closes the file (Windows releases a closed handle's
+/// locks only eventually, so the explicit unlock matters there).
 #[derive(Debug)]
 pub struct LockGuard {
     file: Option<File>,
@@ -57,6 +74,7 @@ fn try_lock(file: &File, mode: LockMode) -> std::io::Result<bool> {
     }
 }
 
+#[cfg(unix)]
 fn block_lock(file: &File, mode: LockMode) -> std::io::Result<()> {
     match mode {
         LockMode::Shared => FileExt::lock_shared(file),
@@ -76,6 +94,7 @@ pub fn acquire(path: &Path, mode: LockMode, timeout: Duration) -> Result<LockGua
     if timeout.is_zero() {
         return Err(LockError::Timeout(0));
     }
+    #[cfg(target_os = "linux")]
     if let Some(signal) = wake_signal() {
         return block_until(file, mode, timeout, signal)
             .map(|file| LockGuard {
@@ -87,6 +106,30 @@ pub fn acquire(path: &Path, mode: LockMode, timeout: Duration) -> Result<LockGua
                 Wait::Io(e) => LockError::Io(io_error(&e, path)),
             });
     }
+    #[cfg(unix)]
+    {
+        wait_in_helper(file, mode, timeout, path)
+    }
+    #[cfg(windows)]
+    {
+        poll_until(file, mode, timeout, path)
+    }
+}
+
+fn waited_ms(started: Instant) -> u32 {
+    u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Wait for a busy flock in a helper thread that blocks in `flock` and hands the file over
+/// through a channel; give up at `timeout`, leaving the helper to drop the lock if it gets
+/// it later.
+#[cfg(unix)]
+fn wait_in_helper(
+    file: File,
+    mode: LockMode,
+    timeout: Duration,
+    path: &Path,
+) -> Result<LockGuard, LockError> {
     let started = Instant::now();
     // `abandoned` is decided under the mutex, so the helper either hands the file over or
     // drops it; never both, never neither.
@@ -105,8 +148,6 @@ pub fn acquire(path: &Path, mode: LockMode, timeout: Duration) -> Result<LockGua
             // If abandoned, `result` (and the lock with it) is dropped here.
         })
         .map_err(|e| LockError::Io(io_error(&e, path)))?;
-    let waited =
-        |started: Instant| u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
     match rx.recv_timeout(timeout) {
         Ok(Ok(file)) => Ok(LockGuard {
             file: Some(file),
@@ -123,26 +164,66 @@ pub fn acquire(path: &Path, mode: LockMode, timeout: Duration) -> Result<LockGua
                 });
             }
             *gone = true;
-            Err(LockError::Timeout(waited(started)))
+            Err(LockError::Timeout(waited_ms(started)))
         }
     }
 }
 
+/// The pause before the first retry of a busy lock on Windows; it doubles after each
+/// refused try up to [`POLL_MAX_DELAY`].
+#[cfg(windows)]
+pub const POLL_FIRST_DELAY: Duration = Duration::from_millis(1);
+/// The longest pause between two tries of a busy lock on Windows: the worst hand-over delay.
+#[cfg(windows)]
+pub const POLL_MAX_DELAY: Duration = Duration::from_millis(20);
+
+/// Wait for a busy `LockFileEx` lock by trying it again with backoff until `timeout`; the
+/// loop is bounded by the deadline, and the last try is made at it.
+#[cfg(windows)]
+fn poll_until(
+    file: File,
+    mode: LockMode,
+    timeout: Duration,
+    path: &Path,
+) -> Result<LockGuard, LockError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut delay = POLL_FIRST_DELAY;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(LockError::Timeout(waited_ms(started)));
+        }
+        std::thread::sleep(delay.min(deadline - now));
+        if try_lock(&file, mode).map_err(|e| LockError::Io(io_error(&e, path)))? {
+            return Ok(LockGuard {
+                file: Some(file),
+                path: path.to_path_buf(),
+            });
+        }
+        delay = (delay * 2).min(POLL_MAX_DELAY);
+    }
+}
+
+#[cfg(target_os = "linux")]
 enum Wait {
     Timeout(u32),
     Io(std::io::Error),
 }
 
+#[cfg(target_os = "linux")]
 /// The real-time signal that interrupts a lock wait, if we could claim it.
 fn wake_signal() -> Option<libc::c_int> {
     static SIGNAL: std::sync::OnceLock<Option<libc::c_int>> = std::sync::OnceLock::new();
     *SIGNAL.get_or_init(install_wake_handler)
 }
 
+#[cfg(target_os = "linux")]
 extern "C" fn on_wake(_: libc::c_int) {
     // Nothing: the point is that the blocked flock returns EINTR.
 }
 
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn install_wake_handler() -> Option<libc::c_int> {
     // Above glibc's reserved range; an application that uses it keeps it.
@@ -167,6 +248,7 @@ fn install_wake_handler() -> Option<libc::c_int> {
     Some(signal)
 }
 
+#[cfg(target_os = "linux")]
 /// Block in flock in this thread until the lock is ours or `timeout` passes.
 #[allow(unsafe_code)]
 fn block_until(
@@ -297,13 +379,46 @@ mod tests {
         ));
     }
 
+    /// The helper-thread wait is the only wait on macOS, and on Linux only when the
+    /// application owns our signal: exercise it here directly.
+    #[cfg(unix)]
+    #[test]
+    fn helper_wait_times_out_then_hands_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.lock");
+        let held = acquire(&path, LockMode::Exclusive, Duration::ZERO).unwrap();
+        let file = open_nofollow_create(&path).unwrap();
+        let t = Instant::now();
+        let err =
+            wait_in_helper(file, LockMode::Shared, Duration::from_millis(100), &path).unwrap_err();
+        assert!(matches!(err, LockError::Timeout(ms) if ms >= 90), "{err:?}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let file = open_nofollow_create(&path).unwrap();
+                wait_in_helper(file, LockMode::Exclusive, Duration::from_secs(10), &path)
+                    .map(|_| Instant::now())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let released = Instant::now();
+        drop(held);
+        let got = waiter.join().unwrap().unwrap();
+        assert!(got.duration_since(released) < Duration::from_secs(1));
+        // The helper abandoned by the timeout above got the lock and dropped it.
+        assert!(acquire(&path, LockMode::Exclusive, Duration::from_secs(1)).is_ok());
+    }
+
     #[test]
     fn refuses_a_symlinked_lock_file() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("elsewhere");
         std::fs::write(&target, b"").unwrap();
         let link = dir.path().join("l.lock");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
+        if !crate::files::tests::symlink_file(&target, &link) {
+            return;
+        }
         assert!(matches!(
             acquire(&link, LockMode::Exclusive, Duration::ZERO),
             Err(LockError::Io(_))

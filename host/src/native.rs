@@ -1,7 +1,7 @@
-//! The native platform: the core's seam implemented with flock, atomic files, host-side
-//! AES-GCM, ureq, the OS clock and the OS random source. The wasmtime glue
-//! (`component.rs`) forwards each WIT import to this, and native embedders can drive the
-//! core with it directly (`credlock_core::Store::new(&mut platform, ..)`).
+//! The native platform: the core's seam implemented with OS file locks (flock; LockFileEx on
+//! Windows), atomic files, host-side AES-GCM, ureq, the OS clock and the OS random source.
+//! The wasmtime glue (`component.rs`) forwards each WIT import to this, and native embedders
+//! can drive the core with it directly (`credlock_core::Store::new(&mut platform, ..)`).
 
 use crate::endpoint::{self, EndpointPolicy};
 use crate::files;
@@ -17,12 +17,19 @@ pub struct NativePlatform {
     pub keys: Keyring,
     pub policy: EndpointPolicy,
     origin: Instant,
-    /// Whether this store's `lock-protocol` marker says flock (checked once).
+    /// Whether this store's `lock-protocol` marker says [`LOCK_PROTOCOL`] (checked once).
     protocol_checked: bool,
 }
 
 /// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
+#[cfg(unix)]
 pub const LOCK_PROTOCOL: &str = "flock";
+
+/// The lock protocol of the Windows host: `LockFileEx` on the same sidecar files. It gets its
+/// own name because it and flock do not exclude each other where one directory is reachable
+/// from both kinds of host (a Windows store opened from WSL through `/mnt/c`).
+#[cfg(windows)]
+pub const LOCK_PROTOCOL: &str = "lockfileex";
 
 impl NativePlatform {
     pub fn new(layout: Layout, keys: Keyring, policy: EndpointPolicy) -> Self {
@@ -35,8 +42,9 @@ impl NativePlatform {
         }
     }
 
-    /// Claim the store for flock, or refuse one that another lock protocol (the WASI
-    /// build's lease files) already uses: two protocols on one store exclude nothing.
+    /// Claim the store for our lock protocol, or refuse one that another lock protocol (the
+    /// WASI build's lease files, or the other OS's locks) already uses: two protocols on one
+    /// store exclude nothing.
     fn check_protocol(&mut self) -> Result<(), LockError> {
         if self.protocol_checked {
             return Ok(());
@@ -54,8 +62,13 @@ impl NativePlatform {
         let found = files::read(&marker, 64).map_err(io)?.unwrap_or_default();
         let found = String::from_utf8_lossy(&found);
         if found.trim() != LOCK_PROTOCOL {
+            let what = match found.trim() {
+                "flock" => "flock, as on Linux and macOS",
+                "lockfileex" => "LockFileEx, as on Windows",
+                _ => "the WASI build's lease files",
+            };
             return Err(LockError::Io(IoError::Other(format!(
-                "this store is locked with {} (the WASI build's lease files), which flock does not exclude: use the same kind of host for this store",
+                "this store is locked with {} ({what}), which {LOCK_PROTOCOL} does not exclude: use the same kind of host for this store",
                 found.trim()
             ))));
         }
