@@ -278,6 +278,22 @@ fn read_passphrase(
     flag: &str,
     env: &str,
 ) -> Result<Option<Zeroizing<String>>, Failure> {
+    #[cfg(not(unix))]
+    if let Some(fd) = fd {
+        // Windows passes handles, not descriptors: only standard input is supported.
+        if fd != 0 {
+            return Err(usage(format!(
+                "{flag} must be 0 (standard input) here; or set {env}"
+            )));
+        }
+        let s = read_stdin(64 * 1024, "the passphrase")?;
+        let trimmed = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned());
+        if trimmed.is_empty() {
+            return Err(usage(format!("the passphrase from {flag} is empty")));
+        }
+        return Ok(Some(trimmed));
+    }
+    #[cfg(unix)]
     if let Some(fd) = fd {
         use std::os::fd::FromRawFd;
         if fd < 3 && fd != 0 {
@@ -648,8 +664,25 @@ fn human(secs: u64) -> String {
 mod doctor {
     //! `credlock doctor`: what a user needs to know to trust (or fix) a store.
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
+    /// The mode bits on unix; none elsewhere (Windows), where files inherit their
+    /// directory's ACL (under %LOCALAPPDATA%: the user, SYSTEM and Administrators).
+    #[cfg(unix)]
+    fn mode_of(path: &std::path::Path) -> Option<u32> {
+        credlock::files::mode_of(path)
+    }
+    #[cfg(not(unix))]
+    fn mode_of(_path: &std::path::Path) -> Option<u32> {
+        None
+    }
+
+    /// statfs(2) magic numbers are Linux's; elsewhere the filesystem type is not checked.
+    #[cfg(not(target_os = "linux"))]
+    fn fs_warning(_dir: &std::path::Path) -> Option<&'static str> {
+        None
+    }
+
+    #[cfg(target_os = "linux")]
     fn fs_warning(dir: &std::path::Path) -> Option<&'static str> {
         let st = rustix::fs::statfs(dir).ok()?;
         // f_type magic numbers from statfs(2).
@@ -790,8 +823,9 @@ mod doctor {
         let mut problems = 0;
         let _ = writeln!(out, "store directory: {}", layout.dir.display());
         match std::fs::metadata(&layout.dir) {
-            Ok(m) => {
-                let mode = m.mode() & 0o777;
+            Ok(_) => {
+                // Not known off unix: say nothing is wrong rather than guess.
+                let mode = mode_of(&layout.dir).unwrap_or(0o700) & 0o777;
                 let ok = mode & 0o077 == 0;
                 problems += usize::from(!ok);
                 let _ = writeln!(
@@ -824,7 +858,7 @@ mod doctor {
             }
         }
         for (name, path) in [("store file", layout.store()), ("backup", layout.backup())] {
-            match credlock::files::mode_of(&path) {
+            match mode_of(&path) {
                 Some(mode) => {
                     let ok = mode & 0o077 == 0;
                     problems += usize::from(!ok);
@@ -861,7 +895,7 @@ mod doctor {
             }
         );
         if let Some(kf) = &config.keys.key_file {
-            match credlock::files::mode_of(kf) {
+            match mode_of(kf) {
                 Some(mode) => {
                     let ok = mode & 0o077 == 0;
                     problems += usize::from(!ok);
