@@ -148,6 +148,7 @@ impl<'p, P: Platform> Store<'p, P> {
     pub fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError> {
         let lock = self.lock_exclusive()?;
         let live = self.load();
+        let backup = self.load_file(StoreFile::Backup);
         let (live_exists, live_body) = match live {
             Ok(Loaded::Present { .. }) if !force => {
                 return Err(StoreError::Recover(RecoverError::StoreReadable))
@@ -155,12 +156,12 @@ impl<'p, P: Platform> Store<'p, P> {
             Ok(Loaded::Present { body, .. }) => (true, Some(body)),
             Ok(Loaded::Absent) => (false, None),
             // A damaged file: that is what recover is for.
-            Err(e) if damaged(&e) => (true, None),
+            Err(e) if self.damaged(&e, &backup)? => (true, None),
             // A wrong or missing key, a lock or I/O failure, a newer format: the file may be
             // perfectly good. Moving it aside would hide it; report why it did not open.
             Err(e) => return Err(e),
         };
-        let (bak_header, bak_key, mut body) = match self.load_file(StoreFile::Backup) {
+        let (bak_header, bak_key, mut body) = match backup {
             Ok(Loaded::Present { header, key, body }) => (header, key, body),
             Ok(Loaded::Absent) => return Err(StoreError::Recover(RecoverError::NoBackup)),
             Err(e) => {
@@ -183,7 +184,17 @@ impl<'p, P: Platform> Store<'p, P> {
             .map_or(0, |b| b.generation)
             .max(body.generation.saturating_add(1));
         let tenants = u32::try_from(body.tenants.len()).unwrap_or(u32::MAX);
-        let generation = self.seal_and_replace(&lock, &bak_key, bak_header.slots, above, body)?;
+        // Written twice: the first write (with the damaged file gone) makes no backup, the
+        // second keeps the first as one. Then the backup is the restored store, and a later
+        // recover of this store goes above its generation too, not back to the same one.
+        let first = self.seal_and_replace(
+            &lock,
+            &bak_key,
+            bak_header.slots.clone(),
+            above,
+            body.clone(),
+        )?;
+        let generation = self.seal_and_replace(&lock, &bak_key, bak_header.slots, first, body)?;
         Ok(RecoverReport {
             quarantined_as,
             generation,
@@ -202,22 +213,62 @@ impl<'p, P: Platform> Store<'p, P> {
             Ok(Loaded::Absent) => Err(StoreError::Io(crate::platform::FileError::Io(
                 crate::platform::IoError::Other("there is no store file to quarantine".into()),
             ))),
-            Err(e) if damaged(&e) => Ok(self.p.quarantine(StoreFile::Store)?),
-            Err(e) => Err(e),
+            Err(e) => {
+                let backup = self.load_file(StoreFile::Backup);
+                if self.damaged(&e, &backup)? {
+                    Ok(self.p.quarantine(StoreFile::Store)?)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Whether the store failed to read because the file itself is damaged, rather than
+    /// because of the caller's keys, the environment, or a format this build does not know.
+    /// Only damaged files are moved aside: a store a wrong passphrase cannot open is fine.
+    ///
+    /// A key error is damage in one case only: the backup opens with this process's keys
+    /// and names the same data key as the store's header. Then the same sources failed on
+    /// the same key, so the store's header (a slot, the key id) must be what changed.
+    fn damaged(
+        &mut self,
+        e: &StoreError,
+        backup: &Result<Loaded<P::Key>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        match e {
+            StoreError::Corrupt(_)
+            | StoreError::NotAStore(_)
+            | StoreError::Key(crate::platform::KeyError::MalformedSlot(_)) => Ok(true),
+            StoreError::Key(_) => {
+                let Ok(Loaded::Present { header: bak, .. }) = backup else {
+                    return Ok(false);
+                };
+                let Some(bytes) = self.p.read(StoreFile::Store)? else {
+                    return Ok(false);
+                };
+                // A header too damaged to parse was reported as corrupt above. One that parses
+                // must have the backup's slot kinds (a slot added or removed since changes
+                // them) and its key id, or one a flipped bit away (another key's random id
+                // differs in about every byte).
+                Ok(crate::format::Header::decode(&bytes).is_ok_and(|(h, _)| {
+                    h.slots.len() == bak.slots.len()
+                        && h.slots
+                            .iter()
+                            .zip(&bak.slots)
+                            .all(|(a, b)| a.kind == b.kind)
+                        && (h.key_id == bak.key_id || differs_in_one_byte(&h.key_id, &bak.key_id))
+                }))
+            }
+            _ => Ok(false),
         }
     }
 }
 
-/// Whether a read failed because the file itself is damaged, rather than because of the
-/// caller's keys, the environment, or a format this build does not know. Only damaged files
-/// are moved aside: a store that a wrong passphrase cannot open is not corrupt.
-fn damaged(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Corrupt(_)
-            | StoreError::NotAStore(_)
-            | StoreError::Key(crate::platform::KeyError::MalformedSlot(_))
-    )
+/// Whether two key ids differ in a single byte: a flipped bit, not another key (random ids
+/// of different keys differ in ~all 16 bytes).
+fn differs_in_one_byte(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).filter(|(x, y)| x != y).count() == 1
 }
 
 /// Mark each restored refresh token that may have been spent after the backup was written:
@@ -233,9 +284,11 @@ fn mark_spent_refresh_tokens(
         let Some(rt) = &entry.refresh_token else {
             continue;
         };
-        let still_current = newer
-            .and_then(|b| b.tenants.get(name))
-            .is_some_and(|n| n.refresh_token.as_deref() == Some(rt.as_str()));
+        // Still current: the newer store holds the same token and no refresh of it is under
+        // way (an intent means it may be being spent right now, or was, with the reply lost).
+        let still_current = newer.and_then(|b| b.tenants.get(name)).is_some_and(|n| {
+            n.refresh_token.as_deref() == Some(rt.as_str()) && n.refresh_intent.is_none()
+        });
         if still_current {
             continue;
         }
