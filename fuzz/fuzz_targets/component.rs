@@ -25,8 +25,10 @@ use self::credlock::store::{clock, files, locks, random, sealing, token_endpoint
 use exports::credlock::store::store as api;
 
 pub struct LockGuard;
-/// A data key: its id (`rekey` makes new ones); every key seals with the same AES key.
-pub struct Key(Vec<u8>);
+/// A data key: its id (`rekey` makes new ones) and the slots that wrap it (the header's when
+/// unlocked, re-made ones of the same kinds after `rekey`, as the contract says); every key
+/// seals with the same AES key.
+pub struct Key(Vec<u8>, Vec<sealing::KeySlot>);
 
 /// The fuzz input, consumed a byte at a time by the imports.
 struct Input {
@@ -138,14 +140,15 @@ impl files::Host for State {
     }
 }
 impl sealing::Host for State {
-    fn unlock(&mut self, id: Vec<u8>, _: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {
+    fn unlock(&mut self, id: Vec<u8>, slots: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {
         if !self.key_ids.contains(&id) || self.input.byte() == 0xfd {
             return Err(sealing::KeyError::WrongKeyFile);
         }
-        Ok(self.table.push(Key(id)).unwrap())
+        Ok(self.table.push(Key(id, slots)).unwrap())
     }
     fn create(&mut self) -> Result<Resource<Key>, sealing::KeyError> {
-        Ok(self.table.push(Key(KEY_ID.to_vec())).unwrap())
+        let slots = vec![sealing::KeySlot { kind: "fuzz".into(), data: vec![] }];
+        Ok(self.table.push(Key(KEY_ID.to_vec(), slots)).unwrap())
     }
     fn rekey(&mut self, slots: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {
         if slots.is_empty() || self.input.byte() == 0xfc {
@@ -154,7 +157,11 @@ impl sealing::Host for State {
         let n = self.key_ids.len() as u8;
         let id = vec![n.wrapping_add(1); 16];
         self.key_ids.push(id.clone());
-        Ok(self.table.push(Key(id)).unwrap())
+        let slots = slots
+            .into_iter()
+            .map(|s| sealing::KeySlot { kind: s.kind, data: id.clone() })
+            .collect();
+        Ok(self.table.push(Key(id, slots)).unwrap())
     }
 }
 impl sealing::HostSealingKey for State {
@@ -167,8 +174,8 @@ impl sealing::HostSealingKey for State {
         }
         Ok(sealing::KeySlot { kind, data: vec![] })
     }
-    fn slots(&mut self, _: Resource<Key>) -> Vec<sealing::KeySlot> {
-        vec![sealing::KeySlot { kind: "fuzz".into(), data: vec![] }]
+    fn slots(&mut self, k: Resource<Key>) -> Vec<sealing::KeySlot> {
+        self.table.get(&k).unwrap().1.clone()
     }
     fn seal(&mut self, _: Resource<Key>, n: Vec<u8>, aad: Vec<u8>, pt: Vec<u8>) -> Result<Vec<u8>, sealing::SealError> {
         if n.len() != 12 {
