@@ -362,7 +362,7 @@ fn recover_restores_the_backup_and_quarantine_moves_an_unreadable_store_aside() 
     );
     assert!(
         r.stderr
-            .contains("restored the backup: 1 tenant(s), generation 3"),
+            .contains("restored the backup: 1 tenant(s), generation 4"),
         "{r:?}"
     );
     let aside = corrupt_files(dir.path());
