@@ -45,7 +45,33 @@ impl Drop for SimGuard {
                 l.inode = ino;
             }
         }
+        // Corruption strikes at rest: once the writer has let go of the store (a flipped bit
+        // between two writes of one holder would only hit its own first copy).
+        if self.target == LockTarget::Store && st.world.disk.written_by == Some(self.pid) {
+            st.world.disk.written_by = None;
+            let rate = st.world.faults.corruption;
+            if st.faults_on && st.world.rng.chance(rate) {
+                corrupt_store(&mut st.world);
+            }
+        }
         Sim::wake_all(&mut st);
+    }
+}
+
+/// Flip a bit of the store: in the body, or anywhere with `KnownBugs::header_damage` (a
+/// flipped bit in the header's key id or slots reads as a wrong key).
+fn corrupt_store(w: &mut crate::world::World) {
+    let header_len = match &w.disk.store.live {
+        Some(b) if !w.known_core_bugs.header_damage => Header::decode(b).map_or(0, |(_, n)| n),
+        _ => 0,
+    };
+    if let Some(bytes) = &mut w.disk.store.live {
+        let i = header_len + w.rng.below((bytes.len() - header_len) as u64) as usize;
+        bytes[i] ^= 1 << w.rng.below(8);
+        let bytes = bytes.clone();
+        w.disk.store.durable = Some(bytes.clone());
+        w.disk.corrupted = true;
+        w.history.unreadable.push(bytes);
     }
 }
 
@@ -285,6 +311,7 @@ impl Platform for SimPlatform {
             crate::check::mark_durable(&mut st.world);
             let id = st.world.next_write_id - 1;
             crate::check::ack_version(&mut st.world, id);
+            st.world.disk.written_by = Some(self.pid);
             return Ok(());
         }
         self.sim.point(self.pid, "replace:fsync-temp");
@@ -332,32 +359,8 @@ impl Platform for SimPlatform {
         if file == StoreFile::Store {
             crate::check::ack_version(w, write_id);
         }
-        drop(st);
-        // Corruption strikes at rest, after a write (see `KnownBugs`).
-        let spared = {
-            let st = self.sim.lock();
-            !st.world.known_core_bugs.restore_generation
-                && matches!(st.procs[self.pid].doing, "recover" | "recover-force")
-        };
-        if !spared && self.faulty(|f| f.corruption) {
-            let mut st = self.sim.lock();
-            let w = &mut st.world;
-            // The body, or with the known bugs anywhere: a flipped bit in the header's key
-            // id or slots reads as a wrong key, which recover refuses (see `World`).
-            let header_len = match &w.disk.store.live {
-                Some(b) if !w.known_core_bugs.header_damage => {
-                    Header::decode(b).map_or(0, |(_, n)| n)
-                }
-                _ => 0,
-            };
-            if let Some(bytes) = &mut w.disk.store.live {
-                let i = header_len + w.rng.below((bytes.len() - header_len) as u64) as usize;
-                bytes[i] ^= 1 << w.rng.below(8);
-                let bytes = bytes.clone();
-                w.disk.store.durable = Some(bytes.clone());
-                w.disk.corrupted = true;
-                w.history.unreadable.push(bytes);
-            }
+        if file == StoreFile::Store {
+            w.disk.written_by = Some(self.pid);
         }
         Ok(())
     }
@@ -436,7 +439,16 @@ impl Platform for SimPlatform {
 
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {
         self.sim.point(self.pid, "unlock");
-        if self.faulty(|f| f.keyring_unavailable) {
+        // See `KnownBugs::transient_key_error`.
+        let spared = {
+            let st = self.sim.lock();
+            !st.world.known_core_bugs.transient_key_error
+                && matches!(
+                    st.procs[self.pid].doing,
+                    "recover" | "recover-force" | "quarantine"
+                )
+        };
+        if !spared && self.faulty(|f| f.keyring_unavailable) {
             return Err(KeyError::Io(IoError::Other(KEYRING_FAULT.into())));
         }
         let st = self.sim.lock();

@@ -171,9 +171,7 @@ impl Plan {
         // operations existed.
         if r.chance(500_000) {
             plan.ops.extend(MAINTENANCE_OPS);
-            // A forced recover racing a refresh restores its refresh token unmarked (a
-            // known core bug: see `KnownBugs`).
-            if r.chance(250_000) && known_core_bugs.force_unmarked {
+            if r.chance(250_000) {
                 plan.ops.push(OpKind::RecoverForce);
             }
             if r.chance(250_000) {
@@ -322,7 +320,11 @@ fn op(
                 }
             })
         }
+        // An absent store (after a quarantine) is not rekeyed: nothing to record.
         OpKind::Rekey => store.rekey().map(|info| {
+            if !info.exists {
+                return;
+            }
             // The core formats the new key id as 32 hex digits.
             let id: Vec<u8> = (0..info.key_id.len() / 2)
                 .filter_map(|i| u8::from_str_radix(&info.key_id[2 * i..2 * i + 2], 16).ok())

@@ -18,7 +18,8 @@
 //!   reply lost after the server rotated (timeout); a malformed 200 after rotation.
 //! - **clock**: each process has its own skew, and its clock can jump by seconds.
 //! - **corruption**: a bit of the store's body flips on disk (a bad sector or a stray
-//!   writer; the header too with `--known-core-bugs header-damage`, see [`KnownBugs`]).
+//!   writer), at rest: when a process that wrote it releases the store lock (the header too
+//!   with `--known-core-bugs header-damage`, see [`KnownBugs`]).
 //!   From then on the store must never be written; only `recover` and `quarantine` may move
 //!   it aside (a durable rename, with the same crash and directory-fsync faults as a write),
 //!   and its bytes must survive, as the store or beside it, to the end of the run.
@@ -51,35 +52,36 @@ pub struct Faults {
     pub corruption: u32,
 }
 
-/// The faults and operations that trigger credlock-core bugs reported but not yet fixed.
-/// All off by default, so that a campaign checks everything else; `--known-core-bugs
-/// [LIST]` turns them on (all, or the comma-separated names) to check a fix.
+/// The faults that trigger credlock-core bugs reported but not yet fixed. All off by
+/// default, so that a campaign checks everything else; `--known-core-bugs [LIST]` turns them
+/// on (all, or the comma-separated names) to check a fix. (Fixed since, and now injected in
+/// every campaign: corruption of the store a `recover` just wrote, which was the backup's
+/// generation + 2 so that recovering it again wrote the same generation; and `recover
+/// --force` restoring a refresh token unmarked while the newer store had a refresh of it
+/// under way; b42bb9b.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KnownBugs {
-    /// `restore-generation`: corruption of the store a `recover` just wrote. That store is
-    /// the backup's generation + 2 (the backup was kept, not replaced), so recovering it
-    /// again writes the same generation, not one above it.
-    pub restore_generation: bool,
-    /// `force-unmarked`: `recover --force` in the operation mix. It leaves a restored refresh
-    /// token unmarked when the replaced store holds the same token, even with a refresh
-    /// intent on it (a refresh in flight, or one whose reply was lost), so the token can be
-    /// presented again.
-    pub force_unmarked: bool,
     /// `header-damage`: corruption anywhere in the file, not only the body. A flipped bit in
-    /// the key id or a slot reads as a wrong key, and `recover` and `quarantine` (even
-    /// forced) refuse to move a store that fails with a key error, so nothing but a manual
-    /// move gets a working store back (the liveness phase fails).
+    /// the key id or a slot reads as a wrong key; `recover` and `quarantine` take it for
+    /// damage only when a backup opens under the same key id (or one a bit away) with the
+    /// same slot kinds, so header damage on a write that changed the header (add-slot), or
+    /// after one that removed the backup (rekey, remove-slot), cannot be moved aside by
+    /// credlock (the liveness phase fails).
     pub header_damage: bool,
+    /// `transient-key-error`: the keyring fault inside `recover` and `quarantine`. They take
+    /// any key error on the store for damage when the backup opens under the same key id,
+    /// so a keyring that failed once (`KeyError::Io`, `KeyError::Keyring`) gets a good store
+    /// moved aside and rolled back to the backup.
+    pub transient_key_error: bool,
 }
 
 impl KnownBugs {
-    pub const NAMES: [&'static str; 3] = ["restore-generation", "force-unmarked", "header-damage"];
+    pub const NAMES: [&'static str; 2] = ["header-damage", "transient-key-error"];
 
     pub fn all() -> KnownBugs {
         KnownBugs {
-            restore_generation: true,
-            force_unmarked: true,
             header_damage: true,
+            transient_key_error: true,
         }
     }
 
@@ -88,9 +90,8 @@ impl KnownBugs {
         let mut k = KnownBugs::default();
         for name in list.split(',').filter(|n| !n.is_empty()) {
             match name {
-                "restore-generation" => k.restore_generation = true,
-                "force-unmarked" => k.force_unmarked = true,
                 "header-damage" => k.header_damage = true,
+                "transient-key-error" => k.transient_key_error = true,
                 _ => return None,
             }
         }
@@ -99,11 +100,7 @@ impl KnownBugs {
 
     /// The names switched on, comma-separated.
     pub fn names(&self) -> String {
-        let on = [
-            self.restore_generation,
-            self.force_unmarked,
-            self.header_damage,
-        ];
+        let on = [self.header_damage, self.transient_key_error];
         Self::NAMES
             .iter()
             .zip(on)
@@ -143,6 +140,9 @@ pub struct Disk {
     pub backup: File,
     /// Files renamed aside by `quarantine`; nothing ever writes or removes them.
     pub aside: Vec<Aside>,
+    /// The process that last wrote the store and still holds the store lock: the corruption
+    /// fault may strike when it lets go.
+    pub written_by: Option<Pid>,
     /// Set once the corruption fault flipped a bit in this run (readers may then see a
     /// corrupt store). Whether the store is unreadable *now* is decided by decoding it.
     pub corrupted: bool,
