@@ -16,7 +16,7 @@
 use crate::error::{RecoverError, SlotChangeError, StoreError};
 use crate::format::MAX_SLOTS;
 use crate::model::{Body, RefreshIntent};
-use crate::platform::{slot_is_durable, KeySlot, Platform, SealingKey, StoreFile};
+use crate::platform::{slot_is_durable, KeyError, KeySlot, Platform, SealingKey, StoreFile};
 use crate::store::{Loaded, Store, StoreInfo};
 use crate::tenant::sha256_hex;
 
@@ -240,7 +240,12 @@ impl<'p, P: Platform> Store<'p, P> {
             StoreError::Corrupt(_)
             | StoreError::NotAStore(_)
             | StoreError::Key(crate::platform::KeyError::MalformedSlot(_)) => Ok(true),
-            StoreError::Key(_) => {
+            // Only "this key does not open that slot": never a keyring that failed or timed
+            // out, an I/O error or a missing source, which may pass (the backup's read, a
+            // moment later, could succeed where the store's did not).
+            StoreError::Key(
+                KeyError::WrongKeyFile | KeyError::WrongPassphrase | KeyError::NoMatchingSlot(_),
+            ) => {
                 let Ok(Loaded::Present { header: bak, .. }) = backup else {
                     return Ok(false);
                 };
