@@ -55,12 +55,16 @@ pub struct Faults {
 /// The faults that trigger credlock-core bugs reported but not yet fixed. All off by
 /// default, so that a campaign checks everything else; `--known-core-bugs [LIST]` turns them
 /// on (all, or the comma-separated names) to check a fix. (Fixed since, and now injected in
-/// every campaign: corruption of the store a `recover` just wrote, which was the backup's
-/// generation + 2 so that recovering it again wrote the same generation; and `recover
-/// --force` restoring a refresh token unmarked while the newer store had a refresh of it
-/// under way; b42bb9b.)
+/// every campaign: `recover --force` restoring a refresh token unmarked while the newer store
+/// had a refresh of it under way; b42bb9b.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KnownBugs {
+    /// `restore-generation`: corruption of a store a `recover` wrote. Recover writes the
+    /// restored store twice so that the backup becomes it (b42bb9b), but a crash or write
+    /// error between the two writes leaves the first alone, at the backup's generation + 2
+    /// over the old backup; recovering that one again writes the same generation, not one
+    /// above it (seed 107784 of a long campaign).
+    pub restore_generation: bool,
     /// `header-damage`: corruption anywhere in the file, not only the body. A flipped bit in
     /// the key id or a slot reads as a wrong key; `recover` and `quarantine` take it for
     /// damage only when a backup opens under the same key id (or one a bit away) with the
@@ -76,10 +80,12 @@ pub struct KnownBugs {
 }
 
 impl KnownBugs {
-    pub const NAMES: [&'static str; 2] = ["header-damage", "transient-key-error"];
+    pub const NAMES: [&'static str; 3] =
+        ["restore-generation", "header-damage", "transient-key-error"];
 
     pub fn all() -> KnownBugs {
         KnownBugs {
+            restore_generation: true,
             header_damage: true,
             transient_key_error: true,
         }
@@ -90,6 +96,7 @@ impl KnownBugs {
         let mut k = KnownBugs::default();
         for name in list.split(',').filter(|n| !n.is_empty()) {
             match name {
+                "restore-generation" => k.restore_generation = true,
                 "header-damage" => k.header_damage = true,
                 "transient-key-error" => k.transient_key_error = true,
                 _ => return None,
@@ -100,7 +107,11 @@ impl KnownBugs {
 
     /// The names switched on, comma-separated.
     pub fn names(&self) -> String {
-        let on = [self.header_damage, self.transient_key_error];
+        let on = [
+            self.restore_generation,
+            self.header_damage,
+            self.transient_key_error,
+        ];
         Self::NAMES
             .iter()
             .zip(on)
