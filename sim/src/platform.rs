@@ -442,16 +442,7 @@ impl Platform for SimPlatform {
 
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {
         self.sim.point(self.pid, "unlock");
-        // See `KnownBugs::transient_key_error`.
-        let spared = {
-            let st = self.sim.lock();
-            !st.world.known_core_bugs.transient_key_error
-                && matches!(
-                    st.procs[self.pid].doing,
-                    "recover" | "recover-force" | "quarantine"
-                )
-        };
-        if !spared && self.faulty(|f| f.keyring_unavailable) {
+        if self.faulty(|f| f.keyring_unavailable) {
             return Err(KeyError::Io(IoError::Other(KEYRING_FAULT.into())));
         }
         let st = self.sim.lock();

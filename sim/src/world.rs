@@ -56,7 +56,8 @@ pub struct Faults {
 /// default, so that a campaign checks everything else; `--known-core-bugs [LIST]` turns them
 /// on (all, or the comma-separated names) to check a fix. (Fixed since, and now injected in
 /// every campaign: `recover --force` restoring a refresh token unmarked while the newer store
-/// had a refresh of it under way; b42bb9b.)
+/// had a refresh of it under way, b42bb9b; `recover` and `quarantine` taking a transient key
+/// error for damage and moving a good store aside, 1dbe2a5.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KnownBugs {
     /// `restore-generation`: corruption of a store a `recover` wrote. Recover writes the
@@ -72,22 +73,15 @@ pub struct KnownBugs {
     /// after one that removed the backup (rekey, remove-slot), cannot be moved aside by
     /// credlock (the liveness phase fails).
     pub header_damage: bool,
-    /// `transient-key-error`: the keyring fault inside `recover` and `quarantine`. They take
-    /// any key error on the store for damage when the backup opens under the same key id,
-    /// so a keyring that failed once (`KeyError::Io`, `KeyError::Keyring`) gets a good store
-    /// moved aside and rolled back to the backup.
-    pub transient_key_error: bool,
 }
 
 impl KnownBugs {
-    pub const NAMES: [&'static str; 3] =
-        ["restore-generation", "header-damage", "transient-key-error"];
+    pub const NAMES: [&'static str; 2] = ["restore-generation", "header-damage"];
 
     pub fn all() -> KnownBugs {
         KnownBugs {
             restore_generation: true,
             header_damage: true,
-            transient_key_error: true,
         }
     }
 
@@ -98,7 +92,6 @@ impl KnownBugs {
             match name {
                 "restore-generation" => k.restore_generation = true,
                 "header-damage" => k.header_damage = true,
-                "transient-key-error" => k.transient_key_error = true,
                 _ => return None,
             }
         }
@@ -107,11 +100,7 @@ impl KnownBugs {
 
     /// The names switched on, comma-separated.
     pub fn names(&self) -> String {
-        let on = [
-            self.restore_generation,
-            self.header_damage,
-            self.transient_key_error,
-        ];
+        let on = [self.restore_generation, self.header_damage];
         Self::NAMES
             .iter()
             .zip(on)
