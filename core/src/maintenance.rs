@@ -172,11 +172,6 @@ impl<'p, P: Platform> Store<'p, P> {
         };
         let now = self.p.wall_ms();
         let refresh_unknown = mark_spent_refresh_tokens(&mut body, live_body.as_ref(), now);
-        let quarantined_as = if live_exists {
-            Some(self.p.quarantine(StoreFile::Store)?)
-        } else {
-            None
-        };
         // Every write bumps the generation by one and keeps the file before it as the backup,
         // so the store we replace had at most the backup's generation + 1 (or we read it).
         let above = live_body
@@ -184,17 +179,25 @@ impl<'p, P: Platform> Store<'p, P> {
             .map_or(0, |b| b.generation)
             .max(body.generation.saturating_add(1));
         let tenants = u32::try_from(body.tenants.len()).unwrap_or(u32::MAX);
-        // Written twice: the first write (with the damaged file gone) makes no backup, the
-        // second keeps the first as one. Then the backup is the restored store, and a later
-        // recover of this store goes above its generation too, not back to the same one.
-        let first = self.seal_and_replace(
+        // First the restored store becomes the backup, then the damaged file goes aside, then
+        // the store is written (with no store file, that write keeps no backup). A crash at any
+        // point leaves a backup above every generation written so far, so recovering again
+        // never repeats a generation.
+        let backup_generation = self.seal_into(
             &lock,
+            StoreFile::Backup,
             &bak_key,
             bak_header.slots.clone(),
             above,
             body.clone(),
         )?;
-        let generation = self.seal_and_replace(&lock, &bak_key, bak_header.slots, first, body)?;
+        let quarantined_as = if live_exists {
+            Some(self.p.quarantine(StoreFile::Store)?)
+        } else {
+            None
+        };
+        let generation =
+            self.seal_and_replace(&lock, &bak_key, bak_header.slots, backup_generation, body)?;
         Ok(RecoverReport {
             quarantined_as,
             generation,

@@ -315,7 +315,21 @@ impl<'p, P: Platform> Store<'p, P> {
     /// operations (a new header or key, derived from a read under the same lock) call this.
     pub(crate) fn seal_and_replace(
         &mut self,
+        lock: &ExclusiveStoreLock<P::Guard>,
+        key: &P::Key,
+        slots: Vec<KeySlot>,
+        old_generation: u64,
+        body: Body,
+    ) -> Result<u64, StoreError> {
+        self.seal_into(lock, StoreFile::Store, key, slots, old_generation, body)
+    }
+
+    /// [`Store::seal_and_replace`] into `file`: `recover` writes the restored store as the
+    /// backup first.
+    pub(crate) fn seal_into(
+        &mut self,
         _lock: &ExclusiveStoreLock<P::Guard>,
+        file: StoreFile,
         key: &P::Key,
         slots: Vec<KeySlot>,
         old_generation: u64,
@@ -343,7 +357,7 @@ impl<'p, P: Platform> Store<'p, P> {
         out.extend_from_slice(&ciphertext);
         // What we are about to write must parse back to the header we meant.
         debug_assert_eq!(Header::decode(&out).map(|(h, _)| h).as_ref(), Ok(&header));
-        self.p.replace(StoreFile::Store, &out)?;
+        self.p.replace(file, &out)?;
         Ok(body.generation)
     }
 
