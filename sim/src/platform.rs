@@ -50,10 +50,7 @@ impl Drop for SimGuard {
         if self.target == LockTarget::Store && st.world.disk.written_by == Some(self.pid) {
             st.world.disk.written_by = None;
             let rate = st.world.faults.corruption;
-            // See `KnownBugs::restore_generation`.
-            let spared = !st.world.known_core_bugs.restore_generation
-                && matches!(st.procs[self.pid].doing, "recover" | "recover-force");
-            if !spared && st.faults_on && st.world.rng.chance(rate) {
+            if st.faults_on && st.world.rng.chance(rate) {
                 corrupt_store(&mut st.world);
             }
         }

@@ -57,15 +57,11 @@ pub struct Faults {
 /// on (all, or the comma-separated names) to check a fix. (Fixed since, and now injected in
 /// every campaign: `recover --force` restoring a refresh token unmarked while the newer store
 /// had a refresh of it under way, b42bb9b; `recover` and `quarantine` taking a transient key
-/// error for damage and moving a good store aside, 1dbe2a5.)
+/// error for damage and moving a good store aside, 1dbe2a5; a recover interrupted between its
+/// writes leaving a store that a later recover repeated the generation of, b42bb9b and
+/// cad6928.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KnownBugs {
-    /// `restore-generation`: corruption of a store a `recover` wrote. Recover writes the
-    /// restored store twice so that the backup becomes it (b42bb9b), but a crash or write
-    /// error between the two writes leaves the first alone, at the backup's generation + 2
-    /// over the old backup; recovering that one again writes the same generation, not one
-    /// above it (seed 107784 of a long campaign).
-    pub restore_generation: bool,
     /// `header-damage`: corruption anywhere in the file, not only the body. A flipped bit in
     /// the key id or a slot reads as a wrong key; `recover` and `quarantine` take it for
     /// damage only when a backup opens under the same key id (or one a bit away) with the
@@ -76,11 +72,10 @@ pub struct KnownBugs {
 }
 
 impl KnownBugs {
-    pub const NAMES: [&'static str; 2] = ["restore-generation", "header-damage"];
+    pub const NAMES: [&'static str; 1] = ["header-damage"];
 
     pub fn all() -> KnownBugs {
         KnownBugs {
-            restore_generation: true,
             header_damage: true,
         }
     }
@@ -90,7 +85,6 @@ impl KnownBugs {
         let mut k = KnownBugs::default();
         for name in list.split(',').filter(|n| !n.is_empty()) {
             match name {
-                "restore-generation" => k.restore_generation = true,
                 "header-damage" => k.header_damage = true,
                 _ => return None,
             }
@@ -100,7 +94,7 @@ impl KnownBugs {
 
     /// The names switched on, comma-separated.
     pub fn names(&self) -> String {
-        let on = [self.restore_generation, self.header_damage];
+        let on = [self.header_damage];
         Self::NAMES
             .iter()
             .zip(on)
