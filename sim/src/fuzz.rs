@@ -417,7 +417,8 @@ pub fn ops(data: &[u8]) {
                         assert_eq!(model.is_some(), r.quarantined_as.is_some());
                         let restored = backup.clone().expect("recover restored a backup");
                         moved_aside = r.quarantined_as.is_some();
-                        // The restored store is written where none is: the backup stays.
+                        // The restored store became the backup first, then the store.
+                        backup = Some(restored.clone());
                         model = Some(restored);
                     }
                     Err(StoreError::Recover(RecoverError::StoreReadable)) => {
@@ -425,10 +426,9 @@ pub fn ops(data: &[u8]) {
                     }
                     Err(StoreError::Recover(RecoverError::NoBackup)) => assert!(backup.is_none()),
                     Err(StoreError::Io(_)) => {
-                        // The store was moved aside first; the restore's write failed.
+                        // The first write (the restored store as the new backup) failed:
+                        // nothing was moved aside or changed.
                         assert!(failing && (force || model.is_none()));
-                        moved_aside = model.is_some();
-                        model = None;
                     }
                     Err(e) => panic!("recover failed: {e}"),
                 }
