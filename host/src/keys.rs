@@ -221,16 +221,7 @@ impl Keyring {
             .map_err(|e| slot_error(e, KeyError::MalformedSlot("keyring slot".into())))?;
         let backend = Backend::parse(&r.backend)
             .ok_or_else(|| KeyError::Keyring(format!("unknown keyring backend {}", r.backend)))?;
-        self.inner()
-            .keyring_key(backend, &r.id)
-            .map(|_| ())
-            .map_err(|e| match e {
-                KeyringError::Missing => KeyError::KeyringEntryMissing {
-                    backend: backend.name().into(),
-                    other_slots: Vec::new(),
-                },
-                e => keyring_error(backend, e),
-            })
+        self.inner().wrapping_key(backend, &r.id).map(|_| ())
     }
 }
 
@@ -283,6 +274,18 @@ impl Inner {
             });
         self.keyring_answers.insert((backend, *id), answer.clone());
         answer
+    }
+
+    /// [`Inner::keyring_key`] as a key error: a missing entry is `KeyringEntryMissing` (the
+    /// caller fills in the other slots), anything else the keyring's failure.
+    fn wrapping_key(&mut self, backend: Backend, id: &[u8; 16]) -> Result<Arc<FileKey>, KeyError> {
+        self.keyring_key(backend, id).map_err(|e| match e {
+            KeyringError::Missing => KeyError::KeyringEntryMissing {
+                backend: backend.name().into(),
+                other_slots: Vec::new(),
+            },
+            e => keyring_error(backend, e),
+        })
     }
 
     /// A new wrapping key in `backend`.
@@ -486,16 +489,7 @@ impl Inner {
             // A keyring of another platform (a store copied from a Mac): not ours to open.
             return Ok(None);
         };
-        let wk = match self.keyring_key(backend, &r.id) {
-            Ok(wk) => wk,
-            Err(KeyringError::Missing) => {
-                return Err(KeyError::KeyringEntryMissing {
-                    backend: backend.name().into(),
-                    other_slots: Vec::new(),
-                })
-            }
-            Err(e) => return Err(keyring_error(backend, e)),
-        };
+        let wk = self.wrapping_key(backend, &r.id)?;
         credlock_keyslots::open_keyring_slot(kind, &wk, data_key_id, data)
             .map(Some)
             // The entry exists but holds another key: as good as a wrong key file.

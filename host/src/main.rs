@@ -761,6 +761,7 @@ mod doctor {
         out: &mut impl Write,
         config: &Config,
         layout: &credlock::layout::Layout,
+        ring: &credlock::keys::Keyring,
     ) -> usize {
         let Ok(bytes) = std::fs::read(layout.store()) else {
             return 0;
@@ -768,7 +769,6 @@ mod doctor {
         let Ok((header, _)) = credlock_core::format::Header::decode(&bytes) else {
             return 0; // the store line below reports what is wrong with the file
         };
-        let ring = credlock::keys::Keyring::new(config.keys.clone());
         let mut problems = 0;
         let mut durable = false;
         let _ = writeln!(out, "key slots:");
@@ -922,8 +922,14 @@ mod doctor {
             }
         }
         problems += keyrings(&mut out, &config);
-        problems += slot_health(&mut out, &config, &layout);
-        match Credlock::open(config) {
+        // One keyring for the slot probes and the store below: each entry is asked once.
+        let opened = Credlock::open(config.clone());
+        let ring = match &opened {
+            Ok(store) => store.keyring().clone(),
+            Err(_) => credlock::keys::Keyring::new(config.keys.clone()),
+        };
+        problems += slot_health(&mut out, &config, &layout, &ring);
+        match opened {
             Ok(mut store) => {
                 if let Some(rt) = store.runtime() {
                     let _ = writeln!(
