@@ -7,6 +7,24 @@
 use crate::format::HeaderError;
 use crate::platform::{FileError, IoError, KeyError, TransportError};
 
+/// Exit codes of the credlock command lines (README, "Exit codes"): distinct per kind of
+/// failure so scripts can react. The native CLI and the WASI command both use this table.
+pub mod exit {
+    pub const USAGE: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    /// The credential needs a new login.
+    pub const REAUTH: u8 = 4;
+    pub const LOCK_TIMEOUT: u8 = 5;
+    /// The store cannot be read with what was given (key, damage, version).
+    pub const UNREADABLE: u8 = 6;
+    pub const ENDPOINT: u8 = 7;
+    pub const IO: u8 = 8;
+    /// A maintenance request refused as asked (slot change, recover, import conflict).
+    pub const REFUSED: u8 = 9;
+    /// A bug in credlock: the runtime failed or the component trapped.
+    pub const INTERNAL: u8 = 10;
+}
+
 /// How a token endpoint failed. Mirrors `endpoint-error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointError {
@@ -185,6 +203,59 @@ impl StoreError {
             SlotChange(_) => "slot-change",
             Recover(_) => "recover",
             ImportConflict(_) => "import-conflict",
+        }
+    }
+
+    /// The inner case of the variant, where it has one (`oauth`, `wrong-passphrase`,
+    /// `last-slot`, ...): the WIT case names of `endpoint-error`, `file-error`, `key-error`,
+    /// `slot-change-error` and `recover-error`. Bindings expose it beside [`Self::code`].
+    pub fn case(&self) -> Option<&'static str> {
+        use StoreError::*;
+        Some(match self {
+            Endpoint(EndpointError::OAuth { .. }) => "oauth",
+            Endpoint(EndpointError::Server(_)) => "server",
+            Endpoint(EndpointError::MalformedReply(_)) => "malformed-reply",
+            Endpoint(EndpointError::Transport(_)) => "transport",
+            Io(FileError::Io(_)) => "io",
+            Io(FileError::TooLarge(_)) => "too-large",
+            Key(k) => match k {
+                KeyError::NoKeySource => "no-key-source",
+                KeyError::NoMatchingSlot(_) => "no-matching-slot",
+                KeyError::WrongPassphrase => "wrong-passphrase",
+                KeyError::WrongKeyFile => "wrong-key-file",
+                KeyError::MalformedSlot(_) => "malformed-slot",
+                KeyError::Io(_) => "io",
+                KeyError::KeyringEntryMissing { .. } => "keyring-entry-missing",
+                KeyError::Keyring(_) => "keyring",
+                KeyError::SlotUnavailable(_) => "slot-unavailable",
+            },
+            SlotChange(SlotChangeError::NoSuchSlot(_)) => "no-such-slot",
+            SlotChange(SlotChangeError::LastSlot) => "last-slot",
+            SlotChange(SlotChangeError::OnlyVolatileLeft(_)) => "only-volatile-left",
+            SlotChange(SlotChangeError::TooManySlots(_)) => "too-many-slots",
+            Recover(RecoverError::StoreReadable) => "store-readable",
+            Recover(RecoverError::NoBackup) => "no-backup",
+            Recover(RecoverError::BackupUnreadable(_)) => "backup-unreadable",
+            _ => return None,
+        })
+    }
+
+    /// The exit code the CLIs (native and WASI) end with for this error: one table for
+    /// every front end, documented in the README ("Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        use StoreError::*;
+        match self {
+            InvalidTenant(_) | InvalidTokenResponse(_) | InvalidOptions(_) => exit::USAGE,
+            NotFound(_) => exit::NOT_FOUND,
+            Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => exit::REAUTH,
+            Endpoint(_) => exit::ENDPOINT,
+            LockTimeout { .. } => exit::LOCK_TIMEOUT,
+            Io(_) => exit::IO,
+            // A maintenance request refused as asked: nothing was changed.
+            Key(KeyError::SlotUnavailable(_)) | SlotChange(_) | Recover(_) | ImportConflict(_) => {
+                exit::REFUSED
+            }
+            Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => exit::UNREADABLE,
         }
     }
 

@@ -62,7 +62,12 @@ pub enum LoadedFrom {
 }
 
 fn engine() -> anyhow::Result<Engine> {
-    let config = Config::new();
+    let mut config = Config::new();
+    // Traps by explicit checks, not by catching SIGSEGV: the host is embedded in Node, Go and
+    // Python processes whose runtimes install their own signal handlers, and a wasm trap
+    // must never depend on which handler a runtime left in place. The core's calls are
+    // short; the checks cost little beside the store's I/O (BENCHMARKS.md).
+    config.signals_based_traps(false);
     Ok(Engine::new(&config)?)
 }
 

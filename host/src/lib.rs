@@ -23,13 +23,23 @@ pub mod keys;
 pub mod layout;
 pub mod locks;
 pub mod native;
+pub mod open;
 pub mod oskeyring;
+pub mod report;
+pub mod shared;
+pub mod source;
 
+pub use credlock_core::error::exit;
 pub use credlock_core::platform::KeySlot;
+pub use credlock_core::sha256_hex;
 pub use credlock_core::{
     AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,
     WriteReceipt,
 };
+pub use open::OpenOptions;
+pub use report::ErrorReport;
+pub use shared::{SlotInfo, Store};
+pub use source::ImportFileReport;
 
 use component::{api, Runtime};
 use endpoint::EndpointPolicy;
@@ -139,12 +149,15 @@ enum Engine {
 
 impl Credlock {
     pub fn open(config: Config) -> Result<Self, Error> {
+        let keyring = Keyring::new(config.keys.clone());
+        Self::open_with_keyring(config, keyring)
+    }
+
+    /// Open with a key cache shared with other `Credlock`s of this process (a
+    /// [`shared::Store`]'s pool): a passphrase is derived, and a keyring asked, once.
+    pub(crate) fn open_with_keyring(config: Config, keyring: Keyring) -> Result<Self, Error> {
         config.options.validate()?;
-        let platform = NativePlatform::new(
-            Layout::new(config.store_dir),
-            Keyring::new(config.keys),
-            config.endpoint,
-        );
+        let platform = NativePlatform::new(Layout::new(config.store_dir), keyring, config.endpoint);
         let engine = match config.backend {
             Backend::Component => Engine::Component {
                 runtime: runtime(config.cache_dir.as_deref())?,

@@ -95,7 +95,7 @@ pub fn acquire(path: &Path, mode: LockMode, timeout: Duration) -> Result<LockGua
         return Err(LockError::Timeout(0));
     }
     #[cfg(target_os = "linux")]
-    if let Some(signal) = wake_signal() {
+    if let Some(signal) = wake_signal().filter(|&s| !blocked_in_this_thread(s)) {
         return block_until(file, mode, timeout, signal)
             .map(|file| LockGuard {
                 file: Some(file),
@@ -239,13 +239,33 @@ fn install_wake_handler() -> Option<libc::c_int> {
         }
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_wake as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = 0; // no SA_RESTART: interrupted syscalls return EINTR
+        // No SA_RESTART: interrupted syscalls return EINTR. SA_ONSTACK: Go (and any runtime
+        // that runs threads on small stacks with an alternate signal stack) requires it of
+        // every handler installed in its process.
+        action.sa_flags = libc::SA_ONSTACK;
         libc::sigemptyset(&mut action.sa_mask);
         if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
             return None;
         }
     }
     Some(signal)
+}
+
+/// Whether `signal` is blocked in the calling thread: then the watchdog's signal could not
+/// interrupt a blocked flock, and the wait would outlast its deadline. Runtimes that embed us
+/// (Node's worker threads, Go's scheduler threads, an application's own threads) choose
+/// their threads' masks, so this is asked on every wait, not once.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn blocked_in_this_thread(signal: libc::c_int) -> bool {
+    // SAFETY: a null new set only queries the calling thread's mask into `current`.
+    unsafe {
+        let mut current: libc::sigset_t = std::mem::zeroed();
+        if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut current) != 0 {
+            return true;
+        }
+        libc::sigismember(&current, signal) == 1
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -1,27 +1,13 @@
 //! The `credlock` command line. Its output and exit codes are an API (README, "CLI").
 
 use clap::{Parser, Subcommand};
-use credlock::keys::{KdfParams, KeySources};
-use credlock::oskeyring::Backend as KeyringBackend;
-use credlock::{Backend, Config, Credlock, Error, StoreError};
-use std::io::{Read, Write};
+use credlock::{Backend, Config, Credlock, Error, OpenOptions, StoreError};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zeroize::Zeroizing;
 
-/// Exit codes (README, "Exit codes"). Distinct per kind of failure so scripts can react.
-mod exit {
-    pub const USAGE: u8 = 2;
-    pub const NOT_FOUND: u8 = 3;
-    pub const REAUTH: u8 = 4;
-    pub const LOCK_TIMEOUT: u8 = 5;
-    pub const UNREADABLE: u8 = 6;
-    pub const ENDPOINT: u8 = 7;
-    pub const IO: u8 = 8;
-    /// A maintenance request refused as asked (slot change, recover, import conflict).
-    pub const REFUSED: u8 = 9;
-    pub const INTERNAL: u8 = 10;
-}
+use credlock_core::error::exit;
 
 #[derive(Parser)]
 #[command(
@@ -30,30 +16,20 @@ mod exit {
     about = "OAuth credentials that many processes share safely"
 )]
 struct Cli {
-    /// The store directory [default: $XDG_DATA_HOME/credlock].
-    #[arg(long, global = true, env = "CREDLOCK_STORE", value_name = "DIR")]
+    /// The store directory [default: $CREDLOCK_STORE, else $XDG_DATA_HOME/credlock].
+    #[arg(long, global = true, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Seconds to wait for the store lock before failing.
-    #[arg(
-        long,
-        global = true,
-        env = "CREDLOCK_LOCK_TIMEOUT",
-        value_name = "SECONDS",
-        default_value = "10"
-    )]
-    lock_timeout: f64,
-    /// Seconds a token-endpoint call may take.
-    #[arg(
-        long,
-        global = true,
-        env = "CREDLOCK_HTTP_TIMEOUT",
-        value_name = "SECONDS",
-        default_value = "30"
-    )]
-    http_timeout: f64,
-    /// The key file [default: DIR/key]. Created with a random key when a new store is made
-    /// without a passphrase.
-    #[arg(long, global = true, env = "CREDLOCK_KEY_FILE", value_name = "PATH")]
+    /// Seconds to wait for the store lock before failing [default: $CREDLOCK_LOCK_TIMEOUT,
+    /// else 10]. A refresh waits for another process's refresh up to the HTTP timeout plus
+    /// twice this.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    lock_timeout: Option<f64>,
+    /// Seconds a token-endpoint call may take [default: $CREDLOCK_HTTP_TIMEOUT, else 30].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    http_timeout: Option<f64>,
+    /// The key file [default: $CREDLOCK_KEY_FILE, else DIR/key]. Created with a random key
+    /// when a new store is made without a passphrase.
+    #[arg(long, global = true, value_name = "PATH")]
     key_file: Option<PathBuf>,
     /// Read the passphrase from this file descriptor (CREDLOCK_PASSPHRASE also works;
     /// a passphrase is never accepted as an argument).
@@ -61,23 +37,20 @@ struct Cli {
     passphrase_fd: Option<i32>,
     /// The OS keyring a new store (and `slot add keyring`) keeps its key in:
     /// secret-service, keyutils (volatile), apple-keychain, windows-credential, auto (this
-    /// platform's durable one), or off (never ask a keyring, even to open a store).
-    #[arg(long, global = true, env = "CREDLOCK_KEYRING", value_name = "BACKEND")]
+    /// platform's durable one), or off (never ask a keyring, even to open a store)
+    /// [default: $CREDLOCK_KEYRING].
+    #[arg(long, global = true, value_name = "BACKEND")]
     keyring: Option<String>,
-    /// Seconds one keyring call may take (they can hang, or wait for an unlock prompt).
-    #[arg(
-        long,
-        global = true,
-        env = "CREDLOCK_KEYRING_TIMEOUT",
-        value_name = "SECONDS",
-        default_value = "10"
-    )]
-    keyring_timeout: f64,
+    /// Seconds one keyring call may take (they can hang, or wait for an unlock prompt)
+    /// [default: $CREDLOCK_KEYRING_TIMEOUT, else 10].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    keyring_timeout: Option<f64>,
     /// Allow a store whose only key slots are volatile (the kernel keyring): a reboot loses it.
-    #[arg(long, global = true, env = "CREDLOCK_ALLOW_VOLATILE_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    /// [env: CREDLOCK_ALLOW_VOLATILE_ONLY]
+    #[arg(long, global = true)]
     allow_volatile_only: bool,
-    /// Allow plain-http token endpoints on non-loopback hosts.
-    #[arg(long, global = true, env = "CREDLOCK_ALLOW_INSECURE_HTTP")]
+    /// Allow plain-http token endpoints on non-loopback hosts [env: CREDLOCK_ALLOW_INSECURE_HTTP].
+    #[arg(long, global = true)]
     allow_insecure_http: bool,
     /// Run the core natively instead of as the WebAssembly component (for comparison).
     #[arg(long, global = true, hide = true)]
@@ -219,21 +192,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
             Error::Store(s) => {
-                use StoreError::*;
-                let code = match &s {
-                    InvalidTenant(_) | InvalidTokenResponse(_) | InvalidOptions(_) => exit::USAGE,
-                    NotFound(_) => exit::NOT_FOUND,
-                    Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => exit::REAUTH,
-                    Endpoint(_) => exit::ENDPOINT,
-                    LockTimeout { .. } => exit::LOCK_TIMEOUT,
-                    Io(_) => exit::IO,
-                    Key(credlock_core::platform::KeyError::SlotUnavailable(_))
-                    | SlotChange(_)
-                    | Recover(_)
-                    | ImportConflict(_) => exit::REFUSED,
-                    Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => exit::UNREADABLE,
-                    _ => exit::INTERNAL,
-                };
+                let code = s.exit_code();
                 Failure {
                     code,
                     message: s.to_string(),
@@ -249,137 +208,77 @@ impl From<Error> for Failure {
     }
 }
 
-fn seconds_ms(name: &str, s: f64) -> Result<u32, Failure> {
-    if !(s.is_finite() && s >= 0.0 && s * 1000.0 <= f64::from(u32::MAX / 4)) {
-        return Err(usage(format!(
-            "{name} must be a number of seconds between 0 and 12 days"
-        )));
-    }
-    Ok((s * 1000.0).round() as u32)
+fn read_stdin(what: &str) -> Result<Zeroizing<String>, Failure> {
+    credlock::source::read_limited(
+        std::io::stdin().lock(),
+        &format!("{what} on standard input"),
+    )
+    .map_err(|e| usage(e.to_string()))
 }
 
-fn read_stdin(limit: u64, what: &str) -> Result<Zeroizing<String>, Failure> {
-    let mut buf = Zeroizing::new(String::new());
-    std::io::stdin()
-        .take(limit + 1)
-        .read_to_string(&mut buf)
-        .map_err(|e| usage(format!("reading {what} from standard input: {e}")))?;
-    if buf.len() as u64 > limit {
-        return Err(usage(format!(
-            "{what} on standard input is larger than {limit} bytes"
-        )));
+/// A passphrase from a descriptor the caller opened for us (never argv); `None` leaves it
+/// to the environment.
+fn read_passphrase(fd: Option<i32>, flag: &str) -> Result<Option<Zeroizing<String>>, Failure> {
+    let Some(fd) = fd else { return Ok(None) };
+    let s = read_fd(fd, flag)?;
+    let trimmed = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned());
+    if trimmed.is_empty() {
+        return Err(usage(format!("the passphrase from {flag} is empty")));
     }
-    Ok(buf)
+    Ok(Some(trimmed))
 }
 
-/// A passphrase from a descriptor the caller opened for us, or from `env`: never argv.
-fn read_passphrase(
-    fd: Option<i32>,
-    flag: &str,
-    env: &str,
-) -> Result<Option<Zeroizing<String>>, Failure> {
-    #[cfg(not(unix))]
-    if let Some(fd) = fd {
-        // Windows passes handles, not descriptors: only standard input is supported.
-        if fd != 0 {
-            return Err(usage(format!(
-                "{flag} must be 0 (standard input) here; or set {env}"
-            )));
-        }
-        let s = read_stdin(64 * 1024, "the passphrase")?;
-        let trimmed = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned());
-        if trimmed.is_empty() {
-            return Err(usage(format!("the passphrase from {flag} is empty")));
-        }
-        return Ok(Some(trimmed));
+#[cfg(not(unix))]
+fn read_fd(fd: i32, flag: &str) -> Result<Zeroizing<String>, Failure> {
+    // Windows passes handles, not descriptors: only standard input is supported.
+    if fd != 0 {
+        return Err(usage(format!("{flag} must be 0 (standard input) here")));
     }
-    #[cfg(unix)]
-    if let Some(fd) = fd {
-        use std::os::fd::FromRawFd;
-        if fd < 3 && fd != 0 {
-            return Err(usage(format!("{flag} must be 0 or a descriptor above 2")));
-        }
-        // The caller handed us this descriptor for exactly this purpose; we take ownership
-        // and close it after reading.
-        #[allow(unsafe_code)]
-        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-        let mut s = Zeroizing::new(String::new());
-        file.read_to_string(&mut s)
-            .map_err(|e| usage(format!("reading the passphrase from fd {fd}: {e}")))?;
-        let trimmed = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned());
-        if trimmed.is_empty() {
-            return Err(usage(format!("the passphrase from {flag} is empty")));
-        }
-        return Ok(Some(trimmed));
+    read_stdin("the passphrase")
+}
+
+#[cfg(unix)]
+fn read_fd(fd: i32, flag: &str) -> Result<Zeroizing<String>, Failure> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 && fd != 0 {
+        return Err(usage(format!("{flag} must be 0 or a descriptor above 2")));
     }
-    Ok(std::env::var(env)
-        .ok()
-        .filter(|p| !p.is_empty())
-        .map(Zeroizing::new))
+    // The caller handed us this descriptor for exactly this purpose; we take ownership
+    // and close it after reading.
+    #[allow(unsafe_code)]
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    credlock::source::read_limited(file, &format!("the passphrase from fd {fd}"))
+        .map_err(|e| usage(e.to_string()))
 }
 
 fn config(cli: &Cli) -> Result<Config, Failure> {
-    let dir = match &cli.store {
-        Some(d) => d.clone(),
-        None => credlock::layout::default_store_dir()
-            .ok_or_else(|| usage("no home directory: pass --store DIR or set CREDLOCK_STORE"))?,
-    };
-    let mut config = Config::for_dir(&dir);
-    let pass = read_passphrase(cli.passphrase_fd, "--passphrase-fd", "CREDLOCK_PASSPHRASE")?;
+    let passphrase = read_passphrase(cli.passphrase_fd, "--passphrase-fd")?;
     let new_passphrase = match &cli.command {
         Command::Slot {
             action: SlotAction::Add {
                 new_passphrase_fd, ..
             },
-        } => read_passphrase(
-            *new_passphrase_fd,
-            "--new-passphrase-fd",
-            "CREDLOCK_NEW_PASSPHRASE",
-        )?,
+        } => read_passphrase(*new_passphrase_fd, "--new-passphrase-fd")?,
         _ => None,
     };
-    let (keyring, use_keyrings) = match cli.keyring.as_deref() {
-        None | Some("") => (None, true),
-        Some("off") => (None, false),
-        Some("auto") => (Some(KeyringBackend::platform_default()), true),
-        Some(name) => match KeyringBackend::parse(name) {
-            Some(b) if b.compiled_in() => (Some(b), true),
-            Some(b) => {
-                return Err(usage(format!(
-                    "the {} keyring does not exist on this platform",
-                    b.name()
-                )))
-            }
-            None => {
-                return Err(usage(format!(
-                "unknown keyring {name:?}: use secret-service, keyutils, apple-keychain, windows-credential, auto or off"
-            )))
-            }
-        },
-    };
-    config.keys = KeySources {
-        // A new store gets a key file only when nothing else protects it, or when one is
-        // named explicitly: a key file beside the store would defeat a passphrase or keyring.
-        // An existing store's key file is still used to open it if present.
-        create_key_file: (pass.is_none() && keyring.is_none()) || cli.key_file.is_some(),
-        passphrase: pass,
-        key_file: Some(
-            cli.key_file
-                .clone()
-                .unwrap_or_else(|| config.store_dir.join("key")),
-        ),
-        kdf: KdfParams::default(),
-        keyring,
-        use_keyrings,
-        keyring_timeout: std::time::Duration::from_millis(u64::from(
-            seconds_ms("--keyring-timeout", cli.keyring_timeout)?.max(1),
-        )),
+    // Flags override the environment, which OpenOptions reads: one rule for every front end.
+    let options = OpenOptions {
+        store_dir: cli.store.clone(),
+        passphrase,
+        key_file: cli.key_file.clone(),
+        keyring: cli.keyring.clone(),
+        lock_timeout: cli.lock_timeout,
+        http_timeout: cli.http_timeout,
+        keyring_timeout: cli.keyring_timeout,
+        allow_insecure_http: cli.allow_insecure_http.then_some(true),
+        allow_volatile_only: cli.allow_volatile_only.then_some(true),
+        kdf: None,
         new_passphrase,
-        allow_volatile_only: cli.allow_volatile_only,
+        ignore_env: false,
     };
-    config.options.lock_timeout_ms = seconds_ms("--lock-timeout", cli.lock_timeout)?;
-    config.options.http_timeout_ms = seconds_ms("--http-timeout", cli.http_timeout)?.max(1);
-    config.endpoint.allow_insecure_http = cli.allow_insecure_http;
+    let mut config = options
+        .resolve()
+        .map_err(|e| Failure::from(Error::Store(e)))?;
     if cli.native {
         config.backend = Backend::Native;
     }
@@ -407,7 +306,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
         }
         Command::Put { tenant } => {
-            let json = read_stdin(1024 * 1024, "the token response")?;
+            let json = read_stdin("the token response")?;
             let receipt = store.put(tenant, &json)?;
             eprintln!(
                 "credlock: stored '{tenant}' (revision {})",
@@ -425,7 +324,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rejected_stdin,
         } => {
             let hash = if *rejected_stdin {
-                let token = read_stdin(64 * 1024, "the rejected access token")?;
+                let token = read_stdin("the rejected access token")?;
                 Some(credlock_core::sha256_hex(token.trim().as_bytes()))
             } else {
                 rejected.clone()
@@ -598,33 +497,24 @@ fn import(
             ))
         }
     };
-    const LIMIT: u64 = 1024 * 1024;
-    let source = if file == "-" {
+    // Durable when it returns: the one atomic write of the whole import is fsync'd.
+    let (report, kept) = if file == "-" {
         if remove_source {
             return Err(usage("--remove-source needs a FILE, not standard input"));
         }
-        read_stdin(LIMIT, "the tokens to import")?
+        let source = read_stdin("the tokens to import")?;
+        (store.import_tokens(&source, tenant, replace)?, None)
     } else {
-        let f = std::fs::File::open(file).map_err(|e| Failure {
-            code: exit::IO,
-            message: format!("cannot open {file}: {e}"),
-            hint: None,
-        })?;
-        let mut s = Zeroizing::new(String::new());
-        f.take(LIMIT + 1)
-            .read_to_string(&mut s)
-            .map_err(|e| Failure {
-                code: exit::IO,
-                message: format!("cannot read {file} as UTF-8 text: {e}"),
-                hint: None,
-            })?;
-        if s.len() as u64 > LIMIT {
-            return Err(usage(format!("{file} is larger than {LIMIT} bytes")));
-        }
-        s
+        let path = std::path::Path::new(file);
+        let (source, identity) = credlock::source::read_source(path).map_err(Error::Store)?;
+        let report = store.import_tokens(&source, tenant, replace)?;
+        let kept = if remove_source {
+            Some(credlock::source::remove_source(path, identity, &report))
+        } else {
+            None
+        };
+        (report, kept)
     };
-    // Durable when it returns: the one atomic write of the whole import is fsync'd.
-    let report = store.import_tokens(&source, tenant, replace)?;
     eprintln!(
         "credlock: imported {} tenant(s){}",
         report.imported.len(),
@@ -637,17 +527,10 @@ fn import(
     for (name, why) in &report.skipped {
         eprintln!("credlock: skipped {name:?}: {why}");
     }
-    if remove_source {
-        if !report.skipped.is_empty() || report.imported.is_empty() {
-            eprintln!("credlock: kept {file}: not everything in it was imported");
-        } else {
-            credlock::files::remove(std::path::Path::new(file)).map_err(|e| Failure {
-                code: exit::IO,
-                message: format!("imported, but could not remove {file}: {e:?}"),
-                hint: Some("the tokens are in the store; delete the file yourself"),
-            })?;
-            eprintln!("credlock: removed {file}");
-        }
+    match kept {
+        Some(None) => eprintln!("credlock: removed {file}"),
+        Some(Some(why)) => eprintln!("credlock: kept {file}: {why}"),
+        None => {}
     }
     Ok(())
 }

@@ -101,27 +101,11 @@ fn error(e: api::StoreError) -> StoreError {
     }
 }
 
-/// The native CLI's exit codes.
 fn exit_code(e: &StoreError) -> u8 {
-    use StoreError::*;
-    match e {
-        InvalidTenant(_) | InvalidTokenResponse(_) | InvalidOptions(_) => 2,
-        NotFound(_) => 3,
-        Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => 4,
-        LockTimeout { .. } => 5,
-        // A maintenance request refused as asked: nothing was changed.
-        Key(p::KeyError::SlotUnavailable(_)) | SlotChange(_) | Recover(_) | ImportConflict(_) => {
-            REFUSED
-        }
-        Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => 6,
-        Endpoint(_) => 7,
-        Io(_) => IO,
-        _ => 10,
-    }
+    e.exit_code()
 }
 
-const IO: u8 = 8;
-const REFUSED: u8 = 9;
+const IO: u8 = credlock_core::error::exit::IO;
 
 const USAGE: &str = "usage: credlock (init | put TENANT < token.json | token TENANT [--min-valid SECONDS] | refresh TENANT [--rejected SHA256_HEX] | list [--json] | delete TENANT
   | slot list [--json] | slot add KIND | slot remove INDEX [--allow-volatile-only] | rekey
