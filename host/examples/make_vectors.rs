@@ -2,6 +2,7 @@
 //! the steps every host (Rust, Python, Node) must run on them with the expected results.
 //! Run from the repository root: `cargo run -p credlock --example make_vectors`.
 //! The files are committed; regenerate only when the format changes (FORMAT.md's version log).
+//! `-- keyring` writes only the keyring vectors (needs the kernel keyring: `keyctl`).
 
 use credlock::{keys::KeySources, Config, Credlock};
 use serde_json::{json, Value};
@@ -51,6 +52,10 @@ fn write(name: &str, v: Value) {
 }
 
 fn main() {
+    keyring_vectors();
+    if std::env::args().nth(1).as_deref() == Some("keyring") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let kdir = tmp.path().join("keyfile");
     let mut s = store(&kdir, false);
@@ -217,6 +222,60 @@ fn main() {
                 {"op": "put", "tenant": "acme", "response": {"access_token": "new"}, "expect": {"error": "key"}},
             ],
             "unchanged": true,
+        }),
+    );
+}
+
+/// A store whose only slot is a kernel-keyring slot. The vector carries the keyring entry
+/// (its wrapping key), which a runner installs before the steps and removes after: the store
+/// opens through the host's keyring code in every language.
+fn keyring_vectors() {
+    use credlock::oskeyring::{self, Backend};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keyring");
+    let mut c = Config::for_dir(&dir);
+    c.cache_dir = None;
+    c.keys = KeySources {
+        key_file: None,
+        create_key_file: false,
+        keyring: Some(Backend::Keyutils),
+        allow_volatile_only: true,
+        ..Default::default()
+    };
+    let mut s = Credlock::open(c).unwrap();
+    s.put("acme", &json!({"access_token": ACCESS, "token_type": "Bearer", "expires_at": 4_102_444_800u64, "refresh_token": "vector-refresh-token"}).to_string()).unwrap();
+    let slots = s.slots().unwrap();
+    assert_eq!(slots.len(), 1);
+    let (backend, user) = credlock::keys::keyring_entry(&slots[0]).expect("a keyring slot");
+    let timeout = std::time::Duration::from_secs(10);
+    let secret = oskeyring::get(backend, &user, timeout).unwrap();
+    oskeyring::delete(backend, &user, timeout).unwrap();
+    let bytes = std::fs::read(dir.join("credentials.sealed")).unwrap();
+    let entry = json!([{"backend": backend.name(), "user": user, "secret": hex(&secret)}]);
+    write(
+        "read-keyring",
+        json!({
+            "description": "a store whose only slot is in the kernel keyring (keyutils): install the entry, read, list",
+            "files": files(&dir, &bytes),
+            "keyring": entry,
+            "steps": [
+                {"op": "token", "tenant": "acme", "min_valid_s": 0, "expect": {"token": ACCESS}},
+                {"op": "list", "expect": {"tenants": [{"tenant": "acme", "revision": 1}]}},
+            ],
+            "unchanged": true,
+        }),
+    );
+    write(
+        "keyring-entry-missing",
+        json!({
+            "description": "the same store with its keyring entry gone (a reboot): a key error, no key minted, nothing written",
+            "files": files(&dir, &bytes),
+            "steps": [
+                {"op": "token", "tenant": "acme", "expect": {"error": "key"}},
+                {"op": "put", "tenant": "acme", "response": {"access_token": "new"}, "expect": {"error": "key"}},
+            ],
+            "unchanged": true,
+            "absent_after": ["key"],
         }),
     );
 }

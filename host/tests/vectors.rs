@@ -39,6 +39,28 @@ fn outcome(r: Result<Value, Error>) -> Value {
     }
 }
 
+const KEYRING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Put a vector's `keyring` entries in place (tests/vectors/README.md); they are removed
+/// after its steps.
+fn install_keyring_entries(v: &Value) -> Vec<(credlock::oskeyring::Backend, String)> {
+    let mut installed = Vec::new();
+    for e in v["keyring"].as_array().into_iter().flatten() {
+        let backend = credlock::oskeyring::Backend::parse(e["backend"].as_str().unwrap())
+            .expect("a known keyring backend");
+        let user = e["user"].as_str().unwrap().to_owned();
+        credlock::oskeyring::set(
+            backend,
+            &user,
+            &decode(e["secret"].as_str().unwrap()),
+            KEYRING_TIMEOUT,
+        )
+        .expect("installing the vector's keyring entry (the kernel keyring: keyctl)");
+        installed.push((backend, user));
+    }
+    installed
+}
+
 #[test]
 fn every_vector_passes() {
     let files = vectors();
@@ -68,6 +90,7 @@ fn every_vector_passes() {
                 ..Default::default()
             };
         }
+        let entries = install_keyring_entries(&v);
         let mut s = Credlock::open(config).unwrap();
         for (i, step) in v["steps"].as_array().unwrap().iter().enumerate() {
             let tenant = step["tenant"].as_str().unwrap_or("");
@@ -86,6 +109,9 @@ fn every_vector_passes() {
                 before,
                 "{name}: the store changed"
             );
+        }
+        for (backend, user) in entries {
+            credlock::oskeyring::delete(backend, &user, KEYRING_TIMEOUT).unwrap();
         }
         for f in v["absent_after"].as_array().into_iter().flatten() {
             assert!(
