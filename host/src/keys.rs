@@ -131,6 +131,8 @@ struct Inner {
     keyring_answers: HashMap<(Backend, [u8; 16]), Result<Arc<FileKey>, KeyringError>>,
     /// Passphrase slots this passphrase opened: (data key id, slot bytes).
     opened_passphrase_slots: Vec<([u8; 16], Vec<u8>)>,
+    /// Passphrase slots this passphrase did not open, and why (each derived once).
+    failed_passphrase_slots: Vec<([u8; 16], Vec<u8>, KeyError)>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -174,6 +176,7 @@ impl Keyring {
             file_key: None,
             keyring_answers: HashMap::new(),
             opened_passphrase_slots: Vec::new(),
+            failed_passphrase_slots: Vec::new(),
         })))
     }
 
@@ -197,6 +200,11 @@ impl Keyring {
     pub fn create(&self) -> Result<KeyHandle, KeyError> {
         let key = self.inner().create()?;
         Ok(self.handle(key))
+    }
+
+    /// Whether any data key is cached (this process has opened the store before).
+    pub fn has_any_key(&self) -> bool {
+        !self.inner().cache.is_empty()
     }
 
     /// Unwrap data key `key_id` from the first slot a configured source opens.
@@ -470,8 +478,21 @@ impl Inner {
         let Some(pass) = self.sources.passphrase.clone() else {
             return Ok(None);
         };
+        // A slot this passphrase already failed to open fails again at once: the check
+        // before the store lock paid the KDF, the read under it must not pay it again.
+        if let Some((_, _, e)) = self
+            .failed_passphrase_slots
+            .iter()
+            .find(|(id, d, _)| id == data_key_id && d == data)
+        {
+            return Err(e.clone());
+        }
         let key = credlock_keyslots::open_passphrase_slot(&pass, data_key_id, data)
-            .map_err(|e| slot_error(e, KeyError::WrongPassphrase))?;
+            .map_err(|e| slot_error(e, KeyError::WrongPassphrase))
+            .inspect_err(|e| {
+                self.failed_passphrase_slots
+                    .push((*data_key_id, data.to_vec(), e.clone()))
+            })?;
         self.opened_passphrase_slots
             .push((*data_key_id, data.to_vec()));
         Ok(Some(key))

@@ -45,7 +45,12 @@ impl NativePlatform {
     /// Claim the store for our lock protocol, or refuse one that another lock protocol (the
     /// WASI build's lease files, or the other OS's locks) already uses: two protocols on one
     /// store exclude nothing.
-    fn check_protocol(&mut self) -> Result<(), LockError> {
+    ///
+    /// Only a writer (an exclusive lock) writes the marker, and only where it is missing: a
+    /// reader never writes to the store directory, so `token` and `list` work on a full disk
+    /// or a read-only directory. A reader that finds no marker reads under flock all the same
+    /// (nothing has claimed the store for another protocol yet).
+    fn check_protocol(&mut self, mode: LockMode) -> Result<(), LockError> {
         if self.protocol_checked {
             return Ok(());
         }
@@ -58,8 +63,15 @@ impl NativePlatform {
                 }
             })
         };
-        files::create_exclusive(&marker, format!("{LOCK_PROTOCOL}\n").as_bytes()).map_err(io)?;
-        let found = files::read(&marker, 64).map_err(io)?.unwrap_or_default();
+        let found = match files::read(&marker, 64).map_err(io)? {
+            Some(found) => found,
+            None if mode == LockMode::Shared => return Ok(()),
+            None => {
+                files::create_exclusive(&marker, format!("{LOCK_PROTOCOL}\n").as_bytes())
+                    .map_err(io)?;
+                files::read(&marker, 64).map_err(io)?.unwrap_or_default()
+            }
+        };
         let found = String::from_utf8_lossy(&found);
         if found.trim() != LOCK_PROTOCOL {
             let what = match found.trim() {
@@ -74,6 +86,32 @@ impl NativePlatform {
         }
         self.protocol_checked = true;
         Ok(())
+    }
+
+    /// Open the store's data key before its lock is taken, so that the slow part of opening
+    /// (argon2id for a passphrase, ~0.2 s; a keyring call over D-Bus) never runs while the
+    /// lock is held and other processes wait (promise 7). Reads the header alone, unlocked:
+    /// the file is only ever replaced, so any header read is one version's. Errors are left
+    /// for the read under the lock to report. Done until a key is cached, so the hot path
+    /// pays nothing; a process that meets another's rekey opens the new key under the lock,
+    /// once (BENCHMARKS.md).
+    fn open_key_before_locking(&self) {
+        use std::io::Read;
+        if self.keys.has_any_key() {
+            return;
+        }
+        let Ok(file) = std::fs::File::open(self.layout.store()) else {
+            return;
+        };
+        // The header length is a u16: the whole header is within the first 64 KiB.
+        let mut prefix = Vec::with_capacity(1024);
+        if file.take(1 << 16).read_to_end(&mut prefix).is_err() {
+            return;
+        }
+        let Ok((header, _)) = credlock_core::format::Header::decode(&prefix) else {
+            return;
+        };
+        let _ = self.keys.unlock(&header.key_id, &header.slots);
     }
 
     fn path(&self, file: StoreFile) -> std::path::PathBuf {
@@ -116,7 +154,8 @@ impl Platform for NativePlatform {
             LockTarget::Store => {
                 ensure_private_dir(&self.layout.dir)
                     .map_err(|e| LockError::Io(io_error(&e, &self.layout.dir)))?;
-                self.check_protocol()?;
+                self.check_protocol(mode)?;
+                self.open_key_before_locking();
                 self.layout.store_lock()
             }
             LockTarget::Refresh(id) => {
