@@ -440,13 +440,30 @@ impl<'p, P: Platform> Store<'p, P> {
             .collect())
     }
 
+    /// Remove a tenant from every file credlock keeps. The first write leaves the previous
+    /// version, which still holds the tenant's refresh token, as the backup; a second write of
+    /// the same store under the same lock makes the backup the store without it. A crash
+    /// between the two leaves the tenant in the backup of an unacknowledged delete.
     pub fn delete(&mut self, tenant: &str) -> Result<bool, StoreError> {
         let tenant = tenant_name(tenant)?;
-        let (existed, _) = self.mutate(false, |body, _| {
-            let existed = body.tenants.remove(tenant.as_str()).is_some();
-            Ok((existed, existed))
-        })?;
-        Ok(existed)
+        let lock = self.lock_exclusive()?;
+        let read = self.read_under(&lock)?;
+        let Loaded::Present {
+            header,
+            key,
+            mut body,
+        } = read.loaded
+        else {
+            return Ok(false);
+        };
+        if body.tenants.remove(tenant.as_str()).is_none() {
+            return Ok(false);
+        }
+        let generation = body.generation;
+        let generation =
+            self.seal_and_replace(&lock, &key, header.slots.clone(), generation, body.clone())?;
+        self.seal_and_replace(&lock, &key, header.slots, generation, body)?;
+        Ok(true)
     }
 
     pub fn info(&mut self) -> Result<StoreInfo, StoreError> {

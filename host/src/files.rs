@@ -114,6 +114,12 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
 }
 
 fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
+    // A writer killed between linking the backup and renaming leaves the store and the
+    // backup one inode; renaming a link of it over the other would do nothing (POSIX), and
+    // leave the link behind. The backup is already this version.
+    if same_file(target, backup) {
+        return Ok(());
+    }
     let link_tmp = temp_name(backup, "tmp");
     match io_util::with_sharing_retries(|| std::fs::hard_link(target, &link_tmp)) {
         Ok(()) => {}
@@ -126,6 +132,96 @@ fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
     })
     // The directory fsync after the main rename makes this durable too (on Windows, the
     // write-through main rename: io_util::sync_dir).
+}
+
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &Path, _b: &Path) -> bool {
+    false
+}
+
+/// Temp files older than this, made outside any lock (a new key file, the lock-protocol
+/// marker), belong to a writer that died: a live one links its file within milliseconds.
+pub const STALE_UNLOCKED_TEMP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Temp files that writers which died left in `dir`, with their sizes: any whose writer
+/// process is gone or that is older than [`STALE_UNLOCKED_TEMP`], and, for a caller holding
+/// the exclusive store lock, every `.NAME.tmp-*` (only made under that lock).
+pub fn litter(dir: &Path, under_store_lock: bool) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with('.') {
+            continue;
+        }
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= STALE_UNLOCKED_TEMP);
+        let (locked_temp, tail) = match (name.split_once(".tmp-"), name.split_once(".new-")) {
+            (Some((_, tail)), _) => (true, tail),
+            (None, Some((_, tail))) => (false, tail),
+            (None, None) => continue,
+        };
+        // `.NAME.TAG-PID-RAND` (temp_name): a writer that is gone cannot still be writing.
+        let dead = tail
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !process_alive(pid));
+        if (locked_temp && under_store_lock) || dead || old {
+            found.push((e.path(), meta.len()));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Whether process `pid` exists on this machine (a store is local: FORMAT.md).
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 checks for existence and permission only; nothing is delivered.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+/// Remove [`litter`]; returns how many files went. Call only under the exclusive store lock.
+pub fn sweep_litter(dir: &Path) -> usize {
+    let gone = litter(dir, true)
+        .into_iter()
+        .filter(|(p, _)| std::fs::remove_file(p).is_ok())
+        .count();
+    if gone > 0 {
+        let _ = sync_dir(dir);
+    }
+    gone
 }
 
 /// Remove `path` durably; missing is fine.

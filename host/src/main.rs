@@ -720,6 +720,18 @@ mod doctor {
                         "WARNING: others can list it; chmod 700"
                     }
                 );
+                // Temp files of writers that died (kill -9 mid-write): the next write removes
+                // them; until then they hold plaintext-free but sealed copies and space.
+                let litter = credlock::files::litter(&layout.dir, false);
+                if !litter.is_empty() {
+                    problems += 1;
+                    let bytes: u64 = litter.iter().map(|(_, n)| n).sum();
+                    let _ = writeln!(
+                        out,
+                        "  leftovers: WARNING: {} temp file(s) of writers that died ({bytes} bytes); the next write removes them",
+                        litter.len()
+                    );
+                }
                 match fs_warning(&layout.dir) {
                     Some(w) => {
                         problems += 1;

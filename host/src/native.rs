@@ -19,6 +19,8 @@ pub struct NativePlatform {
     origin: Instant,
     /// Whether this store's `lock-protocol` marker says [`LOCK_PROTOCOL`] (checked once).
     protocol_checked: bool,
+    /// Whether this platform removed dead writers' temp files (once, at its first write).
+    swept: bool,
 }
 
 /// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
@@ -39,6 +41,7 @@ impl NativePlatform {
             policy,
             origin: Instant::now(),
             protocol_checked: false,
+            swept: false,
         }
     }
 
@@ -174,6 +177,12 @@ impl Platform for NativePlatform {
     fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
         ensure_private_dir(&self.layout.dir)
             .map_err(|e| FileError::Io(io_error(&e, &self.layout.dir)))?;
+        // The core writes only under the exclusive store lock: the one moment when every
+        // store temp file is a dead writer's. Once per process is enough for crash litter.
+        if !self.swept {
+            files::sweep_litter(&self.layout.dir);
+            self.swept = true;
+        }
         let backup = (file == StoreFile::Store).then(|| self.layout.backup());
         files::replace(&self.path(file), contents, backup.as_deref())
     }
