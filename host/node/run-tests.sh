@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The Node.js host's tests: install, build the component and the native addon, transpile,
-# run `node --test`. Exits non-zero on any failure.
+# The Node.js binding's tests: install, build the napi-rs addon (dev profile, in the
+# workspace target dir, reusing what `cargo test --workspace` built), run `node --test`.
+# Exits non-zero on any failure.
 #
-#   bash host/node/run-tests.sh            # everything
-#   bash host/node/run-tests.sh test/store.test.mjs   # some test files
+#   bash host/node/run-tests.sh                        # everything
+#   bash host/node/run-tests.sh test/store.test.mjs    # some test files
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,21 +19,19 @@ major="$(node -p 'process.versions.node.split(".")[0]')"
 lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
 if [ "$(cat node_modules/.credlock-lock-sum 2>/dev/null || true)" != "$lock_sum" ]; then
   echo "run-tests: npm ci" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   echo "$lock_sum" > node_modules/.credlock-lock-sum
 fi
 
-# 2. The component (fast when up to date) and, only if missing, the Rust CLI for interop.
-(cd "$repo" && cargo build --quiet -p credlock-component --target wasm32-wasip2 --profile guest --target-dir target/guest)
-if [ -z "${CREDLOCK_CLI:-}" ] && [ ! -x "$repo/target/debug/credlock" ]; then
-  echo "run-tests: building the Rust CLI (target/debug/credlock) for the interop tests" >&2
-  (cd "$repo" && cargo build --quiet -p credlock)
-fi
+# 2. The addon and the CLI the interop tests run, dev profile, in the workspace target dir:
+#    the same artifacts `cargo test --workspace` builds (`npm run build` / `build:release`
+#    use napi build, which builds per target triple, for users).
+(cd "$repo" && cargo build --quiet -p credlock-node -p credlock)
+mkdir -p build
+ln -f "$repo/target/debug/libcredlock_node.so" build/credlock.node 2>/dev/null \
+  || cp "$repo/target/debug/libcredlock_node.so" build/credlock.node
 
-# 3. Copy and transpile the component (jco), build the napi-rs addon.
-node scripts/build.mjs
-
-# 4. The tests, one file at a time (a 2-core machine; several spawn 16+ processes).
+# 3. The tests, one file at a time (a 2-core machine; several spawn 16+ processes).
 for v in $(env | grep -o '^CREDLOCK_[A-Z_]*' || true); do
   [ "$v" = CREDLOCK_CLI ] || unset "$v"
 done

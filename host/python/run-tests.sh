@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Test the Python host: make a venv (.venv, git-ignored), build the component and copy it in,
-# install this package and pytest, run pytest. Exits non-zero if anything fails.
+# Test the Python binding: make a venv (.venv, git-ignored), build the extension into it with
+# maturin (dev profile, the workspace's target dir, so what `cargo test --workspace` built is
+# reused), then run pytest. Exits non-zero if anything fails.
 #   bash host/python/run-tests.sh [pytest args...]
+#   CREDLOCK_PY_PROFILE=release bash host/python/run-tests.sh   # test an optimised build
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -12,9 +14,11 @@ if [[ ! -x .venv/bin/python ]]; then
     echo "run-tests: creating .venv with $($python --version)" >&2
     "$python" -m venv .venv
 fi
-
-# The component: cargo builds it (fast when up to date); setup.py copies it into the package.
-bash "$here/prepare-wasm.sh"
+if ! .venv/bin/python -c 'import maturin, pytest' 2>/dev/null \
+    || [[ "$(.venv/bin/maturin --version 2>/dev/null)" != "maturin 1.16."* ]]; then
+    echo "run-tests: installing maturin and pytest into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "maturin==1.16.*" "pytest>=7"
+fi
 
 # The Rust CLI, for the interop and concurrency tests (built only if missing).
 if [[ -z "${CREDLOCK_CLI:-}" && ! -x "$root/target/debug/credlock" ]]; then
@@ -22,9 +26,11 @@ if [[ -z "${CREDLOCK_CLI:-}" && ! -x "$root/target/debug/credlock" ]]; then
     (cd "$root" && cargo build --quiet -p credlock)
 fi
 
-echo "run-tests: installing the package" >&2
-rm -rf build
-.venv/bin/python -m pip install --quiet --disable-pip-version-check ".[test]"
+profile="${CREDLOCK_PY_PROFILE:-dev}"
+echo "run-tests: building the extension (maturin develop, profile $profile)" >&2
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+VIRTUAL_ENV="$here/.venv" PATH="$here/.venv/bin:$PATH" \
+    .venv/bin/maturin develop --quiet --profile "$profile" --manifest-path "$here/Cargo.toml"
 
-# Run from tests/ against the installed package (not the source tree).
+# Run from tests/ (conftest.py adds it to sys.path).
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

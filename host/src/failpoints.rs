@@ -4,7 +4,8 @@
 //! Configured only by the environment variable `CREDLOCK_FAILPOINTS`, a comma-separated list
 //! of `NAME[@HIT]=ACTION`: `HIT` is which hit of the point acts (default every one), and
 //! `ACTION` is `pause` (print `credlock: failpoint NAME reached` to stderr, then sleep for a
-//! minute so the test can kill the process) or `abort`. Unset, each point costs one branch.
+//! minute so the test can kill the process), `abort`, or `panic` (a bug inside a call: what a
+//! binding must turn into an internal error without losing the process or a lock). Unset, each point costs one branch.
 //! The points are: `post:before`, `post:after`, `replace:before-rename`.
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 enum Action {
     Pause,
     Abort,
+    Panic,
 }
 
 struct Point {
@@ -41,6 +43,7 @@ fn points() -> &'static HashMap<String, Point> {
             let action = match action {
                 "pause" => Action::Pause,
                 "abort" => Action::Abort,
+                "panic" => Action::Panic,
                 _ => continue,
             };
             map.insert(
@@ -69,6 +72,7 @@ pub fn hit(name: &str) {
     }
     match p.action {
         Action::Abort => std::process::abort(),
+        Action::Panic => panic!("failpoint {name}"),
         Action::Pause => {
             eprintln!("credlock: failpoint {name} reached");
             std::thread::sleep(std::time::Duration::from_secs(60));

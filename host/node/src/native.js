@@ -1,11 +1,6 @@
-// The native addon (host/node/native, napi-rs, built into build/ by scripts/build.mjs):
-// flock with a timeout, and argon2id.
+// The napi-rs addon (native/, over the credlock host library), built into build/credlock.node
+// by `npm run build` (napi build) or run-tests.sh (cargo build, dev profile).
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 
-/** @type {{ acquire(path: string, exclusive: boolean, timeoutMs: number): any,
- *           argon2id(pass: Buffer, salt: Buffer, m: number, t: number, p: number): Buffer,
- *           waitStrategy(): string, LockGuard: Function }} */
-export const native = createRequire(import.meta.url)(
-  fileURLToPath(new URL('../build/credlock_native.node', import.meta.url)),
-);
+/** @type {typeof import('../build/native.d.ts')} */
+export const native = createRequire(import.meta.url)('../build/credlock.node');

@@ -1,7 +1,7 @@
 // Processes killed (-9) at exact steps of a write or a refresh, through the failpoints
 // both hosts share (CREDLOCK_FAILPOINTS): the store stays readable, the lock dies with the
-// process, and an interrupted refresh is reported, never retried blindly. Also a trap (a
-// host bug) poisons nothing: the next call gets a new instance and no lock is leaked.
+// process, and an interrupted refresh is reported, never retried blindly. (That a trap
+// poisons nothing is the host library's to test: host/tests.)
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -36,8 +36,8 @@ describe('killed mid-write', () => {
     const r = cli(['put', 'acme'], { store: dir, env: { CREDLOCK_LOCK_TIMEOUT: '2' }, input: JSON.stringify({ access_token: 'secret-3', expires_in: hour }) });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(Store.open(dir).tokenInfo('acme').revision, 2);
-    // The abandoned temporary file is the only trace (as with the Rust host).
-    assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('.credentials.sealed.tmp-')));
+    // The abandoned temporary file was removed by the next writer, under the store lock.
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.credentials.sealed.tmp-')), []);
   });
 });
 
@@ -67,27 +67,4 @@ describe('killed mid-refresh', () => {
       assert.equal(Store.open(dir).list()[0].needsReauth, true);
     });
   }
-});
-
-describe('a trap', () => {
-  test('is an internal error; the next call runs on a new instance and no lock is leaked', async () => {
-    const dir = tmpStore();
-    Store.open(dir).put('acme', { access_token: 'secret-1', expires_in: hour });
-    const c = await startChild(process.execPath, ['--input-type=module', '-e', `
-      import { Store } from ${JSON.stringify(path.resolve(fixtures, '../../src/index.js'))};
-      const s = Store.open(${JSON.stringify(dir)}, { lockTimeout: 1 });
-      const out = {};
-      try { s.put('acme', { access_token: 'secret-2', expires_in: 3600 }); } catch (e) { out.first = [e.code, e.message]; }
-      out.second = s.put('acme', { access_token: 'secret-3', expires_in: 3600 });
-      out.token = s.token('acme');
-      console.log(JSON.stringify(out));
-    `], { env: { CREDLOCK_FAILPOINTS: 'replace:before-rename@1=throw' } });
-    const r = await c.done;
-    const out = JSON.parse(r.stdout);
-    assert.equal(out.first[0], 'internal');
-    assert.match(out.first[1], /internal error in the credlock runtime/);
-    assert.ok(!out.first[1].includes('secret'));
-    assert.deepEqual(out.second, { revision: 2, generation: 2 }, 'the store lock was released with the dead instance');
-    assert.equal(out.token, 'secret-3');
-  });
 });

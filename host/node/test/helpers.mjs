@@ -40,8 +40,9 @@ export function cli(args, { store, env = {}, input } = {}) {
 }
 
 /** Start a child; resolves with { child, done } once its stdout printed a line matching `ready`. */
-export function startChild(cmd, args, { env = {}, ready, readyStderr } = {}) {
-  const child = spawn(cmd, args, { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+export function startChild(cmd, args, { env = {}, ready, readyStderr, stdin } = {}) {
+  const child = spawn(cmd, args, { env: childEnv(env), stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (stdin !== undefined) child.stdin.end(stdin);
   let out = '';
   let err = '';
   const done = new Promise((resolve) => {

@@ -10,7 +10,7 @@ import { CLI, cli, oauthServer, runNode, startChild, tmpStore } from './helpers.
 
 const hour = 3600;
 
-describe('round trip through the component', () => {
+describe('round trip through the host library', () => {
   test('init, put, token, list, info, delete', () => {
     const dir = tmpStore();
     const s = Store.open(dir);
@@ -177,11 +177,11 @@ describe('refresh through a token endpoint', () => {
   test('endpoint failures are specific: refused connection, HTTP 500, plain http off loopback', async () => {
     const s = Store.open(tmpStore());
     s.put('down', { ...expiring(1), token_endpoint: 'http://127.0.0.1:9/token' });
-    assert.throws(() => s.token('down', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'transport' && e.detail.val.tag === 'connect');
+    assert.throws(() => s.token('down', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'transport' && e.detail.transport === 'connect');
     s.put('five', { ...expiring(1), token_endpoint: `${srv.base}/status500` });
-    assert.throws(() => s.token('five', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'server' && e.detail.val === 500);
+    assert.throws(() => s.token('five', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'server' && e.detail.status === 500);
     s.put('far', { ...expiring(1), token_endpoint: 'http://192.0.2.1/token' });
-    assert.throws(() => s.token('far', { minValid: 60 }), (e) => e.code === 'endpoint' && e.detail.val.tag === 'bad-url');
+    assert.throws(() => s.token('far', { minValid: 60 }), (e) => e.code === 'endpoint' && e.detail.transport === 'bad-url');
   });
 
   test('at most one refresh when 4 Node and 4 Rust processes find the token expired at once', async () => {

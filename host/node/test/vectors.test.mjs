@@ -5,12 +5,38 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { Store, CredlockError } from '../src/index.js';
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../tests/vectors');
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
 
 const decode = (v) => (v.startsWith('hex:') ? Buffer.from(v.slice(4), 'hex') : Buffer.from(v.slice(5), 'utf8'));
+/**
+ * Put a vector's `keyring` entries in place, as the Rust host's vectors test does: the kernel
+ * keyring (keyutils) entry `keyring:<user>@credlock` in the per-user persistent keyring, with
+ * `keyctl` in a session of its own. Returns a function that removes them by id.
+ */
+function installKeyringEntries(v, root) {
+  const users = [];
+  for (const e of v.keyring ?? []) {
+    assert.equal(e.backend, 'keyutils', 'only kernel keyring entries can be installed here');
+    const secret = path.join(root, `secret-${users.length}`);
+    fs.writeFileSync(secret, decode(e.secret), { mode: 0o600 });
+    const r = spawnSync('keyctl', ['session', '-', 'sh', '-c',
+      `P=$(keyctl get_persistent @s) && keyctl padd user "keyring:${e.user}@credlock" "$P" < "${secret}"`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `installing the vector's keyring entry (keyctl): ${r.stderr}`);
+    fs.rmSync(secret);
+    users.push(e.user);
+  }
+  return () => {
+    for (const user of users) {
+      spawnSync('keyctl', ['session', '-', 'sh', '-c',
+        `P=$(keyctl get_persistent @s) && K=$(keyctl search "$P" user "keyring:${user}@credlock") && keyctl invalidate "$K"`], { stdio: 'ignore' });
+    }
+  };
+}
+
 const outcome = (f) => {
   try {
     return f();
@@ -31,6 +57,7 @@ for (const file of files) {
     for (const [name, contents] of Object.entries(v.files)) fs.writeFileSync(path.join(storeDir, name), decode(contents));
     const sealed = path.join(storeDir, 'credentials.sealed');
     const before = fs.existsSync(sealed) ? fs.readFileSync(sealed) : null;
+    const removeEntries = installKeyringEntries(v, root);
     const s = Store.open(storeDir, v.passphrase ? { passphrase: v.passphrase } : {});
     try {
       v.steps.forEach((step, i) => {
@@ -47,6 +74,7 @@ for (const file of files) {
       });
     } finally {
       s.close();
+      removeEntries();
     }
     if (v.unchanged) assert.deepEqual(fs.existsSync(sealed) ? fs.readFileSync(sealed) : null, before, `${file}: the store changed`);
     for (const name of v.absent_after ?? []) assert.equal(fs.existsSync(path.join(storeDir, name)), false, `${file}: ${name} was created`);

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, Optional
@@ -25,15 +27,10 @@ FAST_KDF_ARGS = dict(m_cost_kib=64, t_cost=1, p_cost=1)
 
 @pytest.fixture(autouse=True, scope="session")
 def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """No CREDLOCK_* from the developer's shell; one compiled-component cache for the whole
-    run (so subprocesses load it instead of compiling)."""
+    """No CREDLOCK_* from the developer's shell."""
     for k in list(os.environ):
         if k.startswith("CREDLOCK_") and k not in ("CREDLOCK_CLI",):
             del os.environ[k]
-    os.environ["CREDLOCK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    import credlock
-
-    credlock.load_stats()  # compile once, fill the cache
     yield
 
 
@@ -84,3 +81,17 @@ def sha256_file(path: Path) -> Optional[str]:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         return None
+
+
+@contextmanager
+def held_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """Hold a store lock file (FORMAT.md: `credentials.lock`, `locks/refresh-<id>.lock`) as
+    another process would: flock on an open file description of our own, which excludes
+    the Rust host's descriptors in this process too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)

@@ -28,7 +28,6 @@ def _env(store: Path) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith("CREDLOCK_")}
     e["CREDLOCK_STORE"] = str(store)
     e["CREDLOCK_LOCK_TIMEOUT"] = "60"
-    e["CREDLOCK_CACHE_DIR"] = os.environ["CREDLOCK_CACHE_DIR"]
     return e
 
 

@@ -4,6 +4,7 @@ and Node hosts run the same files (tests/vectors/README.md)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -32,6 +33,22 @@ def test_the_vectors_are_there() -> None:
     assert len(VECTORS) >= 10
 
 
+def _install_keyring_entries(v: Dict[str, Any]) -> list:
+    """The vector's kernel-keyring entries, as tests/vectors/README.md says a runner without
+    the Rust keyring code installs them: a `user` key `keyring:<user>@credlock` added to the
+    session keyring and linked into the persistent keyring."""
+    installed = []
+    for e in v.get("keyring", []):
+        assert e["backend"] == "keyutils", e["backend"]
+        desc = f"keyring:{e['user']}@credlock"
+        script = 'P=$(keyctl get_persistent @s) && K=$(keyctl padd user "$1" @s) && keyctl link "$K" "$P" && echo "$K"'
+        # In a session keyring of its own, as host/tests/keyrings.rs removes entries.
+        subprocess.run(["keyctl", "session", "-", "sh", "-c", script, "sh", desc],
+                       input=_decode(e["secret"]), capture_output=True, check=True)
+        installed.append(desc)
+    return installed
+
+
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector(path: Path, tmp_path: Path) -> None:
     v = json.loads(path.read_text())
@@ -41,6 +58,20 @@ def test_vector(path: Path, tmp_path: Path) -> None:
         (store_dir / name).write_bytes(_decode(contents))
     sealed = store_dir / "credentials.sealed"
     before = sealed.read_bytes() if sealed.exists() else None
+    installed = _install_keyring_entries(v)
+    try:
+        _run_steps(v, path, store_dir)
+    finally:
+        for desc in installed:
+            forget = 'P=$(keyctl get_persistent @s) && K=$(keyctl search "$P" user "$1") && keyctl invalidate "$K"'
+            subprocess.run(["keyctl", "session", "-", "sh", "-c", forget, "sh", desc], capture_output=True)
+    if v.get("unchanged"):
+        assert (sealed.read_bytes() if sealed.exists() else None) == before, f"{path.name}: the store changed"
+    for name in v.get("absent_after", []):
+        assert not (store_dir / name).exists(), f"{path.name}: {name} was created"
+
+
+def _run_steps(v: Dict[str, Any], path: Path, store_dir: Path) -> None:
     with credlock.Store.open(store_dir, passphrase=v.get("passphrase")) as s:
         for i, step in enumerate(v["steps"]):
             tenant = step.get("tenant", "")
@@ -56,7 +87,3 @@ def test_vector(path: Path, tmp_path: Path) -> None:
             else:
                 raise AssertionError(f"unknown op {op}")
             assert got == step["expect"], f"{path.name}, step {i} ({op})"
-    if v.get("unchanged"):
-        assert (sealed.read_bytes() if sealed.exists() else None) == before, f"{path.name}: the store changed"
-    for name in v.get("absent_after", []):
-        assert not (store_dir / name).exists(), f"{path.name}: {name} was created"

@@ -1,344 +1,687 @@
-//! The native part of credlock's Node.js host: what Node cannot do itself.
+//! The Node.js binding of credlock: a thin napi-rs layer over [`credlock::Store`].
 //!
-//! - `acquire`: `flock(2)` on a sidecar lock file, with a timeout and a kernel wake-up on
-//!   release. The algorithm is exactly `host/src/locks.rs`: try without blocking; if the lock
-//!   is busy, block in `flock` *in the calling thread* (the JS thread: the WIT import is
-//!   synchronous), so the kernel hands the lock straight to it, while a watchdog thread
-//!   interrupts the wait at the deadline with a real-time signal whose handler does nothing
-//!   (installed without `SA_RESTART`, so `flock` returns `EINTR`). If that signal is already
-//!   claimed by the application, or blocked in the calling thread, fall back to a helper
-//!   thread that blocks in `flock` while the caller waits on a channel with the deadline; a
-//!   helper that wins after its caller gave up releases at once. Never a poll loop.
-//! - `argon2id`: the passphrase KDF, with the `argon2` crate the Rust host uses, because
-//!   Node 20 has no synchronous argon2id and WIT imports are synchronous.
+//! Everything real (locks, files, key slots, the KDF, AEAD, HTTP, the environment rules,
+//! every error message) is the Rust host library's. This crate converts types, runs the
+//! `*Async` variants on the libuv thread pool (napi `AsyncTask`) so that a lock wait or a
+//! refresh never blocks the event loop, and hands errors to JavaScript as the host's one
+//! [`credlock::ErrorReport`].
 //!
-//! Errors are returned as values (`OsFailure`: errno and text), so the JS side maps them
-//! to the WIT's `io-error` with one table, the same for locks and files.
+//! Errors: a store error is thrown as a JS `Error` whose message is
+//! `ERROR_MARK + report-as-JSON`; `src/index.js` turns it into a `CredlockError` (the same
+//! for a sync throw and an async rejection). Anything else is a plain `Error`.
+#![deny(clippy::all)]
 
-use napi::bindgen_prelude::{Buffer, Either3};
+use credlock::keys::KdfParams;
+use credlock::{Error as CredError, OpenOptions, StoreError};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
+use napi::{Env, Task};
 use napi_derive::napi;
-use rustix::fs::FlockOperation;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
-/// A failed system call: what the JS side turns into an `io-error`.
+/// The prefix of a thrown store error's message (the rest is the report as JSON).
+#[napi]
+pub const ERROR_MARK: &str = "\u{1}credlock-error:";
+
+fn report_error(e: &CredError) -> napi::Error {
+    napi::Error::from_reason(format!("{ERROR_MARK}{}", e.report().to_json()))
+}
+
+fn invalid_options(why: &str) -> CredError {
+    CredError::Store(StoreError::InvalidOptions(why.to_owned()))
+}
+
+type CResult<T> = Result<T, CredError>;
+
+fn to_napi<T>(r: CResult<T>) -> napi::Result<T> {
+    r.map_err(|e| report_error(&e))
+}
+
+// ----- options -----
+
+/// argon2id parameters for a new passphrase slot.
 #[napi(object)]
-pub struct OsFailure {
-    /// The errno, or 0 if there is none.
-    pub errno: i32,
-    /// The OS's text for it (never file contents).
-    pub message: String,
+pub struct KdfOptions {
+    pub memory_ki_b: Option<f64>,
+    pub iterations: Option<f64>,
+    pub parallelism: Option<f64>,
 }
 
-/// The lock was still held by someone else when the timeout ran out.
+/// `Store.open`'s options; seconds may be numbers or numeric strings (as in the environment).
 #[napi(object)]
-pub struct Timeout {
-    pub waited_ms: u32,
+pub struct NativeOpenOptions {
+    pub dir: Option<String>,
+    pub passphrase: Option<String>,
+    pub key_file: Option<String>,
+    pub keyring: Option<String>,
+    pub lock_timeout: Option<Either<f64, String>>,
+    pub http_timeout: Option<Either<f64, String>>,
+    pub keyring_timeout: Option<Either<f64, String>>,
+    pub allow_insecure_http: Option<bool>,
+    pub allow_volatile_only: Option<bool>,
+    pub kdf: Option<KdfOptions>,
 }
 
-fn failure(e: &std::io::Error) -> OsFailure {
-    OsFailure {
-        errno: e.raw_os_error().unwrap_or(0),
-        message: e.to_string(),
+/// A number, or a numeric string; anything else is NaN, which `resolve` refuses with the
+/// host's message naming the setting.
+fn seconds(v: Option<Either<f64, String>>) -> Option<f64> {
+    v.map(|v| match v {
+        Either::A(n) => n,
+        Either::B(s) => s.trim().parse::<f64>().unwrap_or(f64::NAN),
+    })
+}
+
+fn whole(v: Option<f64>, default: u32) -> CResult<u32> {
+    match v {
+        None => Ok(default),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => Ok(n as u32),
+        Some(_) => Err(invalid_options(
+            "kdf must have whole numbers: memoryKiB, iterations, parallelism",
+        )),
     }
 }
 
-/// A held `flock`. Releasing (or garbage collection of the object) closes the file, which
-/// releases the lock.
-#[napi]
-pub struct LockGuard {
-    file: Option<File>,
-}
-
-#[napi]
-impl LockGuard {
-    /// Release the lock now. Idempotent.
-    #[napi]
-    pub fn release(&mut self) {
-        if let Some(file) = self.file.take() {
-            // Closing releases the lock too; unlocking first makes the release independent
-            // of any duplicate of this descriptor (none is made, but be explicit).
-            let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
+fn open_options(o: NativeOpenOptions) -> CResult<OpenOptions> {
+    let store_dir = match o.dir {
+        None => None,
+        Some(d) if d.is_empty() => {
+            return Err(invalid_options("the store path must be a non-empty string"))
         }
-    }
-
-    /// Whether the lock is still held by this guard.
-    #[napi(getter)]
-    pub fn held(&self) -> bool {
-        self.file.is_some()
-    }
-}
-
-/// Open (creating if needed, 0600) without following a symlink: `host/src/io_util.rs`.
-fn open_nofollow_create(path: &str) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(
-            rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::CLOEXEC.bits() as i32,
-        )
-        .open(path)
-}
-
-fn op(exclusive: bool, blocking: bool) -> FlockOperation {
-    match (exclusive, blocking) {
-        (true, true) => FlockOperation::LockExclusive,
-        (true, false) => FlockOperation::NonBlockingLockExclusive,
-        (false, true) => FlockOperation::LockShared,
-        (false, false) => FlockOperation::NonBlockingLockShared,
-    }
-}
-
-/// Ok(true) if taken, Ok(false) if someone else holds a conflicting lock.
-fn try_lock(file: &File, exclusive: bool) -> std::io::Result<bool> {
-    loop {
-        match rustix::fs::flock(file, op(exclusive, false)) {
-            Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn block_lock(file: &File, exclusive: bool) -> std::io::Result<()> {
-    loop {
-        match rustix::fs::flock(file, op(exclusive, true)) {
-            Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Take `flock` on `path` (shared or exclusive), waiting at most `timeout_ms`.
-///
-/// Returns the guard, a `Timeout`, or the `OsFailure` of opening or locking the file.
-#[napi]
-pub fn acquire(
-    path: String,
-    exclusive: bool,
-    timeout_ms: u32,
-) -> Either3<LockGuard, Timeout, OsFailure> {
-    let file = match open_nofollow_create(&path) {
-        Ok(f) => f,
-        Err(e) => return Either3::C(failure(&e)),
+        Some(d) => Some(std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d))),
     };
-    match try_lock(&file, exclusive) {
-        Ok(true) => return Either3::A(LockGuard { file: Some(file) }),
-        Ok(false) => {}
-        Err(e) => return Either3::C(failure(&e)),
-    }
-    if timeout_ms == 0 {
-        return Either3::B(Timeout { waited_ms: 0 });
-    }
-    let timeout = Duration::from_millis(u64::from(timeout_ms));
-    if let Some(signal) = signal_wait() {
-        return match block_until(file, exclusive, timeout, signal) {
-            Ok(file) => Either3::A(LockGuard { file: Some(file) }),
-            Err(Wait::Timeout(waited_ms)) => Either3::B(Timeout { waited_ms }),
-            Err(Wait::Io(e)) => Either3::C(failure(&e)),
-        };
-    }
-    let started = Instant::now();
-    // `abandoned` is decided under the mutex, so the helper either hands the file over or
-    // drops it; never both, never neither.
-    let abandoned = Arc::new(Mutex::new(false));
-    let (tx, rx) = mpsc::sync_channel::<std::io::Result<File>>(1);
-    let helper_abandoned = Arc::clone(&abandoned);
-    let spawned = std::thread::Builder::new()
-        .name("credlock-lock-wait".into())
-        .spawn(move || {
-            let result = block_lock(&file, exclusive).map(|()| file);
-            let gone = helper_abandoned.lock().unwrap_or_else(|p| p.into_inner());
-            if !*gone {
-                let _ = tx.send(result);
-            }
-            // If abandoned, `result` (and the lock with it) is dropped here.
-        });
-    if let Err(e) = spawned {
-        return Either3::C(failure(&e));
-    }
-    let waited =
-        |started: Instant| u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(file)) => Either3::A(LockGuard { file: Some(file) }),
-        Ok(Err(e)) => Either3::C(failure(&e)),
-        Err(_) => {
-            let mut gone = abandoned.lock().unwrap_or_else(|p| p.into_inner());
-            // The helper may have won just before we took the mutex.
-            if let Ok(Ok(file)) = rx.try_recv() {
-                return Either3::A(LockGuard { file: Some(file) });
-            }
-            *gone = true;
-            Either3::B(Timeout {
-                waited_ms: waited(started),
+    let kdf = match o.kdf {
+        None => None,
+        Some(k) => {
+            let d = KdfParams::default();
+            Some(KdfParams {
+                m_cost_kib: whole(k.memory_ki_b, d.m_cost_kib)?,
+                t_cost: whole(k.iterations, d.t_cost)?,
+                p_cost: whole(k.parallelism, d.p_cost)?,
             })
         }
-    }
-}
-
-enum Wait {
-    Timeout(u32),
-    Io(std::io::Error),
-}
-
-/// The real-time signal that interrupts a lock wait, if we could claim it (the same one the
-/// Rust host uses; each process has its own handler).
-fn wake_signal() -> Option<libc::c_int> {
-    static SIGNAL: std::sync::OnceLock<Option<libc::c_int>> = std::sync::OnceLock::new();
-    *SIGNAL.get_or_init(install_wake_handler)
-}
-
-extern "C" fn on_wake(_: libc::c_int) {
-    // Nothing: the point is that the blocked flock returns EINTR.
-}
-
-fn install_wake_handler() -> Option<libc::c_int> {
-    // Above glibc's reserved range; an application (or Node) that uses it keeps it.
-    let signal = libc::SIGRTMIN() + 6;
-    // SAFETY: sigaction with a zeroed struct queries the current disposition; we install our
-    // handler only where it is SIG_DFL, with an async-signal-safe handler that does nothing.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
-            || old.sa_sigaction != libc::SIG_DFL
-        {
-            return None;
-        }
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_wake as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = 0; // no SA_RESTART: interrupted syscalls return EINTR
-        libc::sigemptyset(&mut action.sa_mask);
-        if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-            return None;
-        }
-    }
-    Some(signal)
-}
-
-/// Is `signal` blocked in the calling thread (then it could not interrupt our flock)?
-fn blocked_here(signal: libc::c_int) -> bool {
-    // SAFETY: querying the calling thread's mask (a null new set changes nothing).
-    unsafe {
-        let mut mask: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut mask);
-        if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) != 0 {
-            return true;
-        }
-        libc::sigismember(&mask, signal) == 1
-    }
-}
-
-/// Block in flock in this thread until the lock is ours or `timeout` passes
-/// (`host/src/locks.rs` `block_until`).
-fn block_until(
-    file: File,
-    exclusive: bool,
-    timeout: Duration,
-    signal: libc::c_int,
-) -> Result<File, Wait> {
-    let started = Instant::now();
-    let deadline = started + timeout;
-    // SAFETY: pthread_self has no preconditions.
-    let me = unsafe { libc::pthread_self() };
-    // `done` is set, under the mutex, before this function returns; the watchdog signals
-    // only while holding the mutex and seeing `done == false`, so it never signals a thread
-    // that has left (or a reused thread id).
-    let state = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let watchdog_state = Arc::clone(&state);
-    let me_id = me as usize;
-    let watchdog = std::thread::Builder::new()
-        .name("credlock-lock-watchdog".into())
-        .spawn(move || {
-            let (lock, cv) = &*watchdog_state;
-            let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                let now = Instant::now();
-                if *done {
-                    return;
-                }
-                if now >= deadline {
-                    // SAFETY: the waiting thread is alive: it cannot set `done` and leave while
-                    // we hold the mutex. The handler for `signal` is installed and does nothing.
-                    unsafe { libc::pthread_kill(me_id as libc::pthread_t, signal) };
-                    // Repeat in case the signal landed just before flock was entered.
-                    done = cv
-                        .wait_timeout(done, Duration::from_millis(2))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                } else {
-                    done = cv
-                        .wait_timeout(done, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
-        });
-    if let Err(e) = watchdog {
-        return Err(Wait::Io(e));
-    }
-    let result = loop {
-        match rustix::fs::flock(&file, op(exclusive, true)) {
-            Ok(()) => break Ok(()),
-            Err(rustix::io::Errno::INTR) => {
-                if Instant::now() >= deadline {
-                    break Err(Wait::Timeout(
-                        u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
-                    ));
-                }
-            }
-            Err(e) => break Err(Wait::Io(e.into())),
-        }
     };
-    let (lock, cv) = &*state;
-    *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-    cv.notify_all();
-    result.map(|()| file)
+    Ok(OpenOptions {
+        store_dir,
+        passphrase: o.passphrase.map(Zeroizing::new),
+        key_file: o.key_file.map(PathBuf::from),
+        keyring: o.keyring,
+        lock_timeout: seconds(o.lock_timeout),
+        http_timeout: seconds(o.http_timeout),
+        keyring_timeout: seconds(o.keyring_timeout),
+        allow_insecure_http: o.allow_insecure_http,
+        allow_volatile_only: o.allow_volatile_only,
+        kdf,
+        new_passphrase: None,
+        ignore_env: false,
+    })
 }
 
-/// The signal to interrupt a wait in this thread, unless the helper thread must be used:
-/// the signal is taken or blocked here, or `CREDLOCK_NODE_LOCK_WAIT=thread` (for tests and
-/// comparisons) asks for it.
-fn signal_wait() -> Option<libc::c_int> {
-    if std::env::var_os("CREDLOCK_NODE_LOCK_WAIT").is_some_and(|v| v == "thread") {
-        return None;
+/// `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock`: the CLI's default.
+#[napi]
+pub fn default_store_dir() -> Option<String> {
+    credlock::layout::default_store_dir().map(|p| p.display().to_string())
+}
+
+// ----- argument conversions -----
+
+fn tenant(v: &serde_json::Value) -> CResult<&str> {
+    v.as_str()
+        .ok_or_else(|| CredError::Store(StoreError::InvalidTenant("not a string".into())))
+}
+
+/// Seconds of remaining validity as ms; negative or NaN refused, saturating like the CLI.
+fn min_valid_ms(s: Option<f64>) -> CResult<u64> {
+    match s {
+        None => Ok(60_000),
+        Some(s) if s.is_nan() || s < 0.0 => Err(invalid_options(
+            "minValid must be a non-negative number of seconds",
+        )),
+        // `as` saturates: Infinity and anything beyond u64 become u64::MAX.
+        Some(s) => Ok((s * 1000.0).round() as u64),
     }
-    wake_signal().filter(|&s| !blocked_here(s))
 }
 
-/// Which wait the next contended `acquire` in this thread uses: `signal` or `helper-thread`.
-#[napi(js_name = "waitStrategy")]
-pub fn wait_strategy() -> String {
-    match signal_wait() {
-        Some(_) => "signal".into(),
-        None => "helper-thread".into(),
+fn rejected_sha256(rejected: Option<String>, sha: Option<String>) -> CResult<Option<String>> {
+    match (rejected, sha) {
+        (Some(_), Some(_)) => Err(invalid_options("give rejected or rejectedSha256, not both")),
+        // Hashed here: the refused token itself never goes further.
+        (Some(t), None) => Ok(Some(credlock::sha256_hex(t.trim().as_bytes()))),
+        (None, s) => Ok(s),
     }
 }
 
-/// argon2id v1.3 of `passphrase` and `salt` into 32 bytes, as `host/src/keys.rs` derives a
-/// passphrase slot's key-encryption key. The caller checks the parameter bounds first.
-#[napi(js_name = "argon2id")]
-pub fn argon2id(
-    passphrase: Buffer,
-    salt: Buffer,
-    m_cost_kib: u32,
-    t_cost: u32,
-    p_cost: u32,
-) -> napi::Result<Buffer> {
-    let params = argon2::Params::new(m_cost_kib, t_cost, p_cost, Some(32))
-        .map_err(|_| napi::Error::from_reason("invalid argon2id parameters"))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(&passphrase, &salt, out.as_mut())
-        .map_err(|_| napi::Error::from_reason("argon2id failed"))?;
-    Ok(Buffer::from(out.to_vec()))
+fn slot_index(i: f64) -> CResult<u32> {
+    if i.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&i) {
+        Ok(i as u32)
+    } else {
+        Err(invalid_options(
+            "the slot index must be a whole number from 0",
+        ))
+    }
+}
+
+fn token_source(src: Either<String, Buffer>) -> CResult<Zeroizing<String>> {
+    match src {
+        Either::A(s) => Ok(Zeroizing::new(s)),
+        Either::B(b) => Ok(credlock::source::read_limited(&b[..], "the token source")?),
+    }
+}
+
+fn token_response(r: Option<String>) -> CResult<String> {
+    r.ok_or_else(|| CredError::Store(StoreError::InvalidTokenResponse("not a JSON object".into())))
+}
+
+// ----- results -----
+
+#[napi(object)]
+pub struct WriteReceipt {
+    pub revision: f64,
+    pub generation: f64,
+}
+
+#[napi(object)]
+pub struct AccessToken {
+    pub token: String,
+    pub token_type: String,
+    pub expires_at_ms: Option<f64>,
+    pub revision: f64,
+    pub refreshed: bool,
+}
+
+#[napi(object)]
+pub struct TenantSummary {
+    pub tenant: String,
+    pub token_type: String,
+    pub expires_at_ms: Option<f64>,
+    pub has_refresh_token: bool,
+    pub scope: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: Option<String>,
+    pub revision: f64,
+    pub needs_reauth: bool,
+}
+
+#[napi(object)]
+pub struct StoreInfo {
+    pub exists: bool,
+    pub generation: f64,
+    pub format_version: u32,
+    pub key_id: String,
+    pub slot_kinds: Vec<String>,
+    pub tenants: u32,
+}
+
+#[napi(object)]
+pub struct KeySlotInfo {
+    pub index: u32,
+    pub kind: String,
+    pub describe: String,
+    pub durable: bool,
+}
+
+#[napi(object)]
+pub struct ImportReport {
+    pub imported: Vec<String>,
+    pub skipped: Vec<Vec<String>>,
+    pub generation: f64,
+}
+
+#[napi(object)]
+pub struct ImportFileReport {
+    pub imported: Vec<String>,
+    pub skipped: Vec<Vec<String>>,
+    pub generation: f64,
+    pub source_removed: bool,
+    pub kept_reason: Option<String>,
+}
+
+#[napi(object)]
+pub struct RecoverReport {
+    pub quarantined_as: Option<String>,
+    pub generation: f64,
+    pub tenants: u32,
+    pub refresh_unknown: Vec<String>,
+}
+
+impl From<credlock::WriteReceipt> for WriteReceipt {
+    fn from(r: credlock::WriteReceipt) -> Self {
+        WriteReceipt {
+            revision: r.revision as f64,
+            generation: r.generation as f64,
+        }
+    }
+}
+
+impl From<credlock::AccessToken> for AccessToken {
+    fn from(t: credlock::AccessToken) -> Self {
+        AccessToken {
+            expires_at_ms: t.expires_at_ms.map(|v| v as f64),
+            revision: t.revision as f64,
+            refreshed: t.refreshed,
+            token_type: t.token_type.clone(),
+            token: t.token.clone(),
+        }
+    }
+}
+
+fn tenants(v: Vec<credlock::TenantSummary>) -> Vec<TenantSummary> {
+    v.into_iter()
+        .map(|t| TenantSummary {
+            tenant: t.tenant,
+            token_type: t.token_type,
+            expires_at_ms: t.expires_at_ms.map(|v| v as f64),
+            has_refresh_token: t.has_refresh_token,
+            scope: t.scope,
+            token_endpoint: t.token_endpoint,
+            client_id: t.client_id,
+            revision: t.revision as f64,
+            needs_reauth: t.needs_reauth,
+        })
+        .collect()
+}
+
+impl From<credlock::StoreInfo> for StoreInfo {
+    fn from(i: credlock::StoreInfo) -> Self {
+        StoreInfo {
+            exists: i.exists,
+            generation: i.generation as f64,
+            format_version: u32::from(i.format_version),
+            key_id: i.key_id,
+            slot_kinds: i.slot_kinds,
+            tenants: i.tenants,
+        }
+    }
+}
+
+fn slots(v: Vec<credlock::SlotInfo>) -> Vec<KeySlotInfo> {
+    v.into_iter()
+        .map(|s| KeySlotInfo {
+            index: s.index,
+            kind: s.kind,
+            describe: s.describe,
+            durable: s.durable,
+        })
+        .collect()
+}
+
+fn skipped(v: Vec<(String, String)>) -> Vec<Vec<String>> {
+    v.into_iter().map(|(a, b)| vec![a, b]).collect()
+}
+
+impl From<credlock::ImportReport> for ImportReport {
+    fn from(r: credlock::ImportReport) -> Self {
+        ImportReport {
+            imported: r.imported,
+            skipped: skipped(r.skipped),
+            generation: r.generation as f64,
+        }
+    }
+}
+
+impl From<credlock::ImportFileReport> for ImportFileReport {
+    fn from(r: credlock::ImportFileReport) -> Self {
+        ImportFileReport {
+            imported: r.report.imported,
+            skipped: skipped(r.report.skipped),
+            generation: r.report.generation as f64,
+            source_removed: r.source_removed,
+            kept_reason: r.kept_reason,
+        }
+    }
+}
+
+impl From<credlock::RecoverReport> for RecoverReport {
+    fn from(r: credlock::RecoverReport) -> Self {
+        RecoverReport {
+            quarantined_as: r.quarantined_as,
+            generation: r.generation as f64,
+            tenants: r.tenants,
+            refresh_unknown: r.refresh_unknown,
+        }
+    }
+}
+
+// ----- async -----
+
+type Job<R> = Box<dyn FnOnce() -> napi::Result<R> + Send>;
+
+/// One store call on the libuv thread pool; resolves with its converted result.
+pub struct StoreTask<R: Send + 'static> {
+    job: Option<Job<R>>,
+}
+
+impl<R> Task for StoreTask<R>
+where
+    R: Send + 'static + napi::bindgen_prelude::ToNapiValue + napi::bindgen_prelude::TypeName,
+{
+    type Output = R;
+    type JsValue = R;
+
+    fn compute(&mut self) -> napi::Result<R> {
+        let job = self.job.take().expect("a task is computed once");
+        job()
+    }
+
+    fn resolve(&mut self, _env: Env, output: R) -> napi::Result<R> {
+        Ok(output)
+    }
+}
+
+// ----- the store -----
+
+/// An open store. `src/index.js` wraps it; use that.
+#[napi]
+pub struct NativeStore {
+    inner: RwLock<Option<Arc<credlock::Store>>>,
+    path: String,
+}
+
+const CLOSED: &str = "this credlock Store is closed";
+
+impl NativeStore {
+    fn store(&self) -> napi::Result<Arc<credlock::Store>> {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| napi::Error::from_reason(CLOSED))
+    }
+}
+
+#[napi]
+impl NativeStore {
+    /// Open the store: explicit options, then the `CREDLOCK_*` environment, then defaults.
+    #[napi(factory)]
+    pub fn open(options: NativeOpenOptions) -> napi::Result<NativeStore> {
+        let store = to_napi(open_options(options).and_then(|o| credlock::Store::open_with(&o)))?;
+        Ok(NativeStore {
+            path: store.store_dir().display().to_string(),
+            inner: RwLock::new(Some(Arc::new(store))),
+        })
+    }
+
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Release the pooled instances; later calls throw. Calls already running finish.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    #[napi]
+    pub fn init(&self) -> napi::Result<bool> {
+        to_napi(self.store()?.init())
+    }
+
+    #[napi]
+    pub fn put(
+        &self,
+        tenant: serde_json::Value,
+        response: Option<String>,
+    ) -> napi::Result<WriteReceipt> {
+        let s = self.store()?;
+        to_napi((|| {
+            Ok(s.put(self::tenant(&tenant)?, &token_response(response)?)?
+                .into())
+        })())
+    }
+
+    /// The access token alone: the hot path, one string back.
+    #[napi]
+    pub fn token(&self, tenant: serde_json::Value, min_valid: Option<f64>) -> napi::Result<String> {
+        let s = self.store()?;
+        to_napi((|| {
+            Ok(s.token(self::tenant(&tenant)?, min_valid_ms(min_valid)?)?
+                .token
+                .clone())
+        })())
+    }
+
+    #[napi]
+    pub fn token_info(
+        &self,
+        tenant: serde_json::Value,
+        min_valid: Option<f64>,
+    ) -> napi::Result<AccessToken> {
+        let s = self.store()?;
+        to_napi((|| {
+            Ok(s.token(self::tenant(&tenant)?, min_valid_ms(min_valid)?)?
+                .into())
+        })())
+    }
+
+    #[napi]
+    pub fn refresh(
+        &self,
+        tenant: serde_json::Value,
+        rejected: Option<String>,
+        rejected_sha256: Option<String>,
+    ) -> napi::Result<AccessToken> {
+        let s = self.store()?;
+        to_napi((|| {
+            let t = self::tenant(&tenant)?;
+            let sha = self::rejected_sha256(rejected, rejected_sha256)?;
+            Ok(s.refresh(t, sha.as_deref())?.into())
+        })())
+    }
+
+    #[napi]
+    pub fn list(&self) -> napi::Result<Vec<TenantSummary>> {
+        to_napi(self.store()?.list().map(tenants))
+    }
+
+    #[napi]
+    pub fn delete(&self, tenant: serde_json::Value) -> napi::Result<bool> {
+        let s = self.store()?;
+        to_napi((|| s.delete(self::tenant(&tenant)?))())
+    }
+
+    #[napi]
+    pub fn info(&self) -> napi::Result<StoreInfo> {
+        to_napi(self.store()?.info().map(Into::into))
+    }
+
+    #[napi]
+    pub fn slots(&self) -> napi::Result<Vec<KeySlotInfo>> {
+        to_napi(self.store()?.slots().map(slots))
+    }
+
+    /// `passphrase`: the NEW passphrase of a `passphrase` slot, seen by this call only.
+    #[napi]
+    pub fn add_slot(
+        &self,
+        kind: String,
+        passphrase: Option<String>,
+    ) -> napi::Result<Vec<KeySlotInfo>> {
+        let s = self.store()?;
+        to_napi((|| {
+            if passphrase.is_some() && kind != "passphrase" {
+                return Err(invalid_options(
+                    "a passphrase is given only for a passphrase slot",
+                ));
+            }
+            Ok(slots(s.add_slot(&kind, passphrase.map(Zeroizing::new))?))
+        })())
+    }
+
+    #[napi]
+    pub fn remove_slot(
+        &self,
+        index: f64,
+        allow_volatile_only: Option<bool>,
+    ) -> napi::Result<Vec<KeySlotInfo>> {
+        let s = self.store()?;
+        to_napi((|| {
+            Ok(slots(s.remove_slot(
+                slot_index(index)?,
+                allow_volatile_only.unwrap_or(false),
+            )?))
+        })())
+    }
+
+    #[napi]
+    pub fn rekey(&self) -> napi::Result<StoreInfo> {
+        to_napi(self.store()?.rekey().map(Into::into))
+    }
+
+    #[napi]
+    pub fn import_tokens(
+        &self,
+        source: Either<String, Buffer>,
+        tenant: Option<String>,
+        replace: Option<bool>,
+    ) -> napi::Result<ImportReport> {
+        let s = self.store()?;
+        to_napi((|| {
+            let text = token_source(source)?;
+            Ok(
+                s.import_tokens(&text, tenant.as_deref(), replace.unwrap_or(false))?
+                    .into(),
+            )
+        })())
+    }
+
+    #[napi]
+    pub fn import_file(
+        &self,
+        file: String,
+        tenant: Option<String>,
+        replace: Option<bool>,
+        remove_source: Option<bool>,
+    ) -> napi::Result<ImportFileReport> {
+        let s = self.store()?;
+        to_napi(
+            s.import_file(
+                file.as_ref(),
+                tenant.as_deref(),
+                replace.unwrap_or(false),
+                remove_source.unwrap_or(false),
+            )
+            .map(Into::into),
+        )
+    }
+
+    #[napi]
+    pub fn recover(&self, force: Option<bool>) -> napi::Result<RecoverReport> {
+        to_napi(
+            self.store()?
+                .recover(force.unwrap_or(false))
+                .map(Into::into),
+        )
+    }
+
+    #[napi]
+    pub fn quarantine(&self) -> napi::Result<String> {
+        to_napi(self.store()?.quarantine())
+    }
+
+    // ----- the same on the libuv thread pool -----
+
+    /// Run `job` on the libuv pool with this store; a closed store rejects.
+    fn spawn<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&credlock::Store) -> CResult<R> + Send + 'static,
+    ) -> AsyncTask<StoreTask<R>>
+    where
+        StoreTask<R>: Task,
+    {
+        let store = self.store();
+        AsyncTask::new(StoreTask {
+            job: Some(Box::new(move || to_napi(job(&*store?)))),
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn token_async(
+        &self,
+        tenant: serde_json::Value,
+        min_valid: Option<f64>,
+    ) -> AsyncTask<StoreTask<String>> {
+        self.spawn(move |s| {
+            Ok(s.token(self::tenant(&tenant)?, min_valid_ms(min_valid)?)?
+                .token
+                .clone())
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<AccessToken>")]
+    pub fn token_info_async(
+        &self,
+        tenant: serde_json::Value,
+        min_valid: Option<f64>,
+    ) -> AsyncTask<StoreTask<AccessToken>> {
+        self.spawn(move |s| {
+            Ok(s.token(self::tenant(&tenant)?, min_valid_ms(min_valid)?)?
+                .into())
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<WriteReceipt>")]
+    pub fn put_async(
+        &self,
+        tenant: serde_json::Value,
+        response: Option<String>,
+    ) -> AsyncTask<StoreTask<WriteReceipt>> {
+        self.spawn(move |s| {
+            Ok(s.put(self::tenant(&tenant)?, &token_response(response)?)?
+                .into())
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<AccessToken>")]
+    pub fn refresh_async(
+        &self,
+        tenant: serde_json::Value,
+        rejected: Option<String>,
+        rejected_sha256: Option<String>,
+    ) -> AsyncTask<StoreTask<AccessToken>> {
+        self.spawn(move |s| {
+            let t = self::tenant(&tenant)?;
+            let sha = self::rejected_sha256(rejected, rejected_sha256)?;
+            Ok(s.refresh(t, sha.as_deref())?.into())
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<TenantSummary[]>")]
+    pub fn list_async(&self) -> AsyncTask<StoreTask<Vec<TenantSummary>>> {
+        self.spawn(|s| s.list().map(tenants))
+    }
+
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn delete_async(&self, tenant: serde_json::Value) -> AsyncTask<StoreTask<bool>> {
+        self.spawn(move |s| s.delete(self::tenant(&tenant)?))
+    }
+
+    #[napi(ts_return_type = "Promise<StoreInfo>")]
+    pub fn info_async(&self) -> AsyncTask<StoreTask<StoreInfo>> {
+        self.spawn(|s| s.info().map(Into::into))
+    }
+
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn init_async(&self) -> AsyncTask<StoreTask<bool>> {
+        self.spawn(|s| s.init())
+    }
+
+    #[napi(ts_return_type = "Promise<ImportFileReport>")]
+    pub fn import_file_async(
+        &self,
+        file: String,
+        tenant: Option<String>,
+        replace: Option<bool>,
+        remove_source: Option<bool>,
+    ) -> AsyncTask<StoreTask<ImportFileReport>> {
+        self.spawn(move |s| {
+            Ok(s.import_file(
+                file.as_ref(),
+                tenant.as_deref(),
+                replace.unwrap_or(false),
+                remove_source.unwrap_or(false),
+            )?
+            .into())
+        })
+    }
 }

@@ -1,9 +1,9 @@
 """credlock: OAuth credentials that many processes share safely.
 
-The Python host of the credlock WebAssembly component: the store logic runs in the component
-(the same build every host embeds), and this package supplies its platform natively: `flock`
-locks, atomic durable files, AES-256-GCM key slots, an HTTP client. Python and Rust processes
-share one store safely.
+A thin binding (PyO3) over the Rust credlock host: the store logic runs in the credlock
+WebAssembly component inside the Rust host, which supplies `flock` locks, atomic durable files,
+AES-256-GCM key slots, OS keyrings and an HTTP client. Python, Rust and other processes, and
+any number of threads, share one store safely.
 
     import credlock
     with credlock.Store.open("/path/to/store") as store:
@@ -11,11 +11,14 @@ share one store safely.
         token = store.token("acme", min_valid=60)
 """
 
-from ._keys import KdfParams
-from ._runtime import LoadStats
+from pathlib import Path
+from typing import Optional
+
+from ._credlock import default_store_dir as _default_store_dir
 from ._store import (
     AccessToken,
     ImportReport,
+    KdfParams,
     KeySlotInfo,
     RecoverReport,
     Store,
@@ -67,7 +70,6 @@ __all__ = [
     "KdfParams",
     "KeySlotInfo",
     "KeyUnavailable",
-    "LoadStats",
     "LockTimeout",
     "LoginRequired",
     "NotAStore",
@@ -85,12 +87,12 @@ __all__ = [
     "TenantSummary",
     "UnsupportedVersion",
     "WriteReceipt",
+    "default_store_dir",
 ]
 
 
-def load_stats() -> LoadStats:
-    """How the component was loaded in this process (compiled or from the cache, and how
-    long it took); loads it if needed."""
-    from ._runtime import runtime
-
-    return runtime().stats
+def default_store_dir() -> Optional[Path]:
+    """The store directory used when no path is given and `CREDLOCK_STORE` is unset (the
+    CLI's: `$XDG_DATA_HOME/credlock` on Linux)."""
+    d = _default_store_dir()
+    return None if d is None else Path(d)
