@@ -1,22 +1,30 @@
-"""The same store from each language: a hot in-process `token` and a one-shot process that
-opens the store and prints one token, medians, beside the Rust host. Prints a markdown table.
-
-Run after scripts/test.sh (or the hosts' run-tests.sh) has set up host/python/.venv and
-host/node:  host/python/.venv/bin/python bench/languages.py
+"""Every language binding beside the Rust host, measured in one run (scripts/bench-languages.sh
+builds and installs them, then runs this): the hot in-process `token` (a fresh token read
+again and again from one open store) against its floor, 1.5x the Rust figure of the same
+run; a one-shot process that opens the store and prints one token against its floor, the
+runtime's own start-up plus 15 ms; and what each installs. Prints a markdown table.
 """
-import json, os, statistics, subprocess, sys, tempfile, time
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REL = ROOT / "target" / "release"
+OUT = Path(os.environ["CREDLOCK_BENCH_OUT"])
+GO_HOT_NS = float(os.environ["CREDLOCK_BENCH_GO_HOT_NS"])
 d = Path(tempfile.mkdtemp()) / "store"
 env = {k: v for k, v in os.environ.items() if not k.startswith("CREDLOCK_")}
 env["CREDLOCK_STORE"] = str(d)
-subprocess.run([str(REL / "credlock"), "put", "acme"], input='{"access_token":"bench-token","expires_in":3600}', text=True, env=env, check=True)
+subprocess.run([str(REL / "credlock"), "put", "acme"], input='{"access_token":"bench-token","expires_in":3600}',
+               text=True, env=env, check=True)
 
 
-def oneshot(cmd, n=20):
-    subprocess.run(cmd, env=env, check=True, capture_output=True)  # warm the compile caches
+def oneshot(cmd, n=30):
+    subprocess.run(cmd, env=env, check=True, capture_output=True)  # warm the compile cache
     times = []
     for _ in range(n):
         t = time.perf_counter()
@@ -25,35 +33,61 @@ def oneshot(cmd, n=20):
     return statistics.median(times) * 1e3
 
 
-import credlock  # noqa: E402
+def size(p: Path) -> str:
+    return f"{p.stat().st_size / 2**20:.1f} MiB"
+
+
+import credlock  # noqa: E402  (the installed wheel)
 
 with credlock.Store.open(d) as s:
-    for _ in range(200):
+    for _ in range(1000):
         s.token("acme")
     samples = []
-    for _ in range(2000):
+    for _ in range(20000):
         t = time.perf_counter_ns()
         s.token("acme")
         samples.append(time.perf_counter_ns() - t)
 py_hot = statistics.median(samples) / 1e3
 
+node_pkg = OUT / "node" / "src" / "index.js"
 node_hot_js = f"""
-import {{ Store }} from '{ROOT}/host/node/src/index.js';
+import {{ Store }} from '{node_pkg}';
 const s = Store.open('{d}');
-for (let i = 0; i < 200; i++) s.token('acme');
+for (let i = 0; i < 1000; i++) s.token('acme');
 const xs = [];
-for (let i = 0; i < 2000; i++) {{ const t = process.hrtime.bigint(); s.token('acme'); xs.push(Number(process.hrtime.bigint() - t)); }}
-xs.sort((a, b) => a - b); console.log(xs[1000] / 1000); s.close();
+for (let i = 0; i < 20000; i++) {{ const t = process.hrtime.bigint(); s.token('acme'); xs.push(Number(process.hrtime.bigint() - t)); }}
+xs.sort((a, b) => a - b); console.log(xs[10000] / 1000); s.close();
 """
-node_hot = float(subprocess.run(["node", "--input-type=module", "-e", node_hot_js], env=env, check=True, capture_output=True, text=True).stdout)
-rust_hot = float(subprocess.run([str(REL / "credlock-bench"), "worker-hot-token", str(d)], env=env, check=True, capture_output=True, text=True).stdout)
+node_hot = float(subprocess.run(["node", "--input-type=module", "-e", node_hot_js], env=env, check=True,
+                                capture_output=True, text=True).stdout)
+rust_hot = float(subprocess.run([str(REL / "credlock-bench"), "worker-hot-token", str(d)], env=env, check=True,
+                                capture_output=True, text=True).stdout)
+go_hot = GO_HOT_NS / 1e3
 
+goworker = str(OUT / "goworker")
 rust_once = oneshot([str(REL / "credlock"), "token", "acme"])
+rust_floor = oneshot(["/bin/true"])
 py_once = oneshot([sys.executable, "-c", "import credlock; print(credlock.Store.open().token('acme'))"])
-node_once = oneshot(["node", "--input-type=module", "-e", f"import {{ Store }} from '{ROOT}/host/node/src/index.js'; console.log(Store.open().token('acme'))"])
+py_floor = oneshot([sys.executable, "-c", "pass"])
+node_once = oneshot(["node", "--input-type=module", "-e",
+                     f"import {{ Store }} from '{node_pkg}'; console.log(Store.open().token('acme'))"])
+node_floor = oneshot(["node", "-e", "0"])
+go_once = oneshot([goworker, "token", str(d), "acme"])
+go_floor = oneshot([goworker, "noop"])
 
-print("| host | hot in-process `token` (p50) | one-shot process (p50) |")
-print("|---|---|---|")
-print(f"| Rust (wasmtime) | {rust_hot:.1f} µs | {rust_once:.1f} ms |")
-print(f"| Python (wasmtime-py) | {py_hot:.1f} µs | {py_once:.1f} ms |")
-print(f"| Node (jco) | {node_hot:.1f} µs | {node_once:.1f} ms |")
+wheel = next((OUT / "wheels").glob("*.whl"))
+rows = [
+    ("Rust (`credlock` crate, CLI)", rust_hot, None, rust_once, rust_floor, "`target/release/credlock` " + size(REL / "credlock")),
+    ("Python (PyO3 wheel)", py_hot, "µs", py_once, py_floor, f"wheel {size(wheel)}"),
+    ("Node (napi-rs addon)", node_hot, "µs", node_once, node_floor, f"addon {size(OUT / 'node' / 'build' / 'credlock.node')}"),
+    ("Go (cgo over libcredlock)", go_hot, "µs", go_once, go_floor, f"libcredlock.so {size(OUT / 'lib' / 'libcredlock.so')}"),
+]
+print("| binding | hot in-process `token` (p50; Go: mean) | vs Rust (floor ≤ 1.5×) | one-shot process (p50) | runtime start-up (p50) | one-shot over start-up (floor ≤ 15 ms) | installed |")
+print("|---|---|---|---|---|---|---|")
+for name, hot, _, once, floor, installed in rows:
+    ratio = hot / rust_hot
+    print(f"| {name} | {hot:.1f} µs | {ratio:.2f}× {'ok' if ratio <= 1.5 else 'MISSED'} | {once:.1f} ms | "
+          f"{floor:.1f} ms | {once - floor:+.1f} ms {'ok' if once - floor <= 15 else 'MISSED'} | {installed} |")
+print()
+print("Runtime start-up: `/bin/true` for Rust, `python -c pass`, `node -e 0`, and for Go the same "
+      "binary with nothing to do (it still loads libcredlock.so).")

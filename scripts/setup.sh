@@ -36,6 +36,15 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# Go (with cgo) for the Go binding over the C ABI (host/go, host/capi).
+if ! command -v go >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+  else
+    echo "setup: go (1.19 or later) is needed for the Go binding (host/go); install it" >&2
+    exit 1
+  fi
+fi
 if [ -f tests/oauth-server/package-lock.json ] && [ ! -d tests/oauth-server/node_modules ]; then
   (cd tests/oauth-server && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 suites=0
 trap 'echo "suites: $suites passed, 1 failed"' ERR
 bash scripts/setup.sh
+# How long each suite took (builds included): the build-time figures in BENCHMARKS.md.
+mark=$SECONDS
+took() { echo "   ($1: $((SECONDS - mark)) s)"; mark=$SECONDS; }
 
 echo "== rustfmt"
 cargo fmt --all -- --check
@@ -20,15 +23,23 @@ suites=$((suites + 1))
 echo "== tests"
 cargo test --workspace --all-targets
 suites=$((suites + 1))
-echo "== the Python host (host/python)"
+took "Rust tests"
+echo "== the Python binding (host/python)"
 bash host/python/run-tests.sh
 suites=$((suites + 1))
-echo "== the Node host (host/node)"
+took "Python binding: build and tests"
+echo "== the Node binding (host/node)"
 bash host/node/run-tests.sh
 suites=$((suites + 1))
-echo "== Rust, Python and Node processes on one store (tests/interop)"
+took "Node binding: build and tests"
+echo "== the C ABI and the Go binding (host/capi, host/go)"
+bash host/go/run-tests.sh
+suites=$((suites + 1))
+took "C ABI and Go binding: build and tests"
+echo "== Rust, Python, Node and Go processes on one store (tests/interop)"
 bash tests/interop/run.sh
 suites=$((suites + 1))
+took "interop"
 echo "== simulator: random seeds, the bug zoo, exhaustive small cases"
 cargo build --release -p credlock-sim
 target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"

@@ -151,8 +151,14 @@ fn files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     warm();
     let env = Env::new();
-    env.ok(&["put", "acme"], r#"{"access_token":"x"}"#);
-    env.ok(&["put", "acme"], r#"{"access_token":"y"}"#);
+    env.ok(
+        &["put", "acme"],
+        r#"{"access_token":"plain-access-x","refresh_token":"plain-refresh-x"}"#,
+    );
+    env.ok(
+        &["put", "acme"],
+        r#"{"access_token":"plain-access-y","refresh_token":"plain-refresh-y"}"#,
+    );
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&env.store_dir()), 0o700);
     for f in [
@@ -168,7 +174,18 @@ fn files_are_private() {
         let p = entry.unwrap().path();
         if p.is_file() {
             let bytes = std::fs::read(&p).unwrap();
-            assert!(!bytes.windows(1).any(|_| false));
+            for secret in [
+                "plain-access-x",
+                "plain-refresh-x",
+                "plain-access-y",
+                "plain-refresh-y",
+            ] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret} in clear in {}",
+                    p.display()
+                );
+            }
             assert!(
                 !String::from_utf8_lossy(&bytes).contains("\"access_token\""),
                 "{}",

@@ -1,8 +1,10 @@
-"""Rust CLI, Python and Node processes on one store at once: nothing lost, no torn read, and
-on a real OAuth server one refresh per expiry with no refresh token presented twice.
+"""Rust CLI, Python, Node and Go processes on one store at once: nothing lost, no torn read,
+and on a real OAuth server one refresh per expiry with no refresh token presented twice.
 
-Run by scripts/test.sh with host/python's venv (credlock installed) after the Node host is
-built; needs target/debug/credlock and tests/oauth-server.
+Every language binds the same Rust host, so this is the host under four runtimes' processes
+(their signal handlers, threads and event loops) at once. Run by tests/interop/run.sh after
+the bindings' own suites have built them; needs target/debug/credlock, the Go worker
+(tests/interop/goworker, built by run.sh as $CREDLOCK_GO_WORKER) and tests/oauth-server.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "target" / "debug" / "credlock"
 HERE = Path(__file__).resolve().parent
-PER_LANGUAGE = 8
+GO_WORKER = os.environ.get("CREDLOCK_GO_WORKER", str(HERE / "goworker" / "goworker"))
+PER_LANGUAGE = 6
 K = 5
 
 
@@ -51,12 +54,13 @@ def spawn(cmd: list, store: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(store))
 
 
-def test_three_languages_share_one_store(tmp_path: Path) -> None:
+def test_four_languages_share_one_store(tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert rust(store, "put", "shared", stdin='{"access_token":"first"}').returncode == 0
     failures: list = []
     procs = [spawn([sys.executable, str(HERE / "workers.py"), "write", str(store), f"py{i}", str(K)], store) for i in range(PER_LANGUAGE)]
     procs += [spawn(["node", str(HERE / "workers.mjs"), "write", str(store), f"node{i}", str(K)], store) for i in range(PER_LANGUAGE)]
+    procs += [spawn([GO_WORKER, "write", str(store), f"go{i}", str(K)], store) for i in range(PER_LANGUAGE)]
     threads = [threading.Thread(target=rust_writer, args=(store, f"rs{i}", failures)) for i in range(PER_LANGUAGE)]
     started = time.monotonic()
     for t in threads:
@@ -69,12 +73,12 @@ def test_three_languages_share_one_store(tmp_path: Path) -> None:
         t.join()
     assert not failures, failures
     listed = {t["tenant"]: t["revision"] for t in json.loads(rust(store, "list", "--json").stdout)}
-    writers = [f"{lang}{i}" for lang in ("py", "node", "rs") for i in range(PER_LANGUAGE)]
+    writers = [f"{lang}{i}" for lang in ("py", "node", "go", "rs") for i in range(PER_LANGUAGE)]
     for w in writers:
         assert listed[w] == K, f"{w} lost a write: {listed[w]}"
         assert rust(store, "token", w, "--min-valid", "0").stdout.strip() == f"{w}-{K - 1}"
     assert listed["shared"] == 1 + len(writers) * K, "a write to the shared tenant was lost"
-    print(f"figures: {len(writers)} writer processes (3 languages) x {K} x 2 puts in {time.monotonic() - started:.1f} s")
+    print(f"figures: {len(writers)} writer processes (4 languages) x {K} x 2 puts in {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture
@@ -92,7 +96,7 @@ def post(url: str, body: dict) -> dict:
     return json.loads(urllib.request.urlopen(req, timeout=10).read())
 
 
-def test_refresh_storm_across_three_languages(tmp_path: Path, oauth_server: str) -> None:
+def test_refresh_storm_across_four_languages(tmp_path: Path, oauth_server: str) -> None:
     store = tmp_path / "store"
     grant = post(oauth_server + "/test/grant", {"client_id": "conf-basic", "account": "alice", "scope": "openid offline_access api"})
     grant.pop("grant_id")
@@ -101,6 +105,7 @@ def test_refresh_storm_across_three_languages(tmp_path: Path, oauth_server: str)
     seconds = 15
     procs = [spawn([sys.executable, str(HERE / "workers.py"), "storm", str(store), str(seconds), oauth_server], store) for _ in range(PER_LANGUAGE)]
     procs += [spawn(["node", str(HERE / "workers.mjs"), "storm", str(store), str(seconds), oauth_server], store) for _ in range(PER_LANGUAGE)]
+    procs += [spawn([GO_WORKER, "storm", str(store), str(seconds), oauth_server], store) for _ in range(PER_LANGUAGE)]
     rejected = 0
     failed = 0
     calls = 0
@@ -146,7 +151,7 @@ def test_refresh_storm_across_three_languages(tmp_path: Path, oauth_server: str)
     assert not rust_failures, rust_failures
     stats = json.loads(urllib.request.urlopen(oauth_server + "/test/stats", timeout=10).read())
     summary = {k: stats[k] for k in ("refresh_requests", "invalid_grant", "duplicate_presentations", "grants_revoked")}
-    print(f"figures: storm across 3 languages, {3 * PER_LANGUAGE} processes, {seconds} s, {calls} calls, "
+    print(f"figures: storm across 4 languages, {4 * PER_LANGUAGE} processes, {seconds} s, {calls} calls, "
           f"{rejected} rejected at first (a stall past the token's last half-second on this 2-core box), "
           f"{failed} after the 401 path, server {summary}")
     assert stats["invalid_grant"] == 0, summary

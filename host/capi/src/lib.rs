@@ -1,0 +1,753 @@
+//! The C ABI of credlock: one opaque [`credlock_store`] handle over [`credlock::Store`],
+//! calls that return the CLI's exit code as a status, and results and errors as UTF-8 JSON
+//! strings handed out through out-pointers. `include/credlock.h` is generated from this file
+//! by cbindgen (`build.rs`); its header comment states the conventions every call follows.
+//!
+//! Nothing here decides anything: settings are resolved by [`credlock::OpenOptions`] (so the
+//! `CREDLOCK_*` variables mean what they mean to the CLI), and every error, whatever its
+//! source, is the [`credlock::ErrorReport`] that the CLI and the other bindings show.
+
+use credlock::keys::KdfParams;
+use credlock::{AccessToken, Error, OpenOptions, SlotInfo, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use zeroize::{Zeroize, Zeroizing};
+
+/// An open credential store. Opaque: made by `credlock_open` or `credlock_open_dir`,
+/// released by `credlock_close`. Safe to use from many threads at once.
+#[allow(non_camel_case_types)]
+pub struct credlock_store {
+    inner: Store,
+}
+
+/// Status of a successful call.
+pub const CREDLOCK_OK: c_int = 0;
+
+// ----- strings in and out -----
+
+/// A required string argument.
+fn arg<'a>(p: *const c_char, what: &str, bad: fn(String) -> StoreError) -> Result<&'a str, Error> {
+    opt_arg(p, what, bad)?.ok_or_else(|| bad(format!("{what} is NULL")).into())
+}
+
+/// An optional string argument: NULL is `None`.
+fn opt_arg<'a>(
+    p: *const c_char,
+    what: &str,
+    bad: fn(String) -> StoreError,
+) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller passes a NUL-terminated string that outlives the call (the ABI's
+    // contract, stated in the header); NULL was handled above.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map(Some)
+        .map_err(|_| bad(format!("{what} is not valid UTF-8")).into())
+}
+
+fn options_error(why: String) -> StoreError {
+    StoreError::InvalidOptions(why)
+}
+
+fn tenant_error(why: String) -> StoreError {
+    StoreError::InvalidTenant(why)
+}
+
+fn token_error(why: String) -> StoreError {
+    StoreError::InvalidTokenResponse(why)
+}
+
+/// Counts what a serializer writes, so the output buffer is allocated once, at its final
+/// size: a growing buffer would leave copies of a token behind in freed memory.
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `value` as a NUL-terminated JSON string in one allocation, for `credlock_string_free`.
+fn json_out<T: Serialize + ?Sized>(value: &T) -> Result<CString, Error> {
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(|e| Error::Runtime(e.into()))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0 + 1));
+    serde_json::to_writer(&mut *buf, value).map_err(|e| Error::Runtime(e.into()))?;
+    debug_assert!(buf.capacity() > buf.len(), "no reallocation");
+    let bytes = std::mem::take(&mut *buf);
+    // JSON escapes NUL, so there is none inside; the capacity already has room for the NUL.
+    CString::new(bytes).map_err(|e| {
+        let mut v = e.into_vec();
+        v.zeroize();
+        Error::Runtime(anyhow::anyhow!("JSON with a NUL byte"))
+    })
+}
+
+fn put_out(out: *mut *mut c_char, s: CString) {
+    if out.is_null() {
+        free_cstring(s);
+    } else {
+        // SAFETY: a non-NULL out-pointer points to writable storage for one pointer.
+        unsafe { *out = s.into_raw() };
+    }
+}
+
+fn free_cstring(s: CString) {
+    let mut bytes = s.into_bytes_with_nul();
+    bytes.zeroize();
+}
+
+fn clear_out(out: *mut *mut c_char) {
+    if !out.is_null() {
+        // SAFETY: as in `put_out`.
+        unsafe { *out = std::ptr::null_mut() };
+    }
+}
+
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    Error::Runtime(anyhow::anyhow!("panic in the C ABI: {what}"))
+}
+
+fn report_error(error: *mut *mut c_char, e: &Error) -> c_int {
+    let report = e.report();
+    if let Ok(s) = json_out(&report.to_json()) {
+        put_out(error, s);
+    }
+    c_int::from(report.exit_code.max(1))
+}
+
+/// Run one call: catch panics, hand out the result or the error report, return the status.
+fn run(
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+    f: impl FnOnce() -> Result<CString, Error>,
+) -> c_int {
+    clear_out(result);
+    clear_out(error);
+    let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_error(p)));
+    match outcome {
+        Ok(s) => {
+            put_out(result, s);
+            CREDLOCK_OK
+        }
+        Err(e) => catch_unwind(AssertUnwindSafe(|| report_error(error, &e)))
+            .unwrap_or(c_int::from(credlock::exit::INTERNAL)),
+    }
+}
+
+fn store<'a>(s: *const credlock_store) -> Result<&'a Store, Error> {
+    if s.is_null() {
+        return Err(options_error("the store handle is NULL".into()).into());
+    }
+    // SAFETY: a non-NULL handle came from credlock_open and has not been closed (the ABI's
+    // contract); `Store` is Sync, so shared references from many threads are fine.
+    Ok(unsafe { &(*s).inner })
+}
+
+// ----- result shapes -----
+
+#[derive(Serialize)]
+struct TokenOut<'a> {
+    token: &'a str,
+    token_type: &'a str,
+    expires_at_ms: Option<u64>,
+    revision: u64,
+    refreshed: bool,
+}
+
+fn token_out(mut t: AccessToken) -> Result<CString, Error> {
+    let out = json_out(&TokenOut {
+        token: &t.token,
+        token_type: &t.token_type,
+        expires_at_ms: t.expires_at_ms,
+        revision: t.revision,
+        refreshed: t.refreshed,
+    });
+    t.token.zeroize();
+    out
+}
+
+fn slots_out(slots: &[SlotInfo]) -> Value {
+    Value::Array(
+        slots
+            .iter()
+            .map(|s| {
+                json!({"index": s.index, "kind": s.kind, "describe": s.describe, "durable": s.durable})
+            })
+            .collect(),
+    )
+}
+
+fn info_out(i: &credlock::StoreInfo) -> Value {
+    json!({
+        "exists": i.exists,
+        "generation": i.generation,
+        "format_version": i.format_version,
+        "key_id": i.key_id,
+        "slot_kinds": i.slot_kinds,
+        "tenants": i.tenants,
+    })
+}
+
+fn import_out(r: &credlock::ImportReport) -> Value {
+    json!({
+        "imported": r.imported,
+        "skipped": r.skipped.iter().map(|(t, why)| json!({"tenant": t, "reason": why})).collect::<Vec<_>>(),
+        "generation": r.generation,
+    })
+}
+
+// ----- opening -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KdfJson {
+    m_cost_kib: u32,
+    t_cost: u32,
+    p_cost: u32,
+}
+
+/// The JSON form of [`OpenOptions`]; absent or null fields mean "from the environment".
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OpenJson {
+    store_dir: Option<String>,
+    passphrase: Option<String>,
+    key_file: Option<String>,
+    keyring: Option<String>,
+    lock_timeout: Option<f64>,
+    http_timeout: Option<f64>,
+    keyring_timeout: Option<f64>,
+    allow_insecure_http: Option<bool>,
+    allow_volatile_only: Option<bool>,
+    kdf: Option<KdfJson>,
+    new_passphrase: Option<String>,
+    #[serde(default)]
+    ignore_env: bool,
+}
+
+impl Drop for OpenJson {
+    fn drop(&mut self) {
+        self.passphrase.zeroize();
+        self.new_passphrase.zeroize();
+    }
+}
+
+fn parse_options(text: &str) -> Result<OpenOptions, Error> {
+    let mut j: OpenJson = if text.trim().is_empty() {
+        OpenJson::default()
+    } else {
+        serde_json::from_str(text).map_err(|e| {
+            // serde's message may quote a value, and a value may be a passphrase: say only
+            // where, unless it is about a field name.
+            let msg = e.to_string();
+            let why = if msg.starts_with("unknown field") {
+                format!("the options JSON has an {msg}")
+            } else {
+                format!(
+                    "the options are not a valid JSON object of settings (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            };
+            options_error(why)
+        })?
+    };
+    Ok(OpenOptions {
+        store_dir: j.store_dir.take().map(PathBuf::from),
+        passphrase: j.passphrase.take().map(Zeroizing::new),
+        key_file: j.key_file.take().map(PathBuf::from),
+        keyring: j.keyring.take(),
+        lock_timeout: j.lock_timeout,
+        http_timeout: j.http_timeout,
+        keyring_timeout: j.keyring_timeout,
+        allow_insecure_http: j.allow_insecure_http,
+        allow_volatile_only: j.allow_volatile_only,
+        kdf: j.kdf.as_ref().map(|k| KdfParams {
+            m_cost_kib: k.m_cost_kib,
+            t_cost: k.t_cost,
+            p_cost: k.p_cost,
+        }),
+        new_passphrase: j.new_passphrase.take().map(Zeroizing::new),
+        ignore_env: j.ignore_env,
+    })
+}
+
+fn open_into(
+    options: Result<OpenOptions, Error>,
+    out_store: *mut *mut credlock_store,
+    error: *mut *mut c_char,
+) -> c_int {
+    if !out_store.is_null() {
+        // SAFETY: a non-NULL out-pointer points to writable storage for one pointer.
+        unsafe { *out_store = std::ptr::null_mut() };
+    }
+    run(std::ptr::null_mut(), error, || {
+        if out_store.is_null() {
+            return Err(options_error("out_store is NULL".into()).into());
+        }
+        let inner = Store::open_with(&options?)?;
+        let handle = Box::into_raw(Box::new(credlock_store { inner }));
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_store = handle };
+        Ok(CString::default())
+    })
+}
+
+/// Open a store from a JSON object of settings (`options_json`; NULL or "" for all
+/// defaults). Fields, all optional (absent or null: `CREDLOCK_*` from the environment, as
+/// the CLI reads it, else the default):
+/// `store_dir`, `passphrase`, `key_file`, `keyring` (`secret-service`, `keyutils`, `auto`,
+/// `off`, ...), `lock_timeout`, `http_timeout`, `keyring_timeout` (seconds, numbers),
+/// `allow_insecure_http`, `allow_volatile_only` (booleans), `kdf` (`{"m_cost_kib",
+/// "t_cost", "p_cost"}` for a new passphrase slot), `new_passphrase`, `ignore_env` (true:
+/// read no `CREDLOCK_*` variable). Unknown fields are an error.
+///
+/// Opening touches no store file (the first call does) but loads the component, so a broken
+/// installation fails here. On success `*out_store` receives the handle; release it with
+/// `credlock_close`. On failure `*out_store` is NULL and `*error` the report.
+///
+/// # Safety
+/// `options_json` is NULL or a NUL-terminated string; `out_store` and `error` are NULL or
+/// point to writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_open(
+    options_json: *const c_char,
+    out_store: *mut *mut credlock_store,
+    error: *mut *mut c_char,
+) -> c_int {
+    let options = opt_arg(options_json, "options_json", options_error)
+        .and_then(|t| parse_options(t.unwrap_or("")));
+    open_into(options, out_store, error)
+}
+
+/// Open the store in `store_dir` (NULL: `$CREDLOCK_STORE`, else the platform default) with
+/// `passphrase` (NULL: `$CREDLOCK_PASSPHRASE`, else the key file); everything else from the
+/// environment, as `credlock_open` with those two fields.
+///
+/// # Safety
+/// `store_dir` and `passphrase` are NULL or NUL-terminated strings; `out_store` and `error`
+/// are NULL or point to writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_open_dir(
+    store_dir: *const c_char,
+    passphrase: *const c_char,
+    out_store: *mut *mut credlock_store,
+    error: *mut *mut c_char,
+) -> c_int {
+    let options = (|| {
+        Ok(OpenOptions {
+            store_dir: opt_arg(store_dir, "store_dir", options_error)?.map(PathBuf::from),
+            passphrase: opt_arg(passphrase, "passphrase", options_error)?
+                .map(|p| Zeroizing::new(p.to_owned())),
+            ..Default::default()
+        })
+    })();
+    open_into(options, out_store, error)
+}
+
+/// Release a store handle (NULL: nothing). No call on it may be running or follow.
+///
+/// # Safety
+/// `store` is NULL or a handle from `credlock_open*` not yet closed.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_close(store: *mut credlock_store) {
+    if store.is_null() {
+        return;
+    }
+    // SAFETY: the handle came from Box::into_raw in `open_into` and is closed once.
+    let boxed = unsafe { Box::from_raw(store) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(boxed)));
+}
+
+/// Zero and free a string handed out by any credlock call (NULL: nothing).
+///
+/// # Safety
+/// `s` is NULL or a string from a credlock out-pointer, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    // SAFETY: `s` came from CString::into_raw in `put_out`.
+    let s = unsafe { CString::from_raw(s) };
+    free_cstring(s);
+}
+
+/// The library's version, a static string (never freed).
+#[no_mangle]
+pub extern "C" fn credlock_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// For bindings whose strings may hold NUL bytes (Go, Python, ...), which a C string cannot
+/// carry: the error report for argument `argument` (`"tenant"`, `"token_response"`, or any
+/// other name) containing a NUL byte, so that the binding reports it as the library would.
+/// Always returns a non-zero status (2).
+///
+/// # Safety
+/// `argument` is NULL or a NUL-terminated string; `error` is NULL or points to a writable
+/// pointer.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_nul_error(
+    argument: *const c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(std::ptr::null_mut(), error, || {
+        let name = opt_arg(argument, "argument", options_error)?.unwrap_or("an argument");
+        let why = format!("{name} contains a NUL byte");
+        Err(match name {
+            "tenant" => tenant_error(why),
+            "token_response" | "source" => token_error(why),
+            _ => options_error(why),
+        }
+        .into())
+    })
+}
+
+// ----- operations -----
+
+/// Create the store if it does not exist. Result: `{"created": bool}`.
+///
+/// # Safety
+/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_init(
+    store: *const credlock_store,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let created = self::store(store)?.init()?;
+        json_out(&json!({ "created": created }))
+    })
+}
+
+/// Store a token response (`token_response`: the JSON a token endpoint returned, plus
+/// `token_endpoint`, `client_id`, ... to enable refresh) for `tenant`. Durable when this
+/// returns. Result: `{"revision": n, "generation": n}`.
+///
+/// # Safety
+/// `store` is a live handle; `tenant` and `token_response` are NUL-terminated strings (NULL
+/// is an error); `result` and `error` are NULL or point to writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_put(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    token_response: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        let response = arg(token_response, "token_response", token_error)?;
+        let r = s.put(tenant, response)?;
+        json_out(&json!({"revision": r.revision, "generation": r.generation}))
+    })
+}
+
+/// An access token valid for at least `min_valid_ms` more milliseconds, refreshed (once,
+/// whatever else is asking) if needed. Result (a secret: free it with credlock_string_free,
+/// which zeroes it): `{"token": "...", "token_type": "Bearer", "expires_at_ms": n | null,
+/// "revision": n, "refreshed": bool}`.
+///
+/// # Safety
+/// As `credlock_put`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_token(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    min_valid_ms: u64,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        token_out(s.token(tenant, min_valid_ms)?)
+    })
+}
+
+/// Refresh now. With `rejected_sha256` (hex SHA-256, or a prefix of at least 16 characters,
+/// of an access token a server refused; NULL for none), only if the stored token is still
+/// that one; otherwise the newer stored token is returned. Result as `credlock_token`.
+///
+/// # Safety
+/// As `credlock_put`; `rejected_sha256` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_refresh(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    rejected_sha256: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        let rejected = opt_arg(rejected_sha256, "rejected_sha256", options_error)?;
+        token_out(s.refresh(tenant, rejected)?)
+    })
+}
+
+/// `credlock_refresh` given the refused access token itself (hashed here, never stored).
+///
+/// # Safety
+/// As `credlock_put`; `rejected_token` is required.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_refresh_rejected(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    rejected_token: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        let rejected = arg(rejected_token, "rejected_token", options_error)?;
+        token_out(s.refresh_rejected(tenant, rejected)?)
+    })
+}
+
+/// The tenants, sorted. Result: `[{"tenant", "token_type", "expires_at_ms", "has_refresh_token",
+/// "scope", "token_endpoint", "client_id", "revision", "needs_reauth"}, ...]` (no secrets).
+///
+/// # Safety
+/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_list(
+    store: *const credlock_store,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let list = self::store(store)?.list()?;
+        let v: Vec<Value> = list
+            .iter()
+            .map(|t| {
+                json!({
+                    "tenant": t.tenant,
+                    "token_type": t.token_type,
+                    "expires_at_ms": t.expires_at_ms,
+                    "has_refresh_token": t.has_refresh_token,
+                    "scope": t.scope,
+                    "token_endpoint": t.token_endpoint,
+                    "client_id": t.client_id,
+                    "revision": t.revision,
+                    "needs_reauth": t.needs_reauth,
+                })
+            })
+            .collect();
+        json_out(&v)
+    })
+}
+
+/// Remove a tenant. Result: `{"deleted": bool}` (false: it did not exist).
+///
+/// # Safety
+/// As `credlock_put`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_delete(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        json_out(&json!({ "deleted": s.delete(tenant)? }))
+    })
+}
+
+/// The store's header. Result: `{"exists", "generation", "format_version", "key_id",
+/// "slot_kinds", "tenants"}`.
+///
+/// # Safety
+/// As `credlock_list`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_info(
+    store: *const credlock_store,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        json_out(&info_out(&self::store(store)?.info()?))
+    })
+}
+
+/// The key slots. Result: `[{"index", "kind", "describe", "durable"}, ...]`.
+///
+/// # Safety
+/// As `credlock_list`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_slots(
+    store: *const credlock_store,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        json_out(&slots_out(&self::store(store)?.slots()?))
+    })
+}
+
+/// Add a slot of `kind` (`key-file`, `passphrase`, `keyring`, `kernel-keyring`); for
+/// `passphrase`, `new_passphrase` (NULL: the configured one). Result: the new slot list.
+///
+/// # Safety
+/// As `credlock_put`; `new_passphrase` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_add_slot(
+    store: *const credlock_store,
+    kind: *const c_char,
+    new_passphrase: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let kind = arg(kind, "kind", options_error)?;
+        let p = opt_arg(new_passphrase, "new_passphrase", options_error)?
+            .map(|p| Zeroizing::new(p.to_owned()));
+        json_out(&slots_out(&s.add_slot(kind, p)?))
+    })
+}
+
+/// Remove slot `index`: never the last one, never leaving only volatile slots unless
+/// `allow_volatile_only`. Result: the new slot list.
+///
+/// # Safety
+/// As `credlock_list`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_remove_slot(
+    store: *const credlock_store,
+    index: u32,
+    allow_volatile_only: bool,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        json_out(&slots_out(&s.remove_slot(index, allow_volatile_only)?))
+    })
+}
+
+/// Re-seal under a new data key from the same sources. Result: as `credlock_info`.
+///
+/// # Safety
+/// As `credlock_list`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_rekey(
+    store: *const credlock_store,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        json_out(&info_out(&self::store(store)?.rekey()?))
+    })
+}
+
+/// Import plaintext tokens from `source` (a token response for `tenant`, or with `tenant`
+/// NULL a JSON map of tenants) in one atomic write. Result: `{"imported": [...],
+/// "skipped": [{"tenant", "reason"}], "generation": n}`.
+///
+/// # Safety
+/// As `credlock_put`; `tenant` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_import_tokens(
+    store: *const credlock_store,
+    source: *const c_char,
+    tenant: *const c_char,
+    replace: bool,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let source = arg(source, "source", token_error)?;
+        let tenant = opt_arg(tenant, "tenant", tenant_error)?;
+        json_out(&import_out(&s.import_tokens(source, tenant, replace)?))
+    })
+}
+
+/// `credlock_import_tokens` of the file at `path`; with `remove_source`, the file is removed
+/// once the import is durable, only if everything in it was imported. Result: as
+/// `credlock_import_tokens` plus `"source_removed": bool, "kept_reason": string | null`.
+///
+/// # Safety
+/// As `credlock_put`; `tenant` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_import_file(
+    store: *const credlock_store,
+    path: *const c_char,
+    tenant: *const c_char,
+    replace: bool,
+    remove_source: bool,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let path = arg(path, "path", options_error)?;
+        let tenant = opt_arg(tenant, "tenant", tenant_error)?;
+        let r = s.import_file(path.as_ref(), tenant, replace, remove_source)?;
+        let mut v = import_out(&r.report);
+        v["source_removed"] = r.source_removed.into();
+        v["kept_reason"] = r.kept_reason.into();
+        json_out(&v)
+    })
+}
+
+/// Restore the backup of an unreadable store (with `force`, of any store). Result:
+/// `{"quarantined_as": string | null, "generation", "tenants", "refresh_unknown": [...]}`.
+///
+/// # Safety
+/// As `credlock_list`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_recover(
+    store: *const credlock_store,
+    force: bool,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let r = self::store(store)?.recover(force)?;
+        json_out(&json!({
+            "quarantined_as": r.quarantined_as,
+            "generation": r.generation,
+            "tenants": r.tenants,
+            "refresh_unknown": r.refresh_unknown,
+        }))
+    })
+}
+
+/// Move an unreadable store aside. Result: `{"quarantined_as": "<file name>"}`.
+///
+/// # Safety
+/// As `credlock_list`.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_quarantine(
+    store: *const credlock_store,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        json_out(&json!({ "quarantined_as": self::store(store)?.quarantine()? }))
+    })
+}

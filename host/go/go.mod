@@ -1,0 +1,3 @@
+module credlock.dev/credlock
+
+go 1.19

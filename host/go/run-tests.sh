@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The Go binding's tests and the C ABI's: builds libcredlock (host/capi, dev profile, in the
+# workspace target dir, reusing what `cargo test --workspace` built) and the credlock CLI,
+# checks the committed header is current, runs the C test, then `go test ./...`.
+# Exits non-zero on any failure.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+command -v go >/dev/null 2>&1 || { echo "go is not installed: run scripts/setup.sh" >&2; exit 1; }
+
+echo "== libcredlock (host/capi) and the CLI, dev profile"
+cargo build -p credlock-capi -p credlock
+echo "== the committed header is what cbindgen generates"
+cargo test -p credlock-capi --test header -q
+
+lib="$root/target/debug"
+echo "== the C test (host/go/ctest/smoke.c against host/capi/include/credlock.h)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+${CC:-cc} -std=c99 -Wall -Wextra -Werror -I "$root/host/capi/include" "$here/ctest/smoke.c" \
+  -L "$lib" -Wl,-rpath,"$lib" -lcredlock -o "$work/smoke"
+"$work/smoke" "$work/store"
+
+echo "== go test (host/go)"
+cd "$here"
+export CGO_ENABLED=1
+export CGO_LDFLAGS="-L$lib -Wl,-rpath,$lib ${CGO_LDFLAGS:-}"
+unformatted="$(gofmt -l .)"
+[ -z "$unformatted" ] || { echo "gofmt: not formatted: $unformatted" >&2; exit 1; }
+go vet ./...
+set +e
+go test -count=1 -timeout 15m -v ./... >"$work/go-test.log" 2>&1
+status=$?
+set -e
+# The outcome of every test and subtest, the figures, and any failure's output.
+grep -vE '^=== (RUN|PAUSE|CONT)' "$work/go-test.log" || true
+passed=$(grep -cE -- '^ *--- PASS' "$work/go-test.log" || true)
+failed=$(grep -cE -- '^ *--- FAIL' "$work/go-test.log" || true)
+skipped=$(grep -cE -- '^ *--- SKIP' "$work/go-test.log" || true)
+echo "go: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
