@@ -71,7 +71,7 @@ py_once = oneshot([sys.executable, "-c", "import credlock; print(credlock.Store.
 py_floor = oneshot([sys.executable, "-c", "pass"])
 node_once = oneshot(["node", "--input-type=module", "-e",
                      f"import {{ Store }} from '{node_pkg}'; console.log(Store.open().token('acme'))"])
-node_floor = oneshot(["node", "-e", "0"])
+node_floor = oneshot(["node", "--input-type=module", "-e", "0"])
 go_once = oneshot([goworker, "token", str(d), "acme"])
 go_floor = oneshot([goworker, "noop"])
 
@@ -89,5 +89,6 @@ for name, hot, _, once, floor, installed in rows:
     print(f"| {name} | {hot:.1f} µs | {ratio:.2f}× {'ok' if ratio <= 1.5 else 'MISSED'} | {once:.1f} ms | "
           f"{floor:.1f} ms | {once - floor:+.1f} ms {'ok' if once - floor <= 15 else 'MISSED'} | {installed} |")
 print()
-print("Runtime start-up: `/bin/true` for Rust, `python -c pass`, `node -e 0`, and for Go the same "
-      "binary with nothing to do (it still loads libcredlock.so).")
+print("Runtime start-up: `/bin/true` for Rust, `python -c pass`, `node --input-type=module -e 0` (the "
+      "mode the measured line runs in), and for Go the same binary with nothing to do (it still loads "
+      "libcredlock.so).")

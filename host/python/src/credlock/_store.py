@@ -7,7 +7,6 @@ HTTP and every error's text are the Rust host's.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -372,6 +371,10 @@ class Store:
     # ----- asyncio: the same calls, off the event loop -----
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # Imported here, not at the top: asyncio costs more to import than the whole rest of
+        # credlock, and a one-shot process that never awaits should not pay it.
+        import asyncio
+
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
