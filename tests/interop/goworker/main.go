@@ -1,6 +1,7 @@
 // A Go worker for the cross-language tests: `write STORE NAME K` or
 // `storm STORE SECONDS BASE_URL`, the same as workers.py and workers.mjs; and for
-// bench/languages.py, `token STORE TENANT` (a one-shot process) and `noop` (its floor).
+// bench/languages.py, `token STORE TENANT` (a one-shot process), `noop` (its floor) and `hot STORE N`
+// (p50 of N in-process Token calls).
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"time"
 
@@ -84,6 +86,24 @@ func main() {
 		}
 		out, _ := json.Marshal(map[string]int{"calls": calls, "rejected": rejected, "failed": failed})
 		fmt.Println(string(out))
+	case "hot":
+		// bench/languages.py: p50 of a hot in-process Token, in µs.
+		n, _ := strconv.Atoi(os.Args[3])
+		for i := 0; i < 1000; i++ {
+			if _, err := s.Token(ctx, "acme", time.Minute); err != nil {
+				fail(err)
+			}
+		}
+		xs := make([]time.Duration, n)
+		for i := range xs {
+			t := time.Now()
+			if _, err := s.Token(ctx, "acme", time.Minute); err != nil {
+				fail(err)
+			}
+			xs[i] = time.Since(t)
+		}
+		sort.Slice(xs, func(a, b int) bool { return xs[a] < xs[b] })
+		fmt.Printf("%.1f\n", float64(xs[n/2].Nanoseconds())/1e3)
 	case "token":
 		token, err := s.Token(ctx, os.Args[3], time.Minute)
 		if err != nil {
