@@ -287,6 +287,7 @@ fn config(cli: &Cli) -> Result<Config, Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let config = config(&cli)?;
+    let allow_volatile_only = config.keys.allow_volatile_only;
     if let Command::Doctor = cli.command {
         return doctor::run(config);
     }
@@ -404,7 +405,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     print_slots(&mut out, &slots, false);
                 }
                 SlotAction::Remove { index } => {
-                    let slots = store.remove_slot(*index, cli.allow_volatile_only)?;
+                    // The flag or CREDLOCK_ALLOW_VOLATILE_ONLY, as OpenOptions resolved them.
+                    let slots = store.remove_slot(*index, allow_volatile_only)?;
                     eprintln!("credlock: removed slot {index}; the backup, which still had it, is gone too");
                     print_slots(&mut out, &slots, false);
                 }
