@@ -274,6 +274,8 @@ pub fn ops(data: &[u8]) {
                     if existed {
                         let mut next = current.clone();
                         next.tenants.remove(&tenant);
+                        // Written twice, so the backup forgets the tenant too.
+                        wrote(&mut model, next.clone());
                         wrote(&mut model, next);
                     }
                 }
