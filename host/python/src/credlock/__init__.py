@@ -11,21 +11,45 @@ any number of threads, share one store safely.
         token = store.token("acme", min_valid=60)
 """
 
-from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._credlock import default_store_dir as _default_store_dir
-from ._store import (
-    AccessToken,
-    ImportReport,
-    KdfParams,
-    KeySlotInfo,
-    RecoverReport,
-    Store,
-    StoreInfo,
-    TenantSummary,
-    WriteReceipt,
+from ._store import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._types import (
+        AccessToken,
+        ImportReport,
+        KdfParams,
+        KeySlotInfo,
+        RecoverReport,
+        StoreInfo,
+        TenantSummary,
+        WriteReceipt,
+    )
+
+#: The result dataclasses, loaded on first use (`_types`): importing `dataclasses` costs a
+#: one-shot process more than the rest of credlock.
+_TYPES = (
+    "AccessToken",
+    "ImportReport",
+    "KdfParams",
+    "KeySlotInfo",
+    "RecoverReport",
+    "StoreInfo",
+    "TenantSummary",
+    "WriteReceipt",
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TYPES:
+        from . import _types
+
+        return getattr(_types, name)
+    raise AttributeError(f"module 'credlock' has no attribute {name!r}")
 from .errors import (
     Corrupt,
     CredlockError,
@@ -91,8 +115,10 @@ __all__ = [
 ]
 
 
-def default_store_dir() -> Optional[Path]:
+def default_store_dir() -> "Optional[Path]":
     """The store directory used when no path is given and `CREDLOCK_STORE` is unset (the
     CLI's: `$XDG_DATA_HOME/credlock` on Linux)."""
+    from pathlib import Path
+
     d = _default_store_dir()
     return None if d is None else Path(d)

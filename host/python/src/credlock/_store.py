@@ -10,116 +10,33 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _credlock
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._types import (
+        AccessToken,
+        ImportReport,
+        KdfParams,
+        KeySlotInfo,
+        RecoverReport,
+        StoreInfo,
+        TenantSummary,
+        WriteReceipt,
+    )
+
+
+def _t() -> Any:
+    """The result dataclasses (`_types`), imported on first use."""
+    from . import _types
+
+    return _types
+
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class KdfParams:
-    """argon2id parameters written into new passphrase slots (the Rust host's defaults:
-    64 MiB, 3 iterations, 1 lane). Tests use small ones through `Store.open(_kdf=...)`."""
-
-    m_cost_kib: int = 64 * 1024
-    t_cost: int = 3
-    p_cost: int = 1
-
-
-@dataclass(frozen=True)
-class WriteReceipt:
-    #: The tenant's revision after the write.
-    revision: int
-    #: The store generation after the write.
-    generation: int
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    #: The access token itself (left out of `repr`, so it never reaches a log by accident).
-    token: str = field(repr=False)
-    token_type: str
-    #: Unix ms at which the access token expires, if known.
-    expires_at_ms: Optional[int]
-    revision: int
-    #: True when this call exchanged the refresh token itself.
-    refreshed: bool
-
-    def __str__(self) -> str:
-        return f"AccessToken({self.token_type}, revision {self.revision})"
-
-
-@dataclass(frozen=True)
-class TenantSummary:
-    """One tenant, as `list` shows it: never a secret."""
-
-    tenant: str
-    token_type: str
-    expires_at_ms: Optional[int]
-    has_refresh_token: bool
-    scope: Optional[str]
-    token_endpoint: Optional[str]
-    client_id: Optional[str]
-    revision: int
-    #: The refresh token was rejected or its outcome is unknown: log in again.
-    needs_reauth: bool
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    exists: bool
-    generation: int
-    format_version: int
-    #: Hex of the data key id.
-    key_id: str
-    slot_kinds: Tuple[str, ...]
-    tenants: int
-
-
-@dataclass(frozen=True)
-class KeySlotInfo:
-    """One key slot of the store header, as `slots()` shows it: never the wrapped key."""
-
-    #: Its position in the header: what `remove_slot` takes.
-    index: int
-    #: `key-file`, `passphrase`, `keyring`, `kernel-keyring`, ...
-    kind: str
-    #: Which source opens it, as the CLI's `slot list` says: `key file <id hex>`,
-    #: `argon2id m=64 MiB t=3 p=1`, `<backend> entry credlock/<id hex>`, or the slot's size
-    #: for a kind this host does not know.
-    describe: str
-    #: False for kinds lost at reboot (`kernel-keyring`).
-    durable: bool
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    #: The tenants written, sorted.
-    imported: Tuple[str, ...]
-    #: (tenant or key, why) for each entry left out, e.g. an API key.
-    skipped: Tuple[Tuple[str, str], ...]
-    #: The store generation after the import (unchanged if nothing was imported).
-    generation: int
-    #: `import_file` only: whether the source file was removed.
-    source_removed: bool = False
-    #: `import_file(remove_source=True)` only: why the source was kept, if it was.
-    kept_reason: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class RecoverReport:
-    #: The name (in the store directory) the unreadable or replaced store file was moved to.
-    quarantined_as: Optional[str]
-    #: The restored store's generation: above any the store had before.
-    generation: int
-    tenants: int
-    #: Tenants whose restored refresh token may have been spent after the backup was
-    #: written: marked as of unknown refresh outcome, so it is never presented silently.
-    refresh_unknown: Tuple[str, ...]
 
 
 def _secret(value: Union[str, bytes, None]) -> Optional[str]:
@@ -142,21 +59,21 @@ def _json_text(value: Union[Mapping[str, Any], str, bytes]) -> str:
 
 
 def _access_token(t: Tuple[Any, ...]) -> AccessToken:
-    return AccessToken(*t)
+    return _t().AccessToken(*t)
 
 
 def _store_info(t: Tuple[Any, ...]) -> StoreInfo:
     exists, generation, format_version, key_id, slot_kinds, tenants = t
-    return StoreInfo(exists, generation, format_version, key_id, tuple(slot_kinds), tenants)
+    return _t().StoreInfo(exists, generation, format_version, key_id, tuple(slot_kinds), tenants)
 
 
 def _slot_infos(v: List[Tuple[Any, ...]]) -> List[KeySlotInfo]:
-    return [KeySlotInfo(*s) for s in v]
+    return [_t().KeySlotInfo(*s) for s in v]
 
 
 def _import_report(imported: Any, skipped: Any, generation: int, removed: bool = False,
                    kept: Optional[str] = None) -> ImportReport:
-    return ImportReport(tuple(imported), tuple(tuple(s) for s in skipped), generation, removed, kept)
+    return _t().ImportReport(tuple(imported), tuple(tuple(s) for s in skipped), generation, removed, kept)
 
 
 class Store:
@@ -171,7 +88,7 @@ class Store:
 
     def __init__(self, native: "_credlock.NativeStore") -> None:
         self._native: Optional[_credlock.NativeStore] = native
-        self.path = Path(native.store_dir)
+        self._store_dir = native.store_dir
         self.lock_timeout_ms: int = native.lock_timeout_ms
         self.http_timeout_ms: int = native.http_timeout_ms
 
@@ -227,8 +144,15 @@ class Store:
         )
         return cls(native)
 
+    @property
+    def path(self) -> "Path":
+        """The store directory."""
+        from pathlib import Path  # on first use: a one-shot `token` never needs it
+
+        return Path(self._store_dir)
+
     def __repr__(self) -> str:
-        return f"credlock.Store({os.fspath(self.path)!r})"
+        return f"credlock.Store({self._store_dir!r})"
 
     @property
     def _n(self) -> "_credlock.NativeStore":
@@ -245,7 +169,7 @@ class Store:
         """Store a token response (RFC 6749 §5.1, plus `token_endpoint`, `client_id`,
         `client_secret`, `client_auth`, `retry_unknown_refresh`) for `tenant`, creating the
         store if needed. Durable when this returns."""
-        return WriteReceipt(*self._n.put(tenant, _json_text(token_response)))
+        return _t().WriteReceipt(*self._n.put(tenant, _json_text(token_response)))
 
     def token_info(self, tenant: str, min_valid: float = 60.0) -> AccessToken:
         """The tenant's access token, valid for at least `min_valid` more seconds, refreshed
@@ -276,7 +200,7 @@ class Store:
 
     def list(self) -> List[TenantSummary]:
         """Every tenant, sorted by name, without secrets. An absent store has none."""
-        return [TenantSummary(*t) for t in self._n.list()]
+        return [_t().TenantSummary(*t) for t in self._n.list()]
 
     def delete(self, tenant: str) -> bool:
         """Remove a tenant; False if it did not exist."""
@@ -360,7 +284,7 @@ class Store:
         is moved aside first (`quarantined_as`), never deleted; restored refresh tokens that
         may have been spent since the backup are marked (`refresh_unknown`)."""
         quarantined_as, generation, tenants, unknown = self._n.recover(bool(force))
-        return RecoverReport(quarantined_as, generation, tenants, tuple(unknown))
+        return _t().RecoverReport(quarantined_as, generation, tenants, tuple(unknown))
 
     def quarantine(self) -> str:
         """Move an unreadable store file aside (`credentials.sealed.corrupt-<unix ms>`), so
