@@ -68,7 +68,9 @@ enum Command {
     /// Print TENANT's access token, refreshing it first if needed.
     Token {
         tenant: String,
-        /// Refresh if the token expires within this many seconds.
+        /// Refresh if the token expires within this many seconds. Capped at half the
+        /// token's lifetime: a 2-minute token asked to stay valid 5 minutes is refreshed
+        /// when half its life is left, not on every call.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         min_valid: u64,
     },

@@ -187,5 +187,15 @@ mod tests {
         assert_eq!(r.case, Some("wrong-passphrase"));
         assert_eq!(r.detail["reason"], "wrong-passphrase");
         assert_eq!(r.exit_code, exit::UNREADABLE);
+
+        // Advice by cause, not one line for every I/O failure.
+        let symlink = StoreError::Io(FileError::Io(IoError::NotARegularFile("x".into())));
+        assert!(ErrorReport::from(&symlink)
+            .recommendation
+            .contains("symlink"));
+        let full = StoreError::Io(FileError::Io(IoError::NoSpace("x".into())));
+        assert!(ErrorReport::from(&full)
+            .recommendation
+            .starts_with("free space"));
     }
 }
