@@ -206,7 +206,8 @@ fn seconds(name: &str, v: &Value) -> Result<u64, String> {
     };
     let n = n.ok_or_else(|| format!("`{name}` is not a non-negative number of seconds"))?;
     if name == "expires_in" && n > MAX_EXPIRES_IN_SECONDS {
-        return Err(format!("`expires_in` is {n} seconds, more than ten years"));
+        // The value as the server wrote it: `1e30` saturates to u64::MAX once converted.
+        return Err(format!("`expires_in` is {v} seconds, more than ten years"));
     }
     Ok(n)
 }
@@ -389,6 +390,10 @@ mod tests {
         let (g, _) = parse_token_response(br#"{"access_token":"a","expires_in":1}"#, 0).unwrap();
         assert_eq!(g.expires_at_ms, Some(500));
         assert!(parse_token_response(br#"{"access_token":"a","expires_in":-1}"#, 0).is_err());
+        let huge = parse_token_response(br#"{"access_token":"a","expires_in":1e30}"#, 0)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(huge.contains("1e+30 seconds"), "{huge}");
     }
 
     #[test]
