@@ -29,7 +29,11 @@ if (fs.existsSync(path.join(root, 'node_modules', '@napi-rs', 'cli'))) {
     process.exit(1);
   }
   const target = JSON.parse(meta.stdout).target_directory;
-  run('cargo', ['build', '--release', '-p', 'credlock-node', '--config', 'profile.release.strip=true']);
+  // The workspace's own release profile, so the host's release build is reused; the copy is
+  // stripped afterwards (a profile override would rebuild every dependency).
+  run('cargo', ['build', '--release', '-p', 'credlock-node']);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.copyFileSync(path.join(target, 'release', 'libcredlock_node.so'), out);
+  const lib = path.join(target, 'release', 'libcredlock_node.so');
+  const stripped = spawnSync('strip', ['-o', out, lib], { stdio: 'inherit' });
+  if (stripped.status !== 0) fs.copyFileSync(lib, out);
 }
