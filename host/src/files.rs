@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 /// The largest store file read (a store of thousands of tenants is well below this).
 pub const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The whole file, or `None` if it does not exist. Refuses symlinks and non-regular files.
-pub fn read(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
+/// Open `path` for reading, or `None` if it does not exist. Refuses symlinks and non-regular
+/// files: every read of a store file goes through here.
+fn open_regular(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, FileError> {
     // On Windows a symlink is opened itself here (io_util::no_follow) and refused below as
     // not a regular file.
     let file = match io_util::no_follow(OpenOptions::new().read(true)).open(path) {
@@ -40,6 +41,27 @@ pub fn read(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
             path.display().to_string(),
         )));
     }
+    Ok(Some((file, meta)))
+}
+
+/// At most the first `max_bytes` of the file (a store's header), or `None` if it does not
+/// exist; as [`read`], but a longer file is not an error.
+pub fn read_head(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut buf = Vec::with_capacity(meta.len().min(max_bytes) as usize);
+    file.take(max_bytes)
+        .read_to_end(&mut buf)
+        .map_err(|e| FileError::Io(io_error(&e, path)))?;
+    Ok(Some(buf))
+}
+
+/// The whole file, or `None` if it does not exist. Refuses symlinks and non-regular files.
+pub fn read(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
+    };
     if meta.len() > max_bytes {
         return Err(FileError::TooLarge(meta.len()));
     }

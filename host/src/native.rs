@@ -19,7 +19,7 @@ pub struct NativePlatform {
     origin: Instant,
     /// Whether this store's `lock-protocol` marker says [`LOCK_PROTOCOL`] (checked once).
     protocol_checked: bool,
-    /// Whether this platform removed dead writers' temp files (once, at its first write).
+    /// Whether this platform removed dead writers' temp files (at its first write).
     swept: bool,
 }
 
@@ -99,18 +99,14 @@ impl NativePlatform {
     /// pays nothing; a process that meets another's rekey opens the new key under the lock,
     /// once (BENCHMARKS.md).
     fn open_key_before_locking(&self) {
-        use std::io::Read;
         if self.keys.has_any_key() {
             return;
         }
-        let Ok(file) = std::fs::File::open(self.layout.store()) else {
+        // The header length is a u16: the whole header is within the first 64 KiB. The same
+        // refusals as the read under the lock (no symlink, a regular file).
+        let Ok(Some(prefix)) = files::read_head(&self.layout.store(), 1 << 16) else {
             return;
         };
-        // The header length is a u16: the whole header is within the first 64 KiB.
-        let mut prefix = Vec::with_capacity(1024);
-        if file.take(1 << 16).read_to_end(&mut prefix).is_err() {
-            return;
-        }
         let Ok((header, _)) = credlock_core::format::Header::decode(&prefix) else {
             return;
         };
@@ -178,7 +174,8 @@ impl Platform for NativePlatform {
         ensure_private_dir(&self.layout.dir)
             .map_err(|e| FileError::Io(io_error(&e, &self.layout.dir)))?;
         // The core writes only under the exclusive store lock: the one moment when every
-        // store temp file is a dead writer's. Once per process is enough for crash litter.
+        // store temp file is a dead writer's. Once per platform (each pooled instance of a
+        // `Store`, each CLI process) is enough for crash litter.
         if !self.swept {
             files::sweep_litter(&self.layout.dir);
             self.swept = true;

@@ -23,6 +23,7 @@ mod bindings {
 
 use bindings::credlock::store::store as api;
 use bindings::credlock::store::{files, sealing, token_endpoint, types};
+use credlock_core::error::exit;
 use credlock_core::platform as p;
 use credlock_core::{EndpointError, RecoverError, SlotChangeError, StoreError};
 use std::io::Read;
@@ -101,19 +102,13 @@ fn error(e: api::StoreError) -> StoreError {
     }
 }
 
-fn exit_code(e: &StoreError) -> u8 {
-    e.exit_code()
-}
-
-const IO: u8 = credlock_core::error::exit::IO;
-
 const USAGE: &str = "usage: credlock (init | put TENANT < token.json | token TENANT [--min-valid SECONDS] | refresh TENANT [--rejected SHA256_HEX] | list [--json] | delete TENANT
   | slot list [--json] | slot add KIND | slot remove INDEX [--allow-volatile-only] | rekey
   | import [--replace] [--remove-source] (TENANT FILE | --map FILE) | recover [--force] | quarantine)";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("credlock: error: {msg}\n{USAGE}");
-    ExitCode::from(2)
+    ExitCode::from(exit::USAGE)
 }
 
 /// A failure outside the store (reading or removing an import's file).
@@ -245,7 +240,7 @@ fn import(opts: api::Options, rest: &[String]) -> Result<Result<(), api::StoreEr
             std::fs::File::open(file).and_then(|f| f.take(LIMIT + 1).read_to_string(&mut source));
         if let Err(e) = read {
             return Err(fail(
-                IO,
+                exit::IO,
                 &format!("cannot read {file}: {e}"),
                 Some("under WASI the file's directory must be preopened too (wasmtime run --dir DIR)"),
             ));
@@ -284,7 +279,7 @@ fn import(opts: api::Options, rest: &[String]) -> Result<Result<(), api::StoreEr
             });
             if let Err(e) = removed {
                 return Err(fail(
-                    IO,
+                    exit::IO,
                     &format!("imported, but could not remove {file}: {e}"),
                     Some("the tokens are in the store; delete the file yourself"),
                 ));
@@ -423,7 +418,7 @@ fn main() -> ExitCode {
                 "credlock: error: {e}\ncredlock: hint: {}",
                 e.recommendation()
             );
-            ExitCode::from(exit_code(&e))
+            ExitCode::from(e.exit_code())
         }
     }
 }
