@@ -15,7 +15,9 @@ cargo fmt --all -- --check
 suites=$((suites + 1))
 echo "== clippy (the core may not touch files, clocks or randomness: core/clippy.toml)"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p credlock-component --target wasm32-wasip2 -- -D warnings
+cargo clippy -p credlock-component -p credlock-wasi-platform -p credlock-command --target wasm32-wasip2 -- -D warnings
+echo "== a newcomer's first build: cargo build --workspace links every crate natively"
+cargo build --workspace
 suites=$((suites + 1))
 echo "== the composed WASI command (target/credlock-cli.wasm)"
 bash scripts/build-cli-wasm.sh

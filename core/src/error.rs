@@ -113,6 +113,7 @@ fn io_detail(e: &IoError) -> String {
         IoError::NotARegularFile(d) => format!("not a regular file: {d}"),
         IoError::PermissionDenied(d) => format!("permission denied: {d}"),
         IoError::NoSpace(d) => format!("no space left: {d}"),
+        IoError::UnsafePermissions(d) => format!("unsafe permissions: {d}"),
         IoError::Other(d) => d.clone(),
     }
 }
@@ -250,7 +251,9 @@ impl StoreError {
             Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => exit::REAUTH,
             Endpoint(_) => exit::ENDPOINT,
             LockTimeout { .. } => exit::LOCK_TIMEOUT,
-            Io(_) => exit::IO,
+            // An unprotected key file is refused like an unprotected store directory: the
+            // same exit code for the same fix (a chmod), not "unreadable store".
+            Io(_) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => exit::IO,
             // A maintenance request refused as asked: nothing was changed.
             Key(KeyError::SlotUnavailable(_)) | SlotChange(_) | Recover(_) | ImportConflict(_) => {
                 exit::REFUSED
@@ -278,6 +281,7 @@ impl StoreError {
             LockTimeout { .. } => "another process holds the lock; retry, or raise --lock-timeout",
             Io(FileError::Io(IoError::NotARegularFile(_))) => "a store file is a symlink or not a regular file, which credlock never follows or replaces: put the real file there (or move the link away); nothing was changed",
             Io(FileError::Io(IoError::NoSpace(_))) => "free space on the store's filesystem; nothing was changed",
+            Io(FileError::Io(IoError::UnsafePermissions(_))) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => "credlock refuses files that other users could read or replace, as ssh refuses an unprotected private key: run the command above (`credlock doctor` checks the rest); nothing was read or changed",
             Io(FileError::Io(IoError::PermissionDenied(_))) => "check the store directory's owner and permissions (`credlock doctor`); nothing was changed",
             Io(_) => "check the store directory's permissions and free space; nothing was changed",
             Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
@@ -287,7 +291,7 @@ impl StoreError {
             Key(KeyError::SlotUnavailable(_)) => "configure that key source (CREDLOCK_PASSPHRASE, the key file, CREDLOCK_KEYRING) and retry",
             Key(_) => "check the key file or passphrase; the store was not changed",
             NotAStore(_) | Corrupt(_) => "the damaged file was not changed; `credlock recover` restores the previous good version (credentials.sealed.bak)",
-            UnsupportedVersion(_) => "use the credlock version that wrote this store",
+            UnsupportedVersion(_) => "use the credlock version that wrote this store; if none did (a damaged header), `credlock recover --force` restores the backup and `credlock quarantine --force` moves the file aside (neither deletes it)",
             SlotChange(SlotChangeError::OnlyVolatileLeft(_)) => "add a durable slot first (passphrase, key-file or keyring), or allow volatile-only explicitly",
             SlotChange(_) => "see `credlock slot list`",
             Recover(RecoverError::StoreReadable) => "nothing needs recovering; use --force only to roll back on purpose",

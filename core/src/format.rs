@@ -93,6 +93,12 @@ impl Header {
             pos: MAGIC.len(),
         };
         let version = r.u16().ok_or_else(|| truncated("version"))?;
+        if version == 0 {
+            // No credlock ever wrote version 0: a flipped bit, not a newer format.
+            return Err(HeaderError::Corrupt(
+                "format version 0 does not exist: the header is damaged".into(),
+            ));
+        }
         if version != FORMAT_VERSION {
             return Err(HeaderError::UnsupportedVersion(version));
         }

@@ -142,12 +142,16 @@ impl<'p, P: Platform> Store<'p, P> {
     }
 
     /// Restore the backup. Only when the store file is damaged (corrupt, not a store, a
-    /// damaged key slot), unless `force` and it opens. The store file, if any, is quarantined
-    /// first: never deleted, never overwritten. A wrong key or a newer format is returned as
-    /// is: the file may be fine.
+    /// damaged key slot) or missing, unless `force`: then also when it opens (a deliberate
+    /// rollback) or fails for a reason that may be damage we cannot prove (a header that
+    /// reads as another key or a newer format). The store file, if any, is quarantined
+    /// first: never deleted, never overwritten. Without `force`, a wrong key or a newer
+    /// format is returned as is: the file may be fine.
     pub fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError> {
         let lock = self.lock_exclusive()?;
-        let live = self.load();
+        // Not `load`: a missing store beside its backup (an interrupted recover) is exactly
+        // what this restores.
+        let live = self.load_file(StoreFile::Store);
         let backup = self.load_file(StoreFile::Backup);
         let (live_exists, live_body) = match live {
             Ok(Loaded::Present { .. }) if !force => {
@@ -156,7 +160,7 @@ impl<'p, P: Platform> Store<'p, P> {
             Ok(Loaded::Present { body, .. }) => (true, Some(body)),
             Ok(Loaded::Absent) => (false, None),
             // A damaged file: that is what recover is for.
-            Err(e) if self.damaged(&e, &backup)? => (true, None),
+            Err(e) if self.movable(&e, &backup, force)? => (true, None),
             // A wrong or missing key, a lock or I/O failure, a newer format: the file may be
             // perfectly good. Moving it aside would hide it; report why it did not open.
             Err(e) => return Err(e),
@@ -207,24 +211,74 @@ impl<'p, P: Platform> Store<'p, P> {
     }
 
     /// Move a damaged store aside so that a new one can be made. Refuses a store that opens
-    /// (there is nothing to quarantine), an absent one, and one that fails for any reason
-    /// but damage (a wrong key, a newer format): those are returned as they are.
-    pub fn quarantine(&mut self) -> Result<String, StoreError> {
+    /// (there is nothing to quarantine), an absent one, and, unless `force`, one that fails
+    /// for any reason but damage (a wrong key, a newer format): those are returned as they
+    /// are. With `force`, any store that does not open for a reason of its own (not a lock,
+    /// an I/O error, a keyring that failed or no key configured) is moved aside: the way out
+    /// of header damage no check can prove, when there is no backup to restore.
+    ///
+    /// With no store file, a backup that cannot be restored is what is moved aside (no new
+    /// store is ever started beside a backup, see [`Store::load`]); one that can is left
+    /// for `recover`.
+    pub fn quarantine(&mut self, force: bool) -> Result<String, StoreError> {
         let _lock = self.lock_exclusive()?;
-        match self.load() {
-            Ok(Loaded::Present { .. }) => Err(StoreError::Recover(RecoverError::StoreReadable)),
-            Ok(Loaded::Absent) => Err(StoreError::Io(crate::platform::FileError::Io(
-                crate::platform::IoError::Other("there is no store file to quarantine".into()),
-            ))),
+        let file = match self.load_file(StoreFile::Store) {
+            Ok(Loaded::Present { .. }) => {
+                return Err(StoreError::Recover(RecoverError::StoreReadable))
+            }
+            Ok(Loaded::Absent) => match self.load_file(StoreFile::Backup) {
+                Ok(Loaded::Absent) => {
+                    return Err(StoreError::Io(crate::platform::FileError::Io(
+                        crate::platform::IoError::Other(
+                            "there is no store file to quarantine".into(),
+                        ),
+                    )))
+                }
+                Ok(Loaded::Present { .. }) => {
+                    return Err(StoreError::Corrupt(
+                        crate::store::MISSING_BESIDE_BACKUP.into(),
+                    ))
+                }
+                Err(e) if self.movable(&e, &Ok(Loaded::Absent), force)? => StoreFile::Backup,
+                Err(e) => return Err(e),
+            },
             Err(e) => {
                 let backup = self.load_file(StoreFile::Backup);
-                if self.damaged(&e, &backup)? {
-                    Ok(self.p.quarantine(StoreFile::Store)?)
-                } else {
-                    Err(e)
+                if !self.movable(&e, &backup, force)? {
+                    return Err(e);
                 }
+                StoreFile::Store
             }
+        };
+        Ok(self.p.quarantine(file)?)
+    }
+
+    /// Whether a file that failed to open with `e` may be moved aside: damage we can prove,
+    /// or, with `force`, any failure of the file itself rather than of the environment.
+    fn movable(
+        &mut self,
+        e: &StoreError,
+        backup: &Result<Loaded<P::Key>, StoreError>,
+        force: bool,
+    ) -> Result<bool, StoreError> {
+        if self.damaged(e, backup)? {
+            return Ok(true);
         }
+        let own_failure = matches!(
+            e,
+            StoreError::UnsupportedVersion(_)
+                | StoreError::Key(
+                    KeyError::WrongKeyFile
+                        | KeyError::WrongPassphrase
+                        | KeyError::NoMatchingSlot(_)
+                        | KeyError::KeyringEntryMissing { .. }
+                )
+        );
+        // A backup our keys cannot open either: it is the caller's key that is wrong, not
+        // the store, even when forced.
+        let caller_key_wrong =
+            matches!(e, StoreError::Key(_)) && matches!(backup, Err(StoreError::Key(_)));
+        Ok(force && own_failure && !caller_key_wrong)
     }
 
     /// Whether the store failed to read because the file itself is damaged, rather than
@@ -234,7 +288,7 @@ impl<'p, P: Platform> Store<'p, P> {
     /// A key error is damage in one case only: the backup opens with this process's keys
     /// and names the same data key as the store's header. Then the same sources failed on
     /// the same key, so the store's header (a slot, the key id) must be what changed.
-    fn damaged(
+    pub(crate) fn damaged(
         &mut self,
         e: &StoreError,
         backup: &Result<Loaded<P::Key>, StoreError>,

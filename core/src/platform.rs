@@ -16,6 +16,9 @@ pub enum IoError {
     PermissionDenied(String),
     /// ENOSPC, EDQUOT.
     NoSpace(String),
+    /// Owner or mode would let another user read or replace secrets; the detail names the
+    /// path, the problem and the command that fixes it.
+    UnsafePermissions(String),
     /// Anything else.
     Other(String),
 }

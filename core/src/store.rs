@@ -214,8 +214,39 @@ impl<'p, P: Platform> Store<'p, P> {
 
     /// Read and decrypt the store file. Any failure is returned as is: the caller must not
     /// write after a failed read (an unreadable store is never overwritten).
+    ///
+    /// No store beside a backup reads as damage, never as "no store yet": that is what an
+    /// interrupted `recover` (or a store file moved away) leaves, and starting a new store
+    /// there would make the next write's backup replace the good one (promise 4).
     pub(crate) fn load(&mut self) -> Result<Loaded<P::Key>, StoreError> {
-        self.load_file(StoreFile::Store)
+        use crate::platform::KeyError;
+        match self.load_file(StoreFile::Store) {
+            Ok(Loaded::Absent) if self.p.read(StoreFile::Backup)?.is_some() => {
+                Err(StoreError::Corrupt(MISSING_BESIDE_BACKUP.into()))
+            }
+            // A flipped bit in the key id or a slot reads as "this key does not open it".
+            // When the backup opens with the same keys and names the same key (or one a bit
+            // away), the header is what changed: say so, and point at `recover`, instead of
+            // sending the user to check a key that is fine. (Error path only: the backup is
+            // read once, with keys already cached.)
+            Err(
+                e @ StoreError::Key(
+                    KeyError::WrongKeyFile
+                    | KeyError::WrongPassphrase
+                    | KeyError::NoMatchingSlot(_),
+                ),
+            ) => {
+                let backup = self.load_file(StoreFile::Backup);
+                if self.damaged(&e, &backup)? {
+                    Err(StoreError::Corrupt(format!(
+                        "the header was altered: its key id or a key slot no longer matches the backup, which opens with the same keys ({e})"
+                    )))
+                } else {
+                    Err(e)
+                }
+            }
+            loaded => loaded,
+        }
     }
 
     /// Read and decrypt `file` (the store, or its backup for `recover`).
@@ -561,3 +592,6 @@ pub(crate) fn check_body(body: &Body) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Why a missing store file beside a backup is not read as "no store yet" ([`Store::load`]).
+pub const MISSING_BESIDE_BACKUP: &str = "the store file is missing but its backup (credentials.sealed.bak) is there: a recover was interrupted, or the store was moved away; credlock starts no new store beside a backup (if the backup cannot be read either, `credlock quarantine --force` moves it aside)";

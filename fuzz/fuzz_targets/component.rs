@@ -289,7 +289,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 s.call_import_tokens(&mut store, opts, source, None, arg & 1 == 1).map(|_| ())
             }
             10 => s.call_recover(&mut store, opts, arg & 1 == 1).map(|_| ()),
-            _ => s.call_quarantine(&mut store, opts).map(|_| ()),
+            _ => s.call_quarantine(&mut store, opts, arg & 1 == 1).map(|_| ()),
         };
         // Only recover and quarantine move a file aside.
         if !matches!(op % 12, 10 | 11) {

@@ -12,7 +12,6 @@
 
 use crate::io_util::{self, io_error, sync_dir};
 use credlock_core::platform::{FileError, IoError};
-#[cfg(unix)]
 use std::fs::File;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -62,6 +61,25 @@ pub fn read(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
     let Some((file, meta)) = open_regular(path)? else {
         return Ok(None);
     };
+    read_opened(path, file, &meta, max_bytes)
+}
+
+/// As [`read`], for a secret (a key file): also refused if others could read or replace it
+/// (`privacy::check_key_file`, checked on the descriptor that is read).
+pub fn read_secret(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, FileError> {
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    crate::privacy::check_key_file(path, &meta).map_err(FileError::Io)?;
+    read_opened(path, file, &meta, max_bytes)
+}
+
+fn read_opened(
+    path: &Path,
+    file: File,
+    meta: &std::fs::Metadata,
+    max_bytes: u64,
+) -> Result<Option<Vec<u8>>, FileError> {
     if meta.len() > max_bytes {
         return Err(FileError::TooLarge(meta.len()));
     }
@@ -147,6 +165,21 @@ fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(FileError::Io(io_error(&e, backup))),
+    }
+    // A store written by an older version (or copied by hand) may be 0644; its backup is
+    // made owner-only like every file credlock writes. The store itself is replaced next.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::symlink_metadata(&link_tmp) {
+            if m.permissions().mode() & 0o077 != 0 {
+                let private = std::fs::Permissions::from_mode(0o600);
+                if let Err(e) = std::fs::set_permissions(&link_tmp, private) {
+                    let _ = std::fs::remove_file(&link_tmp);
+                    return Err(FileError::Io(io_error(&e, backup)));
+                }
+            }
+        }
     }
     io_util::rename_over(&link_tmp, backup).map_err(|e| {
         let _ = std::fs::remove_file(&link_tmp);

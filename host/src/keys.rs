@@ -247,7 +247,8 @@ impl Inner {
             files::create_exclusive(&path, text.as_bytes())
                 .map_err(|e| KeyError::Io(file_io(e)))?;
         }
-        let Some(bytes) = files::read(&path, 4096).map_err(|e| KeyError::Io(file_io(e)))? else {
+        let Some(bytes) = files::read_secret(&path, 4096).map_err(|e| KeyError::Io(file_io(e)))?
+        else {
             return Ok(None);
         };
         let fk = Arc::new(

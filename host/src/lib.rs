@@ -25,6 +25,7 @@ pub mod locks;
 pub mod native;
 pub mod open;
 pub mod oskeyring;
+pub mod privacy;
 pub mod report;
 pub mod shared;
 pub mod source;
@@ -417,10 +418,10 @@ impl Credlock {
     }
 
     /// Move an unreadable store aside; returns its new name.
-    pub fn quarantine(&mut self) -> Result<String, Error> {
+    pub fn quarantine(&mut self, force: bool) -> Result<String, Error> {
         self.call(
-            |i, s, o| i.credlock_store_store().call_quarantine(s, *o),
-            |s| s.quarantine(),
+            |i, s, o| i.credlock_store_store().call_quarantine(s, *o, force),
+            |s| s.quarantine(force),
             |n| n,
         )
     }

@@ -77,9 +77,6 @@ enum Command {
     /// Refresh TENANT's token now and print the new access token.
     Refresh {
         tenant: String,
-        /// Accepted for clarity: `refresh` always refreshes unless --rejected says otherwise.
-        #[arg(long)]
-        force: bool,
         /// Hex SHA-256 (or a 16+ character prefix) of an access token a server refused (401):
         /// refresh only if the stored token is still that one.
         #[arg(long, value_name = "SHA256_HEX", conflicts_with = "rejected_stdin")]
@@ -121,15 +118,24 @@ enum Command {
         #[arg(required = true, num_args = 1..=2, value_name = "TENANT FILE")]
         args: Vec<String>,
     },
-    /// Restore the backup of a store that cannot be read; the damaged file is moved aside.
+    /// Restore the backup of a store that is damaged (or missing beside its backup); the
+    /// damaged file is moved aside, never deleted.
     Recover {
-        /// Restore even though the store opens (discards the writes since the backup).
+        /// Restore even though the store opens (discards the writes since the backup), or
+        /// fails in a way that may be damage credlock cannot prove: a header that reads as
+        /// another key, or as a format version no credlock wrote.
         #[arg(long)]
         force: bool,
     },
-    /// Move an unreadable store aside (to credentials.sealed.corrupt-TIME) so a new one can
-    /// be made. Never deletes.
-    Quarantine,
+    /// Move a damaged store aside (to credentials.sealed.corrupt-TIME) so a new one can be
+    /// made. Never deletes. With no store file, moves aside a backup that cannot be restored.
+    Quarantine {
+        /// Also a store that does not open for a reason of its own that may not be damage
+        /// (a wrong key, a newer format): for header damage no check can prove. Never one
+        /// that opens, and never for a lock, I/O or keyring failure.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,7 +328,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Refresh {
             tenant,
-            force: _,
             rejected,
             rejected_stdin,
         } => {
@@ -444,8 +449,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 );
             }
         }
-        Command::Quarantine => {
-            let name = store.quarantine()?;
+        Command::Quarantine { force } => {
+            let name = store.quarantine(*force)?;
             eprintln!("credlock: moved the unreadable store aside to {name}");
         }
         Command::Doctor => unreachable!("handled above"),
@@ -704,6 +709,13 @@ mod doctor {
         problems
     }
 
+    fn unsafe_detail(e: credlock_core::platform::IoError) -> String {
+        match e {
+            credlock_core::platform::IoError::UnsafePermissions(d) => d,
+            other => format!("{other:?}"),
+        }
+    }
+
     pub fn run(config: Config) -> Result<(), Failure> {
         let mut out = std::io::stdout().lock();
         let layout = credlock::layout::Layout::new(&config.store_dir);
@@ -724,6 +736,11 @@ mod doctor {
                         "WARNING: others can list it; chmod 700"
                     }
                 );
+                // What every command refuses (privacy.rs): say it here with the fix.
+                if let Err(e) = credlock::privacy::check_store_dir(&layout.dir) {
+                    problems += 1;
+                    let _ = writeln!(out, "  REFUSED by every command: {}", unsafe_detail(e));
+                }
                 // Temp files of writers that died (kill -9 mid-write): the next write removes
                 // them; until then they hold plaintext-free but sealed copies and space.
                 let litter = credlock::files::litter(&layout.dir, false);
@@ -796,18 +813,14 @@ mod doctor {
         if let Some(kf) = &config.keys.key_file {
             match mode_of(kf) {
                 Some(mode) => {
-                    let ok = mode & 0o077 == 0;
-                    problems += usize::from(!ok);
-                    let _ = writeln!(
-                        out,
-                        "  key file: {} ({mode:03o}{})",
-                        kf.display(),
-                        if ok {
-                            ""
-                        } else {
-                            ", WARNING: readable by others"
-                        }
-                    );
+                    let refused = std::fs::symlink_metadata(kf)
+                        .ok()
+                        .and_then(|m| credlock::privacy::check_key_file(kf, &m).err());
+                    problems += usize::from(refused.is_some());
+                    let _ = writeln!(out, "  key file: {} ({mode:03o})", kf.display());
+                    if let Some(e) = refused {
+                        let _ = writeln!(out, "    REFUSED by every command: {}", unsafe_detail(e));
+                    }
                     let _ = writeln!(
                         out,
                         "    strength: a random 256-bit key, protected only by file permissions. It stops other users and\n    \

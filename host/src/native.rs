@@ -21,6 +21,8 @@ pub struct NativePlatform {
     protocol_checked: bool,
     /// Whether this platform removed dead writers' temp files (at its first write).
     swept: bool,
+    /// Whether the store directory passed `privacy::check_store_dir` (checked once).
+    dir_checked: bool,
 }
 
 /// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
@@ -42,6 +44,7 @@ impl NativePlatform {
             origin: Instant::now(),
             protocol_checked: false,
             swept: false,
+            dir_checked: false,
         }
     }
 
@@ -151,6 +154,12 @@ impl Platform for NativePlatform {
     ) -> Result<LockGuard, LockError> {
         let path = match target {
             LockTarget::Store => {
+                if !self.dir_checked {
+                    // Before anything is created or read: a directory others can write is
+                    // refused whatever the operation (promise 6).
+                    crate::privacy::check_store_dir(&self.layout.dir).map_err(LockError::Io)?;
+                    self.dir_checked = true;
+                }
                 ensure_private_dir(&self.layout.dir)
                     .map_err(|e| LockError::Io(io_error(&e, &self.layout.dir)))?;
                 self.check_protocol(mode)?;

@@ -42,6 +42,7 @@ fn io_fields(e: &IoError, m: &mut Map<String, Value>) {
         IoError::NotARegularFile(d) => ("not-a-regular-file", d),
         IoError::PermissionDenied(d) => ("permission-denied", d),
         IoError::NoSpace(d) => ("no-space", d),
+        IoError::UnsafePermissions(d) => ("unsafe-permissions", d),
         IoError::Other(d) => ("other", d),
     };
     m.insert("io_kind".into(), kind.into());

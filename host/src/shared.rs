@@ -233,8 +233,8 @@ impl Store {
         self.with(|c| c.recover(force))
     }
 
-    pub fn quarantine(&self) -> Result<String, Error> {
-        self.with(|c| c.quarantine())
+    pub fn quarantine(&self, force: bool) -> Result<String, Error> {
+        self.with(|c| c.quarantine(force))
     }
 
     /// The key sources and caches (for `doctor`).

@@ -207,7 +207,12 @@ fn a_store_the_caller_cannot_open_is_not_damaged_and_stays_put() {
         "CREDLOCK_KEY_FILE",
         &other.store_dir().join("key").display().to_string(),
     )]);
-    for args in [&["quarantine"][..], &["recover"], &["recover", "--force"]] {
+    for args in [
+        &["quarantine"][..],
+        &["quarantine", "--force"],
+        &["recover"],
+        &["recover", "--force"],
+    ] {
         let r = wrong.run(args, "");
         assert_eq!(r.code, 6, "{args:?}: {r:?}");
         assert!(r.stderr.contains("key file does not open"), "{r:?}");

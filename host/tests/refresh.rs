@@ -34,7 +34,7 @@ fn each_client_auth_method_refreshes_once_and_rotates() {
             "{client}: the refreshed token is not accepted"
         );
         // And the rotated refresh token works in turn.
-        let third = env.ok(&["refresh", "acme", "--force"], "");
+        let third = env.ok(&["refresh", "acme"], "");
         assert!(server.resource(third.trim()), "{client}");
         let stats = server.stats();
         assert_eq!(
@@ -44,6 +44,11 @@ fn each_client_auth_method_refreshes_once_and_rotates() {
         );
         assert_eq!(stats["duplicate_presentations"], 0, "{stats}");
         assert_eq!(stats["invalid_grant"], 0, "{stats}");
+        // `--force` used to be accepted and ignored; an option that does nothing is refused
+        // as a usage error (refresh always refreshes unless --rejected says otherwise).
+        let forced = env.run(&["refresh", "acme", "--force"], "");
+        assert_eq!(forced.code, 2, "{client}: {}", forced.stderr);
+        assert!(forced.stderr.contains("--force"), "{}", forced.stderr);
     }
 }
 

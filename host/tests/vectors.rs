@@ -76,7 +76,17 @@ fn every_vector_passes() {
         let store_dir = dir.path().join("store");
         std::fs::create_dir(&store_dir).unwrap();
         for (fname, contents) in v["files"].as_object().unwrap() {
-            std::fs::write(store_dir.join(fname), decode(contents.as_str().unwrap())).unwrap();
+            // Owner-only, as credlock makes them: a key file others can read is refused.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(store_dir.join(fname))
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, &decode(contents.as_str().unwrap()))
+                })
+                .unwrap();
         }
         let before = std::fs::read(store_dir.join("credentials.sealed")).ok();
         let mut config = Config::for_dir(&store_dir);

@@ -167,7 +167,10 @@ pub fn check_quarantine(world: &mut World) {
     let Some(q) = world.history.quarantines.last().cloned() else {
         return;
     };
-    if !matches!(q.doing, "recover" | "recover-force" | "quarantine") {
+    if !matches!(
+        q.doing,
+        "recover" | "recover-force" | "quarantine" | "quarantine-force"
+    ) {
         world.fail(format!(
             "process {} moved the store aside while doing {}",
             q.pid, q.doing

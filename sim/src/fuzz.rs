@@ -193,7 +193,7 @@ pub fn decode(data: &[u8]) {
             Err(other) => assert!(!damaged && other == e, "recover: {other:?} after {e:?}"),
             Ok(r) => panic!("recover without a backup restored something: {r:?}"),
         }
-        let moved = s.quarantine();
+        let moved = s.quarantine(false);
         if damaged {
             assert_eq!(p.store, None, "quarantine left the damaged store in place");
             let name = moved.expect("a damaged store can be quarantined");
@@ -208,10 +208,34 @@ pub fn decode(data: &[u8]) {
                 "a store a key or version cannot open changed"
             );
             assert!(p.aside.is_empty());
+            // `quarantine --force`: a store that fails for a reason of its own (damage no
+            // check can prove reads as another key or a newer format) is moved aside byte for
+            // byte; one failing for its environment is left alone.
+            let forceable = matches!(
+                e,
+                StoreError::UnsupportedVersion(_)
+                    | StoreError::Key(
+                        KeyError::WrongKeyFile
+                            | KeyError::WrongPassphrase
+                            | KeyError::NoMatchingSlot(_)
+                            | KeyError::KeyringEntryMissing { .. }
+                    )
+            );
+            let forced = Store::new(&mut p, Options::default())
+                .expect("default options")
+                .quarantine(true);
+            if forceable {
+                let name = forced.expect("quarantine --force moves a store that does not open");
+                assert_eq!(p.store, None, "quarantine --force left the store in place");
+                assert_eq!(p.aside, [(name, before.expect("set above"))]);
+            } else {
+                assert!(forced.is_err(), "{e:?}");
+                assert_eq!(p.store, before);
+            }
         }
     } else {
         assert!(matches!(
-            s.quarantine(),
+            s.quarantine(true),
             Err(StoreError::Recover(RecoverError::StoreReadable))
         ));
         assert!(p.aside.is_empty(), "a readable store was moved aside");
@@ -435,7 +459,7 @@ pub fn ops(data: &[u8]) {
                     Err(e) => panic!("recover failed: {e}"),
                 }
             }
-            _ => match s.quarantine() {
+            _ => match s.quarantine(op & 0x40 != 0) {
                 Err(StoreError::Recover(RecoverError::StoreReadable)) => assert!(model.is_some()),
                 Err(StoreError::Io(_)) => assert!(model.is_none()),
                 other => panic!("quarantine of a readable or absent store: {other:?}"),

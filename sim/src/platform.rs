@@ -5,7 +5,6 @@ use crate::sched::Sim;
 use crate::world::Pid;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use credlock_core::format::Header;
 use credlock_core::platform::*;
 use std::sync::Arc;
 
@@ -58,15 +57,13 @@ impl Drop for SimGuard {
     }
 }
 
-/// Flip a bit of the store: in the body, or anywhere with `KnownBugs::header_damage` (a
-/// flipped bit in the header's key id or slots reads as a wrong key).
+/// Flip a bit of the store, anywhere: in the body (fails authentication), or in the header
+/// (a flipped bit in the key id or a slot reads as a wrong key, in the version as a newer
+/// format: damage only `recover --force` or `quarantine --force` can move aside when no
+/// backup proves it).
 fn corrupt_store(w: &mut crate::world::World) {
-    let header_len = match &w.disk.store.live {
-        Some(b) if !w.known_core_bugs.header_damage => Header::decode(b).map_or(0, |(_, n)| n),
-        _ => 0,
-    };
     if let Some(bytes) = &mut w.disk.store.live {
-        let i = header_len + w.rng.below((bytes.len() - header_len) as u64) as usize;
+        let i = w.rng.below(bytes.len() as u64) as usize;
         bytes[i] ^= 1 << w.rng.below(8);
         let bytes = bytes.clone();
         w.disk.store.durable = Some(bytes.clone());

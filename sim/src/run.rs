@@ -59,8 +59,10 @@ pub enum OpKind {
     Recover,
     /// `recover --force`: a deliberate rollback to the backup.
     RecoverForce,
-    /// Move an unreadable store aside (refused for one that opens).
+    /// Move a damaged store aside (refused for one that opens).
     Quarantine,
+    /// `quarantine --force`: also a store that reads as another key or a newer format.
+    QuarantineForce,
     /// Import a small map of tokens in one write (an agent `auth.json`).
     Import,
 }
@@ -80,6 +82,7 @@ impl OpKind {
             OpKind::Recover => "recover",
             OpKind::RecoverForce => "recover-force",
             OpKind::Quarantine => "quarantine",
+            OpKind::QuarantineForce => "quarantine-force",
             OpKind::Import => "import",
         }
     }
@@ -177,6 +180,9 @@ impl Plan {
             if r.chance(250_000) {
                 plan.ops.push(OpKind::Quarantine);
             }
+            if r.chance(250_000) {
+                plan.ops.push(OpKind::QuarantineForce);
+            }
         }
         plan
     }
@@ -190,8 +196,16 @@ fn record_error(sim: &Sim, e: &StoreError) {
         .to_owned();
     let mut st = sim.lock();
     *st.world.history.errors.entry(kind).or_default() += 1;
-    // A torn or undecodable read is never acceptable, unless corruption was injected.
-    if matches!(e, StoreError::Corrupt(_) | StoreError::NotAStore(_)) && !st.world.disk.corrupted {
+    // A torn or undecodable read is never acceptable, unless corruption was injected. A
+    // store moved aside beside its backup (a quarantine, or a recover cut short) is refused
+    // as damage on purpose, until `recover` restores the backup: that is no torn read.
+    let missing_beside_backup = matches!(e, StoreError::Corrupt(d) if d == credlock_core::store::MISSING_BESIDE_BACKUP)
+        && st.world.disk.store.live.is_none()
+        && st.world.disk.backup.live.is_some();
+    if matches!(e, StoreError::Corrupt(_) | StoreError::NotAStore(_))
+        && !st.world.disk.corrupted
+        && !missing_beside_backup
+    {
         st.world
             .fail(format!("a reader saw an undecodable store: {e}"));
     }
@@ -351,7 +365,8 @@ fn op(
         OpKind::Recover | OpKind::RecoverForce => store
             .recover(kind == OpKind::RecoverForce)
             .map(|r| sim.lock().world.history.recovers.push(r.generation)),
-        OpKind::Quarantine => store.quarantine().map(|_| ()),
+        OpKind::Quarantine => store.quarantine(false).map(|_| ()),
+        OpKind::QuarantineForce => store.quarantine(true).map(|_| ()),
         OpKind::Import => import(sim, store, pid, k),
     };
     match &result {
@@ -537,25 +552,39 @@ pub fn run(plan: &Plan) -> Outcome {
                                 let _ = login(&sim, &mut store, false);
                             }
                             // An unreadable store (a flipped bit in the header reads as a
-                            // key that opens nothing): restore the backup, or if there is
-                            // none that opens, move the store aside and start again.
+                            // key that opens nothing, or a newer format): restore the backup,
+                            // or if there is none that opens, move the store aside and start
+                            // again. What a user does: `recover`; if credlock cannot prove
+                            // the damage, `recover --force`; with no backup to restore,
+                            // `quarantine`, then `quarantine --force`.
                             Err(
                                 e @ (StoreError::Corrupt(_)
                                 | StoreError::NotAStore(_)
+                                | StoreError::UnsupportedVersion(_)
                                 | StoreError::Key(_)),
                             ) => {
                                 record_error(&sim, &e);
                                 doing(&sim, pid, "recover");
-                                match store.recover(false) {
+                                let mut recovered = store.recover(false);
+                                if let Err(StoreError::Key(_) | StoreError::UnsupportedVersion(_)) =
+                                    recovered
+                                {
+                                    doing(&sim, pid, "recover-force");
+                                    recovered = store.recover(true);
+                                }
+                                match recovered {
                                     Err(StoreError::Recover(
                                         RecoverError::NoBackup | RecoverError::BackupUnreadable(_),
                                     )) => {
                                         doing(&sim, pid, "quarantine");
-                                        let _ = store.quarantine();
+                                        if store.quarantine(false).is_err() {
+                                            doing(&sim, pid, "quarantine-force");
+                                            let _ = store.quarantine(true);
+                                        }
                                     }
                                     Ok(r) => sim.lock().world.history.recovers.push(r.generation),
                                     // No faults now: a store that does not decode is damaged,
-                                    // and recover must take it (or say why not).
+                                    // and a forced recover must take it (or say why not).
                                     Err(e @ StoreError::Key(_)) => {
                                         let mut st = sim.lock();
                                         let w = &mut st.world;
@@ -566,7 +595,7 @@ pub fn run(plan: &Plan) -> Outcome {
                                             .as_ref()
                                             .is_some_and(|b| crate::check::decode(w, b).is_none());
                                         if damaged && attempt + 1 == ATTEMPTS {
-                                            w.fail(format!("liveness: recover refused a damaged store as a key error: {e}"));
+                                            w.fail(format!("liveness: recover --force refused a damaged store as a key error: {e}"));
                                         }
                                     }
                                     Err(_) => {}

@@ -18,8 +18,8 @@
 //!   reply lost after the server rotated (timeout); a malformed 200 after rotation.
 //! - **clock**: each process has its own skew, and its clock can jump by seconds.
 //! - **corruption**: a bit of the store's body flips on disk (a bad sector or a stray
-//!   writer), at rest: when a process that wrote it releases the store lock (the header too
-//!   with `--known-core-bugs header-damage`, see [`KnownBugs`]).
+//!   writer), at rest: when a process that wrote it releases the store lock, anywhere in
+//!   the file, header included.
 //!   From then on the store must never be written; only `recover` and `quarantine` may move
 //!   it aside (a durable rename, with the same crash and directory-fsync faults as a write),
 //!   and its bytes must survive, as the store or beside it, to the end of the run.
@@ -54,54 +54,35 @@ pub struct Faults {
 
 /// The faults that trigger credlock-core bugs reported but not yet fixed. All off by
 /// default, so that a campaign checks everything else; `--known-core-bugs [LIST]` turns them
-/// on (all, or the comma-separated names) to check a fix. (Fixed since, and now injected in
-/// every campaign: `recover --force` restoring a refresh token unmarked while the newer store
-/// had a refresh of it under way, b42bb9b; `recover` and `quarantine` taking a transient key
-/// error for damage and moving a good store aside, 1dbe2a5; a recover interrupted between its
-/// writes leaving a store that a later recover repeated the generation of, b42bb9b and
-/// cad6928.)
+/// on (all, or the comma-separated names) to check a fix. None is open now. (Fixed since, and
+/// now injected in every campaign: `recover --force` restoring a refresh token unmarked while
+/// the newer store had a refresh of it under way, b42bb9b; `recover` and `quarantine` taking a
+/// transient key error for damage and moving a good store aside, 1dbe2a5; a recover
+/// interrupted between its writes leaving a store that a later recover repeated the
+/// generation of, b42bb9b and cad6928; `header-damage`, a flipped bit anywhere in the file
+/// (the key id or a slot reads as a wrong key, the version as a newer format) that credlock
+/// could not move aside after a write that changed the header or removed the backup: now
+/// `recover --force` and `quarantine --force`, and no new store beside a backup.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KnownBugs {
-    /// `header-damage`: corruption anywhere in the file, not only the body. A flipped bit in
-    /// the key id or a slot reads as a wrong key; `recover` and `quarantine` take it for
-    /// damage only when a backup opens under the same key id (or one a bit away) with the
-    /// same slot kinds, so header damage on a write that changed the header (add-slot), or
-    /// after one that removed the backup (rekey, remove-slot), cannot be moved aside by
-    /// credlock (the liveness phase fails).
-    pub header_damage: bool,
-}
+pub struct KnownBugs {}
 
 impl KnownBugs {
-    pub const NAMES: [&'static str; 1] = ["header-damage"];
+    pub const NAMES: [&'static str; 0] = [];
 
     pub fn all() -> KnownBugs {
-        KnownBugs {
-            header_damage: true,
-        }
+        KnownBugs {}
     }
 
     /// From a comma-separated list of names; `None` for an unknown name.
     pub fn parse(list: &str) -> Option<KnownBugs> {
-        let mut k = KnownBugs::default();
-        for name in list.split(',').filter(|n| !n.is_empty()) {
-            match name {
-                "header-damage" => k.header_damage = true,
-                _ => return None,
-            }
-        }
-        Some(k)
+        list.split(',')
+            .all(|name| name.is_empty())
+            .then_some(KnownBugs {})
     }
 
     /// The names switched on, comma-separated.
     pub fn names(&self) -> String {
-        let on = [self.header_damage];
-        Self::NAMES
-            .iter()
-            .zip(on)
-            .filter(|(_, on)| *on)
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(",")
+        String::new()
     }
 }
 

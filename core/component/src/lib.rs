@@ -6,6 +6,10 @@
 
 // The only unsafe code is what wit-bindgen generates for the canonical ABI, confined to
 // `bindings`; ours stays safe (the core itself forbids unsafe outright).
+// Only a wasm build makes sense: exported names such as `credlock:store/files@0.1.0#read`
+// are not valid in a native shared library's symbol list, so a native build (`cargo build
+// --workspace`) compiles this crate empty instead of failing to link.
+#![cfg(target_family = "wasm")]
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
@@ -85,6 +89,7 @@ fn io_error(e: types::IoError) -> core_p::IoError {
         types::IoError::NotARegularFile(d) => core_p::IoError::NotARegularFile(d),
         types::IoError::PermissionDenied(d) => core_p::IoError::PermissionDenied(d),
         types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
+        types::IoError::UnsafePermissions(d) => core_p::IoError::UnsafePermissions(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }
@@ -94,6 +99,7 @@ fn io_error_out(e: core_p::IoError) -> types::IoError {
         core_p::IoError::NotARegularFile(d) => types::IoError::NotARegularFile(d),
         core_p::IoError::PermissionDenied(d) => types::IoError::PermissionDenied(d),
         core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
+        core_p::IoError::UnsafePermissions(d) => types::IoError::UnsafePermissions(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }
@@ -474,7 +480,7 @@ impl api::Guest for Component {
         })
     }
 
-    fn quarantine(opts: api::Options) -> Result<String, api::StoreError> {
-        with_store(opts, |s| s.quarantine())
+    fn quarantine(opts: api::Options, force: bool) -> Result<String, api::StoreError> {
+        with_store(opts, |s| s.quarantine(force))
     }
 }

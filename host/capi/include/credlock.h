@@ -257,11 +257,14 @@ int credlock_recover(const struct credlock_store *store,
                      char **result,
                      char **error);
 
-// Move an unreadable store aside. Result: `{"quarantined_as": "<file name>"}`.
+// Move a damaged store aside (with `force`, also one that fails for a reason of its own
+// that may not be damage: a wrong key, a newer format). Result:
+// `{"quarantined_as": "<file name>"}`.
 //
 // # Safety
 // As `credlock_list`.
 int credlock_quarantine(const struct credlock_store *store,
+                        bool force,
                         char **result,
                         char **error);
 

@@ -737,17 +737,20 @@ pub unsafe extern "C" fn credlock_recover(
     })
 }
 
-/// Move an unreadable store aside. Result: `{"quarantined_as": "<file name>"}`.
+/// Move a damaged store aside (with `force`, also one that fails for a reason of its own
+/// that may not be damage: a wrong key, a newer format). Result:
+/// `{"quarantined_as": "<file name>"}`.
 ///
 /// # Safety
 /// As `credlock_list`.
 #[no_mangle]
 pub unsafe extern "C" fn credlock_quarantine(
     store: *const credlock_store,
+    force: bool,
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
     run(result, error, || {
-        json_out(&json!({ "quarantined_as": self::store(store)?.quarantine()? }))
+        json_out(&json!({ "quarantined_as": self::store(store)?.quarantine(force)? }))
     })
 }

@@ -230,8 +230,10 @@ export class Store {
   ): ImportFileReport;
   /** Restore the backup of a store that cannot be read (or with `force`); the store file is moved aside. */
   recover(options?: { force?: boolean }): RecoverReport;
-  /** Move an unreadable store file aside; returns its new name. Refuses a store that opens. */
-  quarantine(): string;
+  /** Move a damaged store file aside; returns its new name. Refuses a store that opens. With
+   * `force`, also one that fails for a reason of its own that may not be damage (a wrong key,
+   * a newer format); never for a lock, I/O or keyring failure. Never deletes. */
+  quarantine(options?: { force?: boolean }): string;
   // ----- Promise variants: run on the libuv thread pool, so a lock wait or a refresh never
   // blocks the event loop. Same arguments, results and errors (rejections) as above. -----
   initAsync(): Promise<boolean>;

@@ -154,7 +154,7 @@ export class Store {
     return call(() => this.#n.importFile(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource)));
   }
   recover(opts) { return call(() => this.#n.recover(opt(opts?.force))); }
-  quarantine() { return call(() => this.#n.quarantine()); }
+  quarantine(opts) { return call(() => this.#n.quarantine(opt(opts?.force))); }
 
   // ----- on the libuv thread pool -----
   initAsync() { return callAsync(() => this.#n.initAsync()); }

@@ -54,7 +54,8 @@ for (const file of files) {
     const root = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'credlock-vec-'));
     const storeDir = path.join(root, 'store');
     fs.mkdirSync(storeDir, { mode: 0o700 });
-    for (const [name, contents] of Object.entries(v.files)) fs.writeFileSync(path.join(storeDir, name), decode(contents));
+    // Owner-only, as credlock makes them: a key file others can read is refused.
+    for (const [name, contents] of Object.entries(v.files)) fs.writeFileSync(path.join(storeDir, name), decode(contents), { mode: 0o600 });
     const sealed = path.join(storeDir, 'credentials.sealed');
     const before = fs.existsSync(sealed) ? fs.readFileSync(sealed) : null;
     const removeEntries = installKeyringEntries(v, root);

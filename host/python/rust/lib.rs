@@ -348,8 +348,8 @@ impl NativeStore {
         Ok((r.quarantined_as, r.generation, r.tenants, r.refresh_unknown))
     }
 
-    fn quarantine(&self, py: Python<'_>) -> PyResult<String> {
-        call(py, || self.inner.quarantine())
+    fn quarantine(&self, py: Python<'_>, force: bool) -> PyResult<String> {
+        call(py, || self.inner.quarantine(force))
     }
 }
 

@@ -4,6 +4,7 @@ and Node hosts run the same files (tests/vectors/README.md)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Callable, Dict
@@ -55,7 +56,10 @@ def test_vector(path: Path, tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     store_dir.mkdir(mode=0o700)
     for name, contents in v["files"].items():
-        (store_dir / name).write_bytes(_decode(contents))
+        # Owner-only, as credlock makes them: a key file others can read is refused.
+        fd = os.open(store_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_decode(contents))
     sealed = store_dir / "credentials.sealed"
     before = sealed.read_bytes() if sealed.exists() else None
     installed = _install_keyring_entries(v)

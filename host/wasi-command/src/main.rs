@@ -34,6 +34,7 @@ fn io(e: types::IoError) -> p::IoError {
         types::IoError::NotARegularFile(d) => p::IoError::NotARegularFile(d),
         types::IoError::PermissionDenied(d) => p::IoError::PermissionDenied(d),
         types::IoError::NoSpace(d) => p::IoError::NoSpace(d),
+        types::IoError::UnsafePermissions(d) => p::IoError::UnsafePermissions(d),
         types::IoError::Other(d) => p::IoError::Other(d),
     }
 }
@@ -104,7 +105,7 @@ fn error(e: api::StoreError) -> StoreError {
 
 const USAGE: &str = "usage: credlock (init | put TENANT < token.json | token TENANT [--min-valid SECONDS] | refresh TENANT [--rejected SHA256_HEX] | list [--json] | delete TENANT
   | slot list [--json] | slot add KIND | slot remove INDEX [--allow-volatile-only] | rekey
-  | import [--replace] [--remove-source] (TENANT FILE | --map FILE) | recover [--force] | quarantine)";
+  | import [--replace] [--remove-source] (TENANT FILE | --map FILE) | recover [--force] | quarantine [--force])";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("credlock: error: {msg}\n{USAGE}");
@@ -405,8 +406,13 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Some("quarantine") => api::quarantine(opts)
-            .map(|name| eprintln!("credlock: moved the unreadable store aside to {name}")),
+        Some("quarantine") => {
+            if let Err(m) = operands(&args[1..], &["--force"]) {
+                return usage(&m);
+            }
+            api::quarantine(opts, args.iter().any(|a| a == "--force"))
+                .map(|name| eprintln!("credlock: moved the unreadable store aside to {name}"))
+        }
         Some(other) => return usage(&format!("unknown command '{other}'")),
         None => return usage("no command"),
     };

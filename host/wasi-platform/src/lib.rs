@@ -29,6 +29,10 @@
 //! Not available: WASI p2 has no HTTP client we can rely on in every runtime. A refresh
 //! fails with `connect` (nothing was sent, so nothing is spent); use a native host to refresh.
 
+// Only a wasm build makes sense: exported names such as `credlock:store/files@0.1.0#read`
+// are not valid in a native shared library's symbol list, so a native build (`cargo build
+// --workspace`) compiles this crate empty instead of failing to link.
+#![cfg(target_family = "wasm")]
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]

@@ -575,8 +575,8 @@ impl NativeStore {
     }
 
     #[napi]
-    pub fn quarantine(&self) -> napi::Result<String> {
-        to_napi(self.store()?.quarantine())
+    pub fn quarantine(&self, force: Option<bool>) -> napi::Result<String> {
+        to_napi(self.store()?.quarantine(force.unwrap_or(false)))
     }
 
     // ----- the same on the libuv thread pool -----

@@ -286,11 +286,13 @@ class Store:
         quarantined_as, generation, tenants, unknown = self._n.recover(bool(force))
         return _t().RecoverReport(quarantined_as, generation, tenants, tuple(unknown))
 
-    def quarantine(self) -> str:
-        """Move an unreadable store file aside (`credentials.sealed.corrupt-<unix ms>`), so
-        that a new store can be made; returns that name. Refuses a store that opens
-        (RecoverRefused(`store-readable`))."""
-        return self._n.quarantine()
+    def quarantine(self, force: bool = False) -> str:
+        """Move a damaged store file aside (`credentials.sealed.corrupt-<unix ms>`), so that
+        a new store can be made; returns that name. Refuses a store that opens
+        (RecoverRefused(`store-readable`)). With `force`, also one that fails for a reason of
+        its own that may not be damage (a wrong key, a newer format); never for a lock, I/O
+        or keyring failure. Never deletes."""
+        return self._n.quarantine(bool(force))
 
     # ----- asyncio: the same calls, off the event loop -----
 

@@ -144,7 +144,7 @@ class LockTimeout(CredlockError, TimeoutError):
 
 class StoreIOError(CredlockError):
     """The filesystem failed. `io_kind`: `not-a-regular-file`, `permission-denied`,
-    `no-space`, `other`, or `too-large` (then `size` is set)."""
+    `no-space`, `unsafe-permissions`, `other`, or `too-large` (then `size` is set)."""
 
     kind = "io"
     io_kind: str = "other"
