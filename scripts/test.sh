@@ -16,6 +16,7 @@ suites=$((suites + 1))
 echo "== clippy (the core may not touch files, clocks or randomness: core/clippy.toml)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p credlock-component -p credlock-wasi-platform -p credlock-command --target wasm32-wasip2 -- -D warnings
+cargo clippy -p credlock-wasi-platform --features http --target wasm32-wasip2 -- -D warnings
 echo "== a newcomer's first build: cargo build --workspace links every crate natively"
 cargo build --workspace
 suites=$((suites + 1))

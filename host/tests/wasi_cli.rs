@@ -60,6 +60,9 @@ fn wasi_run(store_dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) 
         .stdin(MemoryInputPipe::new(stdin.to_owned()))
         .stdout(stdout.clone())
         .stderr(stderr.clone());
+    // The store directory is a private temp dir: a key file there is as safe as the dir.
+    // (tests/wasmtime_cli.rs shows the refusal without this.)
+    b.env("CREDLOCK_ALLOW_UNPROTECTED_KEY_FILE", "1");
     for (k, v) in env {
         b.env(k, v);
     }
@@ -383,8 +386,20 @@ fn recover_restores_the_backup_and_quarantine_moves_an_unreadable_store_aside() 
     assert!(aside
         .iter()
         .any(|n| std::fs::read(dir.path().join(n)).unwrap() == damaged));
+    // The backup is still there and opens: no new store is started beside it, and
+    // quarantine leaves it for recover.
     let r = wasi_run(dir.path(), &["quarantine"], "", &[]);
     assert_eq!(r.code, 1, "nothing left to quarantine: {r:?}");
+    let r = wasi_run(
+        dir.path(),
+        &["put", "acme"],
+        r#"{"access_token":"new"}"#,
+        &[],
+    );
+    assert_eq!(r.code, 1, "a new store beside a backup: {r:?}");
+    assert!(r.stderr.contains("backup"), "{r:?}");
+    let r = wasi_run(dir.path(), &["recover"], "", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
     let r = wasi_run(
         dir.path(),
         &["put", "acme"],

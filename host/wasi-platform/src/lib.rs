@@ -9,7 +9,13 @@
 //! or expired; an expired lease (its holder died) is broken by renaming it away, which only
 //! one breaker can win.
 //!
-//! What it does not guarantee: a holder that runs past its lease (30 s) can be overtaken;
+//! Ending a lease (its holder releasing it, or a waiter breaking an expired one) is claimed
+//! first, by exclusive create of `<lease>.end-<owner id>`, so that two waiters that read
+//! the same expired lease can never both break it and end up both holding the lock; leases
+//! and the marker are created whole (a temp file hard-linked into place), never empty.
+//!
+//! What it does not guarantee: a holder that runs past its lease (30 s; a refresh lease
+//! 180 s, which a token-endpoint call never outlives) can be overtaken;
 //! shared locks are taken exclusively; hand-over costs a poll interval (1-20 ms), not
 //! microseconds; a crashed holder blocks others until its lease expires.
 //!
@@ -26,8 +32,16 @@
 //! takes the new passphrase from `CREDLOCK_NEW_PASSPHRASE`, as the native CLI does.
 //!
 //! # Token endpoint
-//! Not available: WASI p2 has no HTTP client we can rely on in every runtime. A refresh
-//! fails with `connect` (nothing was sent, so nothing is spent); use a native host to refresh.
+//! With the `http` feature (`target/credlock-cli-http.wasm`), `wasi:http/outgoing-handler`
+//! (`http.rs`): run with `wasmtime run -S http`. Without it (`target/credlock-cli.wasm`,
+//! which runs with no flags), a refresh fails with `connect`: nothing sent, nothing spent. The
+//! single-flight refresh as a native host: the refresh lock is a lease held across the call,
+//! and the call never runs past that lease.
+//!
+//! # Key files
+//! WASI cannot set a file's mode, so a new key file would get the runtime's default (0644
+//! seen): a new key-file slot is refused unless `CREDLOCK_ALLOW_UNPROTECTED_KEY_FILE=1`
+//! (the directory is private to the user). A passphrase store needs no key file.
 
 // Only a wasm build makes sense: exported names such as `credlock:store/files@0.1.0#read`
 // are not valid in a native shared library's symbol list, so a native build (`cargo build
@@ -45,6 +59,9 @@ mod bindings {
     export!(Platform);
 }
 
+#[cfg(feature = "http")]
+mod http;
+
 use bindings::exports::credlock::store::{
     clock, files, locks, random, sealing, token_endpoint, types,
 };
@@ -57,6 +74,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 const LEASE_MS: u64 = 30_000;
+/// A refresh lease: the longest token-endpoint call (`http-timeout`, at most 120 s by
+/// `Options::validate`) fits in it with room to spare.
+const REFRESH_LEASE_MS: u64 = 180_000;
 const PROTOCOL: &str = "wasi-lease";
 const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
 /// Bounds the search for a free `<name>.corrupt-<ms>-<n>` name.
@@ -92,32 +112,47 @@ fn io_error(e: &std::io::Error, path: &Path) -> types::IoError {
     }
 }
 
+/// Create `path` with `contents`, whole, or find it already there (`Ok(false)`): the
+/// contents go to a temp file first, which is then hard-linked to `path` (a link never
+/// replaces). So nobody ever reads a file that is created but not yet written, and a crash
+/// leaves either no file or the whole one (plus a temp file), never an empty one.
+fn create_whole(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    let dir = path.parent().expect("store files live in a directory");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.new-{}", hex::encode(rand::<8>())));
+    let made = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    if made? {
+        File::open(dir).and_then(|d| d.sync_all())?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Make sure this store speaks the lease protocol (see the crate doc).
 fn check_protocol(dir: &Path) -> Result<(), types::IoError> {
     let marker = dir.join("lock-protocol");
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&marker)
-    {
-        Ok(mut f) => {
-            if dir.join("credentials.lock").exists() {
-                let _ = fs::remove_file(&marker);
-                return Err(refusal("flock (credentials.lock exists)"));
-            }
-            f.write_all(format!("{PROTOCOL}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_error(&e, &marker))
+    if !marker.exists() {
+        if dir.join("credentials.lock").exists() {
+            return Err(refusal("flock (credentials.lock exists)"));
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let found = fs::read_to_string(&marker).map_err(|e| io_error(&e, &marker))?;
-            if found.trim() == PROTOCOL {
-                Ok(())
-            } else {
-                Err(refusal(found.trim()))
-            }
-        }
-        Err(e) => Err(io_error(&e, &marker)),
+        create_whole(&marker, format!("{PROTOCOL}\n").as_bytes())
+            .map_err(|e| io_error(&e, &marker))?;
+    }
+    let found = fs::read_to_string(&marker).map_err(|e| io_error(&e, &marker))?;
+    if found.trim() == PROTOCOL {
+        Ok(())
+    } else {
+        Err(refusal(found.trim()))
     }
 }
 
@@ -133,13 +168,53 @@ pub struct Lease {
     held: RefCell<bool>,
 }
 
+thread_local! {
+    // Leases this instance holds, with their expiry (wall ms): a token-endpoint call never
+    // runs past the refresh lease that protects it (`http::post`).
+    static HELD: RefCell<Vec<(PathBuf, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The lease file's owner id and expiry, if it parses.
+fn read_lease(path: &Path) -> Option<(String, u64)> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut words = text.split_whitespace();
+    let owner = words.next()?.to_owned();
+    let expiry = words.next()?.parse().ok()?;
+    Some((owner, expiry))
+}
+
+/// End the lease `owner` holds on `path` (its holder releasing it, or a waiter breaking it
+/// after it expired), safely against everyone else doing the same at once.
+///
+/// Removing a lease is check-then-act (read whose it is, then remove the file), and two
+/// parties that read the same lease must not both act: the second would remove the lease
+/// the first one's successor just took, and two processes would hold the lock. So ending
+/// lease `owner` first claims `<lease>.end-<owner>` by exclusive create; only the claimant
+/// removes that lease, so it is still the file at `path` after the claim (owner ids are
+/// random and never reused), which the re-read confirms. The claim is removed afterwards;
+/// a latecomer that claims it again finds another owner's lease (or none) and leaves it.
+/// Returns whether this call removed the lease.
+fn end_lease(path: &Path, owner: &str) -> bool {
+    let claim = PathBuf::from(format!("{}.end-{owner}", path.display()));
+    if OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&claim)
+        .is_err()
+    {
+        return false;
+    }
+    let ended = read_lease(path).is_some_and(|(o, _)| o == owner) && fs::remove_file(path).is_ok();
+    let _ = fs::remove_file(&claim);
+    ended
+}
+
 impl Lease {
     fn release_now(&self) {
         if self.held.replace(false) {
-            // Remove only our own lease: after an expiry someone else may hold it.
-            if fs::read_to_string(&self.path).is_ok_and(|t| t.starts_with(&self.owner)) {
-                let _ = fs::remove_file(&self.path);
-            }
+            HELD.with(|h| h.borrow_mut().retain(|(p, _)| p != &self.path));
+            // Only our own lease: after it expired someone else may hold the lock.
+            end_lease(&self.path, &self.owner);
         }
     }
 }
@@ -182,39 +257,39 @@ impl locks::Guest for Platform {
             }
         };
         let owner = hex::encode(rand::<16>());
+        let lease_ms = match target {
+            locks::LockTarget::Store => LEASE_MS,
+            // Held across a token-endpoint call: long enough for the longest one allowed
+            // (`post` never runs past it).
+            locks::LockTarget::Refresh(_) => REFRESH_LEASE_MS,
+        };
         let started = Instant::now();
         let mut backoff_ms = 1;
         loop {
-            let record = format!("{owner} {}\n", now_ms() + LEASE_MS);
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(record.as_bytes())
-                        .map_err(|e| locks::LockError::Io(io_error(&e, &path)))?;
+            let expiry = now_ms() + lease_ms;
+            let record = format!("{owner} {expiry}\n");
+            // Created whole (never empty for a moment), and never over another's lease.
+            match create_whole(&path, record.as_bytes()) {
+                Ok(true) => {
+                    HELD.with(|h| h.borrow_mut().push((path.clone(), expiry)));
                     return Ok(locks::LockGuard::new(Lease {
                         path,
                         owner,
                         held: RefCell::new(true),
                     }));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let expired = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| {
-                            t.split_whitespace()
-                                .nth(1)
-                                .and_then(|v| v.parse::<u64>().ok())
-                        })
-                        .is_some_and(|exp| exp < now_ms());
-                    if expired {
-                        // Its holder died: break it. Renaming is atomic, so one breaker wins.
-                        let aside =
-                            path.with_extension(format!("stale-{}", hex::encode(rand::<8>())));
-                        if fs::rename(&path, &aside).is_ok() {
-                            let _ = fs::remove_file(&aside);
-                        }
-                        continue;
+                Ok(false) => match read_lease(&path) {
+                    // Its holder died or overran: break it, once (see `end_lease`).
+                    Some((other, expiry)) if expiry < now_ms() && end_lease(&path, &other) => {
+                        continue
                     }
-                }
+                    Some(_) => {}
+                    // Gone meanwhile: try again at once. (A lease that does not parse was
+                    // not written by this protocol's create_whole; it waits like any other
+                    // until its file is removed by hand, which the timeout error names.)
+                    None if !path.exists() => continue,
+                    None => {}
+                },
                 Err(e) => return Err(locks::LockError::Io(io_error(&e, &path))),
             }
             let waited = started.elapsed().as_millis() as u64;
@@ -628,11 +703,20 @@ fn remember(
 fn key_file(create: bool) -> Result<credlock_keyslots::FileKey, sealing::KeyError> {
     if create {
         let path = key_file_path();
-        // Exclusive create: two first writers end up with one key file.
-        if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&path) {
+        if !path.exists() {
+            // WASI has no file modes: a new file gets whatever the runtime's umask gives
+            // (0644 seen under wasmtime), and a key file any local user can read protects
+            // nothing. Refuse unless the user says the directory itself is private.
+            if std::env::var("CREDLOCK_ALLOW_UNPROTECTED_KEY_FILE").as_deref() != Ok("1") {
+                return Err(sealing::KeyError::SlotUnavailable(format!(
+                    "key-file: WASI cannot set a file's mode, so a new key file {} would get the runtime's default (often 0644, readable by every local user); use a passphrase (CREDLOCK_PASSPHRASE), create the store with a native credlock, or set CREDLOCK_ALLOW_UNPROTECTED_KEY_FILE=1 if the directory is private to you",
+                    path.display()
+                )));
+            }
+            // Created whole: two first writers end up with one key file, and no reader
+            // ever sees it empty.
             let text = credlock_keyslots::format_key_file(&rand::<16>(), &rand::<32>());
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
+            create_whole(&path, text.as_bytes())
                 .map_err(|e| sealing::KeyError::Io(io_error(&e, &path)))?;
         }
     }
@@ -641,11 +725,18 @@ fn key_file(create: bool) -> Result<credlock_keyslots::FileKey, sealing::KeyErro
 
 impl token_endpoint::Guest for Platform {
     fn post(
-        _: token_endpoint::TokenRequest,
+        request: token_endpoint::TokenRequest,
     ) -> Result<token_endpoint::HttpReply, token_endpoint::TransportError> {
-        Err(token_endpoint::TransportError::Connect(
-            "the WASI build has no HTTP client; refresh with a native credlock host".into(),
-        ))
+        #[cfg(feature = "http")]
+        return http::post(request);
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = request;
+            // Nothing was sent, so nothing is spent.
+            Err(token_endpoint::TransportError::Connect(
+                "this build has no HTTP client: refresh with target/credlock-cli-http.wasm under `wasmtime run -S http`, or a native credlock".into(),
+            ))
+        }
     }
 }
 
