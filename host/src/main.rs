@@ -161,8 +161,11 @@ enum Command {
         #[arg(value_enum)]
         shell: cli::generate::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per subcommand into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -329,7 +332,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Completions { shell } => {
             return cli::generate::completions(Cli::command(), *shell)
         }
-        Command::Man => return cli::generate::man(Cli::command()),
+        Command::Man { dir } => return cli::generate::man(Cli::command(), dir.as_deref()),
         _ => {}
     }
     let config = config(&cli)?;
@@ -519,7 +522,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Exec(_)
         | Command::GitCredential { .. }
         | Command::Completions { .. }
-        | Command::Man => unreachable!("handled above"),
+        | Command::Man { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

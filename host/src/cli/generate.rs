@@ -1,6 +1,7 @@
 //! Shell completions and the man page, generated from the clap definition of the CLI, so
 //! they cannot drift from it: `credlock completions bash|zsh|fish` and `credlock man`
-//! print them on standard output (README, "Shell completions and man page").
+//! print them on standard output; `credlock man --dir DIR` writes a page per
+//! subcommand (README, "Shell completions and man page").
 
 use crate::Failure;
 use std::io::Write;
@@ -27,7 +28,16 @@ pub fn completions(mut cli: clap::Command, shell: Shell) -> Result<(), Failure> 
         .map_err(|e| crate::usage(format!("cannot write the completions: {e}")))
 }
 
-pub fn man(cli: clap::Command) -> Result<(), Failure> {
+/// The man page on standard output, or with `dir` one page per command written there
+/// (`credlock.1`, `credlock-exec.1`, `credlock-helper-map.1`, ...).
+pub fn man(cli: clap::Command, dir: Option<&std::path::Path>) -> Result<(), Failure> {
+    if let Some(dir) = dir {
+        return clap_mangen::generate_to(cli, dir).map_err(|e| Failure {
+            code: credlock_core::error::exit::IO,
+            message: format!("cannot write the man pages to {}: {e}", dir.display()),
+            hint: None,
+        });
+    }
     let mut page = Vec::new();
     clap_mangen::Man::new(cli)
         .render(&mut page)
