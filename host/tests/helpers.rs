@@ -534,3 +534,127 @@ fn docker_credential_helper_protocol() {
         )
     );
 }
+
+/// The real docker client (if installed) fetching a manifest from a loopback registry that
+/// accepts only a token valid at the OAuth server, with credlock as its credential helper.
+/// `docker manifest inspect` talks to the registry itself, so no docker daemon is needed.
+#[test]
+fn real_docker_client_uses_the_helper() {
+    use sha2::Digest;
+    if Command::new("docker").arg("--version").output().is_err() {
+        eprintln!("skipped: no docker client installed");
+        return;
+    }
+    warm();
+    let oauth = OAuthServer::start(3600);
+    let env = Env::new();
+    let grant = put_grant(&env, &oauth, "registry");
+    let base = oauth.base.clone();
+    let config_blob: &'static [u8] =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(config_blob)));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": config_blob.len(),
+            "digest": config_digest,
+        },
+        "layers": [],
+    })
+    .to_string();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(manifest.as_bytes()))
+    );
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen_in = Arc::clone(&seen);
+    let (manifest_in, digest_in) = (manifest.clone(), digest.clone());
+    let registry = http::Server::start(move |req| {
+        let valid = req.basic_auth().filter(|(user, password)| {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .proxy(None)
+                .build()
+                .into();
+            user == "oauth2accesstoken"
+                && agent
+                    .get(format!("{base}/resource"))
+                    .header("Authorization", format!("Bearer {password}"))
+                    .call()
+                    .is_ok_and(|r| r.status().as_u16() == 200)
+        });
+        let Some((_, password)) = valid else {
+            return http::Response::new(401, "{}")
+                .header("WWW-Authenticate", "Basic realm=\"credlock test\"")
+                .header("Docker-Distribution-API-Version", "registry/2.0");
+        };
+        seen_in.lock().unwrap().push(password);
+        if req.path == "/v2/" {
+            return http::Response::new(200, "{}")
+                .header("Docker-Distribution-API-Version", "registry/2.0");
+        }
+        if req.path == "/v2/team/app/manifests/1.0" {
+            return http::Response::new(200, manifest_in.clone())
+                .header(
+                    "Content-Type",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                )
+                .header("Docker-Content-Digest", &digest_in)
+                .header("Docker-Distribution-API-Version", "registry/2.0");
+        }
+        if req.path == format!("/v2/team/app/blobs/{config_digest}") {
+            return http::Response::new(200, config_blob)
+                .header("Content-Type", "application/octet-stream")
+                .header("Docker-Content-Digest", &config_digest);
+        }
+        http::Response::new(404, "{}")
+    });
+    let registry_addr = format!("127.0.0.1:{}", registry.port);
+    env.ok(&["helper", "map", "docker", &registry_addr, "registry"], "");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("docker-credential-credlock")).unwrap();
+    let docker_config = dir.path().join("docker");
+    std::fs::create_dir(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        serde_json::json!({"credHelpers": {&registry_addr: "credlock"}}).to_string(),
+    )
+    .unwrap();
+    let mut c = env.command(&[]);
+    let mut docker = Command::new("docker");
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => docker.env(k, v),
+            None => docker.env_remove(k),
+        };
+    }
+    c = docker;
+    c.args([
+        "manifest",
+        "inspect",
+        "--insecure",
+        &format!("{registry_addr}/team/app:1.0"),
+    ])
+    .env("DOCKER_CONFIG", &docker_config)
+    .env(
+        "PATH",
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    )
+    .env_remove("DOCKER_HOST")
+    .env("NO_PROXY", "127.0.0.1")
+    .env("no_proxy", "127.0.0.1");
+    let r = run_cmd(c, "");
+    assert_eq!(r.code, 0, "docker manifest inspect: {r:?}");
+    let got: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(got["schemaVersion"], 2, "{r:?}");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen
+        .iter()
+        .all(|p| p == grant["access_token"].as_str().unwrap()));
+    assert_eq!(oauth.stats()["refresh_requests"], 0);
+}

@@ -80,6 +80,15 @@ impl Server {
 fn serve(stream: TcpStream, handler: &dyn Fn(Request) -> Response) -> std::io::Result<()> {
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
+    // A TLS ClientHello (a client trying https first, as docker does): answer in plain HTTP
+    // at once, which clients read as "server gave HTTP response to HTTPS client".
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        let mut out = stream;
+        out.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return out.flush();
+    }
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
