@@ -3,6 +3,8 @@
 //! that miss a subcommand.
 
 mod common;
+#[path = "common/oauth.rs"]
+mod oauth;
 use common::*;
 
 #[test]
@@ -121,4 +123,31 @@ fn completions_and_man_page_cover_every_subcommand() {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".SH SYNOPSIS"), "{page}");
     }
+}
+
+/// A refresh whose reply never came leaves its intent: `status` must show it (and the
+/// re-login it implies), not just "ok".
+#[test]
+fn status_shows_a_pending_refresh_intent() {
+    warm();
+    let server = oauth::OAuthServer::start(3600);
+    let env = Env::new();
+    env.ok(&["put", "acme"], &server.grant("conf-basic").to_string());
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"], "")).unwrap();
+    assert_eq!(
+        (v[0]["refresh_intent"].clone(), v[0]["needs_reauth"].clone()),
+        (false.into(), false.into())
+    );
+    server.fault("hang", 1);
+    let r = env.run(&["--http-timeout", "1", "refresh", "acme"], "");
+    assert_eq!(r.code, 7, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"], "")).unwrap();
+    assert_eq!(v[0]["refresh_intent"], true);
+    assert_eq!(v[0]["needs_reauth"], true);
+    assert_eq!(v[0]["can_refresh"], false);
+    let text = env.ok(&["status", "acme"], "");
+    assert!(
+        text.contains("a refresh was interrupted after its refresh token may have been spent"),
+        "{text}"
+    );
 }

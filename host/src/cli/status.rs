@@ -40,10 +40,10 @@ struct TenantStatus {
 }
 
 /// `credlock status [TENANT] [--json]`: what `list` shows, plus whether a refresh token
-/// exists, whether the tenant is blocked (rejected refresh token, or a refresh that was
-/// interrupted after its token may have been spent: the store reports both as "needs
-/// re-login" and credlock will not present that refresh token again), and which helper
-/// mappings hand its token out. Pending logins (the login flow is being added beside this)
+/// exists, whether a refresh intent is pending (a refresh in flight now, or one interrupted
+/// after its token may have been spent, which credlock will not present again unless the
+/// tenant allows one retry), whether a re-login is needed, and which helper mappings hand
+/// its token out. Pending logins (the login flow is being added beside this)
 /// belong in [`TenantStatus`] and in both outputs below, one field per tenant.
 pub fn run(
     store: &mut Credlock,
@@ -90,6 +90,7 @@ pub fn run(
                     "has_refresh_token": t.has_refresh_token,
                     "can_refresh": t.has_refresh_token && t.token_endpoint.is_some() && !t.needs_reauth,
                     "needs_reauth": t.needs_reauth,
+                    "refresh_intent": t.refresh_intent,
                     "scope": t.scope,
                     "token_endpoint": t.token_endpoint,
                     "client_id": t.client_id,
@@ -124,10 +125,11 @@ pub fn run(
             (false, _) => "none",
         };
         let _ = writeln!(out, "  refresh token: {refresh}");
-        let state = if t.needs_reauth {
-            "re-login needed (the refresh token was rejected, or a refresh was interrupted after it may have been spent)"
-        } else {
-            "ok"
+        let state = match (t.needs_reauth, t.refresh_intent) {
+            (true, true) => "re-login needed: a refresh was interrupted after its refresh token may have been spent",
+            (true, false) => "re-login needed: the server rejected the refresh token",
+            (false, true) => "refresh pending: one is in flight, or an interrupted one may be retried once",
+            (false, false) => "ok",
         };
         let _ = writeln!(out, "  status:        {state}");
         if let Some(scope) = &t.scope {
