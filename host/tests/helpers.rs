@@ -4,6 +4,9 @@
 //! a 401 that deletes credentials or spends more than one refresh, and anything but the
 //! protocol on standard output.
 
+// The helper command lines are sh syntax, and the docker entry point is a symlink.
+#![cfg(unix)]
+
 mod common;
 #[path = "common/http.rs"]
 mod http;
@@ -202,23 +205,37 @@ fn mappings_are_private_and_refused_when_others_can_write_them() {
     assert_eq!(r.code, 9, "plain http off loopback is refused: {r:?}");
     env.ok(&["helper", "map", "git", "https://h.example/x", "acme"], "");
     let file = env.store_dir().join("helpers.json");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o620)).unwrap();
-        let r = env.run(
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    let get = || {
+        env.run(
             &["git-credential", "get"],
             "protocol=https\nhost=h.example\npath=x/y\n\n",
-        );
-        assert_eq!(r.code, 6, "{r:?}");
-        assert_eq!(r.stdout, "");
-        assert!(r.stderr.contains("others can write it"), "{r:?}");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+        )
+    };
+    let refused = |r: Run, why: &str| {
+        assert_eq!((r.code, r.stdout.as_str()), (6, ""), "{r:?}");
+        assert!(r.stderr.contains(why), "{r:?}");
+    };
+    // Writable by the group: anyone in it could send the token elsewhere.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o620)).unwrap();
+    refused(get(), "others can write it");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A store directory others can write: they could replace the file.
+    let dir = env.store_dir();
+    let dir_mode = mode(&dir);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o733)).unwrap();
+    refused(get(), "others can write it");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+    // A symlink to a file elsewhere is never followed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let moved = elsewhere.path().join("helpers.json");
+    std::fs::rename(&file, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &file).unwrap();
+    refused(get(), "symlink");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(&moved, &file).unwrap();
     let r = env.run(
         &["git-credential", "get"],
         "protocol=https\nhost=h.example\npath=x/y\n\n",
