@@ -265,20 +265,25 @@ struct GitServer {
     port: u16,
     accepted: Arc<Mutex<Vec<String>>>,
     refused: Arc<Mutex<u32>>,
+    /// Tokens this server refuses although the OAuth server still accepts them (a resource
+    /// server that revoked a token on its own).
+    deny: Arc<Mutex<Vec<String>>>,
 }
 
 fn git_server(root: &Path, oauth_base: &str) -> GitServer {
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let refused = Arc::new(Mutex::new(0));
-    let (acc, refu, root, base) = (
+    let deny = Arc::new(Mutex::new(Vec::new()));
+    let (acc, refu, denied, root, base) = (
         Arc::clone(&accepted),
         Arc::clone(&refused),
+        Arc::clone(&deny),
         root.to_owned(),
         oauth_base.to_owned(),
     );
     let server = http::Server::start(move |req| {
         let valid = req.basic_auth().filter(|(user, password)| {
-            user == "oauth2" && {
+            user == "oauth2" && !denied.lock().unwrap().contains(password) && {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
                     .proxy(None)
@@ -307,6 +312,7 @@ fn git_server(root: &Path, oauth_base: &str) -> GitServer {
         port: server.port,
         accepted,
         refused,
+        deny,
     }
 }
 
@@ -323,14 +329,21 @@ fn commit(env: &Env, work: &Path, name: &str) {
     }
 }
 
-#[test]
-fn git_clone_and_fetch_over_http_refresh_an_expired_token_once() {
-    warm();
-    let oauth = OAuthServer::start(3);
+/// A bare repository with one commit behind [`git_server`], mapped to tenant `forge`, and
+/// a work tree that pushes to it directly.
+struct Forge {
+    env: Env,
+    home: tempfile::TempDir,
+    work: std::path::PathBuf,
+    server: GitServer,
+    origin: String,
+}
+
+fn forge(oauth: &OAuthServer) -> Forge {
     let env = Env::new();
-    put_grant(&env, &oauth, "forge");
+    put_grant(&env, oauth, "forge");
     let home = tempfile::tempdir().unwrap();
-    let h = home.path();
+    let h = home.path().to_owned();
     let root = h.join("srv");
     std::fs::create_dir(&root).unwrap();
     let bare = root.join("repo.git");
@@ -351,15 +364,35 @@ fn git_clone_and_fetch_over_http_refresh_an_expired_token_once() {
     let server = git_server(&root, &oauth.base);
     let origin = format!("http://127.0.0.1:{}", server.port);
     env.ok(&["helper", "map", "git", &origin, "forge"], "");
+    Forge {
+        env,
+        home,
+        work,
+        server,
+        origin,
+    }
+}
 
-    let clone = h.join("clone");
-    let url = format!("{origin}/repo.git");
+/// `git clone` over HTTP with credlock as the helper; returns the clone's path.
+fn clone(f: &Forge) -> std::path::PathBuf {
+    let clone = f.home.path().join("clone");
+    let url = format!("{}/repo.git", f.origin);
     let r = run_cmd(
-        git(&env, &["clone", "-q", &url, clone.to_str().unwrap()]),
+        git(&f.env, &["clone", "-q", &url, clone.to_str().unwrap()]),
         "",
     );
     assert_eq!(r.code, 0, "clone: {r:?}");
     assert!(clone.join("one").exists());
+    clone
+}
+
+#[test]
+fn git_clone_and_fetch_over_http_refresh_an_expired_token_once() {
+    warm();
+    let oauth = OAuthServer::start(3);
+    let f = forge(&oauth);
+    let (env, server, work) = (&f.env, &f.server, &f.work);
+    let clone = clone(&f);
     let first: Vec<String> = server.accepted.lock().unwrap().clone();
     assert!(!first.is_empty() && *server.refused.lock().unwrap() >= 1);
     let refreshes_before = oauth.stats()["refresh_requests"].as_u64().unwrap();
@@ -373,12 +406,12 @@ fn git_clone_and_fetch_over_http_refresh_an_expired_token_once() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    commit(&env, &work, "two");
+    commit(env, work, "two");
     let c = clone.to_str().unwrap();
-    let r = run_cmd(git(&env, &["-C", c, "fetch", "-q", "origin"]), "");
+    let r = run_cmd(git(env, &["-C", c, "fetch", "-q", "origin"]), "");
     assert_eq!(r.code, 0, "fetch: {r:?}");
     let r = run_cmd(
-        git(&env, &["-C", c, "merge", "-q", "--ff-only", "origin/main"]),
+        git(env, &["-C", c, "merge", "-q", "--ff-only", "origin/main"]),
         "",
     );
     assert_eq!(r.code, 0, "{r:?}");
@@ -395,6 +428,44 @@ fn git_clone_and_fetch_over_http_refresh_an_expired_token_once() {
         !after.is_empty() && after.iter().all(|t| !first.contains(t)),
         "the fetch used the new token"
     );
+}
+
+/// A 401 for a token the OAuth server still accepts (the resource server revoked it):
+/// git's fetch fails and git runs the helper's `erase`, which refreshes exactly once and
+/// keeps the refresh token; the next fetch works with the new token. Long-lived tokens, so
+/// nothing here refreshes by expiry.
+#[test]
+fn git_401_erases_by_refreshing_once() {
+    warm();
+    let oauth = OAuthServer::start(3600);
+    let f = forge(&oauth);
+    let (env, server, work) = (&f.env, &f.server, &f.work);
+    let clone = clone(&f);
+    let c = clone.to_str().unwrap();
+    assert_eq!(oauth.stats()["refresh_requests"], 0);
+    let current = server.accepted.lock().unwrap().last().unwrap().clone();
+    server.deny.lock().unwrap().push(current.clone());
+    let before = oauth.stats()["refresh_requests"].as_u64().unwrap();
+    commit(env, work, "three");
+    let r = run_cmd(git(env, &["-C", c, "fetch", "-q", "origin"]), "");
+    assert_ne!(r.code, 0, "the refused token cannot fetch: {r:?}");
+    assert_eq!(
+        oauth.stats()["refresh_requests"].as_u64().unwrap(),
+        before + 1,
+        "git's erase after the 401 refreshed once"
+    );
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["list", "--json"], "")).unwrap();
+    assert_eq!(list[0]["has_refresh_token"], true);
+    let seen = server.accepted.lock().unwrap().len();
+    let r = run_cmd(git(env, &["-C", c, "fetch", "-q", "origin"]), "");
+    assert_eq!(r.code, 0, "fetch after the refresh: {r:?}");
+    let newest: Vec<String> = server.accepted.lock().unwrap()[seen..].to_vec();
+    assert!(!newest.is_empty() && !newest.contains(&current));
+    assert_eq!(
+        oauth.stats()["refresh_requests"].as_u64().unwrap(),
+        before + 1
+    );
+    assert_eq!(oauth.stats()["duplicate_presentations"], 0);
 }
 
 /// Run `docker-credential-credlock ACTION` the way docker's client does
