@@ -187,6 +187,45 @@ fn git_credential_fill_approve_reject() {
     }
 }
 
+/// Several git processes that got the same 401 each run `erase` with the same token: the
+/// refresh token is spent once (single-flight), never presented twice.
+#[test]
+fn concurrent_erases_of_one_token_refresh_once() {
+    warm();
+    let oauth = OAuthServer::start(3600);
+    let env = Env::new();
+    let grant = put_grant(&env, &oauth, "forge");
+    env.ok(
+        &["helper", "map", "git", "https://git.example.com", "forge"],
+        "",
+    );
+    let refused = grant["access_token"].as_str().unwrap().to_owned();
+    let input =
+        format!("protocol=https\nhost=git.example.com\nusername=oauth2\npassword={refused}\n\n");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let c = env.command(&["git-credential", "erase"]);
+            let input = input.clone();
+            std::thread::spawn(move || run_cmd(c, &input))
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{r:?}");
+        assert!(!r.stderr.contains(&refused), "{r:?}");
+    }
+    let stats = oauth.stats();
+    assert_eq!(stats["refresh_requests"], 1, "{stats}");
+    assert_eq!(stats["duplicate_presentations"], 0, "{stats}");
+    let r = env.run(
+        &["git-credential", "get"],
+        "protocol=https\nhost=git.example.com\n\n",
+    );
+    let fresh = attr(&attrs(&r.stdout), "password").unwrap().to_owned();
+    assert_ne!(fresh, refused);
+    assert!(oauth.resource(&fresh));
+}
+
 #[test]
 fn mappings_are_private_and_refused_when_others_can_write_them() {
     warm();
