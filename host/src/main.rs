@@ -348,7 +348,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::GitCredential { action } => return cli::git::run(*action, config),
         _ => {}
     }
-    let helper_config = config.clone();
+    let helper_policy = cli::helper_map::Policy::of(&config);
     let mut store = Credlock::open(config)?;
     let mut out = std::io::stdout().lock();
     match &cli.command {
@@ -516,7 +516,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cli::status::run(&mut store, tenant.as_deref(), *json, &mut out)?
         }
         Command::Helper { action } => {
-            cli::helper_map::run(action, &mut store, &helper_config, &mut out)?
+            cli::helper_map::run(action, &mut store, helper_policy, &mut out)?
         }
         Command::Doctor
         | Command::Exec(_)

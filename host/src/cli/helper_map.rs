@@ -237,6 +237,9 @@ impl Url {
             let (h, after) = v6
                 .split_once(']')
                 .ok_or_else(|| bad("unclosed [ in host"))?;
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err(bad("text after the ] of the host"));
+            }
             (
                 format!("[{}]", h.to_ascii_lowercase()),
                 after.strip_prefix(':'),
@@ -465,15 +468,31 @@ fn check_username(name: &str) -> Result<(), MapError> {
     }
 }
 
+/// What `helper map|unmap` take from the store's configuration.
+#[derive(Clone, Copy)]
+pub struct Policy {
+    lock_timeout: Duration,
+    allow_insecure_http: bool,
+}
+
+impl Policy {
+    pub fn of(config: &credlock::Config) -> Policy {
+        Policy {
+            lock_timeout: Duration::from_millis(u64::from(config.options.lock_timeout_ms)),
+            allow_insecure_http: config.endpoint.allow_insecure_http,
+        }
+    }
+}
+
 /// `credlock helper map|unmap|list`.
 pub fn run(
     action: &HelperAction,
     store: &mut credlock::Credlock,
-    config: &credlock::Config,
+    policy: Policy,
     out: &mut impl std::io::Write,
 ) -> Result<(), Failure> {
     let layout = store.layout().clone();
-    let lock_timeout = Duration::from_millis(u64::from(config.options.lock_timeout_ms));
+    let lock_timeout = policy.lock_timeout;
     match action {
         HelperAction::Map {
             kind,
@@ -482,7 +501,7 @@ pub fn run(
             username,
         } => {
             let parsed = Url::parse(url, *kind == Kind::Docker)?;
-            parsed.check_transport(config.endpoint.allow_insecure_http)?;
+            parsed.check_transport(policy.allow_insecure_http)?;
             let username = username
                 .clone()
                 .unwrap_or_else(|| kind.default_username().to_owned());
@@ -623,6 +642,7 @@ mod tests {
             "h/x",
             "https://h:99999/",
             "https:///x",
+            "https://[::1]evil/x",
         ] {
             assert!(Url::parse(bad, false).is_err(), "{bad}");
         }
