@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     if let Some(code) = cli::docker::main_if_invoked() {
         return code;
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(cli::git::args()) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

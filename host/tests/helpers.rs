@@ -187,6 +187,50 @@ fn git_credential_fill_approve_reject() {
     }
 }
 
+/// `credential.helper = credlock` (git's short form) runs `git-credential-credlock`, a
+/// symlink to credlock, from PATH.
+#[test]
+fn git_short_helper_name_through_a_symlink() {
+    warm();
+    let env = Env::new();
+    env.ok(
+        &["put", "acme"],
+        r#"{"access_token":"at-short","expires_in":3600}"#,
+    );
+    env.ok(
+        &["helper", "map", "git", "https://git.example.com", "acme"],
+        "",
+    );
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, bin.path().join("git-credential-credlock")).unwrap();
+    let mut c = git(
+        &env,
+        &[
+            "-c",
+            "credential.helper=",
+            "-c",
+            "credential.helper=credlock",
+            "credential",
+            "fill",
+        ],
+    );
+    c.env(
+        "PATH",
+        format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap()
+        ),
+    );
+    let r = run_cmd(c, "protocol=https\nhost=git.example.com\n\n");
+    assert_eq!(r.code, 0, "{r:?}");
+    let a = attrs(&r.stdout);
+    assert_eq!(
+        (attr(&a, "username"), attr(&a, "password")),
+        (Some("oauth2"), Some("at-short"))
+    );
+}
+
 /// Several git processes that got the same 401 each run `erase` with the same token: the
 /// refresh token is spent once (single-flight), never presented twice.
 #[test]

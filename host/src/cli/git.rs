@@ -29,6 +29,24 @@ pub const MIN_VALID_MS: u64 = 60_000;
 /// Git's input is a few short lines; anything near this is not git.
 const MAX_INPUT_BYTES: usize = 64 * 1024;
 
+/// The name git runs for `credential.helper = credlock`: `git credential-credlock ACTION`
+/// finds `git-credential-credlock` on PATH (a symlink to credlock).
+pub const HELPER_NAME: &str = "git-credential-credlock";
+
+/// The process's arguments, with `git-credential-credlock ARGS` read as `credlock
+/// git-credential ARGS` when started under that name.
+pub fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as_helper = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .is_some_and(|name| name == HELPER_NAME);
+    if invoked_as_helper {
+        args.splice(0..1, ["credlock".into(), "git-credential".into()]);
+    }
+    args
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GitAction {
     Get,
