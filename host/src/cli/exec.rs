@@ -41,6 +41,62 @@ const NOT_INHERITED: [&str; 2] = ["CREDLOCK_PASSPHRASE", "CREDLOCK_NEW_PASSPHRAS
 const CANNOT_EXECUTE: u8 = 126;
 const COMMAND_NOT_FOUND: u8 = 127;
 
+/// What can go wrong in `exec` itself (the store's errors keep their own), each with its
+/// exit status and advice.
+#[derive(Debug)]
+enum ExecError {
+    BadEnvName(String),
+    /// The header file could not be made (it exists, or the directory is not writable).
+    HeaderCreate(PathBuf, std::io::Error),
+    HeaderWrite(PathBuf, std::io::Error),
+    /// The program could not be started.
+    Spawn(OsString, std::io::Error),
+    /// waitpid failed: a bug, or a broken system.
+    Wait(OsString, std::io::Error),
+}
+
+impl From<ExecError> for Failure {
+    fn from(e: ExecError) -> Self {
+        use credlock_core::error::exit;
+        let (code, message, hint) = match e {
+            ExecError::BadEnvName(name) => (
+                exit::USAGE,
+                format!("--env {name:?} is not a variable name"),
+                Some("use letters, digits and _, not starting with a digit"),
+            ),
+            ExecError::HeaderCreate(path, e) => (
+                exit::IO,
+                format!("cannot create the header file {}: {e}", path.display()),
+                Some("name a file that does not exist yet, in a directory only you can write"),
+            ),
+            ExecError::HeaderWrite(path, e) => (
+                exit::IO,
+                format!("cannot write the header file {}: {e}", path.display()),
+                Some("check the free space of its filesystem"),
+            ),
+            ExecError::Spawn(program, e) => (
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    COMMAND_NOT_FOUND
+                } else {
+                    CANNOT_EXECUTE
+                },
+                format!("cannot run {}: {e}", program.to_string_lossy()),
+                Some("check the program's name, PATH and permissions"),
+            ),
+            ExecError::Wait(program, e) => (
+                exit::INTERNAL,
+                format!("lost track of {}: {e}", program.to_string_lossy()),
+                Some("this is a bug in credlock; please report it"),
+            ),
+        };
+        Failure {
+            code,
+            message,
+            hint,
+        }
+    }
+}
+
 fn valid_env_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -51,7 +107,7 @@ fn valid_env_name(name: &str) -> bool {
 struct HeaderFile(PathBuf);
 
 impl HeaderFile {
-    fn create(path: PathBuf, authorization: &str) -> Result<HeaderFile, Failure> {
+    fn create(path: PathBuf, authorization: &str) -> Result<HeaderFile, ExecError> {
         use std::io::Write;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -60,21 +116,18 @@ impl HeaderFile {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        let mut file = options.open(&path).map_err(|e| Failure {
-            code: credlock_core::error::exit::IO,
-            message: format!("cannot create the header file {}: {e}", path.display()),
-            hint: Some("name a file that does not exist yet, in a directory only you can write"),
-        })?;
+        let mut file = match options.open(&path) {
+            Ok(f) => f,
+            Err(e) => return Err(ExecError::HeaderCreate(path, e)),
+        };
         let written = file
             .write_all(format!("Authorization: {authorization}\n").as_bytes())
             .and_then(|()| file.sync_all());
         let header = HeaderFile(path);
-        written.map_err(|e| Failure {
-            code: credlock_core::error::exit::IO,
-            message: format!("cannot write the header file {}: {e}", header.0.display()),
-            hint: None,
-        })?;
-        Ok(header)
+        match written {
+            Ok(()) => Ok(header),
+            Err(e) => Err(ExecError::HeaderWrite(header.0.clone(), e)),
+        }
     }
 }
 
@@ -86,10 +139,7 @@ impl Drop for HeaderFile {
 
 pub fn run(args: &ExecArgs, config: Config) -> Result<u8, Failure> {
     if !valid_env_name(&args.env_name) {
-        return Err(crate::usage(format!(
-            "--env {:?} is not a variable name (letters, digits and _)",
-            args.env_name
-        )));
+        return Err(ExecError::BadEnvName(args.env_name.clone()).into());
     }
     let mut store = Credlock::open(config)?;
     let t = store.token(&args.tenant, args.min_valid.saturating_mul(1000))?;
@@ -116,21 +166,13 @@ pub fn run(args: &ExecArgs, config: Config) -> Result<u8, Failure> {
     }
     drop(store);
     forward::install();
-    let mut child = command.spawn().map_err(|e| Failure {
-        code: if e.kind() == std::io::ErrorKind::NotFound {
-            COMMAND_NOT_FOUND
-        } else {
-            CANNOT_EXECUTE
-        },
-        message: format!("cannot run {}: {e}", program.to_string_lossy()),
-        hint: None,
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| ExecError::Spawn(program.clone(), e))?;
     forward::to(child.id());
-    let status = child.wait().map_err(|e| Failure {
-        code: credlock_core::error::exit::INTERNAL,
-        message: format!("lost track of {}: {e}", program.to_string_lossy()),
-        hint: None,
-    })?;
+    let status = child
+        .wait()
+        .map_err(|e| ExecError::Wait(program.clone(), e))?;
     Ok(exit_code(status))
 }
 
