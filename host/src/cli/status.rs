@@ -33,6 +33,11 @@ pub fn print_token_json(
 }
 
 /// One tenant's state as `status` reports it.
+///
+/// Pending logins go here: when the store can report a login in progress for a tenant (the
+/// login flow is being added beside this), add it as a field, fill it in `run` from the
+/// same `list` (or its own call), and print it in both outputs below (`"pending_login"` in
+/// the JSON, a `login:` line in the text).
 struct TenantStatus {
     summary: TenantSummary,
     /// Helper mappings (kind and URL) that hand out this tenant's token.
@@ -43,8 +48,7 @@ struct TenantStatus {
 /// exists, whether a refresh intent is pending (a refresh in flight now, or one interrupted
 /// after its token may have been spent, which credlock will not present again unless the
 /// tenant allows one retry), whether a re-login is needed, and which helper mappings hand
-/// its token out. Pending logins (the login flow is being added beside this)
-/// belong in [`TenantStatus`] and in both outputs below, one field per tenant.
+/// its token out. Pending logins belong in [`TenantStatus`].
 pub fn run(
     store: &mut Credlock,
     tenant: Option<&str>,
