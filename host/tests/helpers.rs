@@ -472,7 +472,8 @@ fn clone(f: &Forge) -> std::path::PathBuf {
 #[test]
 fn git_clone_and_fetch_over_http_refresh_an_expired_token_once() {
     warm();
-    let oauth = OAuthServer::start(3);
+    // Short-lived tokens, but long enough that one fetch never outlives its token.
+    let oauth = OAuthServer::start(6);
     let f = forge(&oauth);
     let (env, server, work) = (&f.env, &f.server, &f.work);
     let clone = clone(&f);
