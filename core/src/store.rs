@@ -63,6 +63,8 @@ pub struct TenantSummary {
     pub client_id: Option<String>,
     pub revision: u64,
     pub needs_reauth: bool,
+    /// A refresh intent is recorded (in flight, or interrupted with its outcome unknown).
+    pub refresh_intent: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -467,6 +469,7 @@ impl<'p, P: Platform> Store<'p, P> {
                 revision: e.revision,
                 needs_reauth: e.needs_reauth
                     || e.refresh_intent.is_some() && !e.retry_unknown_refresh,
+                refresh_intent: e.refresh_intent.is_some(),
             })
             .collect())
     }

@@ -309,6 +309,7 @@ impl Credlock {
                         client_id: t.client_id,
                         revision: t.revision,
                         needs_reauth: t.needs_reauth,
+                        refresh_intent: t.refresh_intent,
                     })
                     .collect()
             },

@@ -1,6 +1,6 @@
 //! The `credlock` command line. Its output and exit codes are an API (README, "CLI").
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use credlock::{Backend, Config, Credlock, Error, OpenOptions, StoreError};
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 use credlock_core::error::exit;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +75,9 @@ enum Command {
         /// when half its life is left, not on every call.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         min_valid: u64,
+        /// Print {"access_token","token_type","expires_at","scope"} (expires_at in RFC 3339).
+        #[arg(long)]
+        json: bool,
     },
     /// Refresh TENANT's token now and print the new access token.
     Refresh {
@@ -136,6 +141,37 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run CMD with TENANT's access token in an environment variable (never in argv); exits
+    /// with CMD's status (128+N if a signal N killed it) and passes signals on to it.
+    Exec(cli::exec::ExecArgs),
+    /// Tenants' state: what `list` shows, whether a refresh token exists, whether a re-login
+    /// is needed, and which helper mappings hand out the token.
+    Status {
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The git credential helper (credential.helper = credlock): reads git's request on
+    /// standard input. See `credlock helper map git`.
+    GitCredential {
+        #[arg(value_enum)]
+        action: cli::git::GitAction,
+    },
+    /// Which tenant's token the git and docker credential helpers hand to which URL.
+    Helper {
+        #[command(subcommand)]
+        action: cli::helper_map::HelperAction,
+    },
+    /// Print shell completions for bash, zsh or fish.
+    Completions {
+        #[arg(value_enum)]
+        shell: cli::generate::Shell,
+    },
+    /// Print the man page (roff), or write one page per subcommand into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,7 +195,11 @@ enum SlotAction {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Started as docker-credential-credlock (a symlink): docker's helper protocol.
+    if let Some(code) = cli::docker::main_if_invoked() {
+        return code;
+    }
+    let cli = match Cli::try_parse_from(cli::git::args()) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -294,11 +334,27 @@ fn config(cli: &Cli) -> Result<Config, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return cli::generate::completions(Cli::command(), *shell)
+        }
+        Command::Man { dir } => return cli::generate::man(Cli::command(), dir.as_deref()),
+        _ => {}
+    }
     let config = config(&cli)?;
     let allow_volatile_only = config.keys.allow_volatile_only;
-    if let Command::Doctor = cli.command {
-        return doctor::run(config);
+    match &cli.command {
+        Command::Doctor => return doctor::run(config),
+        Command::Exec(args) => {
+            let code = cli::exec::run(args, config)?;
+            // The program's status is credlock's: flush, then leave with it.
+            let _ = std::io::stdout().flush();
+            std::process::exit(i32::from(code));
+        }
+        Command::GitCredential { action } => return cli::git::run(*action, config),
+        _ => {}
     }
+    let helper_policy = cli::helper_map::Policy::of(&config);
     let mut store = Credlock::open(config)?;
     let mut out = std::io::stdout().lock();
     match &cli.command {
@@ -322,9 +378,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 receipt.revision
             );
         }
-        Command::Token { tenant, min_valid } => {
+        Command::Token {
+            tenant,
+            min_valid,
+            json,
+        } => {
             let t = store.token(tenant, min_valid.saturating_mul(1000))?;
-            let _ = writeln!(out, "{}", t.token);
+            if *json {
+                cli::status::print_token_json(&mut store, tenant, &t, &mut out)?;
+            } else {
+                let _ = writeln!(out, "{}", t.token);
+            }
         }
         Command::Refresh {
             tenant,
@@ -453,7 +517,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let name = store.quarantine(*force)?;
             eprintln!("credlock: moved the unreadable store aside to {name}");
         }
-        Command::Doctor => unreachable!("handled above"),
+        Command::Status { tenant, json } => {
+            cli::status::run(&mut store, tenant.as_deref(), *json, &mut out)?
+        }
+        Command::Helper { action } => {
+            cli::helper_map::run(action, &mut store, helper_policy, &mut out)?
+        }
+        Command::Doctor
+        | Command::Exec(_)
+        | Command::GitCredential { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

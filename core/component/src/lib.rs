@@ -418,6 +418,7 @@ impl api::Guest for Component {
                     client_id: t.client_id,
                     revision: t.revision,
                     needs_reauth: t.needs_reauth,
+                    refresh_intent: t.refresh_intent,
                 })
                 .collect()
         })

@@ -1,0 +1,186 @@
+//! Machine-readable output: `credlock token TENANT --json` and `credlock status`.
+
+use crate::Failure;
+use credlock::{AccessToken, Credlock, TenantSummary};
+use std::io::Write;
+
+/// `{"access_token","token_type","expires_at","scope"}`, as `gcloud auth
+/// print-access-token --format=json` users expect; `expires_at` is RFC 3339 UTC (null when
+/// the server gave no lifetime). The scope comes from the same revision of the entry as the
+/// token, or is null if the entry changed in between (another process refreshed it).
+pub fn print_token_json(
+    store: &mut Credlock,
+    tenant: &str,
+    t: &AccessToken,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let scope = store
+        .list()?
+        .into_iter()
+        .find(|s| s.tenant == tenant && s.revision == t.revision)
+        .and_then(|s| s.scope);
+    let json = zeroize::Zeroizing::new(
+        serde_json::to_string(&serde_json::json!({
+            "access_token": t.token,
+            "token_type": t.token_type,
+            "expires_at": t.expires_at_ms.map(rfc3339),
+            "scope": scope,
+        }))
+        .expect("JSON values serialise"),
+    );
+    let _ = writeln!(out, "{}", json.as_str());
+    Ok(())
+}
+
+/// One tenant's state as `status` reports it.
+///
+/// Pending logins go here: when the store can report a login in progress for a tenant (the
+/// login flow is being added beside this), add it as a field, fill it in `run` from the
+/// same `list` (or its own call), and print it in both outputs below (`"pending_login"` in
+/// the JSON, a `login:` line in the text).
+struct TenantStatus {
+    summary: TenantSummary,
+    /// Helper mappings (kind and URL) that hand out this tenant's token.
+    mappings: Vec<String>,
+}
+
+/// `credlock status [TENANT] [--json]`: what `list` shows, plus whether a refresh token
+/// exists, whether a refresh intent is pending (a refresh in flight now, or one interrupted
+/// after its token may have been spent, which credlock will not present again unless the
+/// tenant allows one retry), whether a re-login is needed, and which helper mappings hand
+/// its token out. Pending logins belong in [`TenantStatus`].
+pub fn run(
+    store: &mut Credlock,
+    tenant: Option<&str>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut tenants = store.list()?;
+    if let Some(name) = tenant {
+        tenants.retain(|t| t.tenant == name);
+        if tenants.is_empty() {
+            return Err(
+                credlock::Error::Store(credlock::StoreError::NotFound(name.to_owned())).into(),
+            );
+        }
+    }
+    let mappings = super::helper_map::load(store.layout())?;
+    let statuses: Vec<TenantStatus> = tenants
+        .into_iter()
+        .map(|summary| TenantStatus {
+            mappings: mappings
+                .iter()
+                .filter(|m| m.tenant == summary.tenant)
+                .map(|m| format!("{} {}", m.kind.name(), m.url))
+                .collect(),
+            summary,
+        })
+        .collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if json {
+        let v: Vec<serde_json::Value> = statuses
+            .iter()
+            .map(|s| {
+                let t = &s.summary;
+                serde_json::json!({
+                    "tenant": t.tenant,
+                    "token_type": t.token_type,
+                    "expires_at": t.expires_at_ms.map(rfc3339),
+                    "expires_at_ms": t.expires_at_ms,
+                    "expired": t.expires_at_ms.is_some_and(|ms| ms <= now_ms),
+                    "has_refresh_token": t.has_refresh_token,
+                    "can_refresh": t.has_refresh_token && t.token_endpoint.is_some() && !t.needs_reauth,
+                    "needs_reauth": t.needs_reauth,
+                    "refresh_intent": t.refresh_intent,
+                    "scope": t.scope,
+                    "token_endpoint": t.token_endpoint,
+                    "client_id": t.client_id,
+                    "revision": t.revision,
+                    "helper_mappings": s.mappings,
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values serialise")
+        );
+        return Ok(());
+    }
+    for s in &statuses {
+        let t = &s.summary;
+        let _ = writeln!(out, "{}", t.tenant);
+        let expires = match t.expires_at_ms {
+            None => "unknown (the server gave no lifetime)".to_owned(),
+            Some(ms) if ms <= now_ms => format!("expired at {}", rfc3339(ms)),
+            Some(ms) => format!(
+                "{} (in {})",
+                rfc3339(ms),
+                crate::human((ms - now_ms) / 1000)
+            ),
+        };
+        let _ = writeln!(out, "  access token:  {} {expires}", t.token_type);
+        let refresh = match (t.has_refresh_token, t.token_endpoint.is_some()) {
+            (true, true) => "present",
+            (true, false) => "present, but no token endpoint to spend it at",
+            (false, _) => "none",
+        };
+        let _ = writeln!(out, "  refresh token: {refresh}");
+        let state = match (t.needs_reauth, t.refresh_intent) {
+            (true, true) => "re-login needed: a refresh was interrupted after its refresh token may have been spent",
+            (true, false) => "re-login needed: the server rejected the refresh token",
+            (false, true) => "refresh pending: one is in flight, or an interrupted one may be retried once",
+            (false, false) => "ok",
+        };
+        let _ = writeln!(out, "  status:        {state}");
+        if let Some(scope) = &t.scope {
+            let _ = writeln!(out, "  scope:         {scope}");
+        }
+        if let Some(endpoint) = &t.token_endpoint {
+            let _ = writeln!(out, "  endpoint:      {endpoint}");
+        }
+        let _ = writeln!(out, "  revision:      {}", t.revision);
+        for m in &s.mappings {
+            let _ = writeln!(out, "  helper:        {m}");
+        }
+    }
+    Ok(())
+}
+
+/// `2026-11-29T23:05:00Z` from milliseconds since the epoch (UTC, proleptic Gregorian).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! A wrong date in `expires_at` makes every consumer refresh too late or too early.
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339(4_102_444_799_000), "2099-12-31T23:59:59Z");
+    }
+}
