@@ -57,6 +57,7 @@ pub enum StoreError {
     Endpoint(EndpointError),
     // The environment.
     LockTimeout { lock: String, waited_ms: u32 },
+    RefreshContended(String),
     Io(FileError),
     Key(KeyError),
     // The store file's contents.
@@ -146,6 +147,7 @@ impl std::fmt::Display for StoreError {
                 TransportError::ReplyTooLarge => write!(f, "the token endpoint's reply is too large"),
             },
             LockTimeout { lock, waited_ms } => write!(f, "timed out after {waited_ms} ms waiting for the {lock} lock"),
+            RefreshContended(t) => write!(f, "the tokens of tenant '{t}' were replaced {} times in a row while this refresh waited to send, each time by tokens that did not serve; nothing was sent", crate::refresh::MAX_REFRESH_RESTARTS),
             Io(FileError::Io(e)) => write!(f, "store I/O failed: {}", io_detail(e)),
             Io(FileError::TooLarge(n)) => write!(f, "the store file is too large ({n} bytes)"),
             Key(KeyError::NoKeySource) => write!(f, "no key source is configured"),
@@ -196,6 +198,7 @@ impl StoreError {
             RefreshOutcomeUnknown(_) => "refresh-outcome-unknown",
             Endpoint(_) => "endpoint",
             LockTimeout { .. } => "lock-timeout",
+            RefreshContended(_) => "refresh-contended",
             Io(_) => "io",
             Key(_) => "key",
             NotAStore(_) => "not-a-store",
@@ -250,7 +253,8 @@ impl StoreError {
             NotFound(_) => exit::NOT_FOUND,
             Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => exit::REAUTH,
             Endpoint(_) => exit::ENDPOINT,
-            LockTimeout { .. } => exit::LOCK_TIMEOUT,
+            // Transient like a lock wait: a retry may well succeed.
+            LockTimeout { .. } | RefreshContended(_) => exit::LOCK_TIMEOUT,
             // An unprotected key file is refused like an unprotected store directory: the
             // same exit code for the same fix (a chmod), not "unreadable store".
             Io(_) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => exit::IO,
@@ -279,6 +283,7 @@ impl StoreError {
             Endpoint(EndpointError::OAuth { .. }) => "check the client id, secret and authentication method stored for this tenant",
             Endpoint(_) => "retry later; the stored tokens are unchanged",
             LockTimeout { .. } => "another process holds the lock; retry, or raise --lock-timeout",
+            RefreshContended(_) => "retry; if it keeps happening, find the process that keeps storing (`put`, `import`) tokens for this tenant",
             Io(FileError::Io(IoError::NotARegularFile(_))) => "a store file is a symlink or not a regular file, which credlock never follows or replaces: put the real file there (or move the link away); nothing was changed",
             Io(FileError::Io(IoError::NoSpace(_))) => "free space on the store's filesystem; nothing was changed",
             Io(FileError::Io(IoError::UnsafePermissions(_))) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => "credlock refuses files that other users could read or replace, as ssh refuses an unprotected private key: run the command above (`credlock doctor` checks the rest); nothing was read or changed",

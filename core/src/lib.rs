@@ -9,6 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+
+/// Whether this build has the bug zoo's naive switches compiled in: only the
+/// `credlock-core-naive` package (the simulator's) does; the host and the shipped component
+/// never. A host test asserts it, so a build that unifies them in fails.
+pub fn naive_switches() -> bool {
+    cfg!(feature = "naive")
+}
 pub mod format;
 pub mod import;
 pub mod maintenance;

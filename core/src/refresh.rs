@@ -207,13 +207,7 @@ impl<'p, P: Platform> Store<'p, P> {
                 Err(again) => state = again,
             }
         }
-        Err(StoreError::LockTimeout {
-            lock: format!(
-                "refresh lock of tenant {} (the tokens kept changing under it)",
-                state.tenant
-            ),
-            waited_ms: 0,
-        })
+        Err(StoreError::RefreshContended(state.tenant.to_string()))
     }
 
     fn take_refresh_lock(

@@ -371,10 +371,13 @@ impl<'p, P: Platform> Store<'p, P> {
         assert!(!slots.is_empty(), "a store header without key slots");
         body.generation = old_generation.checked_add(1).expect("generation overflow");
         check_body(&body)?;
+        // Platform contract (wit/sealing.wit): a key id is 16 bytes, and sealing with the
+        // 12-byte nonce we draw cannot fail. A host that breaks it is a bug, a trap in the
+        // component, never a "corrupt store" whose advice would be `credlock recover`.
         let key_id: [u8; KEY_ID_LEN] = key
             .key_id()
             .try_into()
-            .map_err(|_| StoreError::Corrupt("the platform's key id is not 16 bytes".into()))?;
+            .expect("platform contract: a key id is 16 bytes");
         let mut nonce = [0u8; NONCE_LEN];
         self.p.fill_random(&mut nonce);
         let header = Header {
@@ -386,7 +389,7 @@ impl<'p, P: Platform> Store<'p, P> {
         let plaintext = serde_json::to_vec(&body).expect("a Body always serialises");
         let ciphertext = key
             .seal(&nonce, &out, &plaintext)
-            .map_err(|_| StoreError::Corrupt("sealing failed".into()))?;
+            .expect("platform contract: sealing with a 12-byte nonce cannot fail");
         out.extend_from_slice(&ciphertext);
         // What we are about to write must parse back to the header we meant.
         debug_assert_eq!(Header::decode(&out).map(|(h, _)| h).as_ref(), Ok(&header));

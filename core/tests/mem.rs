@@ -53,6 +53,9 @@ struct World {
     replies: VecDeque<Result<HttpReply, TransportError>>,
     /// Keys made by `rekey`, which any process can open (as a shared key source would).
     rekeyed: Vec<MemKey>,
+    /// Store files another process writes just before each exclusive store lock is granted
+    /// (it held the lock first): a put racing every write of ours.
+    written_before_exclusive: VecDeque<Vec<u8>>,
 }
 
 struct Mem {
@@ -87,7 +90,13 @@ fn name(f: StoreFile) -> &'static str {
 impl Platform for Mem {
     type Guard = ();
     type Key = MemKey;
-    fn acquire(&mut self, _: &LockTarget, _: LockMode, _: u32) -> Result<(), LockError> {
+    fn acquire(&mut self, t: &LockTarget, m: LockMode, _: u32) -> Result<(), LockError> {
+        let mut w = self.world.borrow_mut();
+        if (t, m) == (&LockTarget::Store, LockMode::Exclusive) {
+            if let Some(next) = w.written_before_exclusive.pop_front() {
+                w.files.insert("store", next);
+            }
+        }
         Ok(())
     }
     fn read(&mut self, f: StoreFile) -> Result<Option<Vec<u8>>, FileError> {
@@ -790,5 +799,61 @@ fn recover_force_marks_a_token_with_a_refresh_under_way() {
         w.borrow().requests.len(),
         1,
         "r1 was presented once, never again"
+    );
+}
+
+/// A host that breaks the platform contract (a key id that is not 16 bytes) is a bug to
+/// trap on, never a "corrupt store" whose advice is `credlock recover` (hardening item 9).
+#[test]
+fn a_host_bug_is_a_panic_not_a_corrupt_store() {
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    if let Some(k) = &mut p.key {
+        k.id.truncate(15);
+    }
+    let mut s = store(&mut p);
+    let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.put("acme", r#"{"access_token":"a"}"#)
+    }));
+    let panic = put.expect_err("a 15-byte key id was taken as a store error");
+    let why = panic.downcast_ref::<String>().cloned().unwrap_or_default()
+        + panic.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(why.contains("platform contract"), "{why}");
+    assert!(
+        !w.borrow().files.contains_key("store"),
+        "a store was written"
+    );
+}
+
+/// Each time the refresh is about to record its intent, another process has just stored new
+/// tokens for the tenant (already expired, with a new refresh token): the refresh reads again
+/// and tries again, a few times, then gives up with its own error, having sent nothing. It
+/// was reported as a lock timeout with `waited_ms: 0` (hardening item 9).
+#[test]
+fn a_refresh_that_keeps_meeting_new_tokens_gives_up_with_its_own_error() {
+    let expired = |i: u32| {
+        format!(
+            r#"{{"access_token":"at-{i}","expires_in":0,"refresh_token":"rt-{i}","token_endpoint":"https://as.example/token","client_id":"cli"}}"#
+        )
+    };
+    let mut others = VecDeque::new();
+    for i in 2..12 {
+        let w2 = Rc::new(RefCell::new(World::default()));
+        let mut p2 = Mem::new(&w2);
+        store(&mut p2).put("acme", &expired(i)).unwrap();
+        let bytes = w2.borrow().files["store"].clone();
+        others.push_back(bytes);
+    }
+    let w = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&w);
+    store(&mut p).put("acme", &expired(1)).unwrap();
+    w.borrow_mut().written_before_exclusive = others;
+    let e = store(&mut p).token("acme", 60_000).unwrap_err();
+    assert_eq!(e, StoreError::RefreshContended("acme".into()), "{e}");
+    assert_eq!(e.code(), "refresh-contended");
+    assert!(w.borrow().requests.is_empty(), "a refresh token was sent");
+    assert_eq!(
+        w.borrow().written_before_exclusive.len(),
+        10 - credlock_core::refresh::MAX_REFRESH_RESTARTS as usize
     );
 }

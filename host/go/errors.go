@@ -68,6 +68,7 @@ var (
 	ErrRefreshOutcomeUnknown = sentinel("refresh-outcome-unknown", "")
 	ErrEndpoint              = sentinel("endpoint", "")
 	ErrLockTimeout           = sentinel("lock-timeout", "")
+	ErrRefreshContended      = sentinel("refresh-contended", "")
 	ErrIO                    = sentinel("io", "")
 	ErrKey                   = sentinel("key", "")
 	ErrNotAStore             = sentinel("not-a-store", "")

@@ -245,6 +245,18 @@ fn slot_out(s: core_p::KeySlot) -> sealing::KeySlot {
     }
 }
 
+/// A resource table that is full is this process's limit, not damage to the store.
+fn sealing_io(detail: &str) -> types::IoError {
+    types::IoError::Other(detail.into())
+}
+
+/// The component model hands a host function only handles of live resources it made: a
+/// lookup that fails is a bug in this host, never the store's fault. It panics (so the call
+/// fails as an internal error, see `Credlock::call`), rather than returning an error the
+/// core would report as a damaged slot with `credlock recover` as the advice.
+const KEY_HANDLE_BUG: &str =
+    "credlock host bug: the component passed a key handle this host does not hold";
+
 fn seal_error(e: core_p::SealError) -> sealing::SealError {
     match e {
         core_p::SealError::BadNonce => sealing::SealError::BadNonce,
@@ -350,14 +362,14 @@ impl sealing::Host for HostState {
         let key = self.platform.unlock(&key_id, &slots).map_err(key_error)?;
         self.table
             .push(key)
-            .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
+            .map_err(|_| sealing::KeyError::Io(sealing_io("this process holds too many open keys")))
     }
 
     fn create(&mut self) -> Result<Resource<KeyHandle>, sealing::KeyError> {
         let key = self.platform.create_key().map_err(key_error)?;
         self.table
             .push(key)
-            .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
+            .map_err(|_| sealing::KeyError::Io(sealing_io("this process holds too many open keys")))
     }
 
     fn rekey(
@@ -368,23 +380,18 @@ impl sealing::Host for HostState {
         let key = self.platform.rekey(&slots).map_err(key_error)?;
         self.table
             .push(key)
-            .map_err(|_| sealing::KeyError::MalformedSlot("too many keys".into()))
+            .map_err(|_| sealing::KeyError::Io(sealing_io("this process holds too many open keys")))
     }
 }
 
 impl sealing::HostSealingKey for HostState {
     fn key_id(&mut self, key: Resource<KeyHandle>) -> Vec<u8> {
-        self.table
-            .get(&key)
-            .map(|k| k.id().to_vec())
-            .unwrap_or_default()
+        self.table.get(&key).expect(KEY_HANDLE_BUG).id().to_vec()
     }
 
     fn slots(&mut self, key: Resource<KeyHandle>) -> Vec<sealing::KeySlot> {
-        self.table
-            .get(&key)
-            .map(|k| k.slots().into_iter().map(slot_out).collect())
-            .unwrap_or_default()
+        let k = self.table.get(&key).expect(KEY_HANDLE_BUG);
+        k.slots().into_iter().map(slot_out).collect()
     }
 
     fn add_slot(
@@ -392,10 +399,7 @@ impl sealing::HostSealingKey for HostState {
         key: Resource<KeyHandle>,
         kind: String,
     ) -> Result<sealing::KeySlot, sealing::KeyError> {
-        let k = self
-            .table
-            .get(&key)
-            .map_err(|_| sealing::KeyError::MalformedSlot("no such key".into()))?;
+        let k = self.table.get(&key).expect(KEY_HANDLE_BUG);
         k.add_slot(&kind).map(slot_out).map_err(key_error)
     }
 
@@ -406,10 +410,7 @@ impl sealing::HostSealingKey for HostState {
         aad: Vec<u8>,
         plaintext: Vec<u8>,
     ) -> Result<Vec<u8>, sealing::SealError> {
-        let k = self
-            .table
-            .get(&key)
-            .map_err(|_| sealing::SealError::AuthenticationFailed)?;
+        let k = self.table.get(&key).expect(KEY_HANDLE_BUG);
         k.seal(&nonce, &aad, &plaintext).map_err(seal_error)
     }
 
@@ -420,10 +421,7 @@ impl sealing::HostSealingKey for HostState {
         aad: Vec<u8>,
         ciphertext: Vec<u8>,
     ) -> Result<Vec<u8>, sealing::SealError> {
-        let k = self
-            .table
-            .get(&key)
-            .map_err(|_| sealing::SealError::AuthenticationFailed)?;
+        let k = self.table.get(&key).expect(KEY_HANDLE_BUG);
         k.open(&nonce, &aad, &ciphertext).map_err(seal_error)
     }
 
@@ -530,6 +528,7 @@ pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
             lock: l.lock,
             waited_ms: l.waited_ms,
         },
+        api::StoreError::RefreshContended(t) => S::RefreshContended(t),
         api::StoreError::Io(files::FileError::Io(io)) => {
             S::Io(core_p::FileError::Io(io_error_in(io)))
         }

@@ -231,7 +231,21 @@ impl Credlock {
                     lock_timeout_ms: self.options.lock_timeout_ms,
                     http_timeout_ms: self.options.http_timeout_ms,
                 };
-                match wasm(&live.bindings, &mut live.store, &opts) {
+                // A panic in a host function (a host bug: a broken platform contract) unwinds
+                // through wasmtime to here; it fails this call as an internal error, like a
+                // trap, instead of taking the embedding process down.
+                let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    wasm(&live.bindings, &mut live.store, &opts)
+                }));
+                let called = called.unwrap_or_else(|panic| {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    Err(wasmtime::Error::msg(why))
+                });
+                match called {
                     Ok(Ok(w)) => Ok(convert(w)),
                     Ok(Err(e)) => Err(Error::Store(component::store_error(e))),
                     Err(trap) => {

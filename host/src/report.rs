@@ -59,9 +59,11 @@ fn detail(e: &StoreError) -> Map<String, Value> {
         InvalidTenant(why) | InvalidTokenResponse(why) | InvalidOptions(why) => {
             put("reason", why.as_str().into())
         }
-        NotFound(t) | Expired(t) | ReauthNeeded(t) | RefreshOutcomeUnknown(t) => {
-            put("tenant", t.as_str().into())
-        }
+        NotFound(t)
+        | Expired(t)
+        | ReauthNeeded(t)
+        | RefreshOutcomeUnknown(t)
+        | RefreshContended(t) => put("tenant", t.as_str().into()),
         Endpoint(EndpointError::OAuth {
             status,
             error,

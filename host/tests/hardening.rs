@@ -587,3 +587,14 @@ fn no_new_store_is_started_beside_a_backup() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(env.ok(&["token", "acme"], "").trim(), "t1");
 }
+
+/// Item 9: the core's `naive` feature (the bug zoo's switches) reached the host's tests
+/// through workspace feature unification whenever the simulator was built beside them
+/// (`cargo test --workspace`). It is now a separate package only the simulator uses.
+#[test]
+fn the_host_never_links_the_naive_core() {
+    assert!(
+        !credlock_core::naive_switches(),
+        "the host was built with the simulator's naive core switches"
+    );
+}

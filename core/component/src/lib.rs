@@ -321,6 +321,7 @@ fn store_error(e: StoreError) -> api::StoreError {
         StoreError::LockTimeout { lock, waited_ms } => {
             W::LockTimeout(api::LockTimeout { lock, waited_ms })
         }
+        StoreError::RefreshContended(t) => W::RefreshContended(t),
         StoreError::Io(core_p::FileError::Io(io)) => W::Io(files::FileError::Io(io_error_out(io))),
         StoreError::Io(core_p::FileError::TooLarge(n)) => W::Io(files::FileError::TooLarge(n)),
         StoreError::Key(k) => W::Key(key_error_out(k)),

@@ -140,6 +140,7 @@ export type CredlockErrorCode =
   | 'refresh-outcome-unknown'
   | 'endpoint'
   | 'lock-timeout'
+  | 'refresh-contended'
   | 'io'
   | 'key'
   | 'not-a-store'

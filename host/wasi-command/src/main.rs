@@ -69,6 +69,7 @@ fn error(e: api::StoreError) -> StoreError {
             lock: l.lock,
             waited_ms: l.waited_ms,
         },
+        W::RefreshContended(t) => StoreError::RefreshContended(t),
         W::Io(files::FileError::Io(e)) => StoreError::Io(p::FileError::Io(io(e))),
         W::Io(files::FileError::TooLarge(n)) => StoreError::Io(p::FileError::TooLarge(n)),
         W::Key(k) => StoreError::Key(match k {

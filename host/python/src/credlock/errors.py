@@ -20,6 +20,7 @@ Hierarchy::
     │   └── RefreshOutcomeUnknown
     ├── EndpointError
     ├── LockTimeout (also TimeoutError)
+    ├── RefreshContended
     ├── StoreIOError
     ├── StoreUnreadable                    exit code 6 of the CLI
     │   ├── KeyUnavailable
@@ -142,6 +143,14 @@ class LockTimeout(CredlockError, TimeoutError):
     waited_ms: int = 0
 
 
+class RefreshContended(CredlockError):
+    """A refresh of `tenant` gave way to new tokens other processes stored, several times in
+    a row; nothing was sent. Retry; find what keeps storing tokens for the tenant."""
+
+    kind = "refresh-contended"
+    tenant: str = ""
+
+
 class StoreIOError(CredlockError):
     """The filesystem failed. `io_kind`: `not-a-regular-file`, `permission-denied`,
     `no-space`, `unsafe-permissions`, `other`, or `too-large` (then `size` is set)."""
@@ -236,7 +245,8 @@ _CLASSES: Dict[str, Type[CredlockError]] = {
     cls.kind: cls
     for cls in (
         InvalidTenant, InvalidTokenResponse, InvalidOptions, NotFound, Expired, ReauthNeeded,
-        RefreshOutcomeUnknown, EndpointError, LockTimeout, StoreIOError, KeyUnavailable,
+        RefreshOutcomeUnknown, EndpointError, LockTimeout, RefreshContended, StoreIOError,
+        KeyUnavailable,
         NotAStore, UnsupportedVersion, Corrupt, SlotChangeRefused, RecoverRefused,
         ImportConflict, InternalError,
     )
