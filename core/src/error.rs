@@ -115,6 +115,7 @@ fn io_detail(e: &IoError) -> String {
         IoError::PermissionDenied(d) => format!("permission denied: {d}"),
         IoError::NoSpace(d) => format!("no space left: {d}"),
         IoError::UnsafePermissions(d) => format!("unsafe permissions: {d}"),
+        IoError::OtherLockProtocol(d) => d.clone(),
         IoError::Other(d) => d.clone(),
     }
 }
@@ -288,6 +289,7 @@ impl StoreError {
             Io(FileError::Io(IoError::NoSpace(_))) => "free space on the store's filesystem; nothing was changed",
             Io(FileError::Io(IoError::UnsafePermissions(_))) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => "credlock refuses files that other users could read or replace, as ssh refuses an unprotected private key: run the command above (`credlock doctor` checks the rest); nothing was read or changed",
             Io(FileError::Io(IoError::PermissionDenied(_))) => "check the store directory's owner and permissions (`credlock doctor`); nothing was changed",
+            Io(FileError::Io(IoError::OtherLockProtocol(_))) => "open this store with the kind of credlock host that made it (its lock-protocol file says which); two kinds on one store would not exclude each other; nothing was changed",
             Io(_) => "check the store directory's permissions and free space; nothing was changed",
             Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
             Key(KeyError::WrongPassphrase) => "check CREDLOCK_PASSPHRASE; the store was not changed",

@@ -19,6 +19,8 @@ pub enum IoError {
     /// Owner or mode would let another user read or replace secrets; the detail names the
     /// path, the problem and the command that fixes it.
     UnsafePermissions(String),
+    /// The store is locked with another lock protocol (its `lock-protocol` marker).
+    OtherLockProtocol(String),
     /// Anything else.
     Other(String),
 }

@@ -200,6 +200,7 @@ fn io_error(e: core_p::IoError) -> types::IoError {
         core_p::IoError::PermissionDenied(d) => types::IoError::PermissionDenied(d),
         core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
         core_p::IoError::UnsafePermissions(d) => types::IoError::UnsafePermissions(d),
+        core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }
@@ -488,6 +489,7 @@ fn io_error_in(e: types::IoError) -> core_p::IoError {
         types::IoError::PermissionDenied(d) => core_p::IoError::PermissionDenied(d),
         types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
         types::IoError::UnsafePermissions(d) => core_p::IoError::UnsafePermissions(d),
+        types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }

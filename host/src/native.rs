@@ -85,7 +85,7 @@ impl NativePlatform {
                 "lockfileex" => "LockFileEx, as on Windows",
                 _ => "the WASI build's lease files",
             };
-            return Err(LockError::Io(IoError::Other(format!(
+            return Err(LockError::Io(IoError::OtherLockProtocol(format!(
                 "this store is locked with {} ({what}), which {LOCK_PROTOCOL} does not exclude: use the same kind of host for this store",
                 found.trim()
             ))));

@@ -43,6 +43,7 @@ fn io_fields(e: &IoError, m: &mut Map<String, Value>) {
         IoError::PermissionDenied(d) => ("permission-denied", d),
         IoError::NoSpace(d) => ("no-space", d),
         IoError::UnsafePermissions(d) => ("unsafe-permissions", d),
+        IoError::OtherLockProtocol(d) => ("other-lock-protocol", d),
         IoError::Other(d) => ("other", d),
     };
     m.insert("io_kind".into(), kind.into());

@@ -598,3 +598,19 @@ fn the_host_never_links_the_naive_core() {
         "the host was built with the simulator's naive core switches"
     );
 }
+
+/// Item 10: a store marked for another lock protocol got the hint "check the store
+/// directory's permissions and free space"; it says which kind of host to use instead.
+#[test]
+fn another_lock_protocol_gets_its_own_advice() {
+    warm();
+    let env = Env::new();
+    std::fs::create_dir(env.store_dir()).unwrap();
+    std::fs::write(env.store_dir().join("lock-protocol"), "wasi-lease\n").unwrap();
+    let r = env.run(&["put", "acme"], r#"{"access_token":"a"}"#);
+    assert_eq!(r.code, 8, "{r:?}");
+    assert!(r.stderr.contains("wasi-lease"), "{r:?}");
+    assert!(r.stderr.contains("kind of credlock host"), "{r:?}");
+    assert!(!r.stderr.contains("free space"), "{r:?}");
+    assert!(!env.store_file().exists());
+}

@@ -90,6 +90,7 @@ fn io_error(e: types::IoError) -> core_p::IoError {
         types::IoError::PermissionDenied(d) => core_p::IoError::PermissionDenied(d),
         types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
         types::IoError::UnsafePermissions(d) => core_p::IoError::UnsafePermissions(d),
+        types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }
@@ -100,6 +101,7 @@ fn io_error_out(e: core_p::IoError) -> types::IoError {
         core_p::IoError::PermissionDenied(d) => types::IoError::PermissionDenied(d),
         core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
         core_p::IoError::UnsafePermissions(d) => types::IoError::UnsafePermissions(d),
+        core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }

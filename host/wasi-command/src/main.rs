@@ -35,6 +35,7 @@ fn io(e: types::IoError) -> p::IoError {
         types::IoError::PermissionDenied(d) => p::IoError::PermissionDenied(d),
         types::IoError::NoSpace(d) => p::IoError::NoSpace(d),
         types::IoError::UnsafePermissions(d) => p::IoError::UnsafePermissions(d),
+        types::IoError::OtherLockProtocol(d) => p::IoError::OtherLockProtocol(d),
         types::IoError::Other(d) => p::IoError::Other(d),
     }
 }

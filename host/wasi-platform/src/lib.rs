@@ -157,7 +157,7 @@ fn check_protocol(dir: &Path) -> Result<(), types::IoError> {
 }
 
 fn refusal(other: &str) -> types::IoError {
-    types::IoError::Other(format!(
+    types::IoError::OtherLockProtocol(format!(
         "this store is locked with {other}; the WASI build locks with lease files, which flock hosts do not see: use a native credlock host for this store"
     ))
 }
