@@ -39,8 +39,10 @@ function makeStore(opts) {
 const damage = {
   'a flipped body byte': { mutate: (b) => { b[b.length - 1] ^= 1; }, code: 'corrupt' },
   'a flipped nonce byte': { mutate: (b) => { b[b.readUInt16BE(10) - 1] ^= 1; }, code: 'corrupt' },
-  // Byte 45 is inside the key-file slot's key id: no key file matches it any more.
-  'a flipped slot byte': { mutate: (b) => { b[45] ^= 1; }, code: 'key' },
+  // Byte 45 is inside the key-file slot's key id: no key file matches it any more. The
+  // backup opens with the same keys under the same data key, so it reads as a damaged
+  // header (corrupt, with `recover` as the way out), not as a wrong key file.
+  'a flipped slot byte': { mutate: (b) => { b[45] ^= 1; }, code: 'corrupt' },
   'a flipped magic byte': { mutate: (b) => { b[0] ^= 1; }, code: 'not-a-store' },
   'an unknown format version': { mutate: (b) => { b.writeUInt16BE(2, 8); }, code: 'unsupported-version' },
   'a truncated header': { mutate: (b) => b.subarray(0, 20), code: 'corrupt' },
