@@ -22,6 +22,7 @@ mod io_util;
 pub mod keys;
 pub mod layout;
 pub mod locks;
+pub mod login;
 pub mod native;
 pub mod open;
 pub mod oskeyring;
@@ -30,6 +31,9 @@ pub mod shared;
 pub mod source;
 
 pub use credlock_core::error::exit;
+pub use credlock_core::login::{
+    LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary, Revocation,
+};
 pub use credlock_core::platform::KeySlot;
 pub use credlock_core::sha256_hex;
 pub use credlock_core::{

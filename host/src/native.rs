@@ -21,6 +21,8 @@ pub struct NativePlatform {
     protocol_checked: bool,
     /// Whether this platform removed dead writers' temp files (at its first write).
     swept: bool,
+    /// A login's prompt sink and loopback listener (`login.rs`).
+    pub login: crate::login::LoginState,
 }
 
 /// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
@@ -42,6 +44,7 @@ impl NativePlatform {
             origin: Instant::now(),
             protocol_checked: false,
             swept: false,
+            login: Default::default(),
         }
     }
 

@@ -41,6 +41,8 @@ mod bindings {
     export!(Platform);
 }
 
+mod login;
+
 use bindings::exports::credlock::store::{
     clock, files, locks, random, sealing, token_endpoint, types,
 };
