@@ -20,12 +20,11 @@
 //! Every wait is bounded: by the code's expiry, by a named constant, or by a timeout option.
 
 use crate::error::{EndpointError, LoginError, StoreError};
-use crate::model::{
-    collect_expired_logins, ClientAuth, Entry, PendingLogin, PENDING_LOGIN_VERSION,
-};
+use crate::model::{ClientAuth, Entry, PendingLogin, PENDING_LOGIN_VERSION};
 use crate::oauth::{base64, classify_reply, form_encode, EndpointReply, RefreshConfig, TokenGrant};
 use crate::platform::{
     HttpReply, LockError, LockMode, LockTarget, LoginPlatform, LoginPrompt, TokenRequest,
+    TransportError,
 };
 use crate::store::{login_entry, tenant_name, AccessToken, Store};
 use crate::tenant::{hex, TenantName};
@@ -982,7 +981,12 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             });
             let outcome = match reply {
                 Ok(reply) => classify_poll(&reply, sent_ms),
-                Err(t) => PollReply::Transient(EndpointError::Transport(t)),
+                // A server that did not answer may answer the next poll; one that sent more
+                // than a token response is not a server to store tokens from.
+                Err(t @ (TransportError::Connect(_) | TransportError::Timeout)) => {
+                    PollReply::Transient(EndpointError::Transport(t))
+                }
+                Err(t) => PollReply::Failed(EndpointError::Transport(t)),
             };
             match outcome {
                 PollReply::Granted(g) => return self.commit_login(tenant, &p, g, joined),
@@ -1199,7 +1203,7 @@ impl<'p, P: crate::Platform> Store<'p, P> {
 
     fn revoke(&mut self, url: &str, entry: &Entry) -> Revocation {
         if let Err(e) = check_endpoint("revocation_endpoint", url) {
-            return Revocation::Failed(e_text(&StoreError::Login(e)));
+            return Revocation::Failed(StoreError::Login(e).to_string());
         }
         let (token, hint) = match &entry.refresh_token {
             Some(rt) => (rt.as_str(), "refresh_token"),
@@ -1223,7 +1227,7 @@ impl<'p, P: crate::Platform> Store<'p, P> {
                 _ => format!("HTTP {}", r.status),
             }),
             Err(t) => {
-                Revocation::Failed(e_text(&StoreError::Endpoint(EndpointError::Transport(t))))
+                Revocation::Failed(StoreError::Endpoint(EndpointError::Transport(t)).to_string())
             }
         }
     }
@@ -1259,20 +1263,12 @@ impl<'p, P: crate::Platform> Store<'p, P> {
     }
 }
 
-fn e_text(e: &StoreError) -> String {
-    e.to_string()
-}
-
-/// Test support: collect like a writer would, without a store (used by the unit tests).
-pub fn collect(body: &mut crate::model::Body, now_ms: u64) -> bool {
-    collect_expired_logins(body, now_ms)
-}
-
 #[cfg(test)]
 mod tests {
     //! Guards the wire details of logins (RFC 8414, 8628, 7636) and the rules that keep a
     //! login from sending a secret in clear text or overwriting newer tokens.
     use super::*;
+    use crate::model::collect_expired_logins;
 
     fn reply(status: u16, body: &str) -> HttpReply {
         HttpReply {
@@ -1523,9 +1519,9 @@ mod tests {
         };
         body.pending_logins.insert("old".into(), p(100));
         body.pending_logins.insert("live".into(), p(300));
-        assert!(collect(&mut body, 200));
+        assert!(collect_expired_logins(&mut body, 200));
         assert_eq!(body.pending_logins.keys().collect::<Vec<_>>(), ["live"]);
-        assert!(!collect(&mut body, 200));
+        assert!(!collect_expired_logins(&mut body, 200));
         // The body round-trips, and a store without pending logins serialises as before.
         let json = serde_json::to_string(&body).unwrap();
         assert!(json.contains("pending_logins") && !format!("{body:?}").contains("\"dc\""));
