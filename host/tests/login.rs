@@ -504,3 +504,110 @@ fn logout_revokes_the_refresh_token_or_deletes_nothing() {
     assert!(r.code == 0 && r.stderr.contains("revoked"), "{r:?}");
     assert_eq!(stat(&server, "grants_revoked"), revoked + 1);
 }
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+/// Play the browser: follow `url`'s redirects through the server's login and consent (with
+/// its cookies) until one points at the loopback callback; return that URL, not visited.
+fn follow_to_callback(url: &str, base: &str) -> String {
+    let mut cookies: Vec<String> = Vec::new();
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        if url.contains("/callback?") {
+            return url;
+        }
+        let mut req = agent().get(&url);
+        if !cookies.is_empty() {
+            req = req.header("Cookie", cookies.join("; "));
+        }
+        let r = req.call().unwrap();
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
+            cookies.push(pair);
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{url}: {} without a redirect", r.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        url = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+    }
+    panic!("too many redirects");
+}
+
+#[test]
+fn browser_login_follows_the_printed_url_to_the_loopback_callback_once() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = Login::start(
+        &env,
+        &[
+            "login",
+            "acme",
+            "--issuer",
+            &server.base,
+            "--client-id",
+            "device-app",
+            "--scope",
+            "openid api",
+            "--browser",
+            "--no-open",
+        ],
+    );
+    let url = login.line_after("To log in, open this URL in a browser:");
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    let callback = follow_to_callback(&url, &server.base);
+    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    // A callback with another state is refused, and the login keeps waiting for its own.
+    let state = oauth_param(&callback, "state");
+    let wrong = callback.replace(&format!("state={state}"), "state=0123456789abcdef");
+    let r = agent().get(&wrong).call().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = agent()
+        .get(callback.replace("/callback?", "/other?"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(login.child.try_wait().unwrap().is_none(), "still waiting");
+    let r = agent().get(&callback).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    // The listener is gone: a second callback finds nothing to talk to.
+    assert!(
+        agent().get(&callback).call().is_err(),
+        "second callback refused"
+    );
+    let token = env.ok(&["token", "acme"], "");
+    assert!(server.resource(token.trim()));
+    assert_eq!(stat(&server, "authorizations"), 1);
+    // Stored so that refresh works.
+    env.ok(&["refresh", "acme"], "");
+    assert_eq!(stat(&server, "refresh_successes"), 1);
+}
+
+fn oauth_param(url: &str, name: &str) -> String {
+    url.split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap()
+        .to_owned()
+}
