@@ -338,8 +338,8 @@ impl StoreError {
             InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
             InvalidTokenResponse(_) => "pass the token endpoint's JSON response, with access_token",
             InvalidOptions(_) => "check the timeouts you configured",
-            NotFound(_) => "store credentials first with `credlock put`",
-            Expired(_) | ReauthNeeded(_) => "log in again and store the new tokens with `credlock put`",
+            NotFound(_) => "log in with `credlock login` (or store tokens with `credlock put`)",
+            Expired(_) | ReauthNeeded(_) => "log in again with `credlock login` (or store new tokens with `credlock put`)",
             RefreshOutcomeUnknown(_) => "log in again; if your server tolerates one reuse, set retry_unknown_refresh for this tenant",
             Endpoint(EndpointError::Transport(TransportError::Timeout | TransportError::Interrupted(_)))
             | Endpoint(EndpointError::MalformedReply(_)) => {
