@@ -941,6 +941,13 @@ mod doctor {
                             i.key_id,
                             i.slot_kinds.join(", ")
                         );
+                        // Logins in progress, and abandoned ones the next write collects.
+                        if let Ok(pending) = store.pending_logins() {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as u64);
+                            let _ = write!(out, "{}", credlock::login::pending_text(&pending, now));
+                        }
                     }
                     Ok(_) => {
                         let _ = writeln!(out, "store: none yet");
