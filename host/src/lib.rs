@@ -34,7 +34,7 @@ pub use credlock_core::error::exit;
 pub use credlock_core::login::{
     LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary, Revocation,
 };
-pub use credlock_core::platform::KeySlot;
+pub use credlock_core::platform::{KeySlot, LoginPrompt};
 pub use credlock_core::sha256_hex;
 pub use credlock_core::{
     AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,
