@@ -615,3 +615,49 @@ fn oauth_param(url: &str, name: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[test]
+fn a_second_browser_login_joins_the_first_and_gets_its_tokens() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let args = [
+        "login",
+        "acme",
+        "--issuer",
+        &server.base,
+        "--client-id",
+        "device-app",
+        "--scope",
+        "openid api",
+        "--browser",
+        "--no-open",
+    ];
+    let mut first = Login::start(&env, &args);
+    let url = first.line_after("To log in, open this URL in a browser:");
+    let mut second = Login::start(&env, &args);
+    assert_eq!(
+        second.line_after("To log in, open this URL in a browser:"),
+        url,
+        "the joiner shows the same URL"
+    );
+    assert!(
+        second.seen.iter().any(|l| l.contains("joining")),
+        "{:#?}",
+        second.seen
+    );
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(
+        agent().get(&callback).call().unwrap().status().as_u16(),
+        200
+    );
+    let (a, b) = (first.finish(), second.finish());
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+    let (a, b) = (json(&a.stdout), json(&b.stdout));
+    assert_eq!(a["access_token_sha256"], b["access_token_sha256"]);
+    assert_eq!(
+        (a["joined"].clone(), b["joined"].clone()),
+        (false.into(), true.into())
+    );
+    assert_eq!(stat(&server, "authorizations"), 1);
+}
