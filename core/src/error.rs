@@ -337,7 +337,7 @@ impl StoreError {
         match self {
             InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
             InvalidTokenResponse(_) => "pass the token endpoint's JSON response, with access_token",
-            InvalidOptions(_) => "check the timeouts you configured",
+            InvalidOptions(_) => "check the options given: the timeouts, and for a login the issuer, client id and endpoints",
             NotFound(_) => "log in with `credlock login` (or store tokens with `credlock put`)",
             Expired(_) | ReauthNeeded(_) => "log in again with `credlock login` (or store new tokens with `credlock put`)",
             RefreshOutcomeUnknown(_) => "log in again; if your server tolerates one reuse, set retry_unknown_refresh for this tenant",
