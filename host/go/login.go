@@ -91,25 +91,21 @@ func (s *Store) Login(ctx context.Context, tenant string, req LoginRequest) (*Lo
 		return nil, err
 	}
 	ct, cr := cString(tenant), cString(string(b))
-	var prompt C.credlock_prompt_fn
-	var cctx unsafe.Pointer
-	release := func() {}
-	if req.OnPrompt != nil {
+	out, err := s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
+		if req.OnPrompt == nil {
+			return C.credlock_login(h, ct, cr, nil, nil, r, e)
+		}
 		// The callback travels as a cgo.Handle in C memory (the context pointer), so no Go
-		// pointer is handed to C; credlockGoPrompt reads it back. Released when the C call
-		// ends, which may be after a canceled ctx returned.
+		// pointer is handed to C; credlockGoPrompt reads it back. Made here, so that it
+		// exists exactly while the C call runs (which may outlive a canceled ctx).
 		handle := cgo.NewHandle(req.OnPrompt)
-		cctx = C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0))))
+		cctx := C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0))))
 		*(*C.uintptr_t)(cctx) = C.uintptr_t(handle)
-		prompt = C.credlock_prompt_fn(C.credlockGoPrompt)
-		release = func() {
+		defer func() {
 			handle.Delete()
 			C.free(cctx)
-		}
-	}
-	out, err := s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
-		defer release()
-		return C.credlock_login(h, ct, cr, prompt, cctx, r, e)
+		}()
+		return C.credlock_login(h, ct, cr, C.credlock_prompt_fn(C.credlockGoPrompt), cctx, r, e)
 	}, ct, cr)
 	return loginResult(out, err)
 }
