@@ -23,6 +23,42 @@ pub mod exit {
     pub const REFUSED: u8 = 9;
     /// A bug in credlock: the runtime failed or the component trapped.
     pub const INTERNAL: u8 = 10;
+    /// A login did not store tokens: denied, expired, superseded by a newer `put`, or the
+    /// login this process joined ended without tokens.
+    pub const LOGIN: u8 = 11;
+    /// A login for this tenant is in progress (another process shows its code or URL).
+    pub const LOGIN_PENDING: u8 = 12;
+}
+
+/// Why a login or logout did not complete. Mirrors `login-error`. Payloads name fields,
+/// tenants and server error codes, never a code, verifier or token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    // --- the server's metadata or replies ---
+    /// Discovery failed, or the metadata lacks what the flow needs (payload: why).
+    Metadata(String),
+    /// An endpoint is plain `http` to a host that is not loopback (payload: which one).
+    InsecureEndpoint(String),
+    // --- the user's or server's decision ---
+    /// The user (or the server) refused the authorization (`access_denied`).
+    AccessDenied,
+    /// The code or authorization request expired before the user finished (payload: tenant).
+    Expired(String),
+    // --- other processes ---
+    /// Another process's login for this tenant is in progress (payload: tenant).
+    Pending(String),
+    /// The login this process joined ended without storing tokens (payload: tenant).
+    JoinedFailed(String),
+    /// Tokens stored while this login ran are newer; they were kept (payload: tenant).
+    Superseded(String),
+    // --- logout ---
+    /// The server did not confirm the revocation; nothing was deleted (payload: why).
+    RevocationFailed(String),
+    // --- the browser flow ---
+    /// The loopback callback did not come, or was not acceptable (payload: why).
+    Callback(String),
+    /// This host cannot run this part of a login (payload: what).
+    Unsupported(String),
 }
 
 /// How a token endpoint failed. Mirrors `endpoint-error`.
@@ -68,6 +104,8 @@ pub enum StoreError {
     SlotChange(SlotChangeError),
     Recover(RecoverError),
     ImportConflict(Vec<String>),
+    // Login and logout.
+    Login(LoginError),
 }
 
 /// Why a slot change was refused. Mirrors `slot-change-error`.
@@ -178,6 +216,16 @@ impl std::fmt::Display for StoreError {
             Recover(RecoverError::NoBackup) => write!(f, "there is no backup of the store to restore"),
             Recover(RecoverError::BackupUnreadable(d)) => write!(f, "the backup cannot be read either: {d}"),
             ImportConflict(names) => write!(f, "these tenants already exist: {}; nothing was imported", names.join(", ")),
+            Login(LoginError::Metadata(why)) => write!(f, "the authorization server's metadata is not usable: {why}"),
+            Login(LoginError::InsecureEndpoint(which)) => write!(f, "the {which} is plain http to a host that is not loopback; credentials would cross the network in clear text"),
+            Login(LoginError::AccessDenied) => write!(f, "the authorization was denied (access_denied)"),
+            Login(LoginError::Expired(t)) => write!(f, "the login for '{t}' expired before it was completed"),
+            Login(LoginError::Pending(t)) => write!(f, "a login for '{t}' is in progress and has not completed yet"),
+            Login(LoginError::JoinedFailed(t)) => write!(f, "the login for '{t}' that this process joined ended without storing tokens"),
+            Login(LoginError::Superseded(t)) => write!(f, "newer tokens were stored for '{t}' while this login ran; they were kept and this login's tokens discarded"),
+            Login(LoginError::RevocationFailed(why)) => write!(f, "the server did not confirm the revocation ({why}); nothing was deleted"),
+            Login(LoginError::Callback(why)) => write!(f, "the browser login did not complete: {why}"),
+            Login(LoginError::Unsupported(what)) => write!(f, "this credlock build cannot {what}"),
         }
     }
 }
@@ -208,6 +256,7 @@ impl StoreError {
             SlotChange(_) => "slot-change",
             Recover(_) => "recover",
             ImportConflict(_) => "import-conflict",
+            Login(_) => "login",
         }
     }
 
@@ -241,6 +290,18 @@ impl StoreError {
             Recover(RecoverError::StoreReadable) => "store-readable",
             Recover(RecoverError::NoBackup) => "no-backup",
             Recover(RecoverError::BackupUnreadable(_)) => "backup-unreadable",
+            Login(l) => match l {
+                LoginError::Metadata(_) => "metadata",
+                LoginError::InsecureEndpoint(_) => "insecure-endpoint",
+                LoginError::AccessDenied => "access-denied",
+                LoginError::Expired(_) => "expired",
+                LoginError::Pending(_) => "pending",
+                LoginError::JoinedFailed(_) => "joined-failed",
+                LoginError::Superseded(_) => "superseded",
+                LoginError::RevocationFailed(_) => "revocation-failed",
+                LoginError::Callback(_) => "callback",
+                LoginError::Unsupported(_) => "unsupported",
+            },
             _ => return None,
         })
     }
@@ -264,6 +325,17 @@ impl StoreError {
                 exit::REFUSED
             }
             Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => exit::UNREADABLE,
+            Login(LoginError::Metadata(_) | LoginError::RevocationFailed(_)) => exit::ENDPOINT,
+            Login(LoginError::InsecureEndpoint(_)) => exit::USAGE,
+            Login(LoginError::Unsupported(_)) => exit::REFUSED,
+            Login(LoginError::Pending(_)) => exit::LOGIN_PENDING,
+            Login(
+                LoginError::AccessDenied
+                | LoginError::Expired(_)
+                | LoginError::JoinedFailed(_)
+                | LoginError::Superseded(_)
+                | LoginError::Callback(_),
+            ) => exit::LOGIN,
         }
     }
 
@@ -273,9 +345,9 @@ impl StoreError {
         match self {
             InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
             InvalidTokenResponse(_) => "pass the token endpoint's JSON response, with access_token",
-            InvalidOptions(_) => "check the timeouts you configured",
-            NotFound(_) => "store credentials first with `credlock put`",
-            Expired(_) | ReauthNeeded(_) => "log in again and store the new tokens with `credlock put`",
+            InvalidOptions(_) => "check the options given: the timeouts, and for a login the issuer, client id and endpoints",
+            NotFound(_) => "log in with `credlock login` (or store tokens with `credlock put`)",
+            Expired(_) | ReauthNeeded(_) => "log in again with `credlock login` (or store new tokens with `credlock put`)",
             RefreshOutcomeUnknown(_) => "log in again; if your server tolerates one reuse, set retry_unknown_refresh for this tenant",
             Endpoint(EndpointError::Transport(TransportError::Timeout | TransportError::Interrupted(_)))
             | Endpoint(EndpointError::MalformedReply(_)) => {
@@ -304,6 +376,16 @@ impl StoreError {
             Recover(RecoverError::StoreReadable) => "nothing needs recovering; use --force only to roll back on purpose",
             Recover(_) => "the store was not changed; restore from your own backups or log in again",
             ImportConflict(_) => "import with --replace to overwrite them, or delete them first",
+            Login(LoginError::Metadata(_)) => "check --issuer, or give the endpoints explicitly (--token-endpoint, --device-authorization-endpoint, --authorization-endpoint); nothing was stored",
+            Login(LoginError::InsecureEndpoint(_)) => "use the server's https endpoints; nothing was stored",
+            Login(LoginError::AccessDenied) => "run `credlock login` again and approve the request; nothing was stored",
+            Login(LoginError::Expired(_)) => "run `credlock login` again and finish before the code expires; nothing was stored",
+            Login(LoginError::Pending(_)) => "finish the login shown by the other process, or run `credlock login` to join it",
+            Login(LoginError::JoinedFailed(_)) => "run `credlock login` again",
+            Login(LoginError::Superseded(_)) => "nothing to do: `credlock token` returns the newer tokens",
+            Login(LoginError::RevocationFailed(_)) => "retry later, or `credlock logout --local` to delete the tokens without revoking them",
+            Login(LoginError::Callback(_)) => "run `credlock login --browser` again and finish in the browser it opens (or use --device)",
+            Login(LoginError::Unsupported(_)) => "run the native credlock (or its bindings) to log in",
         }
     }
 }

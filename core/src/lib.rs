@@ -18,6 +18,7 @@ pub fn naive_switches() -> bool {
 }
 pub mod format;
 pub mod import;
+pub mod login;
 pub mod maintenance;
 pub mod manual;
 pub mod model;
@@ -27,8 +28,9 @@ pub mod refresh;
 pub mod store;
 pub mod tenant;
 
-pub use error::{EndpointError, RecoverError, SlotChangeError, StoreError};
+pub use error::{EndpointError, LoginError, RecoverError, SlotChangeError, StoreError};
 pub use import::ImportReport;
+pub use login::{LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary};
 pub use maintenance::RecoverReport;
 pub use platform::Platform;
 pub use store::{AccessToken, Options, Store, StoreInfo, TenantSummary, WriteReceipt};

@@ -14,8 +14,94 @@ pub struct Body {
     /// Grows by one with every successful write; never decreases.
     pub generation: u64,
     pub tenants: BTreeMap<String, Entry>,
+    /// Logins in progress, by tenant (see [`PendingLogin`]). Absent in stores written before
+    /// logins existed, and omitted when empty, so such stores read and write as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending_logins: BTreeMap<String, PendingLogin>,
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
+}
+
+/// The version of [`PendingLogin`] this build writes and joins. An entry of another version
+/// is never joined or resumed; it is kept until its `expires_at_ms`, then collected.
+pub const PENDING_LOGIN_VERSION: u32 = 1;
+
+/// A login in progress for one tenant: what a second process needs to join it (show the same
+/// code or URL, wait for the same result) or, for the device flow, to resume polling if its
+/// owner died. Sealed like everything in the body; see FORMAT.md, "Pending logins".
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub version: u32,
+    /// `device` or `browser`.
+    pub kind: String,
+    /// Random hex naming this flow: a result is committed only by the flow that wrote it.
+    pub id: String,
+    pub started_at_ms: u64,
+    /// After this the device code or authorization request is dead: any writer removes it.
+    pub expires_at_ms: u64,
+    /// The tenant's revision when the login started (0: no tenant). A result is stored only
+    /// if the tenant's revision is still this: a newer `put` is never overwritten.
+    pub base_revision: u64,
+    /// What the user is shown.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_complete: Option<String>,
+    /// RFC 8628 `device_code` (device flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_code: Option<String>,
+    /// Milliseconds between polls (device flow), grown by `slow_down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// RFC 7636 `code_verifier` (browser flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_verifier: Option<String>,
+    /// The `state` the callback must carry (browser flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    /// How the result is stored, as `put` would: endpoint, client, requested scope.
+    pub token_endpoint: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// Fields written by a newer credlock, kept.
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    // The device code, verifier and client secret are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("base_revision", &self.base_revision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingLogin {
+    /// Whether this build may join or resume it.
+    pub fn understood(&self) -> bool {
+        self.version == PENDING_LOGIN_VERSION && (self.kind == "device" || self.kind == "browser")
+    }
+}
+
+/// Remove every pending login past its expiry; true if any was removed. Every writer runs
+/// this, so a login whose process died is collected by whoever writes next.
+pub fn collect_expired_logins(body: &mut Body, now_ms: u64) -> bool {
+    let before = body.pending_logins.len();
+    body.pending_logins.retain(|_, p| p.expires_at_ms > now_ms);
+    body.pending_logins.len() != before
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
@@ -80,6 +166,9 @@ pub struct Entry {
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// RFC 7009 revocation endpoint, used by `logout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
     /// Grows by one with every write to this entry.
     pub revision: u64,
     pub updated_at_ms: u64,

@@ -42,6 +42,7 @@ pub struct RefreshConfig {
     pub client_id: Option<String>,
     pub client_auth: ClientAuth,
     pub retry_unknown_refresh: bool,
+    pub revocation_endpoint: Option<String>,
 }
 
 /// Fields credlock reads from a token response itself.
@@ -60,6 +61,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "client_secret",
     "client_auth",
     "retry_unknown_refresh",
+    "revocation_endpoint",
 ];
 
 /// Parse a token response. `now_ms` turns `expires_in` into an absolute time.
@@ -143,6 +145,7 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
         }
     };
     let token_endpoint = string("token_endpoint")?;
+    let revocation_endpoint = string("revocation_endpoint")?;
     let client_id = string("client_id")?;
     let secret = string("client_secret")?;
     let method = string("client_auth")?;
@@ -151,9 +154,14 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
         Some(Value::Bool(b)) => b,
         Some(_) => return Err("`retry_unknown_refresh` is not a boolean".into()),
     };
-    if let Some(url) = &token_endpoint {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err("`token_endpoint` is not an http(s) URL".into());
+    for (name, url) in [
+        ("token_endpoint", &token_endpoint),
+        ("revocation_endpoint", &revocation_endpoint),
+    ] {
+        if let Some(url) = url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!("`{name}` is not an http(s) URL"));
+            }
         }
     }
     let client_auth = match (method.as_deref(), secret) {
@@ -179,6 +187,7 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
         client_id,
         client_auth,
         retry_unknown_refresh,
+        revocation_endpoint,
     })
 }
 
@@ -244,7 +253,7 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

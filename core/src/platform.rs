@@ -243,3 +243,65 @@ pub trait Platform {
     /// Cryptographically secure random bytes.
     fn fill_random(&mut self, buf: &mut [u8]);
 }
+
+/// What a user must see to finish a login: the device flow's code and page, or the browser
+/// flow's URL. Mirrors `prompt` in `wit/login.wit`. The user code is short-lived and meant to
+/// be shown; the device code and PKCE verifier never appear here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPrompt {
+    /// `device` or `browser`.
+    pub kind: String,
+    /// The page to visit: RFC 8628 `verification_uri`, or the authorization URL.
+    pub url: String,
+    /// RFC 8628 `user_code` (device flow only).
+    pub user_code: Option<String>,
+    /// RFC 8628 `verification_uri_complete`, which carries the code (device flow only).
+    pub url_complete: Option<String>,
+    /// Unix ms after which the code or URL no longer works.
+    pub expires_at_ms: u64,
+    /// This process joined a login another process started.
+    pub joined: bool,
+}
+
+/// A loopback redirect's callback as it arrived: the query string of `GET /callback?...`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackQuery(pub String);
+
+impl std::fmt::Debug for CallbackQuery {
+    // The query holds the authorization code.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallbackQuery(<redacted>)")
+    }
+}
+
+/// What a login flow needs from the world beyond [`Platform`]: GET for discovery, a wait
+/// for the polling interval, a way to show the user what to do, and (browser flow) a loopback
+/// listener and a browser. Mirrors `wit/login.wit`; a platform that cannot offer a part
+/// answers with the error that part documents. Kept apart from [`Platform`] so the simulator,
+/// which never logs in, implements exactly the store's seam.
+pub trait LoginPlatform: Platform {
+    /// One GET of `url` (`Accept: application/json`) under the rules of [`Platform::post`]:
+    /// one request, no redirects, `http` only to loopback, a reply of at most 1 MiB.
+    fn get(&mut self, url: &str, timeout_ms: u32) -> Result<HttpReply, TransportError>;
+
+    /// Return after about `ms` milliseconds (never much later).
+    fn sleep_ms(&mut self, ms: u32);
+
+    /// Show `prompt` to the user. Must not write it anywhere but to the user (stderr, a
+    /// binding's callback).
+    fn show(&mut self, prompt: &LoginPrompt);
+
+    /// Bind a listener on `127.0.0.1:0` for the one expected callback; returns its port.
+    /// A platform without one returns `Err(why)`.
+    fn listen(&mut self) -> Result<u16, String>;
+
+    /// Wait at most `timeout_ms` for `GET /callback?...` on the listener from
+    /// [`LoginPlatform::listen`] whose `state` parameter equals `state`, answer it with a
+    /// short page, and return its query. Requests for other paths, or with another state,
+    /// are answered 400 and do not end the wait; once one callback is accepted the listener
+    /// is closed, so a second one is refused. `Err(why)` on timeout or failure.
+    fn accept_callback(&mut self, state: &str, timeout_ms: u32) -> Result<CallbackQuery, String>;
+
+    /// Open `url` in the user's browser; false if there is none to open.
+    fn open_browser(&mut self, url: &str) -> bool;
+}

@@ -142,7 +142,27 @@ enum AfterRead<G> {
 impl<'p, P: Platform> Store<'p, P> {
     /// The tenant's access token, valid for `min_valid_ms` more, refreshed if needed.
     pub fn token(&mut self, tenant: &str, min_valid_ms: u64) -> Result<AccessToken, StoreError> {
-        let tenant = tenant_name(tenant)?;
+        let name = tenant_name(tenant)?;
+        match self.token_inner(name.clone(), min_valid_ms) {
+            // With no usable token, a login in progress is the news, not "log in again".
+            Err(
+                StoreError::NotFound(_)
+                | StoreError::Expired(_)
+                | StoreError::ReauthNeeded(_)
+                | StoreError::RefreshOutcomeUnknown(_)
+                | StoreError::LockTimeout { .. },
+            ) if self.login_pending(&name) => Err(StoreError::Login(
+                crate::error::LoginError::Pending(name.to_string()),
+            )),
+            other => other,
+        }
+    }
+
+    fn token_inner(
+        &mut self,
+        tenant: TenantName,
+        min_valid_ms: u64,
+    ) -> Result<AccessToken, StoreError> {
         let entry = self.entry_shared(&tenant)?;
         if entry.needs_reauth {
             return Err(StoreError::ReauthNeeded(tenant.to_string()));

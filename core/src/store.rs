@@ -411,6 +411,8 @@ impl<'p, P: Platform> Store<'p, P> {
         let mut body = read.loaded.body().cloned().unwrap_or_default();
         let now = self.p.wall_ms();
         let (r, changed) = change(&mut body, now)?;
+        // Every writer collects abandoned logins (FORMAT.md, "Pending logins").
+        let changed = crate::model::collect_expired_logins(&mut body, now) || changed;
         // Nothing to write: an absent store that this call may not create (a delete, a
         // refresh's bookkeeping), or a present store the change left as it was.
         if (!present && !create) || (present && !changed) {
@@ -545,20 +547,23 @@ pub(crate) fn login_entry(
     now: u64,
 ) -> Entry {
     let revision = old.as_ref().map_or(0, |e| e.revision) + 1;
-    let (token_endpoint, client_id, client_auth, retry) = match (&old, config_given) {
-        (Some(o), false) => (
-            o.token_endpoint.clone(),
-            o.client_id.clone(),
-            o.client_auth.clone(),
-            o.retry_unknown_refresh,
-        ),
-        _ => (
-            config.token_endpoint,
-            config.client_id,
-            config.client_auth,
-            config.retry_unknown_refresh,
-        ),
-    };
+    let (token_endpoint, client_id, client_auth, retry, revocation_endpoint) =
+        match (&old, config_given) {
+            (Some(o), false) => (
+                o.token_endpoint.clone(),
+                o.client_id.clone(),
+                o.client_auth.clone(),
+                o.retry_unknown_refresh,
+                o.revocation_endpoint.clone(),
+            ),
+            _ => (
+                config.token_endpoint,
+                config.client_id,
+                config.client_auth,
+                config.retry_unknown_refresh,
+                config.revocation_endpoint,
+            ),
+        };
     Entry {
         access_token: grant.access_token,
         token_type: grant.token_type,
@@ -568,6 +573,7 @@ pub(crate) fn login_entry(
         token_endpoint,
         client_id,
         client_auth,
+        revocation_endpoint,
         revision,
         updated_at_ms: now,
         needs_reauth: false,

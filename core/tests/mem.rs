@@ -51,6 +51,11 @@ struct World {
     writes: usize,
     requests: Vec<TokenRequest>,
     replies: VecDeque<Result<HttpReply, TransportError>>,
+    /// Login: scripted GET replies, and what the core slept and showed.
+    get_replies: VecDeque<Result<HttpReply, TransportError>>,
+    gets: Vec<String>,
+    sleeps_ms: Vec<u32>,
+    prompts: Vec<LoginPrompt>,
     /// Keys made by `rekey`, which any process can open (as a shared key source would).
     rekeyed: Vec<MemKey>,
     /// Store files another process writes just before each exclusive store lock is granted
@@ -170,6 +175,31 @@ impl Platform for Mem {
                 .wrapping_add(1442695040888963407);
             *b = (self.rng >> 56) as u8;
         }
+    }
+}
+
+impl LoginPlatform for Mem {
+    fn get(&mut self, url: &str, _timeout_ms: u32) -> Result<HttpReply, TransportError> {
+        let mut w = self.world.borrow_mut();
+        w.gets.push(url.to_owned());
+        w.get_replies.pop_front().expect("a scripted GET reply")
+    }
+    /// Time passes only here: the polling schedule is exactly what the core asked for.
+    fn sleep_ms(&mut self, ms: u32) {
+        self.world.borrow_mut().sleeps_ms.push(ms);
+        self.now_ms += u64::from(ms);
+    }
+    fn show(&mut self, prompt: &LoginPrompt) {
+        self.world.borrow_mut().prompts.push(prompt.clone());
+    }
+    fn listen(&mut self) -> Result<u16, String> {
+        Err("no listener in memory".into())
+    }
+    fn accept_callback(&mut self, _: &str, _: u32) -> Result<CallbackQuery, String> {
+        Err("no listener in memory".into())
+    }
+    fn open_browser(&mut self, _: &str) -> bool {
+        false
     }
 }
 
@@ -856,4 +886,146 @@ fn a_refresh_that_keeps_meeting_new_tokens_gives_up_with_its_own_error() {
         w.borrow().written_before_exclusive.len(),
         10 - credlock_core::refresh::MAX_REFRESH_RESTARTS as usize
     );
+}
+
+// ----- login (RFC 8628) over the in-memory platform -----
+
+fn reply(status: u16, body: &str) -> Result<HttpReply, TransportError> {
+    Ok(HttpReply {
+        status,
+        content_type: Some("application/json".into()),
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+fn device_login_world(expires_in: u64) -> Rc<RefCell<World>> {
+    let world = Rc::new(RefCell::new(World::default()));
+    world.borrow_mut().get_replies.push_back(reply(
+        200,
+        r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/token",
+        "device_authorization_endpoint":"https://as.example/device","revocation_endpoint":"https://as.example/revoke"}"#,
+    ));
+    world.borrow_mut().replies.push_back(reply(
+        200,
+        &format!(
+            r#"{{"device_code":"dc-secret-77","user_code":"ABCD-EFGH","verification_uri":"https://as.example/verify",
+            "expires_in":{expires_in},"interval":5}}"#
+        ),
+    ));
+    world
+}
+
+fn device_request() -> credlock_core::LoginRequest {
+    credlock_core::LoginRequest {
+        issuer: Some("https://as.example".into()),
+        client_id: "cli".into(),
+        client_secret: None,
+        scope: Some("openid offline_access".into()),
+        flow: credlock_core::LoginFlow::Device,
+        audience: None,
+        resource: None,
+        authorization_endpoint: None,
+        token_endpoint: None,
+        device_authorization_endpoint: None,
+        revocation_endpoint: None,
+    }
+}
+
+#[test]
+fn device_login_polls_at_the_interval_honours_slow_down_and_stores_as_put() {
+    let world = device_login_world(600);
+    for body in [
+        r#"{"error":"authorization_pending"}"#,
+        r#"{"error":"slow_down"}"#,
+        r#"{"error":"authorization_pending"}"#,
+    ] {
+        world.borrow_mut().replies.push_back(reply(400, body));
+    }
+    world.borrow_mut().replies.push_back(ok_reply(
+        r#"{"access_token":"at-login","token_type":"bearer","expires_in":60,"refresh_token":"rt-login"}"#,
+    ));
+    let mut p = Mem::new(&world);
+    let out = store(&mut p).login("acme", &device_request()).unwrap();
+    assert_eq!(out.token.token, "at-login");
+    assert!(!out.joined);
+    let w = world.borrow();
+    // RFC 8414 first (it answered), the prompt once, polls at 5 s, then 10 s after slow_down.
+    assert_eq!(
+        w.gets,
+        ["https://as.example/.well-known/oauth-authorization-server"]
+    );
+    assert_eq!(w.prompts.len(), 1);
+    assert_eq!(w.prompts[0].user_code.as_deref(), Some("ABCD-EFGH"));
+    assert_eq!(w.sleeps_ms, [5_000, 5_000, 10_000, 10_000]);
+    let polls: Vec<&TokenRequest> = w.requests.iter().skip(1).collect();
+    assert_eq!(polls.len(), 4);
+    assert!(polls
+        .iter()
+        .all(|r| r.body.contains("device_code=dc-secret-77")
+            && r.body.contains("client_id=cli")
+            && !format!("{r:?}").contains("dc-secret-77")));
+    drop(w);
+    // Stored as `put` would: no pending entry left, and the refresh grant works with what
+    // the login stored (endpoint, client).
+    assert!(store(&mut p).pending_logins().unwrap().is_empty());
+    p.now_ms += 120_000;
+    world
+        .borrow_mut()
+        .replies
+        .push_back(ok_reply(r#"{"access_token":"at-2","expires_in":60}"#));
+    let t = store(&mut p).token("acme", 0).unwrap();
+    assert!(t.refreshed && t.token == "at-2");
+    let w = world.borrow();
+    let refresh = w.requests.last().unwrap();
+    assert_eq!(refresh.url, "https://as.example/token");
+    assert!(
+        refresh.body.contains("refresh_token=rt-login") && refresh.body.contains("client_id=cli")
+    );
+}
+
+#[test]
+fn device_login_stops_polling_at_the_codes_expiry_and_stores_nothing() {
+    let world = device_login_world(12);
+    for _ in 0..2 {
+        world
+            .borrow_mut()
+            .replies
+            .push_back(reply(400, r#"{"error":"authorization_pending"}"#));
+    }
+    let mut p = Mem::new(&world);
+    let err = store(&mut p).login("acme", &device_request()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Login(credlock_core::LoginError::Expired(ref t)) if t == "acme"),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), credlock_core::error::exit::LOGIN);
+    // Polls at 5 and 10 s; one at 15 s would be after the 12 s expiry, so none is made.
+    assert_eq!(world.borrow().sleeps_ms, [5_000, 5_000]);
+    assert_eq!(world.borrow().requests.len(), 3);
+    assert!(store(&mut p).pending_logins().unwrap().is_empty());
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_denied_or_hostile_device_login_stores_nothing() {
+    for (last, want) in [
+        (reply(400, r#"{"error":"access_denied"}"#), "access-denied"),
+        (reply(400, r#"{"error":"expired_token"}"#), "expired"),
+        (
+            ok_reply(r#"{"access_token":"a","token_type":"mac"}"#),
+            "malformed-reply",
+        ),
+        (Err(TransportError::ReplyTooLarge), "transport"),
+    ] {
+        let world = device_login_world(600);
+        world.borrow_mut().replies.push_back(last);
+        let mut p = Mem::new(&world);
+        let err = store(&mut p).login("acme", &device_request()).unwrap_err();
+        assert_eq!(err.case(), Some(want), "{err:?}");
+        assert!(store(&mut p).pending_logins().unwrap().is_empty());
+        assert!(store(&mut p).list().unwrap().is_empty());
+    }
 }

@@ -570,5 +570,6 @@ pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
             }
         }),
         api::StoreError::ImportConflict(names) => S::ImportConflict(names),
+        api::StoreError::Login(e) => S::Login(crate::login::error_in(e)),
     }
 }

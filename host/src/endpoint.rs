@@ -17,7 +17,7 @@ pub struct EndpointPolicy {
     pub allow_insecure_http: bool,
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -84,7 +84,7 @@ pub fn post(request: &TokenRequest, policy: EndpointPolicy) -> Result<HttpReply,
     })
 }
 
-fn transport_error(e: ureq::Error) -> TransportError {
+pub(crate) fn transport_error(e: ureq::Error) -> TransportError {
     use ureq::Error as E;
     match e {
         // Before a connection exists nothing was sent: safe to forget.

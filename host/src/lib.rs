@@ -22,6 +22,7 @@ mod io_util;
 pub mod keys;
 pub mod layout;
 pub mod locks;
+pub mod login;
 pub mod native;
 pub mod open;
 pub mod oskeyring;
@@ -31,7 +32,10 @@ pub mod shared;
 pub mod source;
 
 pub use credlock_core::error::exit;
-pub use credlock_core::platform::KeySlot;
+pub use credlock_core::login::{
+    LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary, Revocation,
+};
+pub use credlock_core::platform::{KeySlot, LoginPrompt};
 pub use credlock_core::sha256_hex;
 pub use credlock_core::{
     AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,

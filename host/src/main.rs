@@ -172,6 +172,57 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Log TENANT in at an OAuth server (device flow by default, or --browser) and store the
+    /// tokens as `put` would. A login already in progress for TENANT in another process is
+    /// joined: the same code is shown and its result is this one's.
+    Login(Box<LoginArgs>),
+    /// Revoke TENANT's refresh token at the server (RFC 7009) where it offers revocation, then
+    /// delete TENANT. If the revocation fails nothing is deleted, unless --local.
+    Logout {
+        tenant: String,
+        /// Delete locally even if the server did not confirm the revocation.
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct LoginArgs {
+    tenant: String,
+    /// The authorization server's issuer URL: its endpoints are discovered from
+    /// /.well-known/oauth-authorization-server, then /.well-known/openid-configuration.
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    #[arg(long, value_name = "ID")]
+    client_id: String,
+    /// Read a confidential client's secret from this file descriptor (never argv).
+    #[arg(long, value_name = "FD")]
+    client_secret_fd: Option<i32>,
+    /// The scopes to ask for (space-separated), e.g. "openid offline_access api".
+    #[arg(long, value_name = "S")]
+    scope: Option<String>,
+    /// The device authorization grant (RFC 8628): a code to enter on another device. The
+    /// default.
+    #[arg(long, conflicts_with = "browser")]
+    device: bool,
+    /// The authorization code grant with PKCE, redirected to http://127.0.0.1:PORT/callback.
+    #[arg(long)]
+    browser: bool,
+    /// With --browser: print the URL instead of opening a browser.
+    #[arg(long, requires = "browser")]
+    no_open: bool,
+    #[arg(long, value_name = "A")]
+    audience: Option<String>,
+    #[arg(long, value_name = "R")]
+    resource: Option<String>,
+    #[arg(long, value_name = "URL")]
+    authorization_endpoint: Option<String>,
+    #[arg(long, value_name = "URL")]
+    token_endpoint: Option<String>,
+    #[arg(long, value_name = "URL")]
+    device_authorization_endpoint: Option<String>,
+    #[arg(long, value_name = "URL")]
+    revocation_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -406,6 +457,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { json } => {
             let tenants = store.list()?;
+            let pending = store.pending_logins()?;
             if *json {
                 let v: Vec<serde_json::Value> = tenants
                     .iter()
@@ -441,6 +493,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     };
                     let status = if t.needs_reauth {
                         "re-login needed"
+                    } else if pending.iter().any(|p| p.tenant == t.tenant) {
+                        "login pending"
                     } else {
                         "ok"
                     };
@@ -455,6 +509,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         t.tenant, expires, refresh, t.revision
                     );
                 }
+                let _ = write!(out, "{}", credlock::login::pending_text(&pending, now));
             }
         }
         Command::Delete { tenant } => {
@@ -528,6 +583,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::GitCredential { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => unreachable!("handled above"),
+        Command::Login(a) => {
+            let client_secret = match a.client_secret_fd {
+                Some(fd) => {
+                    let s = read_fd(fd, "--client-secret-fd")?;
+                    Some(s.trim_end_matches(['\n', '\r']).to_owned())
+                }
+                None => None,
+            };
+            let request = credlock::LoginRequest {
+                issuer: a.issuer.clone(),
+                client_id: a.client_id.clone(),
+                client_secret,
+                scope: a.scope.clone(),
+                flow: if a.browser {
+                    credlock::LoginFlow::Browser { open: !a.no_open }
+                } else {
+                    credlock::LoginFlow::Device
+                },
+                audience: a.audience.clone(),
+                resource: a.resource.clone(),
+                authorization_endpoint: a.authorization_endpoint.clone(),
+                token_endpoint: a.token_endpoint.clone(),
+                device_authorization_endpoint: a.device_authorization_endpoint.clone(),
+                revocation_endpoint: a.revocation_endpoint.clone(),
+            };
+            let outcome = store.login(&a.tenant, &request, None)?;
+            eprintln!("{}", credlock::login::outcome_text(&a.tenant, &outcome));
+            let _ = writeln!(
+                out,
+                "{}",
+                credlock::login::outcome_json(&a.tenant, &outcome)
+            );
+        }
+        Command::Logout { tenant, local } => {
+            let report = store.logout(tenant, *local)?;
+            eprintln!("{}", credlock::login::logout_text(tenant, &report));
+        }
     }
     Ok(())
 }
@@ -936,6 +1028,13 @@ mod doctor {
                             i.key_id,
                             i.slot_kinds.join(", ")
                         );
+                        // Logins in progress, and abandoned ones the next write collects.
+                        if let Ok(pending) = store.pending_logins() {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as u64);
+                            let _ = write!(out, "{}", credlock::login::pending_text(&pending, now));
+                        }
                     }
                     Ok(_) => {
                         let _ = writeln!(out, "store: none yet");

@@ -23,6 +23,8 @@ pub struct NativePlatform {
     swept: bool,
     /// Whether the store directory passed `privacy::check_store_dir` (checked once).
     dir_checked: bool,
+    /// A login's prompt sink and loopback listener (`login.rs`).
+    pub login: crate::login::LoginState,
 }
 
 /// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
@@ -45,6 +47,7 @@ impl NativePlatform {
             protocol_checked: false,
             swept: false,
             dir_checked: false,
+            login: Default::default(),
         }
     }
 

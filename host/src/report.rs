@@ -127,6 +127,19 @@ fn detail(e: &StoreError) -> Map<String, Value> {
         Recover(RecoverError::BackupUnreadable(d)) => put("detail", d.as_str().into()),
         Recover(_) => {}
         ImportConflict(names) => put("tenants", names.clone().into()),
+        Login(
+            credlock_core::LoginError::Metadata(d)
+            | credlock_core::LoginError::InsecureEndpoint(d)
+            | credlock_core::LoginError::RevocationFailed(d)
+            | credlock_core::LoginError::Callback(d)
+            | credlock_core::LoginError::Unsupported(d),
+        ) => put("detail", d.as_str().into()),
+        Login(
+            credlock_core::LoginError::Expired(t)
+            | credlock_core::LoginError::Pending(t)
+            | credlock_core::LoginError::JoinedFailed(t)
+            | credlock_core::LoginError::Superseded(t),
+        ) => put("tenant", t.as_str().into()),
         // A variant added to the core later: its message and advice still come through.
         _ => {}
     }

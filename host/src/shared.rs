@@ -238,6 +238,27 @@ impl Store {
     }
 
     /// The key sources and caches (for `doctor`).
+    /// Log `tenant` in, or join the login in progress for it (see [`Credlock::login`]).
+    /// `on_prompt` shows the code or URL (`None`: standard error).
+    pub fn login(
+        &self,
+        tenant: &str,
+        request: &crate::LoginRequest,
+        on_prompt: Option<crate::login::PromptSink>,
+    ) -> Result<crate::LoginOutcome, Error> {
+        self.with(|c| c.login(tenant, request, on_prompt))
+    }
+
+    /// Revoke where the server offers it, then delete (see [`Credlock::logout`]).
+    pub fn logout(&self, tenant: &str, local: bool) -> Result<crate::LogoutReport, Error> {
+        self.with(|c| c.logout(tenant, local))
+    }
+
+    /// The logins in progress.
+    pub fn pending_logins(&self) -> Result<Vec<crate::PendingSummary>, Error> {
+        self.with(|c| c.pending_logins())
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

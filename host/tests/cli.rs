@@ -70,7 +70,7 @@ fn exit_codes_are_distinct() {
     // not found
     let r = env.run(&["token", "nobody"], "");
     assert_eq!(r.code, 3);
-    assert_eq!(r.stderr, "credlock: error: no credentials stored for tenant 'nobody'\ncredlock: hint: store credentials first with `credlock put`\n");
+    assert_eq!(r.stderr, "credlock: error: no credentials stored for tenant 'nobody'\ncredlock: hint: log in with `credlock login` (or store tokens with `credlock put`)\n");
     // expired without a way to refresh
     env.ok(
         &["put", "old"],

@@ -355,6 +355,55 @@ check "fault stats: faults_injected" '{"http500":2,"http503_html":1,"malformed":
 check "fault stats: by_grant frank revoked" "14 true" "$(j "by_grant.$F_GID.refresh_requests" "$S") $(j "by_grant.$F_GID.revoked" "$S")"
 check "fault stats: nothing pending" "[]" "$(j faults_pending "$S")"
 
+echo "# device flow (RFC 8628), browser flow (PKCE) and revocation"
+req -X POST -d "client_id=device-app&scope=openid offline_access api" "$URL/device/auth"
+check "device/auth: 200" 200 "$STATUS"
+check "device/auth: interval announced (DEVICE_INTERVAL_SECONDS)" 1 "$(j interval)"
+D_CODE="$(j device_code)"
+U_CODE="$(j user_code)"
+printf '%s\n' "$D_CODE" >>"$TOKENS"
+poll() { req -X POST -d "grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code=$D_CODE&client_id=device-app" "$URL/token"; }
+poll
+check "device poll before approval: authorization_pending" "400 authorization_pending" "$STATUS $(j error)"
+post_json /test/device-fault '{"mode":"slow_down","count":1}'
+poll
+check "device fault slow_down" "400 slow_down" "$STATUS $(j error)"
+post_json /test/device "{\"user_code\":\"$U_CODE\"}"
+check "test/device approve: 200" 200 "$STATUS"
+poll
+check "device poll after approval: tokens" "200 Bearer" "$STATUS $(j token_type)"
+D_RT="$(j refresh_token)"
+printf '%s\n%s\n' "$(j access_token)" "$D_RT" >>"$TOKENS"
+check_ne "device grant has a refresh token" "<undefined>" "$D_RT"
+poll
+check "device code is single-use" 400 "$STATUS"
+req -X POST -d "token=$D_RT&token_type_hint=refresh_token&client_id=device-app" "$URL/token/revocation"
+check "revocation: 200" 200 "$STATUS"
+req -X POST -d "grant_type=refresh_token&refresh_token=$D_RT&client_id=device-app" "$URL/token"
+check "revoked refresh token: invalid_grant" "400 invalid_grant" "$STATUS $(j error)"
+req -X POST -d "client_id=device-app" "$URL/device/auth"
+D_CODE="$(j device_code)"
+post_json /test/device "{\"user_code\":\"$(j user_code)\",\"action\":\"deny\"}"
+poll
+check "denied device code: access_denied" "400 access_denied" "$STATUS $(j error)"
+req "$URL/test/stats"
+check "stats: device_authorizations" 2 "$(j device_authorizations)"
+check "stats: device_polls" 5 "$(j device_polls)"
+check "stats: revocations" 1 "$(j revocations)"
+# Browser flow: /auth -> /interaction/:uid (signs in alice, grants) -> /auth/:uid -> callback.
+JAR="$WORK/jar"
+VERIFIER=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk # RFC 7636 appendix B
+LOC="$URL/auth?response_type=code&client_id=device-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&scope=openid+api&state=st1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+for _ in 1 2 3 4; do
+  case "$LOC" in http://127.0.0.1:9/*) break ;; /*) LOC="$URL$LOC" ;; esac
+  LOC="$(curl -sS -c "$JAR" -b "$JAR" -o /dev/null -w '%{redirect_url}' "$LOC")"
+done
+check "browser flow: redirected to the callback with the state" "st1" "$(printf '%s' "$LOC" | sed -n 's/.*[?&]state=\([^&]*\).*/\1/p')"
+B_CODE="$(printf '%s' "$LOC" | sed -n 's/.*[?&]code=\([^&]*\).*/\1/p')"
+req -X POST -d "grant_type=authorization_code&code=$B_CODE&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&code_verifier=$VERIFIER&client_id=device-app" "$URL/token"
+check "browser flow: code + verifier -> tokens" "200 Bearer" "$STATUS $(j token_type)"
+printf '%s\n%s\n' "$(j access_token)" "$(j refresh_token)" >>"$TOKENS"
+
 echo "# logs"
 grep -v -e '^$' -e '^<' "$TOKENS" | sort -u >"$WORK/tokens.uniq"
 check "collected the token values seen (sanity)" 1 "$([ "$(wc -l <"$WORK/tokens.uniq")" -gt 40 ] && echo 1)"

@@ -21,6 +21,8 @@ import Provider from 'oidc-provider';
 // oidc-provider has no "exports" map, so this deep import is allowed, and the
 // version is pinned exactly in package.json.
 import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+// How the provider stores user codes ("BCDF-GHJK" -> "BCDFGHJK"), same deep-import rule.
+import { normalize as normalizeUserCode } from 'oidc-provider/lib/helpers/user_codes.js';
 
 // ---------------------------------------------------------------------------
 // Configuration (env)
@@ -49,6 +51,11 @@ const SLOW_MS_DEFAULT = intEnv('SLOW_MS', 2000);
 // Leaked servers (a test that crashed before stop.sh) exit on their own.
 const MAX_LIFETIME = intEnv('MAX_LIFETIME_SECONDS', 3600); // 0 = forever
 const BODY_LIMIT = 56 * 1024; // same limit oidc-provider applies
+// Device flow (RFC 8628): the polling interval the device authorization reply announces
+// (oidc-provider sends none, which means 5 s), and the code lifetime of the client
+// 'device-short' (for tests of abandoned logins); other clients' codes live 600 s.
+const DEVICE_INTERVAL = intEnv('DEVICE_INTERVAL_SECONDS', 1);
+const DEVICE_SHORT_TTL = intEnv('DEVICE_SHORT_TTL_SECONDS', 4);
 
 if (ACCESS_TTL < 1 || REFRESH_TTL < 1) {
   throw new Error('ACCESS_TTL_SECONDS and REFRESH_TTL_SECONDS must be >= 1');
@@ -58,6 +65,10 @@ const SCOPES = ['openid', 'offline_access', 'api'];
 const DEFAULT_SCOPE = SCOPES.join(' ');
 const FAULT_MODES = new Set([
   'http500', 'http503_html', 'hang', 'malformed', 'no_expires_in', 'cut_after_rotate', 'slow',
+]);
+// Faults for device-code polls (POST /test/device-fault), one consumed per poll.
+const DEVICE_FAULT_MODES = new Set([
+  'slow_down', 'malformed', 'wrong_token_type', 'missing_access_token', 'huge',
 ]);
 
 // ---------------------------------------------------------------------------
@@ -136,6 +147,12 @@ function freshStats() {
     by_grant: {},
     resource_calls: 0,
     resource_rejected: 0,
+    device_authorizations: 0, // POST /device/auth answered 200
+    device_polls: 0, // POST /token with the device_code grant
+    device_poll_ms: [], // Date.now() of each of those polls, for interval checks
+    device_approvals: 0, // /test/device approve or deny
+    revocations: 0, // POST /token/revocation
+    authorizations: 0, // /interaction/:uid completed (browser flow)
     recent: [], // last RECENT_MAX refresh presentations, hashes only
   };
 }
@@ -145,6 +162,7 @@ let stats = freshStats();
 let presented = new Set(); // sha256 of every refresh token presented since last reset
 const tokenGrant = new Map(); // sha256(refresh token) -> { grantId, clientId, accountId }; survives reset
 let faults = []; // queue of { mode, delayMs, holdMs }, one consumed per refresh request
+let deviceFaults = []; // queue of modes, one consumed per device-code poll
 
 function grantStats(grantId, info = {}) {
   const key = grantId || 'unknown';
@@ -270,6 +288,16 @@ const provider = new Provider(ISSUER, {
     {
       ...clientCommon, client_id: 'public-app', token_endpoint_auth_method: 'none', application_type: 'native',
     },
+    // Login clients: public and native (any loopback port is a valid redirect, RFC 8252
+    // §7.3), allowed the device flow. 'device-short' gets device codes that expire in
+    // DEVICE_SHORT_TTL_SECONDS.
+    ...['device-app', 'device-short'].map((id) => ({
+      ...clientCommon,
+      client_id: id,
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'authorization_code', 'refresh_token'],
+    })),
   ],
   scopes: SCOPES,
   jwks: { keys: [signingJwk] },
@@ -301,6 +329,7 @@ const provider = new Provider(ISSUER, {
     IdToken: () => 3600,
     AuthorizationCode: () => 60,
     Interaction: () => 3600,
+    DeviceCode: (_ctx, _token, client) => (client?.clientId === 'device-short' ? DEVICE_SHORT_TTL : 600),
     Session: () => 86400,
   },
 
@@ -309,9 +338,16 @@ const provider = new Provider(ISSUER, {
 
   routes: { token: '/token' },
 
+  // The browser flow's login and consent: /interaction/:uid (below) signs in 'alice' and
+  // grants what was asked, with no page in between, so a test can follow the redirects.
+  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+
   features: {
-    // No login UI: grants are seeded through /test/grant.
+    // No login UI: grants are seeded through /test/grant, device codes approved through
+    // /test/device, browser logins completed by /interaction/:uid.
     devInteractions: { enabled: false },
+    // RFC 8628, at /device/auth (device authorization) and /device (verification page).
+    deviceFlow: { enabled: true },
     // Lets tests revoke a refresh token out-of-band (RFC 7009), POST /token/revocation.
     // Policy as the default one (a client may revoke only its own tokens),
     // spelled out to silence the "you SHOULD change it" notice.
@@ -407,6 +443,101 @@ async function seedGrant(ctx) {
   });
 }
 
+// POST /test/device {"user_code", "account"?, "action"?: "approve"|"deny"}: what a user
+// does on the verification page (RFC 8628 §3.3), done directly: approve grants the scopes
+// the device asked for to the account, as the provider's own device flow would
+// (lib/actions/authorization/device.js); deny makes the next poll answer access_denied.
+async function completeDevice(ctx) {
+  const body = await readJson(ctx);
+  if (typeof body.user_code !== 'string') return sendJson(ctx, 400, { error: 'invalid_request', error_description: 'user_code is required' });
+  const accountId = body.account ?? 'alice';
+  const action = body.action ?? 'approve';
+  const code = await provider.DeviceCode.findByUserCode(normalizeUserCode(body.user_code), { ignoreExpiration: true });
+  if (!code) return sendJson(ctx, 404, { error: 'not_found', error_description: 'no such user code' });
+  if (code.isExpired) return sendJson(ctx, 400, { error: 'expired_token', error_description: 'the code has expired' });
+  if (code.accountId || code.error) return sendJson(ctx, 400, { error: 'invalid_request', error_description: 'the code was already used' });
+  stats.device_approvals += 1;
+  if (action === 'deny') {
+    Object.assign(code, { error: 'access_denied', errorDescription: 'denied by the test' });
+    await code.save();
+    log(`device code denied client=${code.clientId}`);
+    return sendJson(ctx, 200, { ok: true });
+  }
+  const scope = (code.params?.scope ?? DEFAULT_SCOPE).split(' ').filter((s) => SCOPES.includes(s)).join(' ');
+  const grant = new provider.Grant({ accountId, clientId: code.clientId });
+  grant.addOIDCScope(scope);
+  const grantId = await grant.save();
+  Object.assign(code, {
+    accountId, grantId, scope, authTime: Math.floor(Date.now() / 1000),
+  });
+  await code.save();
+  grantStats(grantId, { clientId: code.clientId, accountId });
+  log(`device code approved client=${code.clientId} account=${accountId} grant=${shortId(grantId)}`);
+  return sendJson(ctx, 200, { ok: true, grant_id: grantId });
+}
+
+// GET /interaction/:uid: the browser flow's login and consent in one step, for 'alice' (or
+// ?account=NAME on the authorization request's login_hint). Redirects back to the provider,
+// which redirects to the client's callback with the code.
+async function completeInteraction(ctx) {
+  const details = await provider.interactionDetails(ctx.req, ctx.res);
+  const accountId = details.params.login_hint || 'alice';
+  const scope = String(details.params.scope ?? '').split(' ').filter((s) => SCOPES.includes(s)).join(' ');
+  const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
+  grant.addOIDCScope(scope);
+  const grantId = await grant.save();
+  grantStats(grantId, { clientId: details.params.client_id, accountId });
+  stats.authorizations += 1;
+  ctx.respond = false;
+  await provider.interactionFinished(ctx.req, ctx.res, {
+    login: { accountId }, consent: { grantId },
+  }, { mergeWithLastSubmission: false });
+  return undefined;
+}
+
+async function armDeviceFault(ctx) {
+  const body = await readJson(ctx);
+  const count = body.count ?? 1;
+  if (!DEVICE_FAULT_MODES.has(body.mode)) {
+    return sendJson(ctx, 400, { error: 'invalid_request', error_description: `mode must be one of ${[...DEVICE_FAULT_MODES].join(', ')}` });
+  }
+  if (!Number.isSafeInteger(count) || count < 0) {
+    return sendJson(ctx, 400, { error: 'invalid_request', error_description: 'count must be a non-negative integer' });
+  }
+  for (let i = 0; i < count; i += 1) deviceFaults.push(body.mode);
+  return sendJson(ctx, 200, { ok: true, pending: deviceFaults });
+}
+
+// A device-code poll: counted, and answered by a fault if one is armed.
+async function devicePoll(ctx, next) {
+  stats.device_polls += 1;
+  stats.device_poll_ms.push(Date.now());
+  const fault = deviceFaults.shift();
+  log(`device poll fault=${fault ?? 'none'}`);
+  switch (fault) {
+    case 'slow_down':
+      return sendJson(ctx, 400, { error: 'slow_down', error_description: 'injected fault: slow_down' });
+    case 'malformed':
+      ctx.respond = false;
+      ctx.res.writeHead(200, { 'Content-Type': 'application/json', Connection: 'close' });
+      ctx.res.end('{"access_token": "x",');
+      return undefined;
+    case 'huge':
+      // Over the 1 MiB a client reads.
+      return sendJson(ctx, 200, { access_token: 'x', token_type: 'Bearer', padding: 'p'.repeat(2 * 1024 * 1024) });
+    default:
+      break;
+  }
+  await next();
+  const ok = ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body);
+  if (ok && ctx.body.refresh_token) {
+    rememberIssued(ctx.body.refresh_token, ctx.oidc?.entities?.Grant?.jti, ctx.oidc?.client?.clientId, ctx.oidc?.entities?.DeviceCode?.accountId);
+  }
+  if (ok && fault === 'wrong_token_type') ctx.body.token_type = 'DPoP';
+  if (ok && fault === 'missing_access_token') delete ctx.body.access_token;
+  return undefined;
+}
+
 async function armFault(ctx) {
   const body = await readJson(ctx);
   const { mode } = body;
@@ -485,6 +616,7 @@ async function tokenEndpoint(ctx, next) {
   const raw = await readRawBody(ctx.req);
   ctx.request.body = raw;
   const params = new URLSearchParams(raw.toString('utf8'));
+  if (params.get('grant_type') === 'urn:ietf:params:oauth:grant-type:device_code') return devicePoll(ctx, next);
   if (params.get('grant_type') !== 'refresh_token') return next();
 
   const presentedToken = params.get('refresh_token');
@@ -616,6 +748,19 @@ provider.use(async (ctx, next) => {
   try {
     if (ctx.path === '/token' && ctx.method === 'POST') return await tokenEndpoint(ctx, next);
     if (ctx.path === '/resource' && ctx.method === 'GET') return await resource(ctx);
+    if (ctx.path === '/device/auth' && ctx.method === 'POST') {
+      await next();
+      if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+        stats.device_authorizations += 1;
+        ctx.body.interval = DEVICE_INTERVAL;
+      }
+      return undefined;
+    }
+    if (ctx.path === '/token/revocation' && ctx.method === 'POST') {
+      stats.revocations += 1;
+      return await next();
+    }
+    if (ctx.path.startsWith('/interaction/') && ctx.method === 'GET') return await completeInteraction(ctx);
     if (ctx.path.startsWith('/test/')) {
       switch (`${ctx.method} ${ctx.path}`) {
         case 'GET /test/health':
@@ -630,10 +775,15 @@ provider.use(async (ctx, next) => {
           stats = freshStats();
           presented = new Set();
           faults = [];
+          deviceFaults = [];
           log('stats reset');
           return sendJson(ctx, 200, { ok: true });
         case 'POST /test/fault':
           return await armFault(ctx);
+        case 'POST /test/device':
+          return await completeDevice(ctx);
+        case 'POST /test/device-fault':
+          return await armDeviceFault(ctx);
         default:
           return sendJson(ctx, 404, { error: 'not_found' });
       }

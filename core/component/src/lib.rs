@@ -22,6 +22,8 @@ mod bindings {
     export!(Component);
 }
 
+mod login;
+
 use bindings::credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
 use bindings::exports::credlock::store::store as api;
 use credlock_core::platform as core_p;
@@ -348,6 +350,7 @@ fn store_error(e: StoreError) -> api::StoreError {
             }
         }),
         StoreError::ImportConflict(names) => W::ImportConflict(names),
+        StoreError::Login(e) => W::Login(login::error_out(e)),
         // StoreError is non_exhaustive for other crates; a new variant must be added to the
         // WIT first, so reaching this is a build that forgot to.
         #[allow(unreachable_patterns)]
@@ -486,5 +489,42 @@ impl api::Guest for Component {
 
     fn quarantine(opts: api::Options, force: bool) -> Result<String, api::StoreError> {
         with_store(opts, |s| s.quarantine(force))
+    }
+
+    fn login(
+        opts: api::Options,
+        tenant: String,
+        request: api::LoginRequest,
+    ) -> Result<api::LoginResult, api::StoreError> {
+        let request = login::request_in(request);
+        with_store(opts, |s| s.login(&tenant, &request)).map(|o| api::LoginResult {
+            token: access_token(o.token),
+            joined: o.joined,
+        })
+    }
+
+    fn logout(
+        opts: api::Options,
+        tenant: String,
+        local: bool,
+    ) -> Result<api::LogoutReport, api::StoreError> {
+        with_store(opts, |s| s.logout(&tenant, local)).map(|r| api::LogoutReport {
+            revocation: login::revocation_out(r.revocation),
+            deleted: r.deleted,
+        })
+    }
+
+    fn pending_logins(opts: api::Options) -> Result<Vec<api::PendingLogin>, api::StoreError> {
+        with_store(opts, |s| s.pending_logins()).map(|v| {
+            v.into_iter()
+                .map(|p| api::PendingLogin {
+                    tenant: p.tenant,
+                    kind: p.kind,
+                    started_at_ms: p.started_at_ms,
+                    expires_at_ms: p.expires_at_ms,
+                    understood: p.understood,
+                })
+                .collect()
+        })
     }
 }

@@ -9,7 +9,8 @@
  *    (status 2, like the CLI's usage errors), never undefined behaviour.
  *  - The return value is a status: 0 on success, else the credlock CLI's exit code
  *    (2 usage, 3 not found, 4 re-login needed, 5 lock timeout, 6 unreadable store,
- *    7 token endpoint failed, 8 I/O, 9 refused as asked, 10 internal error).
+ *    7 token endpoint failed, 8 I/O, 9 refused as asked, 10 internal error, 11 login did
+ *    not store tokens, 12 a login is pending).
  *  - On success, `*result` (when the pointer is not NULL) receives a UTF-8 JSON document;
  *    on failure, `*error` (when not NULL) receives a JSON error report:
  *      {"code": "lock-timeout", "case": null | "wrong-passphrase" | ...,
@@ -36,6 +37,12 @@
 // An open credential store. Opaque: made by `credlock_open` or `credlock_open_dir`,
 // released by `credlock_close`. Safe to use from many threads at once.
 typedef struct credlock_store credlock_store;
+
+// Called with a login's prompt as JSON (`{"kind": "device" | "browser", "url",
+// "user_code", "url_complete", "expires_at_ms", "joined"}`, valid only during the call) and
+// the `context` given to `credlock_login`. Called from the thread running the login.
+typedef void (*credlock_prompt_fn)(const char *prompt_json,
+                                   void *context);
 
 #ifdef __cplusplus
 extern "C" {
@@ -267,6 +274,47 @@ int credlock_quarantine(const struct credlock_store *store,
                         bool force,
                         char **result,
                         char **error);
+
+// Log `tenant` in (or join the login in progress for it) and store the tokens as `put`
+// would. `request_json`: `{"client_id", "issuer"?, "client_secret"?, "scope"?, "flow"?:
+// "device" (default) | "browser", "open_browser"?: bool, "audience"?, "resource"?,
+// "authorization_endpoint"?, "token_endpoint"?, "device_authorization_endpoint"?,
+// "revocation_endpoint"?}`. `on_prompt` (NULL: the prompt goes to standard error) is called
+// with the code or URL to show. Blocks until the user finishes or the code expires.
+// Result (a secret): `{"token": {as credlock_token}, "joined": bool}`.
+//
+// # Safety
+// As `credlock_put`; `on_prompt` is NULL or a function safe to call with the documented
+// arguments; `context` is passed to it unchanged.
+int credlock_login(const struct credlock_store *store,
+                   const char *tenant,
+                   const char *request_json,
+                   credlock_prompt_fn on_prompt,
+                   void *context,
+                   char **result,
+                   char **error);
+
+// Revoke the tenant's refresh token where the server offers revocation (RFC 7009), then
+// delete the tenant; a failed revocation deletes nothing unless `local`. Result:
+// `{"revocation": "revoked" | "not-offered" | "failed", "revocation_error": null | "...",
+// "deleted": bool}`.
+//
+// # Safety
+// As `credlock_put`.
+int credlock_logout(const struct credlock_store *store,
+                    const char *tenant,
+                    bool local,
+                    char **result,
+                    char **error);
+
+// The logins in progress. Result: `[{"tenant", "kind", "started_at_ms", "expires_at_ms",
+// "understood"}, ...]` (never a code or verifier).
+//
+// # Safety
+// As `credlock_list`.
+int credlock_pending_logins(const struct credlock_store *store,
+                            char **result,
+                            char **error);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -249,9 +249,69 @@ export class Store {
     file: string,
     options?: { tenant?: string; replace?: boolean; removeSource?: boolean },
   ): Promise<ImportFileReport>;
+  /**
+   * Log `tenant` in at an OAuth server and store the tokens as `put` would (device flow by
+   * default; `flow: 'browser'` for authorization code + PKCE on a loopback redirect). A login
+   * already in progress for `tenant` (another process or call) is joined. `onPrompt` gets the
+   * code or URL to show; without it the prompt goes to standard error. Rejects with a
+   * `CredlockError` of code `login` (kind `access-denied`, `expired`, `superseded`, ...).
+   */
+  loginAsync(
+    tenant: string,
+    options: LoginOptions,
+    onPrompt?: (prompt: LoginPrompt) => void,
+  ): Promise<LoginResult>;
+  /** Revoke the refresh token where the server offers revocation, then delete the tenant; a failed revocation deletes nothing unless `local`. */
+  logout(tenant: string, options?: { local?: boolean }): LogoutReport;
+  logoutAsync(tenant: string, options?: { local?: boolean }): Promise<LogoutReport>;
+  /** Logins in progress (never a code or verifier). */
+  pendingLogins(): PendingLogin[];
   /** Release the store (its pooled instances); later calls throw. Calls already running finish. */
   close(): void;
   [Symbol.dispose](): void;
+}
+
+export interface LoginOptions {
+  issuer?: string;
+  clientId: string;
+  clientSecret?: string;
+  scope?: string;
+  flow?: 'device' | 'browser';
+  openBrowser?: boolean;
+  audience?: string;
+  resource?: string;
+  authorizationEndpoint?: string;
+  tokenEndpoint?: string;
+  deviceAuthorizationEndpoint?: string;
+  revocationEndpoint?: string;
+}
+
+export interface LoginPrompt {
+  kind: 'device' | 'browser';
+  url: string;
+  userCode?: string;
+  urlComplete?: string;
+  expiresAtMs: number;
+  joined: boolean;
+}
+
+export interface LoginResult {
+  token: AccessToken;
+  joined: boolean;
+}
+
+export interface LogoutReport {
+  revocation: 'revoked' | 'not-offered' | 'failed';
+  revocationError?: string;
+  deleted: boolean;
+}
+
+export interface PendingLogin {
+  tenant: string;
+  kind: string;
+  startedAtMs: number;
+  expiresAtMs: number;
+  understood: boolean;
 }
 
 /** `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock`. */

@@ -171,6 +171,19 @@ export class Store {
     return callAsync(() => this.#n.importFileAsync(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource)));
   }
 
+  // ----- login and logout -----
+  /**
+   * Log `tenant` in (device flow by default, or `flow: 'browser'`) and store the tokens as
+   * `put` would; joins a login already in progress for `tenant`. `onPrompt` receives the
+   * code or URL to show. Only asynchronous: the user takes minutes.
+   */
+  loginAsync(tenant, opts, onPrompt) {
+    return callAsync(() => this.#n.loginAsync(tenant, { ...opts }, onPrompt ?? null));
+  }
+  logout(tenant, opts) { return call(() => this.#n.logout(tenant, opt(opts?.local))); }
+  logoutAsync(tenant, opts) { return callAsync(() => this.#n.logoutAsync(tenant, opt(opts?.local))); }
+  pendingLogins() { return call(() => this.#n.pendingLogins()); }
+
   /** Release the store; later calls throw. Calls already running finish. */
   close() { this.#n.close(); }
   [Symbol.dispose]() { this.close(); }

@@ -86,6 +86,8 @@ fn call<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R, Error> + Send) ->
 }
 
 type TokenTuple = (String, String, Option<u64>, u64, bool);
+/// `(tenant, kind, started_at_ms, expires_at_ms, understood)`.
+type PendingTuple = (String, String, u64, u64, bool);
 
 fn token_tuple(t: credlock::AccessToken) -> TokenTuple {
     (
@@ -350,6 +352,104 @@ impl NativeStore {
 
     fn quarantine(&self, py: Python<'_>, force: bool) -> PyResult<String> {
         call(py, || self.inner.quarantine(force))
+    }
+
+    /// `(token tuple, joined)`. `on_prompt` is called (with the GIL) with a dict: kind, url,
+    /// user_code, url_complete, expires_at_ms, joined.
+    #[pyo3(signature = (tenant, client_id, issuer, client_secret, scope, browser, open_browser,
+        audience, resource, authorization_endpoint, token_endpoint,
+        device_authorization_endpoint, revocation_endpoint, on_prompt))]
+    #[allow(clippy::too_many_arguments)]
+    fn login(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        client_id: String,
+        issuer: Option<String>,
+        client_secret: Option<String>,
+        scope: Option<String>,
+        browser: bool,
+        open_browser: bool,
+        audience: Option<String>,
+        resource: Option<String>,
+        authorization_endpoint: Option<String>,
+        token_endpoint: Option<String>,
+        device_authorization_endpoint: Option<String>,
+        revocation_endpoint: Option<String>,
+        on_prompt: Option<Py<PyAny>>,
+    ) -> PyResult<(TokenTuple, bool)> {
+        let request = credlock::LoginRequest {
+            issuer,
+            client_id,
+            client_secret,
+            scope,
+            flow: if browser {
+                credlock::LoginFlow::Browser { open: open_browser }
+            } else {
+                credlock::LoginFlow::Device
+            },
+            audience,
+            resource,
+            authorization_endpoint,
+            token_endpoint,
+            device_authorization_endpoint,
+            revocation_endpoint,
+        };
+        let sink = on_prompt.map(|cb| -> credlock::login::PromptSink {
+            std::sync::Arc::new(move |p: &credlock::LoginPrompt| {
+                Python::attach(|py| {
+                    let d = PyDict::new(py);
+                    let set = || -> PyResult<()> {
+                        d.set_item("kind", &p.kind)?;
+                        d.set_item("url", &p.url)?;
+                        d.set_item("user_code", &p.user_code)?;
+                        d.set_item("url_complete", &p.url_complete)?;
+                        d.set_item("expires_at_ms", p.expires_at_ms)?;
+                        d.set_item("joined", p.joined)?;
+                        Ok(())
+                    };
+                    // A callback that raises cannot stop the login (it waits for the
+                    // server either way); Python reports it as unraisable.
+                    if let Err(e) = set().and_then(|()| cb.call1(py, (d,)).map(|_| ())) {
+                        e.write_unraisable(py, None);
+                    }
+                })
+            })
+        });
+        let o = call(py, || self.inner.login(tenant, &request, sink))?;
+        Ok((token_tuple(o.token), o.joined))
+    }
+
+    /// `(revocation, why, deleted)`: revocation is `revoked`, `not-offered` or `failed`.
+    fn logout(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        local: bool,
+    ) -> PyResult<(String, Option<String>, bool)> {
+        let r = call(py, || self.inner.logout(tenant, local))?;
+        let (what, why) = match r.revocation {
+            credlock::Revocation::Revoked => ("revoked", None),
+            credlock::Revocation::NotOffered => ("not-offered", None),
+            credlock::Revocation::Failed(why) => ("failed", Some(why)),
+        };
+        Ok((what.to_owned(), why, r.deleted))
+    }
+
+    /// `[(tenant, kind, started_at_ms, expires_at_ms, understood)]`.
+    fn pending_logins(&self, py: Python<'_>) -> PyResult<Vec<PendingTuple>> {
+        let v = call(py, || self.inner.pending_logins())?;
+        Ok(v.into_iter()
+            .map(|p| {
+                (
+                    p.tenant,
+                    p.kind,
+                    p.started_at_ms,
+                    p.expires_at_ms,
+                    p.understood,
+                )
+            })
+            .collect())
     }
 }
 

@@ -124,6 +124,22 @@ impl OAuthServer {
         serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
     }
 
+    /// Play the user on the device flow's verification page: approve (or deny) `user_code`.
+    pub fn device(&self, user_code: &str, action: &str) {
+        self.post_json(
+            "/test/device",
+            serde_json::json!({"user_code": user_code, "action": action}),
+        );
+    }
+
+    /// Arm a fault for the next `count` device-code polls (see the server's README).
+    pub fn device_fault(&self, mode: &str, count: u32) {
+        self.post_json(
+            "/test/device-fault",
+            serde_json::json!({"mode": mode, "count": count}),
+        );
+    }
+
     pub fn fault(&self, mode: &str, count: u32) {
         self.post_json(
             "/test/fault",

@@ -102,6 +102,22 @@ fn error(e: api::StoreError) -> StoreError {
             api::RecoverError::BackupUnreadable(d) => RecoverError::BackupUnreadable(d),
         }),
         W::ImportConflict(names) => StoreError::ImportConflict(names),
+        W::Login(e) => StoreError::Login({
+            use api::LoginError as L;
+            use credlock_core::LoginError as C;
+            match e {
+                L::Metadata(d) => C::Metadata(d),
+                L::InsecureEndpoint(d) => C::InsecureEndpoint(d),
+                L::AccessDenied => C::AccessDenied,
+                L::Expired(t) => C::Expired(t),
+                L::Pending(t) => C::Pending(t),
+                L::JoinedFailed(t) => C::JoinedFailed(t),
+                L::Superseded(t) => C::Superseded(t),
+                L::RevocationFailed(d) => C::RevocationFailed(d),
+                L::Callback(d) => C::Callback(d),
+                L::Unsupported(d) => C::Unsupported(d),
+            }
+        }),
     }
 }
 

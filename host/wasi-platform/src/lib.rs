@@ -61,6 +61,7 @@ mod bindings {
 
 #[cfg(feature = "http")]
 mod http;
+mod login;
 
 use bindings::exports::credlock::store::{
     clock, files, locks, random, sealing, token_endpoint, types,

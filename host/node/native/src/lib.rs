@@ -11,6 +11,8 @@
 //! for a sync throw and an async rejection). Anything else is a plain `Error`.
 #![deny(clippy::all)]
 
+mod login;
+
 use credlock::keys::KdfParams;
 use credlock::{Error as CredError, OpenOptions, StoreError};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either};

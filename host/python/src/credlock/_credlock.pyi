@@ -3,7 +3,7 @@
 Use `credlock.Store`; this module is its implementation. Every method releases the GIL and
 raises the `credlock.errors` exception built from the Rust error report."""
 
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 _TokenTuple = Tuple[str, str, Optional[int], int, bool]
 _InfoTuple = Tuple[bool, int, int, str, List[str], int]
@@ -50,6 +50,25 @@ class NativeStore:
     ) -> Tuple[List[str], List[Tuple[str, str]], int, bool, Optional[str]]: ...
     def recover(self, force: bool) -> Tuple[Optional[str], int, int, List[str]]: ...
     def quarantine(self, force: bool) -> str: ...
+    def login(
+        self,
+        tenant: str,
+        client_id: str,
+        issuer: Optional[str],
+        client_secret: Optional[str],
+        scope: Optional[str],
+        browser: bool,
+        open_browser: bool,
+        audience: Optional[str],
+        resource: Optional[str],
+        authorization_endpoint: Optional[str],
+        token_endpoint: Optional[str],
+        device_authorization_endpoint: Optional[str],
+        revocation_endpoint: Optional[str],
+        on_prompt: Optional[Callable[[Dict[str, Any]], None]],
+    ) -> Tuple[Tuple[str, str, Optional[int], int, bool], bool]: ...
+    def logout(self, tenant: str, local: bool) -> Tuple[str, Optional[str], bool]: ...
+    def pending_logins(self) -> List[Tuple[str, str, int, int, bool]]: ...
 
 def default_store_dir() -> Optional[str]: ...
 def component_sha256() -> str: ...

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
         ImportReport,
         KdfParams,
         KeySlotInfo,
+        LoginPrompt,
+        LoginResult,
+        LogoutReport,
+        PendingLogin,
         RecoverReport,
         StoreInfo,
         TenantSummary,
@@ -293,6 +297,62 @@ class Store:
         its own that may not be damage (a wrong key, a newer format); never for a lock, I/O
         or keyring failure. Never deletes."""
         return self._n.quarantine(bool(force))
+
+    # ----- login and logout -----
+
+    def login(
+        self,
+        tenant: str,
+        *,
+        client_id: str,
+        issuer: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        scope: Optional[str] = None,
+        flow: str = "device",
+        open_browser: bool = True,
+        audience: Optional[str] = None,
+        resource: Optional[str] = None,
+        authorization_endpoint: Optional[str] = None,
+        token_endpoint: Optional[str] = None,
+        device_authorization_endpoint: Optional[str] = None,
+        revocation_endpoint: Optional[str] = None,
+        on_prompt: Optional[Callable[["LoginPrompt"], None]] = None,
+    ) -> "LoginResult":
+        """Log `tenant` in at an OAuth server and store the tokens as `put` would.
+
+        `flow` is `device` (RFC 8628: `on_prompt` gets the verification URL and user code) or
+        `browser` (authorization code + PKCE with a loopback redirect; `on_prompt` gets the
+        URL, which is also opened in a browser unless `open_browser` is false). Endpoints come
+        from `issuer`'s metadata unless given. A login already in progress for `tenant` in
+        another process or thread is joined: `on_prompt` gets the same code, and its result
+        is returned. Without `on_prompt` the prompt goes to standard error. Blocks until the
+        user finishes or the code expires; the GIL is released meanwhile."""
+        if flow not in ("device", "browser"):
+            raise ValueError("flow must be 'device' or 'browser'")
+        types = _t()
+        callback = None
+        if on_prompt is not None:
+            user_callback = on_prompt
+
+            def callback(d: Mapping[str, Any]) -> None:
+                user_callback(types.LoginPrompt(**d))
+
+        token, joined = self._n.login(
+            tenant, client_id, issuer, client_secret, scope, flow == "browser", open_browser,
+            audience, resource, authorization_endpoint, token_endpoint,
+            device_authorization_endpoint, revocation_endpoint, callback,
+        )
+        return types.LoginResult(_access_token(token), joined)
+
+    def logout(self, tenant: str, local: bool = False) -> "LogoutReport":
+        """Revoke the tenant's refresh token where the server offers revocation (RFC 7009),
+        then delete the tenant. A failed revocation raises and deletes nothing, unless
+        `local`."""
+        return _t().LogoutReport(*self._n.logout(tenant, local))
+
+    def pending_logins(self) -> "List[PendingLogin]":
+        """The logins in progress (never a code or verifier)."""
+        return [_t().PendingLogin(*p) for p in self._n.pending_logins()]
 
     # ----- asyncio: the same calls, off the event loop -----
 

@@ -110,3 +110,49 @@ class RecoverReport:
     #: Tenants whose restored refresh token may have been spent after the backup was
     #: written: marked as of unknown refresh outcome, so it is never presented silently.
     refresh_unknown: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoginPrompt:
+    """What the user must see to finish a login (passed to `Store.login`'s `on_prompt`)."""
+
+    #: `device` or `browser`.
+    kind: str
+    #: The page to visit: the device flow's verification URI, or the authorization URL.
+    url: str
+    #: The device flow's user code.
+    user_code: Optional[str]
+    #: The verification URI with the code in it (device flow).
+    url_complete: Optional[str]
+    #: Unix ms after which the code or URL no longer works.
+    expires_at_ms: int
+    #: True when this process joined a login another process started.
+    joined: bool
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    #: The tenant's tokens as stored.
+    token: AccessToken
+    #: True when another process ran the flow and this one joined it.
+    joined: bool
+
+
+@dataclass(frozen=True)
+class LogoutReport:
+    #: `revoked`, `not-offered` (no revocation endpoint known) or `failed` (with `local`).
+    revocation: str
+    #: Why the revocation failed, if it did.
+    revocation_error: Optional[str]
+    #: True if the tenant was stored and is now deleted.
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    tenant: str
+    kind: str
+    started_at_ms: int
+    expires_at_ms: int
+    #: False for one written by a newer credlock: kept, never joined.
+    understood: bool

@@ -234,6 +234,18 @@ class ImportConflict(Refused):
     tenants: List[str] = []
 
 
+class LoginFailed(CredlockError):
+    """A login or logout did not complete (the WIT's `login-error`); nothing was stored or
+    deleted. `case`: `metadata`, `insecure-endpoint` (`detail`: which endpoint),
+    `access-denied`, `expired`, `pending` (another process's login is in progress; `token`
+    says so), `joined-failed`, `superseded` (newer tokens were kept), `revocation-failed`
+    (`logout(local=True)` deletes anyway), `callback`, `unsupported`."""
+
+    kind = "login"
+    tenant: Optional[str] = None
+    detail: str = ""
+
+
 class InternalError(CredlockError):
     """The credlock runtime failed: the component could not be loaded, or it trapped. A bug
     in credlock (or its installation), not in your data."""
@@ -248,7 +260,7 @@ _CLASSES: Dict[str, Type[CredlockError]] = {
         RefreshOutcomeUnknown, EndpointError, LockTimeout, RefreshContended, StoreIOError,
         KeyUnavailable,
         NotAStore, UnsupportedVersion, Corrupt, SlotChangeRefused, RecoverRefused,
-        ImportConflict, InternalError,
+        ImportConflict, LoginFailed, InternalError,
     )
 }  # fmt: skip
 

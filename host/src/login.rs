@@ -1,0 +1,492 @@
+//! The host's part of a login (`wit/login.wit`): GET for discovery, waiting, showing the
+//! prompt, the loopback listener for the browser flow's redirect (RFC 8252 §7.3) and opening
+//! a browser. The flows themselves are the core's (`credlock_core::login`).
+
+use crate::component::api;
+use crate::component::credlock::store::{login as wit, token_endpoint};
+use crate::component::HostState;
+use crate::endpoint::{is_loopback, transport_error, EndpointPolicy, MAX_REPLY_BYTES};
+use crate::native::NativePlatform;
+use crate::{Credlock, Engine, Error};
+use credlock_core::login::{
+    LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary, Revocation,
+};
+use credlock_core::platform::{
+    CallbackQuery, HttpReply, LoginPlatform, LoginPrompt, TransportError,
+};
+use credlock_core::LoginError;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use ureq::http::Uri;
+
+/// Shows a login's prompt: the CLI prints it, a binding calls its language's callback.
+pub type PromptSink = Arc<dyn Fn(&LoginPrompt) + Send + Sync>;
+
+/// The largest request head the loopback listener reads.
+const MAX_CALLBACK_REQUEST_BYTES: usize = 8 * 1024;
+/// How long one connection to the listener may take to send its request head.
+const CALLBACK_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the listener looks for a connection while it waits.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+
+/// A login's host-side state, kept in the [`NativePlatform`].
+#[derive(Default)]
+pub struct LoginState {
+    /// Where prompts go; `None`: standard error.
+    pub sink: Option<PromptSink>,
+    listener: Option<TcpListener>,
+}
+
+/// The prompt as the CLI prints it (to standard error: standard output carries results).
+pub fn prompt_text(p: &LoginPrompt, now_ms: u64) -> String {
+    let left_s = p.expires_at_ms.saturating_sub(now_ms) / 1000;
+    let mut out = String::new();
+    if p.joined {
+        out.push_str("Another credlock process is already logging in; joining it.\n");
+    }
+    match &p.user_code {
+        Some(code) => {
+            out.push_str(&format!(
+                "To log in, visit:\n    {}\nand enter the code:\n    {code}\n",
+                p.url
+            ));
+            if let Some(complete) = &p.url_complete {
+                out.push_str(&format!("(or open {complete})\n"));
+            }
+        }
+        None => out.push_str(&format!(
+            "To log in, open this URL in a browser:\n    {}\n",
+            p.url
+        )),
+    }
+    out.push_str(&format!("Waiting (the request expires in {left_s} s)...\n"));
+    out
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One GET under the token endpoint's rules (see `endpoint::post`).
+pub fn get(
+    url: &str,
+    timeout_ms: u32,
+    policy: EndpointPolicy,
+) -> Result<HttpReply, TransportError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| TransportError::BadUrl("not a valid URL".into()))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| TransportError::BadUrl("the URL has no host".into()))?;
+    let loopback = is_loopback(host);
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback || policy.allow_insecure_http => {}
+        _ => {
+            return Err(TransportError::BadUrl(
+                "only https, or http to a loopback address".into(),
+            ))
+        }
+    }
+    let timeout = Duration::from_millis(u64::from(timeout_ms));
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .user_agent(concat!("credlock/", env!("CARGO_PKG_VERSION")));
+    if loopback {
+        config = config.proxy(None);
+    }
+    let agent: ureq::Agent = config.build().into();
+    let mut response = agent
+        .get(url)
+        .header("Accept", "application/json")
+        .call()
+        .map_err(transport_error)?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_REPLY_BYTES)
+        .read_to_vec()
+        .map_err(transport_error)?;
+    Ok(HttpReply {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// Answer one connection to the listener; returns the query if it is the expected callback.
+fn serve_one(mut stream: TcpStream, state: &str) -> Option<String> {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(CALLBACK_READ_TIMEOUT));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_CALLBACK_REQUEST_BYTES {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("GET "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or("");
+    let query = target.strip_prefix("/callback?");
+    let matches = query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.strip_prefix("state=") == Some(state))
+    });
+    let (status, text) = if matches {
+        (
+            "200 OK",
+            "credlock: login complete. You can close this window.\n",
+        )
+    } else {
+        (
+            "400 Bad Request",
+            "credlock: this is not the callback credlock is waiting for.\n",
+        )
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    matches.then(|| query.unwrap_or_default().to_owned())
+}
+
+impl LoginPlatform for NativePlatform {
+    fn get(&mut self, url: &str, timeout_ms: u32) -> Result<HttpReply, TransportError> {
+        get(url, timeout_ms, self.policy)
+    }
+
+    fn sleep_ms(&mut self, ms: u32) {
+        std::thread::sleep(Duration::from_millis(u64::from(ms)));
+    }
+
+    fn show(&mut self, prompt: &LoginPrompt) {
+        match &self.login.sink {
+            Some(sink) => sink(prompt),
+            None => eprint!("{}", prompt_text(prompt, now_ms())),
+        }
+    }
+
+    fn listen(&mut self) -> Result<u16, String> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?
+            .port();
+        self.login.listener = Some(listener);
+        Ok(port)
+    }
+
+    fn accept_callback(&mut self, state: &str, timeout_ms: u32) -> Result<CallbackQuery, String> {
+        // Taken out: whatever happens, the listener is closed when this returns, so a second
+        // callback finds nothing listening.
+        let listener = self
+            .login
+            .listener
+            .take()
+            .ok_or_else(|| "no loopback listener was opened".to_owned())?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("loopback listener: {e}"))?;
+        let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if !peer.ip().is_loopback() {
+                        continue;
+                    }
+                    if let Some(query) = serve_one(stream, state) {
+                        return Ok(CallbackQuery(query));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(ACCEPT_POLL)
+                }
+                Err(e) => return Err(format!("loopback listener: {e}")),
+            }
+        }
+        Err(format!(
+            "no callback arrived within {} s",
+            timeout_ms / 1000
+        ))
+    }
+
+    fn open_browser(&mut self, url: &str) -> bool {
+        use std::process::{Command, Stdio};
+        let mut command = if cfg!(target_os = "macos") {
+            Command::new("open")
+        } else if cfg!(windows) {
+            let mut c = Command::new("rundll32");
+            c.arg("url.dll,FileProtocolHandler");
+            c
+        } else {
+            Command::new("xdg-open")
+        };
+        command
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .is_ok()
+    }
+}
+
+// ----- the WIT imports, forwarded to the native platform -----
+
+fn reply_out(r: HttpReply) -> token_endpoint::HttpReply {
+    token_endpoint::HttpReply {
+        status: r.status,
+        content_type: r.content_type,
+        body: r.body,
+    }
+}
+
+fn transport_out(e: TransportError) -> token_endpoint::TransportError {
+    match e {
+        TransportError::BadUrl(d) => token_endpoint::TransportError::BadUrl(d),
+        TransportError::Connect(d) => token_endpoint::TransportError::Connect(d),
+        TransportError::Timeout => token_endpoint::TransportError::Timeout,
+        TransportError::Interrupted(d) => token_endpoint::TransportError::Interrupted(d),
+        TransportError::ReplyTooLarge => token_endpoint::TransportError::ReplyTooLarge,
+    }
+}
+
+impl wit::Host for HostState {
+    fn get(
+        &mut self,
+        url: String,
+        timeout_ms: u32,
+    ) -> Result<token_endpoint::HttpReply, token_endpoint::TransportError> {
+        LoginPlatform::get(&mut self.platform, &url, timeout_ms)
+            .map(reply_out)
+            .map_err(transport_out)
+    }
+
+    fn sleep(&mut self, ms: u32) {
+        self.platform.sleep_ms(ms)
+    }
+
+    fn show(&mut self, p: wit::Prompt) {
+        self.platform.show(&LoginPrompt {
+            kind: p.kind,
+            url: p.url,
+            user_code: p.user_code,
+            url_complete: p.url_complete,
+            expires_at_ms: p.expires_at_ms,
+            joined: p.joined,
+        })
+    }
+
+    fn listen(&mut self) -> Result<u16, String> {
+        self.platform.listen()
+    }
+
+    fn accept_callback(&mut self, state: String, timeout_ms: u32) -> Result<String, String> {
+        self.platform
+            .accept_callback(&state, timeout_ms)
+            .map(|q| q.0)
+    }
+
+    fn open_browser(&mut self, url: String) -> bool {
+        self.platform.open_browser(&url)
+    }
+}
+
+/// The component's `login-error` as the core's.
+pub(crate) fn error_in(e: api::LoginError) -> LoginError {
+    use api::LoginError as W;
+    match e {
+        W::Metadata(d) => LoginError::Metadata(d),
+        W::InsecureEndpoint(d) => LoginError::InsecureEndpoint(d),
+        W::AccessDenied => LoginError::AccessDenied,
+        W::Expired(t) => LoginError::Expired(t),
+        W::Pending(t) => LoginError::Pending(t),
+        W::JoinedFailed(t) => LoginError::JoinedFailed(t),
+        W::Superseded(t) => LoginError::Superseded(t),
+        W::RevocationFailed(d) => LoginError::RevocationFailed(d),
+        W::Callback(d) => LoginError::Callback(d),
+        W::Unsupported(d) => LoginError::Unsupported(d),
+    }
+}
+
+fn request_out(r: &LoginRequest) -> api::LoginRequest {
+    api::LoginRequest {
+        issuer: r.issuer.clone(),
+        client_id: r.client_id.clone(),
+        client_secret: r.client_secret.clone(),
+        scope: r.scope.clone(),
+        flow: match r.flow {
+            LoginFlow::Device => api::LoginFlow::Device,
+            LoginFlow::Browser { open } => api::LoginFlow::Browser(open),
+        },
+        audience: r.audience.clone(),
+        resource: r.resource.clone(),
+        authorization_endpoint: r.authorization_endpoint.clone(),
+        token_endpoint: r.token_endpoint.clone(),
+        device_authorization_endpoint: r.device_authorization_endpoint.clone(),
+        revocation_endpoint: r.revocation_endpoint.clone(),
+    }
+}
+
+impl Credlock {
+    fn platform_mut(&mut self) -> &mut NativePlatform {
+        match &mut self.engine {
+            Engine::Native(p) => p,
+            Engine::Component {
+                instance: Some(i), ..
+            } => &mut i.store.data_mut().platform,
+            Engine::Component { spare: Some(p), .. } => p,
+            Engine::Component { .. } => {
+                unreachable!("the platform is either in the instance or spare")
+            }
+        }
+    }
+
+    /// Log `tenant` in (or join the login another process runs for it) and store the
+    /// result. `on_prompt` is called with the code or URL to show the user; `None` prints it
+    /// to standard error.
+    pub fn login(
+        &mut self,
+        tenant: &str,
+        request: &LoginRequest,
+        on_prompt: Option<PromptSink>,
+    ) -> Result<LoginOutcome, Error> {
+        self.platform_mut().login.sink = on_prompt;
+        let wire = request_out(request);
+        let result = self.call(
+            |i, s, o| i.credlock_store_store().call_login(s, *o, tenant, &wire),
+            |s| s.login(tenant, request),
+            |r| LoginOutcome {
+                token: crate::access_token(r.token),
+                joined: r.joined,
+            },
+        );
+        self.platform_mut().login = LoginState::default();
+        result
+    }
+
+    /// Revoke `tenant`'s refresh token where the server offers revocation, then delete it;
+    /// a failed revocation deletes nothing unless `local`.
+    pub fn logout(&mut self, tenant: &str, local: bool) -> Result<LogoutReport, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_logout(s, *o, tenant, local),
+            |s| s.logout(tenant, local),
+            |r| LogoutReport {
+                revocation: match r.revocation {
+                    api::Revocation::Revoked => Revocation::Revoked,
+                    api::Revocation::NotOffered => Revocation::NotOffered,
+                    api::Revocation::Failed(why) => Revocation::Failed(why),
+                },
+                deleted: r.deleted,
+            },
+        )
+    }
+
+    /// The logins in progress (never a code or verifier).
+    pub fn pending_logins(&mut self) -> Result<Vec<PendingSummary>, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_pending_logins(s, *o),
+            |s| s.pending_logins(),
+            |v| {
+                v.into_iter()
+                    .map(|p| PendingSummary {
+                        tenant: p.tenant,
+                        kind: p.kind,
+                        started_at_ms: p.started_at_ms,
+                        expires_at_ms: p.expires_at_ms,
+                        understood: p.understood,
+                    })
+                    .collect()
+            },
+        )
+    }
+}
+
+// ----- what the CLI prints -----
+
+/// The login's result on standard output: no secret, only the token's hash, so scripts and
+/// tests can tell whether two logins got the same tokens.
+pub fn outcome_json(tenant: &str, o: &LoginOutcome) -> String {
+    serde_json::json!({
+        "tenant": tenant,
+        "revision": o.token.revision,
+        "joined": o.joined,
+        "expires_at_ms": o.token.expires_at_ms,
+        "access_token_sha256": credlock_core::sha256_hex(o.token.token.as_bytes()),
+    })
+    .to_string()
+}
+
+pub fn outcome_text(tenant: &str, o: &LoginOutcome) -> String {
+    if o.joined {
+        format!(
+            "credlock: logged in '{tenant}' (revision {}, by the login this process joined)",
+            o.token.revision
+        )
+    } else {
+        format!(
+            "credlock: logged in '{tenant}' (revision {})",
+            o.token.revision
+        )
+    }
+}
+
+pub fn logout_text(tenant: &str, r: &LogoutReport) -> String {
+    let server = match &r.revocation {
+        Revocation::Revoked => "the server revoked its refresh token".to_owned(),
+        Revocation::NotOffered => "no revocation endpoint is known, nothing revoked".to_owned(),
+        Revocation::Failed(why) => {
+            format!("the revocation FAILED ({why}); deleted locally as asked (--local)")
+        }
+    };
+    let local = if r.deleted {
+        "deleted"
+    } else {
+        "was not stored"
+    };
+    format!("credlock: logged out '{tenant}': {server}; {local}")
+}
+
+/// `list`'s lines for logins in progress (none: nothing).
+pub fn pending_text(pending: &[PendingSummary], now_ms: u64) -> String {
+    let mut out = String::new();
+    for p in pending {
+        let state = if p.expires_at_ms <= now_ms {
+            "expired, collected by the next write".to_owned()
+        } else {
+            format!("expires in {} s", (p.expires_at_ms - now_ms) / 1000)
+        };
+        let version = if p.understood {
+            ""
+        } else {
+            " (written by a newer credlock)"
+        };
+        out.push_str(&format!(
+            "pending login: {} ({}, {state}){version}\n",
+            p.tenant, p.kind
+        ));
+    }
+    out
+}

@@ -1,0 +1,663 @@
+//! `credlock login` and `logout` against the real OAuth server (tests/oauth-server, with its
+//! device flow and authorization code + PKCE): the test plays the user over HTTP. Guards the
+//! login promises: one flow at the server however many processes log in at once, polling at
+//! the server's pace, nothing stored from a hostile reply or over a newer `put`, abandoned
+//! logins collected, and a logout that really revokes.
+
+mod common;
+#[path = "common/oauth.rs"]
+mod oauth;
+use common::*;
+use oauth::OAuthServer;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const SCOPE: &str = "openid offline_access api";
+
+/// A running `credlock login`, its standard error streamed line by line.
+struct Login {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Login {
+    fn start(env: &Env, args: &[&str]) -> Login {
+        let mut c = env.command(args);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawning credlock login");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Login {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn device(env: &Env, server: &OAuthServer, client: &str) -> Login {
+        Login::start(
+            env,
+            &[
+                "login",
+                "acme",
+                "--issuer",
+                &server.base,
+                "--client-id",
+                client,
+                "--scope",
+                SCOPE,
+            ],
+        )
+    }
+
+    /// The next stderr line after one equal to `marker` (trimmed), within 30 s.
+    fn line_after(&mut self, marker: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut take_next = false;
+        while Instant::now() < deadline {
+            let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            self.seen.push(line.clone());
+            if take_next {
+                return line.trim().to_owned();
+            }
+            take_next = line.trim() == marker;
+        }
+        panic!("no line after {marker:?}; stderr so far: {:#?}", self.seen);
+    }
+
+    fn user_code(&mut self) -> String {
+        self.line_after("and enter the code:")
+    }
+
+    /// Wait (at most 60 s) and return exit code, stdout and all of stderr.
+    fn finish(mut self) -> Run {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "login did not end: {:#?}",
+                self.seen
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        // The reader thread ends at EOF, which the exit brought.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr: self.seen.join("\n"),
+        }
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s:?}"))
+}
+
+fn stat(server: &OAuthServer, key: &str) -> u64 {
+    server.stats()[key].as_u64().unwrap()
+}
+
+/// Nothing of the login is left: no tenant, no pending login.
+fn nothing_stored(env: &Env) {
+    let list = env.ok(&["list"], "");
+    assert!(!list.contains("acme"), "{list}");
+}
+
+#[test]
+fn device_login_end_to_end_polls_at_the_interval_and_honours_slow_down() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = Login::device(&env, &server, "device-app");
+    let code = login.user_code();
+    assert!(
+        login.seen.iter().any(|l| l.contains("/device")),
+        "{:#?}",
+        login.seen
+    );
+    // The first poll answers slow_down: the next one must come 5 s later than the interval.
+    server.device_fault("slow_down", 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    server.device(&code, "approve");
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = json(&run.stdout);
+    assert_eq!(out["joined"], false);
+    let token = env.ok(&["token", "acme"], "");
+    assert_eq!(
+        out["access_token_sha256"].as_str().unwrap(),
+        sha256_hex(token.trim().as_bytes())
+    );
+    assert!(server.resource(token.trim()));
+    // One device authorization; polls: one answered slow_down, the next one granted.
+    assert_eq!(stat(&server, "device_authorizations"), 1);
+    let polls: Vec<u64> = server.stats()["device_poll_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(polls.len(), 2, "{polls:?}");
+    let gap = polls[1] - polls[0];
+    // interval (1 s) + slow_down (5 s); a little slack for scheduling.
+    assert!(
+        (5_900..8_000).contains(&gap),
+        "gap after slow_down: {gap} ms"
+    );
+    eprintln!("measured: poll gap after slow_down {gap} ms");
+    // Stored as `put` would: the refresh grant works with what the login stored.
+    let refreshed = env.ok(&["refresh", "acme"], "");
+    assert_ne!(refreshed, token);
+    assert_eq!(stat(&server, "refresh_successes"), 1);
+    let list = env.ok(&["list", "--json"], "");
+    let list = json(&list);
+    assert_eq!(list[0]["client_id"], "device-app");
+    assert_eq!(list[0]["token_endpoint"], server.token_endpoint());
+    assert_eq!(list[0]["scope"], SCOPE);
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+#[test]
+fn eight_concurrent_logins_run_one_flow_and_return_the_same_tokens() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let logins: Vec<Login> = (0..8)
+        .map(|_| Login::device(&env, &server, "device-app"))
+        .collect();
+    // Every process shows a code, and it is the same one.
+    let mut codes = Vec::new();
+    let mut logins: Vec<Login> = logins
+        .into_iter()
+        .map(|mut l| {
+            codes.push(l.user_code());
+            l
+        })
+        .collect();
+    codes.dedup();
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    let approved = Instant::now();
+    server.device(&codes[0], "approve");
+    let runs: Vec<Run> = logins.drain(..).map(Login::finish).collect();
+    let all_done_ms = approved.elapsed().as_millis();
+    let outs: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r.code, 0, "{r:?}");
+            json(&r.stdout)
+        })
+        .collect();
+    for o in &outs {
+        assert_eq!(o["access_token_sha256"], outs[0]["access_token_sha256"]);
+        assert_eq!(o["revision"], outs[0]["revision"]);
+    }
+    let joined = outs.iter().filter(|o| o["joined"] == true).count();
+    assert_eq!(joined, 7, "{outs:?}");
+    assert_eq!(
+        stat(&server, "device_authorizations"),
+        1,
+        "one flow at the server"
+    );
+    assert_eq!(stat(&server, "device_approvals"), 1);
+    eprintln!(
+        "measured: 8 logins, {} device authorization(s), {} poll(s), all 8 done {all_done_ms} ms after the approval",
+        stat(&server, "device_authorizations"),
+        stat(&server, "device_polls")
+    );
+}
+
+#[test]
+fn a_killed_login_is_resumed_by_the_next_one_or_collected_after_expiry() {
+    warm();
+    let server = OAuthServer::start(60);
+
+    // Resumed: the second login joins the dead one's pending entry and polls its code.
+    let env = Env::new();
+    let mut first = Login::device(&env, &server, "device-app");
+    let code = first.user_code();
+    first.child.kill().unwrap();
+    let _ = first.child.wait();
+    assert!(env.ok(&["list"], "").contains("pending login: acme"));
+    let r = env.run(&["token", "acme"], "");
+    assert_eq!(r.code, 12, "token during a pending login says so: {r:?}");
+    assert!(r.stderr.contains("in progress"), "{r:?}");
+    let mut second = Login::device(&env, &server, "device-app");
+    assert_eq!(second.user_code(), code, "the same code is shown");
+    server.device(&code, "approve");
+    let run = second.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(stat(&server, "device_authorizations"), 1);
+    assert!(!env.ok(&["list"], "").contains("pending login"));
+
+    // Collected: a short-lived code, its login killed; the next writer after its expiry
+    // removes it.
+    let env = Env::new();
+    let mut login = Login::device(&env, &server, "device-short");
+    login.user_code();
+    login.child.kill().unwrap();
+    let _ = login.child.wait();
+    let list = env.ok(&["list"], "");
+    assert!(list.contains("pending login: acme (device"), "{list}");
+    let doctor = env.run(&["doctor"], "");
+    assert!(doctor.stdout.contains("pending login: acme"), "{doctor:?}");
+    std::thread::sleep(Duration::from_millis(4_500));
+    assert!(
+        env.ok(&["list"], "").contains("expired"),
+        "a reader does not write"
+    );
+    env.ok(
+        &["put", "other"],
+        r#"{"access_token":"x","expires_in":600}"#,
+    );
+    let list = env.ok(&["list"], "");
+    assert!(!list.contains("pending login"), "{list}");
+    assert_eq!(
+        env.run(&["token", "acme"], "").code,
+        3,
+        "not found, no longer pending"
+    );
+}
+
+#[test]
+fn a_login_completing_after_a_newer_put_does_not_overwrite_it() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = Login::device(&env, &server, "device-app");
+    let code = login.user_code();
+    let put = server.grant("public-app");
+    env.ok(&["put", "acme"], &put.to_string());
+    server.device(&code, "approve");
+    let run = login.finish();
+    assert_eq!(run.code, 11, "{run:?}");
+    assert!(run.stderr.contains("newer tokens"), "{run:?}");
+    assert_eq!(
+        env.ok(&["token", "acme"], "").trim(),
+        put["access_token"].as_str().unwrap()
+    );
+    assert!(!env.ok(&["list"], "").contains("pending login"));
+}
+
+#[test]
+fn a_denied_login_stores_nothing() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = Login::device(&env, &server, "device-app");
+    let code = login.user_code();
+    server.device(&code, "deny");
+    let run = login.finish();
+    assert_eq!(run.code, 11, "{run:?}");
+    assert!(run.stderr.contains("denied"), "{run:?}");
+    nothing_stored(&env);
+}
+
+#[test]
+fn hostile_token_replies_give_a_specific_error_and_store_nothing() {
+    warm();
+    let server = OAuthServer::start(60);
+    for (fault, says) in [
+        ("wrong_token_type", "not Bearer"),
+        ("missing_access_token", "`access_token` is missing"),
+        ("malformed", "not valid JSON"),
+        ("huge", "too large"),
+    ] {
+        let env = Env::new();
+        let mut login = Login::device(&env, &server, "device-app");
+        let code = login.user_code();
+        server.device_fault(fault, 1);
+        server.device(&code, "approve");
+        let run = login.finish();
+        assert_eq!(run.code, 7, "{fault}: {run:?}");
+        assert!(run.stderr.contains(says), "{fault}: {run:?}");
+        nothing_stored(&env);
+    }
+}
+
+/// A one-route-per-path HTTP server on 127.0.0.1 answering canned replies, for metadata and
+/// replies the real server would never send.
+fn fake_server(routes: Vec<(String, u16, String)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let routes: Vec<(String, u16, String)> = routes
+        .into_iter()
+        .map(|(p, s, b)| (p, s, b.replace("{BASE}", &base)))
+        .collect();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head);
+            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+            let (status, body) = routes
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .map(|(_, s, b)| (*s, b.clone()))
+                .unwrap_or((404, "{}".into()));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn hostile_metadata_and_device_replies_give_a_specific_error() {
+    warm();
+    let env = Env::new();
+    // Discovery that sends the token to a plain-http host on the network.
+    let base = fake_server(vec![(
+        "/.well-known/openid-configuration".into(),
+        200,
+        r#"{"issuer":"{BASE}","token_endpoint":"http://example.com/token","device_authorization_endpoint":"{BASE}/device"}"#.into(),
+    )]);
+    let r = env.run(
+        &["login", "acme", "--issuer", &base, "--client-id", "c"],
+        "",
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("token_endpoint is plain http"), "{r:?}");
+    // Metadata for another issuer.
+    let base = fake_server(vec![(
+        "/.well-known/oauth-authorization-server".into(),
+        200,
+        r#"{"issuer":"https://elsewhere.example","token_endpoint":"{BASE}/token"}"#.into(),
+    )]);
+    let r = env.run(
+        &["login", "acme", "--issuer", &base, "--client-id", "c"],
+        "",
+    );
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(r.stderr.contains("another issuer"), "{r:?}");
+    // Malformed metadata.
+    let base = fake_server(vec![(
+        "/.well-known/oauth-authorization-server".into(),
+        200,
+        r#"{"issuer": "#.into(),
+    )]);
+    let r = env.run(
+        &["login", "acme", "--issuer", &base, "--client-id", "c"],
+        "",
+    );
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(r.stderr.contains("not valid JSON"), "{r:?}");
+    // A device authorization reply without a user code.
+    let base = fake_server(vec![
+        (
+            "/.well-known/oauth-authorization-server".into(),
+            200,
+            r#"{"issuer":"{BASE}","token_endpoint":"{BASE}/token","device_authorization_endpoint":"{BASE}/device"}"#.into(),
+        ),
+        (
+            "/device".into(),
+            200,
+            r#"{"device_code":"d","verification_uri":"{BASE}/v","expires_in":60}"#.into(),
+        ),
+    ]);
+    let r = env.run(
+        &["login", "acme", "--issuer", &base, "--client-id", "c"],
+        "",
+    );
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(r.stderr.contains("`user_code` is missing"), "{r:?}");
+    // Explicit endpoints are held to the same rule.
+    let r = env.run(
+        &[
+            "login",
+            "acme",
+            "--client-id",
+            "c",
+            "--token-endpoint",
+            "https://as.example/token",
+            "--device-authorization-endpoint",
+            "http://as.example/device",
+        ],
+        "",
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    nothing_stored(&env);
+}
+
+#[test]
+fn logout_revokes_the_refresh_token_or_deletes_nothing() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut doc = server.grant("conf-basic");
+    let rt = doc["refresh_token"].as_str().unwrap().to_owned();
+    doc["revocation_endpoint"] = format!("{}/token/revocation", server.base).into();
+    env.ok(&["put", "acme"], &doc.to_string());
+    let r = env.run(&["logout", "acme"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("revoked"), "{r:?}");
+    assert_eq!(stat(&server, "revocations"), 1);
+    assert_eq!(
+        server.raw_refresh("conf-basic", "basic-secret", &rt),
+        400,
+        "the server rejects the revoked refresh token"
+    );
+    assert_eq!(env.run(&["token", "acme"], "").code, 3);
+
+    // A revocation endpoint that does not answer: nothing is deleted, unless --local.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut doc = server.grant("conf-basic");
+    doc["revocation_endpoint"] = format!("http://127.0.0.1:{closed}/revoke").into();
+    env.ok(&["put", "acme"], &doc.to_string());
+    let r = env.run(&["logout", "acme"], "");
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(r.stderr.contains("--local"), "{r:?}");
+    env.ok(&["token", "acme"], "");
+    let r = env.run(&["logout", "acme", "--local"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("FAILED"), "{r:?}");
+    assert_eq!(env.run(&["token", "acme"], "").code, 3);
+
+    // A login's tenant knows its revocation endpoint from discovery.
+    let mut login = Login::device(&env, &server, "device-app");
+    let code = login.user_code();
+    server.device(&code, "approve");
+    assert_eq!(login.finish().code, 0);
+    let revoked = stat(&server, "grants_revoked");
+    let r = env.run(&["logout", "acme"], "");
+    assert!(r.code == 0 && r.stderr.contains("revoked"), "{r:?}");
+    assert_eq!(stat(&server, "grants_revoked"), revoked + 1);
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+/// Play the browser: follow `url`'s redirects through the server's login and consent (with
+/// its cookies) until one points at the loopback callback; return that URL, not visited.
+fn follow_to_callback(url: &str, base: &str) -> String {
+    let mut cookies: Vec<String> = Vec::new();
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        if url.contains("/callback?") {
+            return url;
+        }
+        let mut req = agent().get(&url);
+        if !cookies.is_empty() {
+            req = req.header("Cookie", cookies.join("; "));
+        }
+        let r = req.call().unwrap();
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
+            cookies.push(pair);
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{url}: {} without a redirect", r.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        url = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+    }
+    panic!("too many redirects");
+}
+
+#[test]
+fn browser_login_follows_the_printed_url_to_the_loopback_callback_once() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = Login::start(
+        &env,
+        &[
+            "login",
+            "acme",
+            "--issuer",
+            &server.base,
+            "--client-id",
+            "device-app",
+            "--scope",
+            "openid api",
+            "--browser",
+            "--no-open",
+        ],
+    );
+    let url = login.line_after("To log in, open this URL in a browser:");
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    let callback = follow_to_callback(&url, &server.base);
+    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    // A callback with another state is refused, and the login keeps waiting for its own.
+    let state = oauth_param(&callback, "state");
+    let wrong = callback.replace(&format!("state={state}"), "state=0123456789abcdef");
+    let r = agent().get(&wrong).call().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = agent()
+        .get(callback.replace("/callback?", "/other?"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(login.child.try_wait().unwrap().is_none(), "still waiting");
+    let r = agent().get(&callback).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    // The listener is gone: a second callback finds nothing to talk to.
+    assert!(
+        agent().get(&callback).call().is_err(),
+        "second callback refused"
+    );
+    let token = env.ok(&["token", "acme"], "");
+    assert!(server.resource(token.trim()));
+    assert_eq!(stat(&server, "authorizations"), 1);
+    // Stored so that refresh works.
+    env.ok(&["refresh", "acme"], "");
+    assert_eq!(stat(&server, "refresh_successes"), 1);
+}
+
+fn oauth_param(url: &str, name: &str) -> String {
+    url.split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_second_browser_login_joins_the_first_and_gets_its_tokens() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let args = [
+        "login",
+        "acme",
+        "--issuer",
+        &server.base,
+        "--client-id",
+        "device-app",
+        "--scope",
+        "openid api",
+        "--browser",
+        "--no-open",
+    ];
+    let mut first = Login::start(&env, &args);
+    let url = first.line_after("To log in, open this URL in a browser:");
+    let mut second = Login::start(&env, &args);
+    assert_eq!(
+        second.line_after("To log in, open this URL in a browser:"),
+        url,
+        "the joiner shows the same URL"
+    );
+    assert!(
+        second.seen.iter().any(|l| l.contains("joining")),
+        "{:#?}",
+        second.seen
+    );
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(
+        agent().get(&callback).call().unwrap().status().as_u16(),
+        200
+    );
+    let (a, b) = (first.finish(), second.finish());
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+    let (a, b) = (json(&a.stdout), json(&b.stdout));
+    assert_eq!(a["access_token_sha256"], b["access_token_sha256"]);
+    assert_eq!(
+        (a["joined"].clone(), b["joined"].clone()),
+        (false.into(), true.into())
+    );
+    assert_eq!(stat(&server, "authorizations"), 1);
+}
