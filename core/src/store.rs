@@ -369,6 +369,10 @@ impl<'p, P: Platform> Store<'p, P> {
         mut body: Body,
     ) -> Result<u64, StoreError> {
         assert!(!slots.is_empty(), "a store header without key slots");
+        // Every write collects abandoned logins, maintenance writes (rekey, slot changes,
+        // recover, import) too, not only the merges (FORMAT.md, "Pending logins").
+        let now = self.p.wall_ms();
+        crate::model::collect_expired_logins(&mut body, now);
         body.generation = old_generation.checked_add(1).expect("generation overflow");
         check_body(&body)?;
         // Platform contract (wit/sealing.wit): a key id is 16 bytes, and sealing with the

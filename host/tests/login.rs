@@ -250,6 +250,17 @@ fn a_killed_login_is_resumed_by_the_next_one_or_collected_after_expiry() {
     first.child.kill().unwrap();
     let _ = first.child.wait();
     assert!(env.ok(&["list"], "").contains("pending login: acme"));
+    // `status` shows a tenant whose first login is in progress, never its code.
+    let status = json(&env.ok(&["status", "--json"], ""));
+    assert_eq!(status[0]["tenant"], "acme", "{status}");
+    assert_eq!(status[0]["stored"], false, "{status}");
+    assert_eq!(status[0]["pending_login"]["kind"], "device", "{status}");
+    let text = env.ok(&["status", "acme"], "");
+    assert!(text.contains("device login in progress"), "{text}");
+    assert!(
+        !text.contains(&code),
+        "status printed the user code: {text}"
+    );
     let r = env.run(&["token", "acme"], "");
     assert_eq!(r.code, 12, "token during a pending login says so: {r:?}");
     assert!(r.stderr.contains("in progress"), "{r:?}");
@@ -288,6 +299,17 @@ fn a_killed_login_is_resumed_by_the_next_one_or_collected_after_expiry() {
         3,
         "not found, no longer pending"
     );
+
+    // Any writer collects, a maintenance one too (a rekey here), not only merges.
+    let mut login = Login::device(&env, &server, "device-short");
+    login.user_code();
+    login.child.kill().unwrap();
+    let _ = login.child.wait();
+    assert!(env.ok(&["list"], "").contains("pending login: acme"));
+    std::thread::sleep(Duration::from_millis(4_500));
+    env.ok(&["rekey"], "");
+    let list = env.ok(&["list"], "");
+    assert!(!list.contains("pending login"), "{list}");
 }
 
 #[test]

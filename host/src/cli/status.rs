@@ -33,22 +33,22 @@ pub fn print_token_json(
 }
 
 /// One tenant's state as `status` reports it.
-///
-/// Pending logins go here: when the store can report a login in progress for a tenant (the
-/// login flow is being added beside this), add it as a field, fill it in `run` from the
-/// same `list` (or its own call), and print it in both outputs below (`"pending_login"` in
-/// the JSON, a `login:` line in the text).
 struct TenantStatus {
-    summary: TenantSummary,
+    tenant: String,
+    /// `None` for a tenant whose first login is still in progress.
+    summary: Option<TenantSummary>,
     /// Helper mappings (kind and URL) that hand out this tenant's token.
     mappings: Vec<String>,
+    /// A login in progress for the tenant (never its code or verifier).
+    pending: Option<credlock::PendingSummary>,
 }
 
 /// `credlock status [TENANT] [--json]`: what `list` shows, plus whether a refresh token
 /// exists, whether a refresh intent is pending (a refresh in flight now, or one interrupted
 /// after its token may have been spent, which credlock will not present again unless the
 /// tenant allows one retry), whether a re-login is needed, and which helper mappings hand
-/// its token out. Pending logins belong in [`TenantStatus`].
+/// its token out, and any login in progress for it (a tenant whose first login is still in
+/// progress is shown too).
 pub fn run(
     store: &mut Credlock,
     tenant: Option<&str>,
@@ -56,24 +56,35 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let mut tenants = store.list()?;
+    let mut pending = store.pending_logins()?;
     if let Some(name) = tenant {
         tenants.retain(|t| t.tenant == name);
-        if tenants.is_empty() {
+        pending.retain(|p| p.tenant == name);
+        if tenants.is_empty() && pending.is_empty() {
             return Err(
                 credlock::Error::Store(credlock::StoreError::NotFound(name.to_owned())).into(),
             );
         }
     }
     let mappings = super::helper_map::load(store.layout())?;
-    let statuses: Vec<TenantStatus> = tenants
+    let mut names: Vec<String> = tenants
+        .iter()
+        .map(|t| t.tenant.clone())
+        .chain(pending.iter().map(|p| p.tenant.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let statuses: Vec<TenantStatus> = names
         .into_iter()
-        .map(|summary| TenantStatus {
+        .map(|name| TenantStatus {
             mappings: mappings
                 .iter()
-                .filter(|m| m.tenant == summary.tenant)
+                .filter(|m| m.tenant == name)
                 .map(|m| format!("{} {}", m.kind.name(), m.url))
                 .collect(),
-            summary,
+            summary: tenants.iter().find(|t| t.tenant == name).cloned(),
+            pending: pending.iter().find(|p| p.tenant == name).cloned(),
+            tenant: name,
         })
         .collect();
     let now_ms = std::time::SystemTime::now()
@@ -84,9 +95,26 @@ pub fn run(
         let v: Vec<serde_json::Value> = statuses
             .iter()
             .map(|s| {
-                let t = &s.summary;
+                let login = s.pending.as_ref().map(|p| {
+                    serde_json::json!({
+                        "kind": p.kind,
+                        "started_at": rfc3339(p.started_at_ms),
+                        "expires_at": rfc3339(p.expires_at_ms),
+                        "joinable": p.understood,
+                    })
+                });
+                let Some(t) = &s.summary else {
+                    return serde_json::json!({
+                        "tenant": s.tenant,
+                        "stored": false,
+                        "pending_login": login,
+                        "helper_mappings": s.mappings,
+                    });
+                };
                 serde_json::json!({
                     "tenant": t.tenant,
+                    "stored": true,
+                    "pending_login": login,
                     "token_type": t.token_type,
                     "expires_at": t.expires_at_ms.map(rfc3339),
                     "expires_at_ms": t.expires_at_ms,
@@ -111,8 +139,25 @@ pub fn run(
         return Ok(());
     }
     for s in &statuses {
-        let t = &s.summary;
-        let _ = writeln!(out, "{}", t.tenant);
+        let _ = writeln!(out, "{}", s.tenant);
+        if let Some(p) = &s.pending {
+            let left = p.expires_at_ms.saturating_sub(now_ms) / 1000;
+            let _ = writeln!(
+                out,
+                "  login:         {} login in progress (expires in {}){}",
+                p.kind,
+                crate::human(left),
+                if p.understood {
+                    "; `credlock login` joins it"
+                } else {
+                    "; written by a newer credlock"
+                }
+            );
+        }
+        let Some(t) = &s.summary else {
+            let _ = writeln!(out, "  access token:  none yet");
+            continue;
+        };
         let expires = match t.expires_at_ms {
             None => "unknown (the server gave no lifetime)".to_owned(),
             Some(ms) if ms <= now_ms => format!("expired at {}", rfc3339(ms)),
