@@ -10,7 +10,7 @@
 #
 # Two checks per target:
 #
-# 1. "modules": the platform modules (host/src/{io_util,files,locks,layout,failpoints}.rs),
+# 1. "modules": the platform modules (host/src/{io_util,files,locks,layout,failpoints,privacy}.rs),
 #    with their unit tests, compiled as a small crate of their own (generated under
 #    target/platform-check/) over credlock-core and the same dependencies as the host. None
 #    of it has C code, so this is a real `cargo check` for every target.
@@ -121,7 +121,7 @@ credlock-core = { path = "../../core" }
 fs4 = { version = "0.13", features = ["sync"] }
 getrandom = "0.2"
 hex = "0.4"
-rustix = { version = "1", features = ["fs"] }
+rustix = { version = "1", features = ["fs", "process"] }
 libc = "0.2"
 directories = "6"
 
@@ -143,6 +143,8 @@ pub mod io_util;
 pub mod layout;
 #[path = "../../../host/src/locks.rs"]
 pub mod locks;
+#[path = "../../../host/src/privacy.rs"]
+pub mod privacy;
 EOF
 # Resolve to the versions the workspace uses.
 [ -f "$work/Cargo.lock" ] || cp Cargo.lock "$work/Cargo.lock"
@@ -160,7 +162,7 @@ for t in $targets; do
   echo "== $t: modules"
   if cargo check --manifest-path "$work/Cargo.toml" --target "$t" --lib --tests \
       --target-dir "$work/target" >"$log.modules.log" 2>&1; then
-    record "$t" modules ok "io_util, files, locks, layout, failpoints + their tests"
+    record "$t" modules ok "io_util, files, locks, layout, failpoints, privacy + their tests"
   else
     grep -E '^(error|warning)' "$log.modules.log" | sort | uniq -c | head -20 || true
     record "$t" modules FAIL "see $log.modules.log"
