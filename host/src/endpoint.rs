@@ -27,8 +27,28 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 pub fn post(request: &TokenRequest, policy: EndpointPolicy) -> Result<HttpReply, TransportError> {
-    let uri: Uri = request
-        .url
+    let agent = agent_for(&request.url, request.timeout_ms, policy)?;
+    let mut req = agent
+        .post(&request.url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Accept", "application/json");
+    if let Some(auth) = &request.authorization {
+        req = req.header("Authorization", auth);
+    }
+    let response = req.send(request.body.as_bytes()).map_err(transport_error)?;
+    read_reply(response)
+}
+
+/// An agent for one call to `url` under the endpoint rules every OAuth call here follows
+/// (the token endpoint's `post`, and the login's GETs): `https`, or `http` only to a
+/// loopback host unless the user allowed otherwise; no redirect followed; one deadline for
+/// connect plus total; no proxy from the environment for a loopback host.
+pub(crate) fn agent_for(
+    url: &str,
+    timeout_ms: u32,
+    policy: EndpointPolicy,
+) -> Result<ureq::Agent, TransportError> {
+    let uri: Uri = url
         .parse()
         .map_err(|_| TransportError::BadUrl("not a valid URL".into()))?;
     let host = uri
@@ -40,12 +60,12 @@ pub fn post(request: &TokenRequest, policy: EndpointPolicy) -> Result<HttpReply,
         Some("http") if loopback || policy.allow_insecure_http => {}
         Some("http") => {
             return Err(TransportError::BadUrl(
-                "plain http to a non-loopback host would expose the refresh token; use https (or CREDLOCK_ALLOW_INSECURE_HTTP=1)".into(),
+                "plain http to a non-loopback host would send OAuth secrets in clear text; use https (or CREDLOCK_ALLOW_INSECURE_HTTP=1)".into(),
             ))
         }
         _ => return Err(TransportError::BadUrl("only http and https URLs are accepted".into())),
     }
-    let timeout = Duration::from_millis(u64::from(request.timeout_ms));
+    let timeout = Duration::from_millis(u64::from(timeout_ms));
     let mut config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .timeout_connect(Some(timeout))
@@ -56,15 +76,14 @@ pub fn post(request: &TokenRequest, policy: EndpointPolicy) -> Result<HttpReply,
         // A proxy from the environment has no business with a loopback endpoint.
         config = config.proxy(None);
     }
-    let agent: ureq::Agent = config.build().into();
-    let mut req = agent
-        .post(&request.url)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("Accept", "application/json");
-    if let Some(auth) = &request.authorization {
-        req = req.header("Authorization", auth);
-    }
-    let mut response = req.send(request.body.as_bytes()).map_err(transport_error)?;
+    Ok(config.build().into())
+}
+
+/// A reply as the core reads it: status, content type, and the body up to
+/// [`MAX_REPLY_BYTES`] (a longer one is `reply-too-large`).
+pub(crate) fn read_reply(
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<HttpReply, TransportError> {
     let status = response.status().as_u16();
     let content_type = response
         .headers()

@@ -5,7 +5,7 @@
 use crate::component::api;
 use crate::component::credlock::store::{login as wit, token_endpoint};
 use crate::component::HostState;
-use crate::endpoint::{is_loopback, transport_error, EndpointPolicy, MAX_REPLY_BYTES};
+use crate::endpoint::{agent_for, read_reply, transport_error, EndpointPolicy};
 use crate::native::NativePlatform;
 use crate::{Credlock, Engine, Error};
 use credlock_core::login::{
@@ -19,7 +19,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use ureq::http::Uri;
 
 /// Shows a login's prompt: the CLI prints it, a binding calls its language's callback.
 pub type PromptSink = Arc<dyn Fn(&LoginPrompt) + Send + Sync>;
@@ -71,61 +70,18 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// One GET under the token endpoint's rules (see `endpoint::post`).
+/// One GET under the token endpoint's rules (`endpoint::agent_for`).
 pub fn get(
     url: &str,
     timeout_ms: u32,
     policy: EndpointPolicy,
 ) -> Result<HttpReply, TransportError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| TransportError::BadUrl("not a valid URL".into()))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| TransportError::BadUrl("the URL has no host".into()))?;
-    let loopback = is_loopback(host);
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if loopback || policy.allow_insecure_http => {}
-        _ => {
-            return Err(TransportError::BadUrl(
-                "only https, or http to a loopback address".into(),
-            ))
-        }
-    }
-    let timeout = Duration::from_millis(u64::from(timeout_ms));
-    let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .user_agent(concat!("credlock/", env!("CARGO_PKG_VERSION")));
-    if loopback {
-        config = config.proxy(None);
-    }
-    let agent: ureq::Agent = config.build().into();
-    let mut response = agent
+    let response = agent_for(url, timeout_ms, policy)?
         .get(url)
         .header("Accept", "application/json")
         .call()
         .map_err(transport_error)?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_REPLY_BYTES)
-        .read_to_vec()
-        .map_err(transport_error)?;
-    Ok(HttpReply {
-        status,
-        content_type,
-        body,
-    })
+    read_reply(response)
 }
 
 /// Answer one connection to the listener; returns the query if it is the expected callback.
