@@ -403,16 +403,6 @@ fn poke(file: &std::path::Path, offset: usize, bytes: &[u8]) {
         .unwrap();
 }
 
-fn aside(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".corrupt-"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Item 6: one bit flipped in the format version (`printf '\x00' | dd of=credentials.sealed
 /// bs=1 seek=9 conv=notrunc`) read as "format version 0 ... use the credlock version that
 /// wrote this store", and `recover`, `recover --force` and `quarantine` all refused while
@@ -447,7 +437,11 @@ fn a_flipped_version_bit_is_damage_that_recover_repairs() {
     let r = env.run(&["recover"], "");
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(env.ok(&["token", "acme"], "").trim(), "t1");
-    assert_eq!(aside(&env.store_dir()).len(), 1, "the damaged file is kept");
+    assert_eq!(
+        corrupt_files(&env.store_dir()).len(),
+        1,
+        "the damaged file is kept"
+    );
 }
 
 /// Item 6: header damage no check can prove (a version that reads as newer; a key id flipped
@@ -471,7 +465,7 @@ fn unprovable_header_damage_is_recoverable_with_force() {
     // A store that opens is never forced aside by quarantine.
     let r = env.run(&["quarantine", "--force"], "");
     assert_ne!(r.code, 0, "{r:?}");
-    assert!(aside(&dir).is_empty());
+    assert!(corrupt_files(&dir).is_empty());
 
     // Version 3: a newer format, or a flipped bit. Without force, left alone.
     poke(&store, 8, &[0, 3]);
@@ -484,12 +478,12 @@ fn unprovable_header_damage_is_recoverable_with_force() {
             r.code, 0,
             "{args:?} moved a store a newer credlock may have written"
         );
-        assert!(aside(&dir).is_empty());
+        assert!(corrupt_files(&dir).is_empty());
     }
     env.ok(&["recover", "--force"], "");
     // The backup: the store before the last put.
     assert_eq!(env.ok(&["token", "acme"], "").trim(), "t1");
-    assert_eq!(aside(&dir).len(), 1);
+    assert_eq!(corrupt_files(&dir).len(), 1);
 
     // After a rekey there is no backup: a flipped key-id bit reads as a key that opens
     // nothing, and only quarantine --force gets the user out (then a new store).
@@ -511,7 +505,7 @@ fn unprovable_header_damage_is_recoverable_with_force() {
     let r = env.run(&["quarantine", "--force"], "");
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!store.exists());
-    let moved = aside(&dir);
+    let moved = corrupt_files(&dir);
     assert_eq!(moved.len(), 2);
     let kept: Vec<Vec<u8>> = moved
         .iter()

@@ -222,16 +222,6 @@ fn flip_last_byte(path: &Path) {
     std::fs::write(path, b).unwrap();
 }
 
-fn corrupt_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("credentials.sealed.corrupt-"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn slots_are_added_removed_and_rekeyed_from_the_same_sources() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,3 +124,15 @@ pub fn warm() {
         env.ok(&["list"], "");
     });
 }
+
+/// The files moved aside in `dir` (`<name>.corrupt-<ms>`: the store's, or its backup's),
+/// sorted.
+pub fn corrupt_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".corrupt-"))
+        .collect();
+    v.sort();
+    v
+}
