@@ -18,11 +18,20 @@ command -v dbus-send >/dev/null 2>&1 || need_pkgs+=(dbus-bin)
 command -v gnome-keyring-daemon >/dev/null 2>&1 || need_pkgs+=(gnome-keyring)
 command -v secret-tool >/dev/null 2>&1 || need_pkgs+=(libsecret-tools)
 command -v keyctl >/dev/null 2>&1 || need_pkgs+=(keyutils)
+# PostgreSQL for the fleet tests (host/tests/postgres.rs): each test starts a private
+# cluster with initdb and pg_ctl from /usr/lib/postgresql/*/bin; the package's service is
+# never used. `runuser` (util-linux) runs the server as `postgres` when the tests run as root.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [[ " ${need_pkgs[*]} " == *" postgresql "* ]] && [ -w /etc ]; then
+    # Only the binaries: no "main" cluster, no server left running by the package.
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/credlock.conf
+  fi
   if command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   else
-    echo "setup: install ${need_pkgs[*]} (keyring tests)" >&2
+    echo "setup: install ${need_pkgs[*]} (keyring and database tests)" >&2
     exit 1
   fi
 fi

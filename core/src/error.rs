@@ -154,6 +154,8 @@ fn io_detail(e: &IoError) -> String {
         IoError::NoSpace(d) => format!("no space left: {d}"),
         IoError::UnsafePermissions(d) => format!("unsafe permissions: {d}"),
         IoError::OtherLockProtocol(d) => d.clone(),
+        IoError::Unreachable(d) => format!("the store's server is unreachable: {d}"),
+        IoError::Fenced(d) => format!("write fenced off: {d}"),
         IoError::Other(d) => d.clone(),
     }
 }
@@ -362,6 +364,8 @@ impl StoreError {
             Io(FileError::Io(IoError::UnsafePermissions(_))) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => "credlock refuses files that other users could read or replace, as ssh refuses an unprotected private key: run the command above (`credlock doctor` checks the rest); nothing was read or changed",
             Io(FileError::Io(IoError::PermissionDenied(_))) => "check the store directory's owner and permissions (`credlock doctor`); nothing was changed",
             Io(FileError::Io(IoError::OtherLockProtocol(_))) => "open this store with the kind of credlock host that made it (its lock-protocol file says which); two kinds on one store would not exclude each other; nothing was changed",
+            Io(FileError::Io(IoError::Unreachable(_))) | Key(KeyError::Io(IoError::Unreachable(_))) => "check that the database is running and reachable from here (`credlock doctor`), then retry; a write that failed this way was not acknowledged",
+            Io(FileError::Io(IoError::Fenced(_))) => "retry: this process lost its lock (its database session ended) while another process wrote; nothing of this call was written",
             Io(_) => "check the store directory's permissions and free space; nothing was changed",
             Key(KeyError::NoMatchingSlot(_)) => "provide a key that opens one of the listed slots (CREDLOCK_PASSPHRASE or the key file)",
             Key(KeyError::WrongPassphrase) => "check CREDLOCK_PASSPHRASE; the store was not changed",

@@ -21,6 +21,12 @@ pub enum IoError {
     UnsafePermissions(String),
     /// The store is locked with another lock protocol (its `lock-protocol` marker).
     OtherLockProtocol(String),
+    /// The store's server could not be reached, or the session holding a lock ended; a
+    /// write failing this way was not acknowledged.
+    Unreachable(String),
+    /// A write refused because the store changed since this process read it under its
+    /// lock (the lock was lost): nothing was written.
+    Fenced(String),
     /// Anything else.
     Other(String),
 }

@@ -16,7 +16,7 @@
 use crate::error::{EndpointError, StoreError};
 use crate::model::{Entry, RefreshIntent};
 use crate::oauth::{classify_reply, refresh_request_parts, EndpointReply, TokenGrant};
-use crate::platform::{LockMode, LockTarget, Platform, TokenRequest};
+use crate::platform::{FileError, IoError, LockMode, LockTarget, Platform, TokenRequest};
 use crate::store::{tenant_name, AccessToken, Store};
 use crate::tenant::{sha256_hex, TenantName};
 
@@ -424,8 +424,6 @@ impl<'p, P: Platform> Store<'p, P> {
         let name = s.tenant.as_str().to_owned();
         let presented = s.presented_sha256;
         let outcome = s.outcome;
-        #[cfg(feature = "naive")]
-        let naive_wipes = self.naive.invalid_grant_wipes;
         let still_presented = |e: &Entry| {
             e.refresh_token
                 .as_deref()
@@ -433,6 +431,33 @@ impl<'p, P: Platform> Store<'p, P> {
                 .as_deref()
                 == Some(presented.as_str())
         };
+        // The tokens the server just issued exist nowhere else: a commit that failed because
+        // the store's server was briefly unreachable or this process's lock was lost (a
+        // database store) is tried again under a fresh lock, a few times, each attempt
+        // bounded by the lock timeout. The merge below is safe to repeat: a commit that did
+        // land shows up as the stored refresh token no longer being the one presented.
+        let mut attempts = 0;
+        let committed = loop {
+            attempts += 1;
+            match self.commit_once(&name, &outcome, still_presented) {
+                Err(StoreError::Io(FileError::Io(
+                    IoError::Unreachable(_) | IoError::Fenced(_),
+                ))) if attempts < COMMIT_ATTEMPTS => continue,
+                other => break other,
+            }
+        };
+        committed?
+    }
+
+    fn commit_once(
+        &mut self,
+        name: &str,
+        outcome: &Outcome,
+        still_presented: impl Fn(&Entry) -> bool,
+    ) -> Result<Result<AccessToken, StoreError>, StoreError> {
+        #[cfg(feature = "naive")]
+        let naive_wipes = self.naive.invalid_grant_wipes;
+        let name = name.to_owned();
         let (result, _) = self.mutate(false, |body, now| {
             let Some(e) = body.tenants.get_mut(&name) else {
                 return Err(StoreError::NotFound(name.clone()));
@@ -452,7 +477,7 @@ impl<'p, P: Platform> Store<'p, P> {
                 }
                 had
             };
-            match &outcome {
+            match outcome {
                 Outcome::Granted(g) => {
                     e.access_token = g.access_token.clone();
                     e.token_type = g.token_type.clone();
@@ -486,6 +511,10 @@ impl<'p, P: Platform> Store<'p, P> {
                 Outcome::Ambiguous(err) => Ok((Err(StoreError::Endpoint(err.clone())), false)),
             }
         })?;
-        result
+        Ok(result)
     }
 }
+
+/// How many times a refresh's commit is tried when the store's server is unreachable or the
+/// lock was lost ([`Store::commit_outcome`]).
+const COMMIT_ATTEMPTS: u32 = 3;

@@ -2,7 +2,7 @@
 //! platform, and a cache of the compiled artifact so a one-shot CLI call costs milliseconds.
 
 use crate::keys::KeyHandle;
-use crate::locks::LockGuard;
+use crate::native::Guard as LockGuard;
 use crate::native::NativePlatform;
 use anyhow::Context;
 use credlock_core::platform as core_p;
@@ -16,7 +16,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "credlock",
     with: {
-        "credlock:store/locks.lock-guard": crate::locks::LockGuard,
+        "credlock:store/locks.lock-guard": crate::native::Guard,
         "credlock:store/sealing.sealing-key": crate::keys::KeyHandle,
     },
 });
@@ -201,6 +201,8 @@ fn io_error(e: core_p::IoError) -> types::IoError {
         core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
         core_p::IoError::UnsafePermissions(d) => types::IoError::UnsafePermissions(d),
         core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
+        core_p::IoError::Unreachable(d) => types::IoError::Unreachable(d),
+        core_p::IoError::Fenced(d) => types::IoError::Fenced(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }
@@ -490,6 +492,8 @@ fn io_error_in(e: types::IoError) -> core_p::IoError {
         types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
         types::IoError::UnsafePermissions(d) => core_p::IoError::UnsafePermissions(d),
         types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
+        types::IoError::Unreachable(d) => core_p::IoError::Unreachable(d),
+        types::IoError::Fenced(d) => core_p::IoError::Fenced(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }

@@ -4,9 +4,11 @@
 //! Configured only by the environment variable `CREDLOCK_FAILPOINTS`, a comma-separated list
 //! of `NAME[@HIT]=ACTION`: `HIT` is which hit of the point acts (default every one), and
 //! `ACTION` is `pause` (print `credlock: failpoint NAME reached` to stderr, then sleep for a
-//! minute so the test can kill the process), `abort`, or `panic` (a bug inside a call: what a
+//! minute so the test can kill the process), `sleep:MS` (print the same, then sleep MS
+//! milliseconds and go on: the test stops, cuts or fences the process meanwhile), `abort`, or `panic` (a bug inside a call: what a
 //! binding must turn into an internal error without losing the process or a lock). Unset, each point costs one branch.
-//! The points are: `post:before`, `post:after`, `replace:before-rename`.
+//! The points are: `post:before`, `post:after`, `replace:before-rename`, and `db-write:before`
+//! (a database store's write, on the session holding the exclusive lock, after the read).
 #![cfg_attr(
     not(any(debug_assertions, feature = "failpoints")),
     allow(dead_code, unused_imports)
@@ -19,6 +21,7 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy)]
 enum Action {
     Pause,
+    Sleep(u64),
     Abort,
     Panic,
 }
@@ -49,7 +52,10 @@ fn points() -> &'static HashMap<String, Point> {
                 "pause" => Action::Pause,
                 "abort" => Action::Abort,
                 "panic" => Action::Panic,
-                _ => continue,
+                a => match a.strip_prefix("sleep:").and_then(|ms| ms.parse().ok()) {
+                    Some(ms) => Action::Sleep(ms),
+                    None => continue,
+                },
             };
             map.insert(
                 name.to_owned(),
@@ -89,6 +95,10 @@ pub fn hit(name: &str) {
         Action::Pause => {
             eprintln!("credlock: failpoint {name} reached");
             std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        Action::Sleep(ms) => {
+            eprintln!("credlock: failpoint {name} reached");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
     }
 }

@@ -23,9 +23,11 @@ pub mod keys;
 pub mod layout;
 pub mod locks;
 pub mod login;
+pub mod migrate;
 pub mod native;
 pub mod open;
 pub mod oskeyring;
+pub mod pg;
 pub mod privacy;
 pub mod report;
 pub mod shared;
@@ -57,7 +59,11 @@ use std::sync::{Arc, OnceLock};
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The store directory. For a database store, the directory of what stays on this
+    /// machine: the default key file, git and docker helper mappings.
     pub store_dir: PathBuf,
+    /// The store lives in PostgreSQL (a fleet's store), not in `store_dir`.
+    pub database: Option<pg::Database>,
     pub keys: KeySources,
     pub options: Options,
     pub endpoint: EndpointPolicy,
@@ -89,6 +95,7 @@ impl Config {
                 ..Default::default()
             },
             store_dir: dir,
+            database: None,
             options: Options::default(),
             endpoint: EndpointPolicy::default(),
             cache_dir: layout::default_cache_dir(),
@@ -162,7 +169,8 @@ impl Credlock {
     /// [`shared::Store`]'s pool): a passphrase is derived, and a keyring asked, once.
     pub(crate) fn open_with_keyring(config: Config, keyring: Keyring) -> Result<Self, Error> {
         config.options.validate()?;
-        let platform = NativePlatform::new(Layout::new(config.store_dir), keyring, config.endpoint);
+        let platform = NativePlatform::new(Layout::new(config.store_dir), keyring, config.endpoint)
+            .with_database(config.database);
         let engine = match config.backend {
             Backend::Component => Engine::Component {
                 runtime: runtime(config.cache_dir.as_deref())?,
@@ -184,6 +192,21 @@ impl Credlock {
                 instance: Some(i), ..
             } => &i.platform().layout,
             Engine::Component { spare: Some(p), .. } => &p.layout,
+            Engine::Component { .. } => {
+                unreachable!("the platform is either in the instance or spare")
+            }
+        }
+    }
+
+    /// Where the store is, for messages: the store file's path, or the database (without
+    /// its password).
+    pub fn location(&self) -> String {
+        match &self.engine {
+            Engine::Native(p) => p.location(),
+            Engine::Component {
+                instance: Some(i), ..
+            } => i.platform().location(),
+            Engine::Component { spare: Some(p), .. } => p.location(),
             Engine::Component { .. } => {
                 unreachable!("the platform is either in the instance or spare")
             }

@@ -9,6 +9,7 @@ use crate::io_util::{ensure_private_dir, io_error};
 use crate::keys::{DataKey, KeyHandle, Keyring};
 use crate::layout::Layout;
 use crate::locks::{self, LockGuard};
+use crate::pg::{Database, PgGuard, PgPlatform};
 use credlock_core::platform::*;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,25 @@ pub struct NativePlatform {
     dir_checked: bool,
     /// A login's prompt sink and loopback listener (`login.rs`).
     pub login: crate::login::LoginState,
+    /// Where the store lives when it is not `layout`'s directory: PostgreSQL (`pg/`), whose
+    /// locks and rows then stand for the lock files and the store files.
+    pub database: Option<PgPlatform>,
+}
+
+/// A held lock of either kind of store.
+#[derive(Debug)]
+pub enum Guard {
+    File(LockGuard),
+    Database(PgGuard),
+}
+
+impl Guard {
+    pub fn release(&mut self) {
+        match self {
+            Guard::File(g) => g.release(),
+            Guard::Database(g) => g.release(),
+        }
+    }
 }
 
 /// The lock protocol of every flock host (Rust, Python, Node). See FORMAT.md, "Locks".
@@ -48,6 +68,22 @@ impl NativePlatform {
             swept: false,
             dir_checked: false,
             login: Default::default(),
+            database: None,
+        }
+    }
+
+    /// Keep the store in `db` instead of the directory (which then holds only local things:
+    /// the default cache, helper mappings).
+    pub fn with_database(mut self, db: Option<Database>) -> Self {
+        self.database = db.map(PgPlatform::new);
+        self
+    }
+
+    /// Where the store is, for messages: its directory's store file, or its database.
+    pub fn location(&self) -> String {
+        match &self.database {
+            Some(pg) => pg.db.to_string(),
+            None => self.layout.store().display().to_string(),
         }
     }
 
@@ -104,13 +140,18 @@ impl NativePlatform {
     /// for the read under the lock to report. Done until a key is cached, so the hot path
     /// pays nothing; a process that meets another's rekey opens the new key under the lock,
     /// once (BENCHMARKS.md).
-    fn open_key_before_locking(&self) {
+    fn open_key_before_locking(&mut self) {
         if self.keys.has_any_key() {
             return;
         }
         // The header length is a u16: the whole header is within the first 64 KiB. The same
-        // refusals as the read under the lock (no symlink, a regular file).
-        let Ok(Some(prefix)) = files::read_head(&self.layout.store(), 1 << 16) else {
+        // refusals as the read under the lock (no symlink, a regular file). A database row is
+        // read whole, as under the lock (no lock is held: any version's header will do).
+        let prefix = match &mut self.database {
+            Some(pg) => pg.read(StoreFile::Store),
+            None => files::read_head(&self.layout.store(), 1 << 16),
+        };
+        let Ok(Some(prefix)) = prefix else {
             return;
         };
         let Ok((header, _)) = credlock_core::format::Header::decode(&prefix) else {
@@ -146,7 +187,7 @@ impl SealingKey for KeyHandle {
 }
 
 impl Platform for NativePlatform {
-    type Guard = LockGuard;
+    type Guard = Guard;
     type Key = KeyHandle;
 
     fn acquire(
@@ -154,7 +195,14 @@ impl Platform for NativePlatform {
         target: &LockTarget,
         mode: LockMode,
         timeout_ms: u32,
-    ) -> Result<LockGuard, LockError> {
+    ) -> Result<Guard, LockError> {
+        if self.database.is_some() {
+            if *target == LockTarget::Store {
+                self.open_key_before_locking();
+            }
+            let pg = self.database.as_mut().expect("checked above");
+            return pg.acquire(target, mode, timeout_ms).map(Guard::Database);
+        }
         let path = match target {
             LockTarget::Store => {
                 if !self.dir_checked {
@@ -175,14 +223,20 @@ impl Platform for NativePlatform {
                 self.layout.refresh_lock(id)
             }
         };
-        locks::acquire(&path, mode, Duration::from_millis(u64::from(timeout_ms)))
+        locks::acquire(&path, mode, Duration::from_millis(u64::from(timeout_ms))).map(Guard::File)
     }
 
     fn read(&mut self, file: StoreFile) -> Result<Option<Vec<u8>>, FileError> {
+        if let Some(pg) = &mut self.database {
+            return pg.read(file);
+        }
         files::read(&self.path(file), files::MAX_STORE_BYTES)
     }
 
     fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
+        if let Some(pg) = &mut self.database {
+            return pg.replace(file, contents);
+        }
         ensure_private_dir(&self.layout.dir)
             .map_err(|e| FileError::Io(io_error(&e, &self.layout.dir)))?;
         // The core writes only under the exclusive store lock: the one moment when every
@@ -197,11 +251,17 @@ impl Platform for NativePlatform {
     }
 
     fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
+        if let Some(pg) = &mut self.database {
+            return pg.remove(file);
+        }
         files::remove(&self.path(file))
     }
 
     fn quarantine(&mut self, file: StoreFile) -> Result<String, FileError> {
         let now = self.wall_ms();
+        if let Some(pg) = &mut self.database {
+            return pg.quarantine(file, now);
+        }
         files::quarantine(&self.path(file), now)
     }
 

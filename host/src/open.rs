@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 /// Settings for opening a store; `None` means "from the environment, else the default".
 #[derive(Clone, Default)]
 pub struct OpenOptions {
-    /// The store directory. Default: `$CREDLOCK_STORE`, else the platform's data directory.
+    /// The store directory, or a PostgreSQL URL (`postgres://user@host/db?schema=credlock`)
+    /// for a store shared by many machines. Default: `$CREDLOCK_STORE`, else the
+    /// platform's data directory.
     pub store_dir: Option<PathBuf>,
     /// A passphrase for a passphrase slot. Default: `$CREDLOCK_PASSPHRASE`.
     pub passphrase: Option<Zeroizing<String>>,
@@ -145,6 +147,21 @@ impl OpenOptions {
                 invalid("no home directory: pass a store directory or set CREDLOCK_STORE")
             })?,
         };
+        let database = match dir.to_str().filter(|s| crate::pg::database::is_url(s)) {
+            Some(url) => Some(
+                crate::pg::Database::parse(url)
+                    .map_err(invalid)?
+                    .with_password_fallback(self.env("PGPASSWORD").as_deref()),
+            ),
+            None => None,
+        };
+        // A database store keeps only local things in a directory: the default data directory.
+        let dir = match &database {
+            Some(_) => crate::layout::default_store_dir().ok_or_else(|| {
+                invalid("no home directory: set HOME (or XDG_DATA_HOME) for this machine's credlock files")
+            })?,
+            None => dir,
+        };
         let mut config = Config::for_dir(&dir);
         let passphrase = self.secret(&self.passphrase, "CREDLOCK_PASSPHRASE")?;
         let new_passphrase = self.secret(&self.new_passphrase, "CREDLOCK_NEW_PASSPHRASE")?;
@@ -186,10 +203,18 @@ impl OpenOptions {
             // A new store gets a key file only when nothing else protects it, or when one is
             // named explicitly: a key file beside the store would defeat a passphrase or
             // keyring. An existing store's key file is still used to open it if present.
-            create_key_file: (passphrase.is_none() && keyring.is_none())
+            //
+            // A database store is opened on many machines: each needs the same key, so it
+            // never gets a machine-local default key file, only one named explicitly (a
+            // mounted secret) or a passphrase.
+            create_key_file: (passphrase.is_none() && keyring.is_none() && database.is_none())
                 || explicit_key_file.is_some(),
             passphrase,
-            key_file: Some(explicit_key_file.unwrap_or_else(|| dir.join("key"))),
+            key_file: match (&database, explicit_key_file) {
+                (_, Some(k)) => Some(k),
+                (Some(_), None) => None,
+                (None, None) => Some(dir.join("key")),
+            },
             kdf: self.kdf.unwrap_or_default(),
             keyring,
             use_keyrings,
@@ -215,6 +240,7 @@ impl OpenOptions {
         config.endpoint.allow_insecure_http =
             self.flag(self.allow_insecure_http, "CREDLOCK_ALLOW_INSECURE_HTTP");
         config.options.validate()?;
+        config.database = database;
         Ok(config)
     }
 }

@@ -44,6 +44,8 @@ fn io_fields(e: &IoError, m: &mut Map<String, Value>) {
         IoError::NoSpace(d) => ("no-space", d),
         IoError::UnsafePermissions(d) => ("unsafe-permissions", d),
         IoError::OtherLockProtocol(d) => ("other-lock-protocol", d),
+        IoError::Unreachable(d) => ("unreachable", d),
+        IoError::Fenced(d) => ("fenced", d),
         IoError::Other(d) => ("other", d),
     };
     m.insert("io_kind".into(), kind.into());

@@ -93,6 +93,8 @@ fn io_error(e: types::IoError) -> core_p::IoError {
         types::IoError::NoSpace(d) => core_p::IoError::NoSpace(d),
         types::IoError::UnsafePermissions(d) => core_p::IoError::UnsafePermissions(d),
         types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
+        types::IoError::Unreachable(d) => core_p::IoError::Unreachable(d),
+        types::IoError::Fenced(d) => core_p::IoError::Fenced(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }
@@ -104,6 +106,8 @@ fn io_error_out(e: core_p::IoError) -> types::IoError {
         core_p::IoError::NoSpace(d) => types::IoError::NoSpace(d),
         core_p::IoError::UnsafePermissions(d) => types::IoError::UnsafePermissions(d),
         core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
+        core_p::IoError::Unreachable(d) => types::IoError::Unreachable(d),
+        core_p::IoError::Fenced(d) => types::IoError::Fenced(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }

@@ -1,8 +1,9 @@
-//! The subcommands that fit credlock into the tools people already use: `exec`, the git and
+//! `doctor`, and the subcommands that fit credlock into the tools people already use: `exec`, the git and
 //! docker credential helpers and their URL mappings, JSON output and `status`, shell
 //! completions and the man page.
 
 pub mod docker;
+pub mod doctor;
 pub mod exec;
 pub mod generate;
 pub mod git;

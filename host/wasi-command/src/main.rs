@@ -36,6 +36,8 @@ fn io(e: types::IoError) -> p::IoError {
         types::IoError::NoSpace(d) => p::IoError::NoSpace(d),
         types::IoError::UnsafePermissions(d) => p::IoError::UnsafePermissions(d),
         types::IoError::OtherLockProtocol(d) => p::IoError::OtherLockProtocol(d),
+        types::IoError::Unreachable(d) => p::IoError::Unreachable(d),
+        types::IoError::Fenced(d) => p::IoError::Fenced(d),
         types::IoError::Other(d) => p::IoError::Other(d),
     }
 }

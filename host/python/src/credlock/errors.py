@@ -153,7 +153,9 @@ class RefreshContended(CredlockError):
 
 class StoreIOError(CredlockError):
     """The filesystem failed. `io_kind`: `not-a-regular-file`, `permission-denied`,
-    `no-space`, `unsafe-permissions`, `other-lock-protocol`, `other`, or `too-large` (then `size` is set)."""
+    `no-space`, `unsafe-permissions`, `other-lock-protocol`, `unreachable` (a database store's
+    server, or the session that held a lock, is gone), `fenced` (a write refused because the
+    lock was lost), `other`, or `too-large` (then `size` is set)."""
 
     kind = "io"
     io_kind: str = "other"
