@@ -738,3 +738,45 @@ fn migrate_copies_a_directory_store_into_the_database_and_back() {
         "the round trip changed the sealed bytes"
     );
 }
+
+/// TLS to the database: with the server's CA (`sslrootcert`) the store works; without it
+/// the connection is refused (the certificate is verified, as libpq's verify-full), with an
+/// error that says so; nothing is written.
+#[test]
+fn tls_to_the_database_verifies_the_server() {
+    warm();
+    let pg = PgCluster::start_with_tls();
+    let ca = pg.ca.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = |query: &str| {
+        Env::new()
+            .env("CREDLOCK_STORE", &pg.url(query))
+            .env(
+                "CREDLOCK_KEY_FILE",
+                &dir.path().join("key").display().to_string(),
+            )
+            .env(
+                "XDG_DATA_HOME",
+                &dir.path().join("data").display().to_string(),
+            )
+    };
+    let verified = env(&format!(
+        "schema=tls&sslmode=require&sslrootcert={}",
+        ca.display()
+    ));
+    verified.ok(&["put", "acme"], &token_json("over-tls"));
+    assert_eq!(verified.ok(&["token", "acme"], "").trim(), "over-tls");
+    // The server logged credlock's sessions as TLS ones (log_connections).
+    assert!(
+        pg.log().contains("SSL enabled"),
+        "no TLS session in the server log: {}",
+        pg.log()
+    );
+    let unverified = env("schema=tls&sslmode=require");
+    let r = unverified.run(&["put", "acme"], &token_json("mitm"));
+    assert_eq!(r.code, 8, "{r:?}");
+    assert!(r.stderr.to_lowercase().contains("certificate"), "{r:?}");
+    assert_eq!(verified.ok(&["token", "acme"], "").trim(), "over-tls");
+    let r = verified.run(&["doctor"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+}

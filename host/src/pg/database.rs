@@ -5,6 +5,12 @@
 //! within it, default `default`, so that one schema can hold several stores). A password
 //! may come from the URL (through `CREDLOCK_STORE`; the CLI refuses one in its arguments,
 //! where `ps` shows it) or from `PGPASSWORD`; it never appears in [`Database`]'s display.
+//!
+//! TLS is rustls with the Mozilla roots, plus the certificates of `sslrootcert=PATH` (a
+//! managed database's CA). It always verifies the server's certificate and name: `require`
+//! here is libpq's `verify-full`. To a host that is not this machine, TLS is required unless
+//! the URL says `sslmode=disable`; on loopback or a Unix socket, `prefer` (the default) falls
+//! back to plain text when the server has no TLS.
 
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -24,6 +30,7 @@ pub struct Database {
     /// Whether the URL itself carried a password (the CLI refuses that in argv).
     pub password_in_url: bool,
     redacted: String,
+    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for Database {
@@ -67,12 +74,15 @@ impl Database {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut schema = "credlock".to_owned();
         let mut store = "default".to_owned();
+        let mut root_cert = None;
         let mut rest = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "schema" => schema = v.to_owned(),
                 "store" => store = v.to_owned(),
+                // Not a tokio-postgres option: the CA file, read here for rustls.
+                "sslrootcert" => root_cert = Some(v.to_owned()),
                 _ => rest.push(pair),
             }
         }
@@ -120,15 +130,23 @@ impl Database {
         config.options(&options);
         let password_in_url = config.get_password().is_some();
         let redacted = redact(&config, &schema, &store);
-        let db = Database {
+        let tls = std::sync::Arc::new(tls_config(root_cert.as_deref())?);
+        let mut db = Database {
             config,
             schema,
             store,
             password_in_url,
             redacted,
+            tls,
         };
-        db.check_transport()?;
+        db.check_transport();
         Ok(db)
+    }
+
+    /// A new session (TLS as the URL's `sslmode` says, see the module doc).
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*self.tls).clone());
+        self.config.connect(tls)
     }
 
     /// Use `password` unless the URL gave one (`PGPASSWORD`, as libpq reads it).
@@ -139,25 +157,17 @@ impl Database {
         self
     }
 
-    /// This build speaks to PostgreSQL without TLS. That is safe on a Unix socket and on
-    /// loopback; anywhere else the database password and the (sealed) store would cross a
-    /// network in the clear, so it takes an explicit `sslmode=disable` (an SSH tunnel or a
-    /// sidecar proxy ending at loopback needs nothing).
-    fn check_transport(&self) -> Result<(), String> {
+    /// To a host that is not this machine, TLS is required: `prefer` would let anyone on
+    /// the path answer "no TLS" and read the password. `sslmode=disable` says plain text on
+    /// purpose (a private network the user trusts).
+    fn check_transport(&mut self) {
         use postgres::config::{Host, SslMode};
         let remote = self.config.get_hosts().iter().any(|h| match h {
             Host::Unix(_) => false,
             Host::Tcp(name) => !is_loopback(name),
         });
-        match self.config.get_ssl_mode() {
-            SslMode::Require => Err(
-                "sslmode=require: this build of credlock does not speak TLS to PostgreSQL yet; connect through a Unix socket, loopback, or a TLS-terminating proxy or SSH tunnel on this machine".into(),
-            ),
-            SslMode::Disable => Ok(()),
-            _ if remote => Err(
-                "this build of credlock connects to PostgreSQL without TLS: to a host that is not this machine, say so with sslmode=disable (the tokens are sealed before they leave this machine; the database password is not), or connect through a TLS-terminating proxy or SSH tunnel on loopback".into(),
-            ),
-            _ => Ok(()),
+        if remote && self.config.get_ssl_mode() == SslMode::Prefer {
+            self.config.ssl_mode(SslMode::Require);
         }
     }
 
@@ -180,6 +190,32 @@ impl Database {
     pub(crate) fn schema_ident(&self) -> String {
         format!("\"{}\"", self.schema)
     }
+}
+
+/// rustls with the Mozilla roots and those of `root_cert` (PEM).
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = root_cert {
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("sslrootcert={path}: cannot read PEM certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("sslrootcert={path}: no certificate in the file"));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("sslrootcert={path}: not a usable CA certificate: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -238,13 +274,21 @@ mod tests {
 
     #[test]
     fn refuses_what_is_unsafe_or_wrong() {
-        let e = Database::parse("postgres://u@db.example.com/app").unwrap_err();
-        assert!(e.contains("sslmode=disable"), "{e}");
-        assert!(Database::parse("postgres://u@db.example.com/app?sslmode=disable").is_ok());
+        use postgres::config::SslMode;
+        let remote = Database::parse("postgres://u@db.example.com/app").unwrap();
+        assert_eq!(
+            remote.config.get_ssl_mode(),
+            SslMode::Require,
+            "TLS to another host"
+        );
+        let plain = Database::parse("postgres://u@db.example.com/app?sslmode=disable").unwrap();
+        assert_eq!(plain.config.get_ssl_mode(), SslMode::Disable);
+        let local = Database::parse("postgres://u@127.0.0.1/app").unwrap();
+        assert_eq!(local.config.get_ssl_mode(), SslMode::Prefer);
         assert!(
-            Database::parse("postgres://u@localhost/app?sslmode=require")
+            Database::parse("postgres://u@localhost/app?sslrootcert=/nonexistent.pem")
                 .unwrap_err()
-                .contains("TLS")
+                .contains("sslrootcert")
         );
         assert!(
             Database::parse("postgres://u@localhost/app?schema=Bad;drop")

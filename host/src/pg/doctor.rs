@@ -3,7 +3,7 @@
 
 use super::{schema, Database};
 use credlock_core::platform::LockTarget;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use std::time::Instant;
 
 /// One finding: a line to print, and whether it is a problem.
@@ -36,7 +36,7 @@ fn split_key(key: i64) -> (i64, i64) {
 pub fn check(db: &Database) -> Vec<Finding> {
     let mut out = Vec::new();
     let started = Instant::now();
-    let mut client = match db.config.connect(NoTls) {
+    let mut client = match db.connect() {
         Ok(c) => c,
         Err(e) => {
             out.push(problem(format!(

@@ -22,7 +22,7 @@ pub use database::Database;
 
 use credlock_core::platform::{FileError, IoError, LockError, LockMode, LockTarget, StoreFile};
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -43,9 +43,9 @@ impl Pool {
             Some(c) if !c.is_closed() => Ok(c),
             _ => self
                 .db
-                .config
-                .connect(NoTls)
-                .map_err(|e| unreachable_error(&self.db, "could not connect", &e)),
+                .connect()
+                // A refused password is a DbError: io_error tells it from a server away.
+                .map_err(|e| io_error(&self.db, "could not connect", &e)),
         }
     }
 
@@ -405,8 +405,16 @@ pub(crate) fn io_error(db: &Database, what: &str, e: &postgres::Error) -> IoErro
 }
 
 fn unreachable_error(db: &Database, what: &str, e: &postgres::Error) -> IoError {
-    // tokio-postgres's own errors (connect, I/O, closed) name no secrets either.
-    IoError::Unreachable(format!("{db}: {what}: {}", one_line(&e.to_string())))
+    // tokio-postgres's own errors (connect, I/O, TLS, closed) name no secrets either; their
+    // causes (which TLS check failed, which socket error) are in the source chain.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    IoError::Unreachable(format!("{db}: {what}: {}", one_line(&text)))
 }
 
 /// A server's text as one bounded line: it goes into error messages and JSON reports.

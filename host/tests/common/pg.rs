@@ -14,6 +14,8 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     pub port: u16,
     bin: PathBuf,
+    /// The CA that signed the server's certificate, when it speaks TLS.
+    pub ca: Option<PathBuf>,
 }
 
 /// The directory of `initdb` and `pg_ctl`: `$CREDLOCK_PG_BIN`, else the newest
@@ -54,6 +56,16 @@ fn free_port() -> u16 {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        Self::start_with(false)
+    }
+
+    /// A cluster that speaks TLS, with a certificate for 127.0.0.1 and localhost signed by
+    /// a CA of its own (`ca`), made with the openssl CLI.
+    pub fn start_with_tls() -> PgCluster {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> PgCluster {
         let dir = tempfile::tempdir().unwrap();
         if is_root() {
             let ok = Command::new("chown")
@@ -68,6 +80,7 @@ impl PgCluster {
             port: 0,
             bin: bin_dir(),
             dir,
+            ca: None,
         };
         let data = c.data();
         let status = c
@@ -90,9 +103,42 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&status.stderr)
         );
+        if tls {
+            c.make_certificates();
+        }
         c.port = free_port();
         c.start_server();
         c
+    }
+
+    fn make_certificates(&mut self) {
+        let d = self.dir.path();
+        let sh = format!(
+            "set -e; cd {d}; \
+             openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=credlock-test-ca 2>/dev/null; \
+             openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null; \
+             printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext; \
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext 2>/dev/null; \
+             chmod 600 server.key",
+            d = d.display()
+        );
+        let ok = Command::new("bash")
+            .args(["-c", &sh])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "making the test certificates with openssl");
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(d.join("server.key"))
+                .arg(d.join("server.crt"))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        }
+        self.ca = Some(d.join("ca.pem"));
     }
 
     fn data(&self) -> PathBuf {
@@ -112,11 +158,17 @@ impl PgCluster {
 
     /// Start (or start again) on the same port and data.
     pub fn start_server(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c max_connections=400 -c shared_buffers=32MB",
             self.port,
             self.dir.path().display()
         );
+        if self.ca.is_some() {
+            let d = self.dir.path().display();
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key -c log_connections=on"
+            ));
+        }
         let out = self
             .command("pg_ctl")
             .arg("-D")
