@@ -2,12 +2,14 @@
 //! markdown table with the target and a verdict. Not a test: it never fails on speed.
 //!
 //! ```text
-//! credlock-bench [--full] [--peers] [--out FILE]
+//! credlock-bench [--full] [--peers] [--postgres] [--out FILE]
 //! ```
 //! Quick mode takes a couple of minutes; `--full` runs every process count and more rounds.
 //! `--peers` adds Python filelock / portalocker / msal-extensions and Node proper-lockfile
-//! (installed by bench/peers/setup.sh). Internal worker modes start with `worker-`.
+//! (installed by bench/peers/setup.sh). `--postgres` adds the fleet store on a private
+//! PostgreSQL cluster (bench/src/database.rs). Internal worker modes start with `worker-`.
 
+mod database;
 mod floor;
 
 use credlock::{Backend, Config, Credlock};
@@ -82,6 +84,7 @@ fn main() {
     }
     let full = args.iter().any(|a| a == "--full");
     let peers = args.iter().any(|a| a == "--peers");
+    let postgres = args.iter().any(|a| a == "--postgres");
     let out = args
         .iter()
         .position(|a| a == "--out")
@@ -110,6 +113,9 @@ fn main() {
     storm(&mut r, tmp.path(), &cache, 64);
     if peers {
         peer_contention(&mut r, tmp.path(), ns, if full { 100 } else { 25 });
+    }
+    if postgres {
+        database::run(&mut r, tmp.path(), &cache, full);
     }
 
     let mut md = String::new();

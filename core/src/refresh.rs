@@ -324,10 +324,20 @@ impl<'p, P: Platform> Store<'p, P> {
         let presented = sha256_hex(s.read.refresh_token.as_bytes());
         let name = s.tenant.as_str().to_owned();
         let attempts = s.attempts;
+        let intent_read = s.read.entry.refresh_intent.clone();
         let (recorded, _) = self.mutate(false, |body, now| {
             let Some(e) = body.tenants.get_mut(&name) else {
                 return Err(StoreError::NotFound(name.clone()));
             };
+            // The intent is compared and set, not only set: if it is no longer what we read
+            // under the refresh lock, another process recorded its own and may be spending
+            // this very token. That cannot happen while the refresh lock holds, but a lock
+            // that can be lost without its holder noticing (a database session ended) must
+            // not be all that keeps a token from being presented twice. Re-read: the other
+            // intent then reads as an outcome not known yet.
+            if e.refresh_intent != intent_read {
+                return Ok((false, false));
+            }
             if e.refresh_token
                 .as_deref()
                 .map(|t| sha256_hex(t.as_bytes()))

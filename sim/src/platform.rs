@@ -200,6 +200,33 @@ impl SimPlatform {
         (id, key)
     }
 
+    /// Take this process's locks that match `which` away, as a database ending its session
+    /// does (the `session_loss` fault); true if one was taken. Waiters are woken.
+    fn lose_locks(&self, which: impl Fn(&LockTarget) -> bool) -> bool {
+        let mut st = self.sim.lock();
+        let rate = st.world.faults.session_loss;
+        if !(st.faults_on && rate > 0 && st.world.rng.chance(rate)) {
+            return false;
+        }
+        let mut lost = false;
+        for (target, l) in st.world.locks.iter_mut() {
+            if which(target) {
+                let before = l.holders.len();
+                l.holders.retain(|h| h.0 != self.pid);
+                lost |= l.holders.len() != before;
+            }
+        }
+        if lost {
+            *st.world
+                .history
+                .errors
+                .entry("SessionLost".into())
+                .or_default() += 1;
+            Sim::wake_all(&mut st);
+        }
+        lost
+    }
+
     fn faulty(&self, rate: impl Fn(&crate::world::Faults) -> u32) -> bool {
         let mut st = self.sim.lock();
         let r = rate(&st.world.faults);
@@ -217,6 +244,12 @@ impl Platform for SimPlatform {
         mode: LockMode,
         timeout_ms: u32,
     ) -> Result<SimGuard, LockError> {
+        // A refresh lock's session can end while its holder goes on to record its intent
+        // (the store lock is the next thing it takes): the intent's compare-and-set must
+        // then keep a second process from spending the same token.
+        if *target == LockTarget::Store && mode == LockMode::Exclusive {
+            self.lose_locks(|t| matches!(t, LockTarget::Refresh(_)));
+        }
         self.sim
             .point(self.pid, &format!("acquire {target:?} {mode:?}"));
         let exclusive = mode == LockMode::Exclusive;
@@ -276,7 +309,9 @@ impl Platform for SimPlatform {
 
     fn read(&mut self, file: StoreFile) -> Result<Option<Vec<u8>>, FileError> {
         self.sim.point(self.pid, &format!("read {file:?}"));
-        let st = self.sim.lock();
+        let mut st = self.sim.lock();
+        let version = st.world.db_version;
+        st.world.db_seen.insert(self.pid, version);
         Ok(match file {
             StoreFile::Store => st.world.disk.store.live.clone(),
             StoreFile::Backup => st.world.disk.backup.live.clone(),
@@ -284,7 +319,17 @@ impl Platform for SimPlatform {
     }
 
     fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
+        // A database store's write runs on the session holding the store lock. If the
+        // database ends that session now, others may take the lock and write before this
+        // write arrives: then either the session is gone (the write fails), or, with the
+        // session still there and only the lock lost, the version fence refuses it.
+        let lost = self.lose_locks(|t| *t == LockTarget::Store);
         self.sim.point(self.pid, "replace:write-temp");
+        if lost && self.sim.lock().world.rng.chance(500_000) {
+            return Err(FileError::Io(IoError::Unreachable(
+                "simulated: the database session holding the store lock ended".into(),
+            )));
+        }
         if self.faulty(|f| f.write_error) {
             return Err(FileError::Io(IoError::NoSpace("simulated ENOSPC".into())));
         }
@@ -321,6 +366,20 @@ impl Platform for SimPlatform {
         {
             let mut st = self.sim.lock();
             let w = &mut st.world;
+            // A database store (a campaign that loses sessions): UPDATE ... WHERE version =
+            // <what this process read>, atomic with the write. A file store has no fence.
+            let database = w.faults.session_loss > 0;
+            if database
+                && w.db_seen.get(&self.pid) != Some(&w.db_version)
+                && !w.naive_platform.unfenced_writes
+            {
+                return Err(FileError::Io(IoError::Fenced(
+                    "simulated: the store changed since this process read it under its lock".into(),
+                )));
+            }
+            w.db_version += 1;
+            let version = w.db_version;
+            w.db_seen.insert(self.pid, version);
             match file {
                 StoreFile::Store => {
                     let old = w.disk.store.live.take();
@@ -365,6 +424,9 @@ impl Platform for SimPlatform {
     fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
         self.sim.point(self.pid, &format!("remove {file:?}"));
         let mut st = self.sim.lock();
+        st.world.db_version += 1;
+        let version = st.world.db_version;
+        st.world.db_seen.insert(self.pid, version);
         let f = match file {
             StoreFile::Store => &mut st.world.disk.store,
             StoreFile::Backup => &mut st.world.disk.backup,
@@ -381,6 +443,9 @@ impl Platform for SimPlatform {
             let mut st = self.sim.lock();
             let wall = (st.world.now_ms as i64 + st.procs[self.pid].skew_ms) as u64;
             let doing = st.procs[self.pid].doing;
+            st.world.db_version += 1;
+            let version = st.world.db_version;
+            st.world.db_seen.insert(self.pid, version);
             let w = &mut st.world;
             let (base, f) = match file {
                 StoreFile::Store => ("credentials.sealed", &mut w.disk.store),

@@ -149,6 +149,7 @@ impl Plan {
             malformed_reply: scale(&mut r, 50_000),
             clock_jump: scale(&mut r, 2_000),
             corruption: if r.chance(100_000) { 20_000 } else { 0 },
+            session_loss: 0,
         };
         let mut plan = Plan {
             seed,
@@ -183,6 +184,11 @@ impl Plan {
             if r.chance(250_000) {
                 plan.ops.push(OpKind::QuarantineForce);
             }
+        }
+        // After everything else, for the same reason: a third of the campaigns model a
+        // database store that loses sessions (`Faults::session_loss`).
+        if r.chance(330_000) {
+            plan.faults.session_loss = 30_000;
         }
         plan
     }

@@ -50,6 +50,12 @@ pub struct Faults {
     pub malformed_reply: u32,
     pub clock_jump: u32,
     pub corruption: u32,
+    /// A lock is taken from its holder as a database does when a session ends
+    /// (`pg_terminate_backend`, an idle timeout, a pooler): the store lock at a write (the
+    /// write then fails, or, with the session still there, meets the version fence), or a
+    /// refresh lock just before its holder records its intent. The platform then models a
+    /// database store: fenced writes (FORMAT.md, "PostgreSQL").
+    pub session_loss: u32,
 }
 
 /// The faults that trigger credlock-core bugs reported but not yet fixed. All off by
@@ -94,6 +100,9 @@ pub struct NaivePlatform {
     /// Delete the lock file on release: a waiter on the old inode and a newcomer on a new
     /// one both "hold" the lock.
     pub delete_lock_files: bool,
+    /// A database host without the version fence: a holder whose lock was lost writes what
+    /// it read, over whatever was written meanwhile.
+    pub unfenced_writes: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -281,6 +290,10 @@ pub struct World {
     pub kernel_keyring: BTreeSet<[u8; 16]>,
     pub history: History,
     pub next_write_id: u64,
+    /// The store row's version (a database store's fence): raised by every write.
+    pub db_version: u64,
+    /// The version each process last read or wrote: its writes are fenced by it.
+    pub db_seen: BTreeMap<usize, u64>,
 }
 
 impl World {
@@ -302,6 +315,8 @@ impl World {
             kernel_keyring: BTreeSet::new(),
             history: History::default(),
             next_write_id: 0,
+            db_version: 0,
+            db_seen: BTreeMap::new(),
         }
     }
 

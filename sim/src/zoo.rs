@@ -162,6 +162,19 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "unfenced-database-write",
+            what: "a database store written without the version fence: a writer whose lock was lost overwrites newer writes",
+            plan: |seed, naive| {
+                let mut p = base(seed, vec![OpKind::PutOwn, OpKind::PutShared], 4, 5);
+                p.faults.session_loss = 300_000;
+                p.naive_platform = NaivePlatform {
+                    unfenced_writes: naive,
+                    ..NaivePlatform::default()
+                };
+                p
+            },
+        },
+        Scenario {
             name: "retry-lost-reply",
             what: "retrying a refresh whose reply was lost after the server rotated",
             plan: |seed, naive| {
