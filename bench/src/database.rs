@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn store(dir: &Path, cache: &Path, url: &str) -> Credlock {
+    // This machine's directory: the key file a new database store gets here.
+    std::fs::create_dir_all(dir).unwrap();
     let mut c = Config::for_dir(dir);
     c.cache_dir = Some(cache.to_path_buf());
     c.options.lock_timeout_ms = 120_000;

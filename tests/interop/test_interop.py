@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -28,11 +32,59 @@ PER_LANGUAGE = 6
 K = 5
 
 
-def env(store: Path) -> dict:
+# A database store's key file, by URL: every process (every "machine") is given the same one.
+KEY_FILES: dict = {}
+
+
+def env(store) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith("CREDLOCK_")}
     e["CREDLOCK_STORE"] = str(store)
     e["CREDLOCK_LOCK_TIMEOUT"] = "120"
+    if str(store) in KEY_FILES:
+        e["CREDLOCK_KEY_FILE"] = KEY_FILES[str(store)]
     return e
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path):
+    """A private PostgreSQL cluster (initdb + pg_ctl, as the `postgres` user when root), on a
+    free loopback port, stopped by its postmaster's PID afterwards."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        pytest.fail("PostgreSQL is not installed: run scripts/setup.sh")
+    bindir = found[-1].parent
+    # Directly in /tmp: the server's user must be able to reach it.
+    d = Path(tempfile.mkdtemp(prefix="credlock-interop-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    if as_postgres:
+        shutil.chown(d, "postgres", "postgres")
+    subprocess.run(as_postgres + [str(bindir / "initdb"), "-D", str(d / "data"), "-U", "credlock", "--auth=trust",
+                                  "--no-sync", "-E", "UTF8", "--locale=C"], check=True, capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(as_postgres + [str(bindir / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "log"), "-w", "start", "-o",
+                                  f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={d} -c max_connections=200"],
+                   check=True, capture_output=True)
+    pid = int((d / "data" / "postmaster.pid").read_text().split()[0])
+    url = f"postgres://credlock@127.0.0.1:{port}/postgres?schema=interop"
+    KEY_FILES[url] = str(tmp_path / "key")
+    try:
+        yield url
+    finally:
+        os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(params=["directory", "postgres"])
+def store(request, tmp_path: Path):
+    """Where the four languages meet: a store directory, or a store in PostgreSQL (a fleet's)."""
+    if request.param == "directory":
+        return tmp_path / "store"
+    return request.getfixturevalue("postgres_url")
 
 
 def rust(store: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -54,8 +106,7 @@ def spawn(cmd: list, store: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(store))
 
 
-def test_four_languages_share_one_store(tmp_path: Path) -> None:
-    store = tmp_path / "store"
+def test_four_languages_share_one_store(store) -> None:
     assert rust(store, "put", "shared", stdin='{"access_token":"first"}').returncode == 0
     failures: list = []
     procs = [spawn([sys.executable, str(HERE / "workers.py"), "write", str(store), f"py{i}", str(K)], store) for i in range(PER_LANGUAGE)]
@@ -78,7 +129,8 @@ def test_four_languages_share_one_store(tmp_path: Path) -> None:
         assert listed[w] == K, f"{w} lost a write: {listed[w]}"
         assert rust(store, "token", w, "--min-valid", "0").stdout.strip() == f"{w}-{K - 1}"
     assert listed["shared"] == 1 + len(writers) * K, "a write to the shared tenant was lost"
-    print(f"figures: {len(writers)} writer processes (4 languages) x {K} x 2 puts in {time.monotonic() - started:.1f} s")
+    kind = "database" if str(store).startswith("postgres://") else "directory"
+    print(f"figures: {len(writers)} writer processes (4 languages) x {K} x 2 puts on a {kind} store in {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture

@@ -90,6 +90,8 @@ fn open_options(o: NativeOpenOptions) -> CResult<OpenOptions> {
         Some(d) if d.is_empty() => {
             return Err(invalid_options("the store path must be a non-empty string"))
         }
+        // A database URL is a store too (a fleet's); only a path is made absolute.
+        Some(d) if credlock::pg::database::is_url(&d) => Some(PathBuf::from(d)),
         Some(d) => Some(std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d))),
     };
     let kdf = match o.kdf {
