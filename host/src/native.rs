@@ -148,7 +148,7 @@ impl NativePlatform {
         // refusals as the read under the lock (no symlink, a regular file). A database row is
         // read whole, as under the lock (no lock is held: any version's header will do).
         let prefix = match &mut self.database {
-            Some(pg) => pg.read(StoreFile::Store),
+            Some(pg) => pg.read_head(1 << 16),
             None => files::read_head(&self.layout.store(), 1 << 16),
         };
         let Ok(Some(prefix)) = prefix else {

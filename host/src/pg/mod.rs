@@ -69,6 +69,9 @@ struct Session {
     /// The store row's `version` as last read or written on this session under this lock
     /// (0: no row). A write is made only against it.
     seen: Option<i64>,
+    /// The store row (version, contents) read in the same round trip as the lock, for the
+    /// read that follows it.
+    prefetched: Option<(i64, Option<Vec<u8>>)>,
 }
 
 /// A held advisory lock. Dropping it releases the lock and returns the session to the pool
@@ -150,6 +153,7 @@ impl PgPlatform {
         let key = self.db.lock_key(target);
         let started = Instant::now();
         let mut client = self.session_within(started, timeout_ms)?;
+        let mut prefetched = None;
         let taken = if timeout_ms == 0 {
             // lock_timeout = 0 means "wait forever" to PostgreSQL: try instead.
             let f = match mode {
@@ -165,13 +169,29 @@ impl PgPlatform {
                 LockMode::Exclusive => "pg_advisory_lock",
             };
             // One round trip: bound this wait (and every statement run while the lock is
-            // held) by the caller's timeout, then wait, woken by the server on release.
+            // held) by the caller's timeout, then wait, woken by the server on release; for
+            // the store lock, once the schema is known to exist, also read the row the core
+            // reads next. It is its own statement, so it reads a snapshot taken after the
+            // lock was granted (in one statement, the snapshot would predate the wait).
             let statement_ms = u64::from(timeout_ms) + 30_000;
-            client
-                .batch_execute(&format!(
-                    "SET lock_timeout = {timeout_ms}; SET statement_timeout = {statement_ms}; SELECT {f}({key})"
-                ))
-                .map(|()| true)
+            let mut sql = format!(
+                "SET lock_timeout = {timeout_ms}; SET statement_timeout = {statement_ms}; SELECT {f}({key})"
+            );
+            let prefetch = *target == LockTarget::Store && self.schema_checked;
+            if prefetch {
+                // The store name is checked to need no quoting (database.rs).
+                sql.push_str(&format!(
+                    "; SELECT version, store FROM {}.stores WHERE name = '{}'",
+                    self.db.schema_ident(),
+                    self.db.store
+                ));
+            }
+            client.simple_query(&sql).map(|msgs| {
+                if prefetch {
+                    prefetched = Some(prefetched_row(&msgs));
+                }
+                true
+            })
         };
         let waited = || u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
         match taken {
@@ -196,6 +216,7 @@ impl PgPlatform {
             client: Some(client),
             mode,
             seen: None,
+            prefetched: prefetched.flatten(),
         }));
         if *target == LockTarget::Store {
             self.store_session = Arc::downgrade(&session);
@@ -245,6 +266,7 @@ impl PgPlatform {
             client: None,
             mode: LockMode::Shared,
             seen: None,
+            prefetched: None,
         };
         let r = f(&mut client, &mut scratch);
         self.pool.put(client);
@@ -259,11 +281,19 @@ impl PgPlatform {
             column(file),
             db.schema_ident()
         );
-        let (version, bytes) = self.on_session(|client, s| {
+        let mut schema_ok = false;
+        let (_version, bytes) = self.on_session(|client, s| {
+            if file == StoreFile::Store {
+                if let Some((version, bytes)) = s.prefetched.take() {
+                    s.seen = Some(version);
+                    return Ok((version, bytes));
+                }
+            }
             if check_schema && !schema::check_version(client, &db)? {
                 s.seen = Some(0);
                 return Ok((0, None));
             }
+            schema_ok = true;
             let row = match client.query_typed(&sql, &[(&db.store, postgres::types::Type::TEXT)]) {
                 Ok(rows) => rows.into_iter().next(),
                 // No schema yet: no store yet. The first write creates it.
@@ -277,13 +307,40 @@ impl PgPlatform {
             s.seen = Some(version);
             Ok((version, bytes))
         })?;
-        self.schema_checked = self.schema_checked || version > 0;
+        self.schema_checked |= schema_ok;
         match bytes {
             Some(b) if b.len() as u64 > crate::files::MAX_STORE_BYTES => {
                 Err(FileError::TooLarge(b.len() as u64))
             }
             b => Ok(b),
         }
+    }
+
+    /// The first `limit` bytes of the store, read without a lock (the header, to open the key
+    /// before locking); also checks the schema's version once, so that the locks that
+    /// follow can read the row in their own round trip.
+    pub fn read_head(&mut self, limit: u32) -> Result<Option<Vec<u8>>, FileError> {
+        let db = self.db.clone();
+        let mut client = self.pool.get().map_err(FileError::Io)?;
+        let result = (|| {
+            if !self.schema_checked {
+                if !schema::check_version(&mut client, &db)? {
+                    return Ok(None);
+                }
+                self.schema_checked = true;
+            }
+            let sql = format!(
+                "SELECT substring(store from 1 for {limit}) FROM {}.stores WHERE name = $1",
+                db.schema_ident()
+            );
+            match client.query_typed(&sql, &[(&db.store, postgres::types::Type::TEXT)]) {
+                Ok(rows) => Ok(rows.into_iter().next().and_then(|r| r.get(0))),
+                Err(e) if schema::is_missing(&e) => Ok(None),
+                Err(e) => Err(FileError::Io(io_error(&db, "could not read the store", &e))),
+            }
+        })();
+        self.pool.put(client);
+        result
     }
 
     /// Write `contents` as `file`, fenced by the version this session read under the
@@ -363,6 +420,35 @@ impl PgPlatform {
             )))),
         }
     }
+}
+
+/// The store row from the prefetching lock batch: the rows after its first three statements
+/// (two `SET`s and the lock). `None` if the answer is not what was asked (then the read goes
+/// to the server as usual).
+fn prefetched_row(msgs: &[postgres::SimpleQueryMessage]) -> Option<(i64, Option<Vec<u8>>)> {
+    use postgres::SimpleQueryMessage::{CommandComplete, Row};
+    let mut done = 0;
+    let mut row = None;
+    for m in msgs {
+        match m {
+            CommandComplete(_) => done += 1,
+            Row(r) if done == 3 => row = Some(r),
+            _ => {}
+        }
+    }
+    if done != 4 {
+        return None;
+    }
+    let Some(r) = row else {
+        return Some((0, None));
+    };
+    let version: i64 = r.get(0)?.parse().ok()?;
+    let bytes = match r.get(1) {
+        None => None,
+        // bytea's text form: \x and hex.
+        Some(text) => Some(hex::decode(text.strip_prefix("\\x")?).ok()?),
+    };
+    Some((version, bytes))
 }
 
 /// The column of the store row that holds `file`.
