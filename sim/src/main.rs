@@ -6,7 +6,8 @@
 //! credlock-sim --zoo                  every bug-zoo scenario, naive vs real core
 //! credlock-sim --exhaustive [--preemptions P]   all schedules of small cases
 //! credlock-sim --component --seeds N [--from S]  each seed on the native core and on the
-//!                                     shipped component: both pass, same trace hash
+//!                                     shipped component: both pass, same trace and
+//!                                     world hashes
 //! credlock-sim --component --seed S [--trace-hash]  replay one seed on the component
 //! ```
 //! `--perturb read-twice|random-short` (with `--component`) runs a component with one
