@@ -43,12 +43,22 @@ echo "== Rust, Python, Node and Go processes on one store (tests/interop)"
 bash tests/interop/run.sh
 suites=$((suites + 1))
 took "interop"
-echo "== simulator: random seeds, the bug zoo, exhaustive small cases"
-cargo build --release -p credlock-sim
+echo "== simulator: random seeds, the bug zoo, exhaustive small cases, the shipped component"
+# The native seeds need no wasmtime: without the `component` feature the release build
+# compiles no host.
+cargo build --release -p credlock-sim --no-default-features
 target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"
 suites=$((suites + 1))
 target/release/credlock-sim --zoo
 suites=$((suites + 1))
 target/release/credlock-sim --exhaustive --preemptions 2
 suites=$((suites + 1))
+# The shipped .wasm, in wasmtime with the simulated platform as its imports, against the
+# native core: the same trace hash seed for seed (sim/src/component.rs). The dev build that
+# `cargo build --workspace` made above: ~45 s for 300 seeds, where a release build would
+# first compile wasmtime again (~13 min on 2 cores) to run them in 12 s.
+cargo build --workspace
+target/debug/credlock-sim --component --seeds "${CREDLOCK_SIM_COMPONENT_SEEDS:-300}"
+suites=$((suites + 1))
+took "simulator"
 echo "suites: $suites passed, 0 failed"

@@ -7,6 +7,10 @@
 //! the smoke tests that run them on stable in CI.
 
 pub mod check;
+#[cfg(feature = "component")]
+pub mod compare;
+#[cfg(feature = "component")]
+pub mod component;
 pub mod explore;
 pub mod fuzz;
 pub mod naive;

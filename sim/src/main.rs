@@ -5,11 +5,22 @@
 //! credlock-sim --seed S [--trace-hash] replay one seed
 //! credlock-sim --zoo                  every bug-zoo scenario, naive vs real core
 //! credlock-sim --exhaustive [--preemptions P]   all schedules of small cases
+//! credlock-sim --component --seeds N [--from S]  each seed on the native core and on the
+//!                                     shipped component: both pass, same trace and
+//!                                     world hashes
+//! credlock-sim --component --seed S [--trace-hash]  replay one seed on the component
 //! ```
+//! `--perturb read-twice|random-short` (with `--component`) runs a component with one
+//! import deliberately wrong, to see that the comparison catches it.
 //! `--known-core-bugs [NAMES]` also injects the faults and operations that trigger reported,
 //! not yet fixed core bugs: all of them, or the comma-separated names (see `KnownBugs`).
 
+#[cfg(feature = "component")]
+use credlock_sim::component::Perturbation;
+use credlock_sim::run::CoreBuild;
 use credlock_sim::world::KnownBugs;
+#[cfg(feature = "component")]
+use credlock_sim::{compare, component};
 use credlock_sim::{explore, run, zoo};
 
 use std::process::ExitCode;
@@ -42,6 +53,18 @@ fn main() -> ExitCode {
         },
     };
     let random_plan = |seed| run::Plan::random_with(seed, known_core_bugs);
+    let extra = if known_core_bugs == KnownBugs::default() {
+        String::new()
+    } else {
+        format!(" --known-core-bugs {}", known_core_bugs.names())
+    };
+    let build = match core_build(&args) {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("{why}");
+            return ExitCode::from(2);
+        }
+    };
     if has("--zoo") {
         let ok = zoo::run_zoo(has("--verbose"));
         return if ok {
@@ -86,7 +109,11 @@ fn main() -> ExitCode {
             }
             None => random_plan(seed),
         };
-        let out = run::run(&plan);
+        if build != CoreBuild::Native && has("--naive") {
+            eprintln!("--naive switches exist only in the native build, not with --component");
+            return ExitCode::from(2);
+        }
+        let out = run::run_on(&plan, build);
         println!(
             "seed {seed}: {} processes, {} ops, {} steps, {} refreshes, {} presentations",
             plan.processes, out.ops_done, out.steps, out.refreshes, out.presentations
@@ -109,6 +136,10 @@ fn main() -> ExitCode {
     }
     let n = arg(&args, "--seeds").unwrap_or(100);
     let from = arg(&args, "--from").unwrap_or(0);
+    #[cfg(feature = "component")]
+    if build != CoreBuild::Native {
+        return compare_builds(build, from, n, &random_plan, &extra);
+    }
     let started = Instant::now();
     let mut steps = 0;
     let mut succeeded = std::collections::BTreeMap::new();
@@ -123,11 +154,6 @@ fn main() -> ExitCode {
             for f in &out.failures {
                 println!("  {f}");
             }
-            let extra = if known_core_bugs == KnownBugs::default() {
-                String::new()
-            } else {
-                format!(" --known-core-bugs {}", known_core_bugs.names())
-            };
             println!(
                 "replay: cargo run --release -p credlock-sim -- --seed {seed} --trace-hash{extra}"
             );
@@ -154,5 +180,85 @@ fn main() -> ExitCode {
     if !maintenance.is_empty() {
         println!("maintenance operations done: {}", maintenance.join(", "));
     }
+    ExitCode::SUCCESS
+}
+
+/// Which build `--component` and `--perturb` ask for.
+#[cfg(feature = "component")]
+fn core_build(args: &[String]) -> Result<CoreBuild, String> {
+    let perturbation = match args
+        .iter()
+        .position(|a| a == "--perturb")
+        .map(|i| args.get(i + 1).map(String::as_str))
+    {
+        None => None,
+        Some(Some("read-twice")) => Some(Perturbation::ReadTwice),
+        Some(Some("random-short")) => Some(Perturbation::RandomShort),
+        Some(_) => return Err("--perturb takes read-twice or random-short".into()),
+    };
+    match (args.iter().any(|a| a == "--component"), perturbation) {
+        (true, None) => Ok(CoreBuild::Component),
+        (true, Some(p)) => Ok(CoreBuild::ComponentPerturbed(p)),
+        (false, None) => Ok(CoreBuild::Native),
+        (false, Some(_)) => Err("--perturb perturbs the component: add --component".into()),
+    }
+}
+
+#[cfg(not(feature = "component"))]
+fn core_build(args: &[String]) -> Result<CoreBuild, String> {
+    if args.iter().any(|a| a == "--component" || a == "--perturb") {
+        return Err("this credlock-sim was built without the `component` feature".into());
+    }
+    Ok(CoreBuild::Native)
+}
+
+/// `--component --seeds N`: every seed on the native core and on the shipped component; stop
+/// at the first seed where either fails a checker or the two differ.
+#[cfg(feature = "component")]
+fn compare_builds(
+    build: CoreBuild,
+    from: u64,
+    n: u64,
+    random_plan: &dyn Fn(u64) -> run::Plan,
+    extra: &str,
+) -> ExitCode {
+    let started = Instant::now();
+    component::warm_up();
+    let compile = started.elapsed().as_secs_f64();
+    let (mut native_secs, mut component_secs) = (0.0, 0.0);
+    for seed in from..from + n {
+        let plan = random_plan(seed);
+        let c = compare::compare(&plan, build);
+        native_secs += c.native_time.as_secs_f64();
+        component_secs += c.component_time.as_secs_f64();
+        let problems = c.problems();
+        if problems.is_empty() {
+            continue;
+        }
+        println!("seed {seed} FAILED on the native core vs the shipped component:");
+        println!("  native trace hash    {}", c.native.trace_hash);
+        println!("  component trace hash {}", c.component.trace_hash);
+        for p in &problems {
+            println!("  {p}");
+        }
+        if let Some((i, a, b)) = compare::first_divergence(&plan, build) {
+            let show = |e: Option<String>| e.unwrap_or_else(|| "(trace ended)".into());
+            println!(
+                "  traces part at event {i}: native {}, component {}",
+                show(a),
+                show(b)
+            );
+        }
+        println!(
+            "replay: cargo run --release -p credlock-sim -- --seed {seed} --trace-hash{extra} [--component]"
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{n} seeds passed on the native core and on the shipped component, with the same trace \
+         and world hashes: native {native_secs:.1} s, component {component_secs:.1} s \
+         (+{compile:.1} s compiling it), {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
     ExitCode::SUCCESS
 }

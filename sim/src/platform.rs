@@ -14,16 +14,28 @@ pub struct SimPlatform {
 }
 
 /// A held simulated lock; dropping it releases (also while a crash unwinds, as the kernel
-/// releases a dead process's flock).
+/// releases a dead process's flock), and so does [`SimGuard::release`], once.
 pub struct SimGuard {
     sim: Arc<Sim>,
     pid: Pid,
     target: LockTarget,
     inode: u64,
+    released: bool,
 }
 
 impl Drop for SimGuard {
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl SimGuard {
+    /// Let go of the lock now (the WIT `lock-guard.release`); dropping it later does nothing
+    /// more.
+    pub fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
         let mut st = self.sim.lock();
         let naive_delete = st.world.naive_platform.delete_lock_files;
         let mut fresh_inode = None;
@@ -296,6 +308,7 @@ impl Platform for SimPlatform {
                         pid: self.pid,
                         target: target.clone(),
                         inode: my_inode,
+                        released: false,
                     });
                 }
                 if now >= deadline {

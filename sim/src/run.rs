@@ -2,15 +2,20 @@
 //! lifetimes and clock skews; a safety phase runs them with faults, then a liveness phase
 //! without faults in which fresh processes must each obtain a valid token.
 
+#[cfg(feature = "component")]
+use crate::component::{ComponentProcess, Perturbation};
 use crate::naive::NaiveOps;
 use crate::platform::SimPlatform;
 use crate::platform::KEYRING_FAULT;
 use crate::rng::Rng;
 use crate::sched::Sim;
 use crate::world::{Faults, KnownBugs, NaivePlatform, Pid, World};
-use credlock_core::platform::{IoError, KeyError};
+use credlock_core::platform::{IoError, KeyError, KeySlot};
 use credlock_core::store::Naive;
-use credlock_core::{Options, RecoverError, Store, StoreError};
+use credlock_core::{
+    AccessToken, ImportReport, Options, RecoverError, RecoverReport, Store, StoreError, StoreInfo,
+    TenantSummary, WriteReceipt,
+};
 use std::sync::Arc;
 
 /// The tenant that refreshes against the simulated server.
@@ -108,10 +113,145 @@ pub const MAINTENANCE_OPS: [OpKind; 5] = [
     OpKind::Import,
 ];
 
+/// Which build of the core the simulated processes run. The plan, the platform, the faults
+/// and the checkers are the same for each: only the road from an operation to the platform
+/// differs, so the same seed must give the same trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoreBuild {
+    /// The core compiled natively into the simulator (with the bug zoo's naive switches).
+    #[default]
+    Native,
+    /// The shipped component, in wasmtime (see [`crate::component`]). Has no naive switches.
+    #[cfg(feature = "component")]
+    Component,
+    /// The component with one import deliberately wrong: only to show that a difference
+    /// between the builds is caught.
+    #[cfg(feature = "component")]
+    ComponentPerturbed(Perturbation),
+}
+
+/// One simulated process's way into the store: the store operations the workload uses,
+/// whichever build answers them. Each call is one whole store operation, as the CLI or a
+/// binding makes it; the process keeps nothing between calls but its platform.
+pub trait Process {
+    /// The process's own platform, for what a simulated user does by hand (see
+    /// [`crate::naive`]).
+    fn platform(&mut self) -> &mut SimPlatform;
+    fn put(&mut self, tenant: &str, token_response: &str) -> Result<WriteReceipt, StoreError>;
+    fn token(&mut self, tenant: &str, min_valid_ms: u64) -> Result<AccessToken, StoreError>;
+    fn refresh(&mut self, tenant: &str, rejected: Option<&str>) -> Result<AccessToken, StoreError>;
+    fn list(&mut self) -> Result<Vec<TenantSummary>, StoreError>;
+    fn delete(&mut self, tenant: &str) -> Result<bool, StoreError>;
+    fn rekey(&mut self) -> Result<StoreInfo, StoreError>;
+    fn add_slot(&mut self, kind: &str) -> Result<Vec<KeySlot>, StoreError>;
+    fn remove_slot(
+        &mut self,
+        index: u32,
+        allow_volatile_only: bool,
+    ) -> Result<Vec<KeySlot>, StoreError>;
+    fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError>;
+    fn quarantine(&mut self, force: bool) -> Result<String, StoreError>;
+    fn import_tokens(
+        &mut self,
+        source: &str,
+        tenant: Option<&str>,
+        replace: bool,
+    ) -> Result<ImportReport, StoreError>;
+}
+
+/// The native core, called directly: a fresh `Store` per call, as the component makes one
+/// per export call (a `Store` holds nothing but the platform and the options).
+pub struct NativeProcess {
+    pub p: SimPlatform,
+    pub opts: Options,
+    pub naive: Naive,
+}
+
+impl NativeProcess {
+    fn store(&mut self) -> Store<'_, SimPlatform> {
+        let mut store = Store::new(&mut self.p, self.opts).expect("valid options");
+        store.naive = self.naive;
+        store
+    }
+}
+
+impl Process for NativeProcess {
+    fn platform(&mut self) -> &mut SimPlatform {
+        &mut self.p
+    }
+    fn put(&mut self, tenant: &str, token_response: &str) -> Result<WriteReceipt, StoreError> {
+        self.store().put(tenant, token_response)
+    }
+    fn token(&mut self, tenant: &str, min_valid_ms: u64) -> Result<AccessToken, StoreError> {
+        self.store().token(tenant, min_valid_ms)
+    }
+    fn refresh(&mut self, tenant: &str, rejected: Option<&str>) -> Result<AccessToken, StoreError> {
+        self.store().refresh(tenant, rejected)
+    }
+    fn list(&mut self) -> Result<Vec<TenantSummary>, StoreError> {
+        self.store().list()
+    }
+    fn delete(&mut self, tenant: &str) -> Result<bool, StoreError> {
+        self.store().delete(tenant)
+    }
+    fn rekey(&mut self) -> Result<StoreInfo, StoreError> {
+        self.store().rekey()
+    }
+    fn add_slot(&mut self, kind: &str) -> Result<Vec<KeySlot>, StoreError> {
+        self.store().add_slot(kind)
+    }
+    fn remove_slot(
+        &mut self,
+        index: u32,
+        allow_volatile_only: bool,
+    ) -> Result<Vec<KeySlot>, StoreError> {
+        self.store().remove_slot(index, allow_volatile_only)
+    }
+    fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError> {
+        self.store().recover(force)
+    }
+    fn quarantine(&mut self, force: bool) -> Result<String, StoreError> {
+        self.store().quarantine(force)
+    }
+    fn import_tokens(
+        &mut self,
+        source: &str,
+        tenant: Option<&str>,
+        replace: bool,
+    ) -> Result<ImportReport, StoreError> {
+        self.store().import_tokens(source, tenant, replace)
+    }
+}
+
+/// Process `pid`'s way into the store, in `build`.
+fn process(
+    sim: &Arc<Sim>,
+    pid: Pid,
+    build: CoreBuild,
+    opts: Options,
+    naive: Naive,
+) -> Box<dyn Process> {
+    let p = SimPlatform {
+        sim: Arc::clone(sim),
+        pid,
+    };
+    match build {
+        CoreBuild::Native => Box::new(NativeProcess { p, opts, naive }),
+        #[cfg(feature = "component")]
+        CoreBuild::Component => Box::new(ComponentProcess::new(p, opts, None)),
+        #[cfg(feature = "component")]
+        CoreBuild::ComponentPerturbed(x) => Box::new(ComponentProcess::new(p, opts, Some(x))),
+    }
+}
+
 #[derive(Debug)]
 pub struct Outcome {
     pub failures: Vec<String>,
     pub trace_hash: String,
+    /// What the run left behind (see [`world_hash`]).
+    pub world_hash: String,
+    /// The traced events, if asked for ([`run_with`]).
+    pub log: Vec<String>,
     pub steps: u64,
     pub refreshes: u64,
     pub presentations: usize,
@@ -238,11 +378,7 @@ fn doing(sim: &Sim, pid: Pid, what: &'static str) {
 }
 
 /// Log in at the simulated server and store the grant.
-fn login(
-    sim: &Arc<Sim>,
-    store: &mut Store<'_, SimPlatform>,
-    expired: bool,
-) -> Result<(), StoreError> {
+fn login(sim: &Arc<Sim>, store: &mut dyn Process, expired: bool) -> Result<(), StoreError> {
     let json = {
         let mut st = sim.lock();
         let (at, rt) = st.world.server.login();
@@ -288,14 +424,7 @@ fn naive_op(
     true
 }
 
-fn op(
-    sim: &Arc<Sim>,
-    store: &mut Store<'_, SimPlatform>,
-    pid: Pid,
-    k: usize,
-    kind: OpKind,
-    lifetime_ms: u64,
-) {
+fn op(sim: &Arc<Sim>, store: &mut dyn Process, pid: Pid, k: usize, kind: OpKind, lifetime_ms: u64) {
     doing(sim, pid, kind.name());
     let result: Result<(), StoreError> = match kind {
         OpKind::PutOwn | OpKind::PutShared => {
@@ -391,12 +520,7 @@ fn op(
 
 /// Import a small agent `auth.json`: an OAuth entry of the process's own, an API key (which
 /// must be skipped), and sometimes a new login of the refreshing tenant; mostly replacing.
-fn import(
-    sim: &Arc<Sim>,
-    store: &mut Store<'_, SimPlatform>,
-    pid: Pid,
-    k: usize,
-) -> Result<(), StoreError> {
+fn import(sim: &Arc<Sim>, store: &mut dyn Process, pid: Pid, k: usize) -> Result<(), StoreError> {
     let own = format!("imp{pid}");
     let own_token = format!("imp{pid}-{k}");
     let (source, acme_token, replace) = {
@@ -456,13 +580,69 @@ fn import(
     Ok(())
 }
 
+/// A digest of what a run left behind: every file's live and durable bytes (store, backup,
+/// and what was moved aside), every refresh token presented and what became of it, and the
+/// errors and successes counted. The trace hash covers which platform calls were made in
+/// which order; this covers what they carried, so two builds that make the same calls but
+/// write different bytes still differ.
+pub fn world_hash(w: &World) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut bytes = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    let file = |f: &crate::world::File, bytes: &mut dyn FnMut(&[u8])| {
+        for copy in [&f.live, &f.durable] {
+            match copy {
+                Some(b) => bytes(b),
+                None => bytes(b"absent"),
+            }
+        }
+    };
+    file(&w.disk.store, &mut bytes);
+    file(&w.disk.backup, &mut bytes);
+    for a in &w.disk.aside {
+        bytes(a.name.as_bytes());
+        file(&a.file, &mut bytes);
+    }
+    for p in &w.server.presentations {
+        let line = format!("{}:{}:{}:{}", p.pid, p.at_ms, p.outcome, p.refresh_token);
+        bytes(line.as_bytes());
+    }
+    bytes(format!("{:?} {:?}", w.history.errors, w.history.succeeded).as_bytes());
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Run `plan` on the native core.
 pub fn run(plan: &Plan) -> Outcome {
+    run_on(plan, CoreBuild::Native)
+}
+
+/// Run `plan` on `build`. The naive switches exist only in the native build.
+pub fn run_on(plan: &Plan, build: CoreBuild) -> Outcome {
+    run_with(plan, build, false)
+}
+
+/// Run `plan` on `build`, and with `log` keep every traced event in [`Outcome::log`].
+pub fn run_with(plan: &Plan, build: CoreBuild, log: bool) -> Outcome {
+    assert!(
+        build == CoreBuild::Native || plan.naive == Naive::default(),
+        "the core's naive switches exist only in the native build"
+    );
     let mut world = World::new(plan.seed);
     world.faults = plan.faults;
     world.known_core_bugs = plan.known_core_bugs;
     world.naive_platform = plan.naive_platform;
     world.server.lifetime_ms = plan.token_lifetime_ms;
     let sim = Sim::new(world, plan.max_steps);
+    if log {
+        sim.lock().log = Some(Vec::new());
+    }
     let opts = plan.options;
     let naive = plan.naive;
     let naive_ops = plan.naive_ops;
@@ -472,14 +652,9 @@ pub fn run(plan: &Plan) -> Outcome {
     sim.run(vec![Box::new({
         let sim = Arc::clone(&sim);
         move |pid| {
-            let mut p = SimPlatform {
-                sim: Arc::clone(&sim),
-                pid,
-            };
-            let mut store = Store::new(&mut p, opts).expect("valid options");
-            store.naive = naive;
+            let mut store = process(&sim, pid, build, opts, naive);
             doing(&sim, pid, "login");
-            if let Err(e) = login(&sim, &mut store, initial_expired) {
+            if let Err(e) = login(&sim, store.as_mut(), initial_expired) {
                 sim.lock().world.fail(format!("setup login failed: {e}"));
             }
         }
@@ -503,17 +678,12 @@ pub fn run(plan: &Plan) -> Outcome {
         .map(|ops| {
             let sim = Arc::clone(&sim);
             Box::new(move |pid: Pid| {
-                let mut p = SimPlatform {
-                    sim: Arc::clone(&sim),
-                    pid,
-                };
+                let mut store = process(&sim, pid, build, opts, naive);
                 for (k, kind) in ops.into_iter().enumerate() {
-                    if naive_op(&sim, &mut p, kind, naive_ops, opts) {
+                    if naive_op(&sim, store.platform(), kind, naive_ops, opts) {
                         continue;
                     }
-                    let mut store = Store::new(&mut p, opts).expect("valid options");
-                    store.naive = naive;
-                    op(&sim, &mut store, pid, k, kind, lifetime);
+                    op(&sim, store.as_mut(), pid, k, kind, lifetime);
                 }
             }) as Box<dyn FnOnce(Pid) + Send>
         })
@@ -527,14 +697,9 @@ pub fn run(plan: &Plan) -> Outcome {
             .map(|_| {
                 let sim = Arc::clone(&sim);
                 Box::new(move |pid: Pid| {
-                    let mut p = SimPlatform {
-                        sim: Arc::clone(&sim),
-                        pid,
-                    };
+                    let mut store = process(&sim, pid, build, opts, naive);
                     const ATTEMPTS: usize = 6;
                     for attempt in 0..ATTEMPTS {
-                        let mut store = Store::new(&mut p, opts).expect("valid options");
-                        store.naive = naive;
                         doing(&sim, pid, "token");
                         match store.token(REFRESHING, 100) {
                             Ok(t) => {
@@ -555,7 +720,7 @@ pub fn run(plan: &Plan) -> Outcome {
                                 | StoreError::NotFound(_),
                             ) => {
                                 doing(&sim, pid, "login");
-                                let _ = login(&sim, &mut store, false);
+                                let _ = login(&sim, store.as_mut(), false);
                             }
                             // An unreadable store (a flipped bit in the header reads as a
                             // key that opens nothing, or a newer format): restore the backup,
@@ -638,6 +803,8 @@ pub fn run(plan: &Plan) -> Outcome {
     Outcome {
         failures: st.world.history.failures.clone(),
         trace_hash,
+        world_hash: world_hash(&st.world),
+        log: st.log.take().unwrap_or_default(),
         steps: st.steps,
         refreshes: st.world.server.successes,
         presentations: st.world.server.presentations.len(),

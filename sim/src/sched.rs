@@ -50,6 +50,8 @@ pub struct State {
     pub steps: u64,
     pub max_steps: u64,
     pub trace: Sha256,
+    /// Every event the trace hash covers, when asked for (to show where two runs part).
+    pub log: Option<Vec<String>>,
     pub script: Option<Script>,
     pub faults_on: bool,
 }
@@ -69,6 +71,7 @@ impl Sim {
                 steps: 0,
                 max_steps,
                 trace: Sha256::new(),
+                log: None,
                 script: None,
                 faults_on: false,
             }),
@@ -85,7 +88,7 @@ impl Sim {
     /// and return when `pid` runs again. Unwinds with [`Crashed`] if `pid` was crashed.
     pub fn point(&self, pid: Pid, event: &str) {
         let mut st = self.lock();
-        st.trace.update(format!("{pid}:{event};").as_bytes());
+        st.record(&format!("{pid}:{event};"));
         st.schedule(pid);
         self.cv.notify_all();
         st = self.wait_turn(st, pid);
@@ -125,7 +128,7 @@ impl Sim {
     pub fn finish(&self, pid: Pid) {
         let mut st = self.lock();
         st.procs[pid].status = Status::Done;
-        st.trace.update(format!("{pid}:done;").as_bytes());
+        st.record(&format!("{pid}:done;"));
         st.schedule(pid);
         self.cv.notify_all();
     }
@@ -186,10 +189,35 @@ impl Sim {
             // Panics are caught inside; a join error would be a bug in the simulator itself.
             h.join().expect("simulator thread");
         }
+        // Every process has ended, so no lock may be held: the kernel releases a dead
+        // process's locks, and so must whatever ran it (a wasmtime store dropped with its
+        // resources, a guard dropped by an unwinding core).
+        let mut st = self.lock();
+        let leaked: Vec<String> = st
+            .world
+            .locks
+            .iter()
+            .flat_map(|(target, l)| {
+                l.holders
+                    .iter()
+                    .map(move |(pid, _, _)| format!("process {pid} ended holding {target:?}"))
+            })
+            .collect();
+        for l in leaked {
+            st.world.fail(l);
+        }
     }
 }
 
 impl State {
+    /// Add `event` to the trace (and to the log, if kept).
+    fn record(&mut self, event: &str) {
+        self.trace.update(event.as_bytes());
+        if let Some(log) = &mut self.log {
+            log.push(event.to_owned());
+        }
+    }
+
     /// Pick the next process to run after `current` reached a point (or finished).
     fn schedule(&mut self, current: Pid) {
         self.steps += 1;
@@ -271,10 +299,10 @@ impl State {
                 && self.world.rng.chance(self.world.faults.crash)
             {
                 self.procs[next].crashing = true;
-                self.trace.update(format!("{next}:crash;").as_bytes());
+                self.record(&format!("{next}:crash;"));
             }
             if self.faults_on && self.world.rng.chance(self.world.faults.power_loss) {
-                self.trace.update(b"power-loss;");
+                self.record("power-loss;");
                 for p in &mut self.procs {
                     if p.status != Status::Done {
                         p.crashing = true;
