@@ -152,66 +152,74 @@ impl PgPlatform {
     ) -> Result<PgGuard, LockError> {
         let key = self.db.lock_key(target);
         let started = Instant::now();
-        let mut client = self.session_within(started, timeout_ms)?;
-        let mut prefetched = None;
-        let taken = if timeout_ms == 0 {
-            // lock_timeout = 0 means "wait forever" to PostgreSQL: try instead.
-            let f = match mode {
-                LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
-                LockMode::Exclusive => "SELECT pg_try_advisory_lock($1)",
-            };
-            client
-                .query_one(f, &[&key])
-                .map(|row| row.get::<_, bool>(0))
-        } else {
-            let f = match mode {
-                LockMode::Shared => "pg_advisory_lock_shared",
-                LockMode::Exclusive => "pg_advisory_lock",
-            };
-            // One round trip: bound this wait (and every statement run while the lock is
-            // held) by the caller's timeout, then wait, woken by the server on release; for
-            // the store lock, once the schema is known to exist, also read the row the core
-            // reads next. It is its own statement, so it reads a snapshot taken after the
-            // lock was granted (in one statement, the snapshot would predate the wait).
-            let statement_ms = u64::from(timeout_ms) + 30_000;
-            let mut sql = format!(
-                "SET lock_timeout = {timeout_ms}; SET statement_timeout = {statement_ms}; SELECT {f}({key})"
-            );
-            let prefetch = *target == LockTarget::Store && self.schema_checked;
-            if prefetch {
-                // The store name is checked to need no quoting (database.rs).
-                sql.push_str(&format!(
-                    "; SELECT version, store FROM {}.stores WHERE name = '{}'",
-                    self.db.schema_ident(),
-                    self.db.store
-                ));
-            }
-            client.simple_query(&sql).map(|msgs| {
-                if prefetch {
-                    prefetched = Some(prefetched_row(&msgs));
-                }
-                true
-            })
-        };
         let waited = || u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        match taken {
-            Ok(true) => {}
-            Ok(false) => {
-                self.pool.put(client);
-                return Err(LockError::Timeout(waited()));
+        // A session that ends while it waits (the server restarting, a failover) held
+        // nothing: wait on in a new one, until the same deadline.
+        let (client, prefetched) = loop {
+            let mut client = self.session_within(started, timeout_ms)?;
+            let remaining_ms = timeout_ms
+                .saturating_sub(waited())
+                .max(u32::from(timeout_ms > 0));
+            let mut prefetched = None;
+            let taken = if remaining_ms == 0 {
+                // lock_timeout = 0 means "wait forever" to PostgreSQL: try instead.
+                let f = match mode {
+                    LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
+                    LockMode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+                };
+                client
+                    .query_one(f, &[&key])
+                    .map(|row| row.get::<_, bool>(0))
+            } else {
+                let f = match mode {
+                    LockMode::Shared => "pg_advisory_lock_shared",
+                    LockMode::Exclusive => "pg_advisory_lock",
+                };
+                // One round trip: bound this wait (and every statement run while the lock is
+                // held) by the caller's timeout, then wait, woken by the server on release; for
+                // the store lock, once the schema is known to exist, also read the row the core
+                // reads next. It is its own statement, so it reads a snapshot taken after the
+                // lock was granted (in one statement, the snapshot would predate the wait).
+                let statement_ms = u64::from(remaining_ms) + 30_000;
+                let mut sql = format!(
+                    "SET lock_timeout = {remaining_ms}; SET statement_timeout = {statement_ms}; SELECT {f}({key})"
+                );
+                let prefetch = *target == LockTarget::Store && self.schema_checked;
+                if prefetch {
+                    // The store name is checked to need no quoting (database.rs).
+                    sql.push_str(&format!(
+                        "; SELECT version, store FROM {}.stores WHERE name = '{}'",
+                        self.db.schema_ident(),
+                        self.db.store
+                    ));
+                }
+                client.simple_query(&sql).map(|msgs| {
+                    if prefetch {
+                        prefetched = Some(prefetched_row(&msgs));
+                    }
+                    true
+                })
+            };
+            match taken {
+                Ok(true) => break (client, prefetched),
+                Ok(false) => {
+                    self.pool.put(client);
+                    return Err(LockError::Timeout(waited()));
+                }
+                Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    self.pool.put(client);
+                    return Err(LockError::Timeout(waited()));
+                }
+                Err(e) if session_ended(&e) && waited() < timeout_ms => continue,
+                Err(e) => {
+                    return Err(LockError::Io(io_error(
+                        &self.db,
+                        "could not take a lock",
+                        &e,
+                    )))
+                }
             }
-            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                self.pool.put(client);
-                return Err(LockError::Timeout(waited()));
-            }
-            Err(e) => {
-                return Err(LockError::Io(io_error(
-                    &self.db,
-                    "could not take a lock",
-                    &e,
-                )))
-            }
-        }
+        };
         let session = Arc::new(Mutex::new(Session {
             client: Some(client),
             mode,
@@ -449,6 +457,16 @@ fn prefetched_row(msgs: &[postgres::SimpleQueryMessage]) -> Option<(i64, Option<
         Some(text) => Some(hex::decode(text.strip_prefix("\\x")?).ok()?),
     };
     Some((version, bytes))
+}
+
+/// Whether the session itself is gone (closed, or ended by the server: a shutdown, a
+/// restart, a terminated backend), as opposed to a statement that failed in a live session.
+fn session_ended(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || match e.code() {
+            Some(c) => c.code().starts_with("57P") || c.code().starts_with("08"),
+            None => e.as_db_error().is_none(),
+        }
 }
 
 /// The column of the store row that holds `file`.
