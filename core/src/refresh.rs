@@ -325,7 +325,8 @@ impl<'p, P: Platform> Store<'p, P> {
         let name = s.tenant.as_str().to_owned();
         let attempts = s.attempts;
         let intent_read = s.read.entry.refresh_intent.clone();
-        let (recorded, _) = self.mutate(false, |body, now| {
+        let mut ours = None;
+        let written = self.mutate(false, |body, now| {
             let Some(e) = body.tenants.get_mut(&name) else {
                 return Err(StoreError::NotFound(name.clone()));
             };
@@ -346,14 +347,29 @@ impl<'p, P: Platform> Store<'p, P> {
             {
                 return Ok((false, false));
             }
-            e.refresh_intent = Some(RefreshIntent {
+            let intent = RefreshIntent {
                 refresh_token_sha256: presented.clone(),
                 started_at_ms: now,
                 attempts,
-            });
+            };
+            ours = Some(intent.clone());
+            e.refresh_intent = Some(intent);
             e.revision += 1;
             Ok((true, true))
-        })?;
+        });
+        let (recorded, _) = match written {
+            // A write that was not acknowledged may still have landed (a database connection
+            // cut during the commit, a directory fsync that failed after the rename). Then an
+            // intent would say "maybe spent" of a token that never left: every later refresh
+            // would stop at an unknown outcome. Take it back, as nothing was sent.
+            Err(e @ StoreError::Io(FileError::Io(IoError::Unreachable(_) | IoError::Other(_)))) => {
+                if let Some(ours) = ours {
+                    self.withdraw_intent(&name, &ours, &intent_read);
+                }
+                return Err(e);
+            }
+            other => other?,
+        };
         if recorded {
             Ok(Ok(ExpectEndpointReply {
                 tenant: s.tenant,
@@ -369,6 +385,33 @@ impl<'p, P: Platform> Store<'p, P> {
                 before: Some(s.read.entry),
                 lock: s.lock,
             }))
+        }
+    }
+
+    /// Put back the intent `intent_read` where `ours` (written, not acknowledged) may stand:
+    /// only while the stored intent is exactly ours, a few tries. Best effort: if the store
+    /// stays unreachable, the next refresh reads an unknown outcome, which is safe.
+    fn withdraw_intent(
+        &mut self,
+        name: &str,
+        ours: &RefreshIntent,
+        intent_read: &Option<RefreshIntent>,
+    ) {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let withdrawn = self.mutate(false, |body, _| {
+                let Some(e) = body.tenants.get_mut(name) else {
+                    return Ok(((), false));
+                };
+                if e.refresh_intent.as_ref() != Some(ours) {
+                    return Ok(((), false));
+                }
+                e.refresh_intent = intent_read.clone();
+                e.revision += 1;
+                Ok(((), true))
+            });
+            if withdrawn.is_ok() {
+                return;
+            }
         }
     }
 
