@@ -623,8 +623,14 @@ fn a_connection_cut_during_a_commit_loses_nothing_acknowledged() {
 }
 
 /// The server restarts in the middle of a storm of puts and refreshes: calls fail with a
-/// clear error or succeed, every acknowledged put is there, and no refresh token is
-/// presented twice.
+/// clear error or succeed, every acknowledged put is there, no refresh token is presented
+/// twice, and afterwards the tenant refreshes as before (no intent is left stranded).
+///
+/// A restart ends every session, the refresh locks' too: a process that then takes the
+/// refresh lock while another's refresh is still in flight finds that one's intent and
+/// reports an outcome not known yet (exit 4) rather than spend the token again. That is safe
+/// but its advice ("log in again") is wrong for a refresh that is about to land; it is
+/// counted here, and must clear up once the other refresh commits (issue 12's note).
 #[test]
 fn a_server_restart_during_a_storm_loses_nothing() {
     warm();
@@ -655,8 +661,9 @@ fn a_server_restart_during_a_storm_loses_nothing() {
                         env.run(&["token", "acme", "--min-valid", "1"], "")
                     };
                     if r.code != 0 {
-                        // Only the clear ways: the server is gone (8), or its lock wait ran out (5).
-                        assert!(matches!(r.code, 5 | 8), "an unclear failure: {r:?}");
+                        // The server is gone (8), its lock wait ran out (5), or (a refresh
+                        // whose lock's session ended, see above) an outcome not known yet (4).
+                        assert!(matches!(r.code, 4 | 5 | 8), "an unclear failure: {r:?}");
                         fail.lock()
                             .unwrap()
                             .push(r.stderr.lines().next().unwrap_or("").to_owned());
@@ -684,6 +691,13 @@ fn a_server_restart_during_a_storm_loses_nothing() {
             "an acknowledged put was lost"
         );
     }
+    // Nothing stranded: the tenant refreshes after the storm (its token expires in 2 s).
+    std::thread::sleep(Duration::from_secs(2));
+    let r = envs[0].run(&["token", "acme", "--min-valid", "1"], "");
+    assert_eq!(
+        r.code, 0,
+        "the tenant no longer refreshes after the restart: {r:?}"
+    );
     let stats = server.stats();
     assert_eq!(stats["duplicate_presentations"], 0, "{stats}");
     assert_eq!(stats["grants_revoked"], 0, "{stats}");
