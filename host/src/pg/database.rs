@@ -180,10 +180,10 @@ impl Database {
             LockTarget::Store => "store".to_owned(),
             LockTarget::Refresh(id) => format!("refresh-{id}"),
         };
-        let digest = Sha256::digest(
-            format!("credlock-lock\0{}\0{}\0{what}", self.schema, self.store).as_bytes(),
-        );
-        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+        advisory_key(&format!(
+            "credlock-lock\0{}\0{}\0{what}",
+            self.schema, self.store
+        ))
     }
 
     /// The schema as an SQL identifier (checked to need no quoting; quoted anyway).
@@ -216,6 +216,12 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, String> {
         .map_err(|e| format!("TLS set-up failed: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// An advisory lock key: the first 8 bytes (big-endian, signed) of SHA-256 over `name`.
+pub(crate) fn advisory_key(name: &str) -> i64 {
+    let digest = Sha256::digest(name.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -86,11 +86,7 @@ fn newer(db: &Database, v: i32) -> IoError {
 /// Create the schema (idempotent), in the caller's transaction. Two first writers of two
 /// stores in one schema serialise on a transaction-level advisory lock.
 fn create(tx: &mut postgres::Transaction<'_>, db: &Database) -> Result<(), postgres::Error> {
-    let key = {
-        use sha2::{Digest, Sha256};
-        let d = Sha256::digest(format!("credlock-ddl\0{}", db.schema).as_bytes());
-        i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
-    };
+    let key = super::database::advisory_key(&format!("credlock-ddl\0{}", db.schema));
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
     tx.batch_execute(&SCHEMA_V1.replace("{s}", &db.schema_ident()))?;
     tx.execute(
