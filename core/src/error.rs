@@ -123,6 +123,7 @@ pub enum RecoverError {
     StoreReadable,
     NoBackup,
     BackupUnreadable(String),
+    TenantRecords,
 }
 
 impl From<HeaderError> for StoreError {
@@ -217,6 +218,7 @@ impl std::fmt::Display for StoreError {
             Recover(RecoverError::StoreReadable) => write!(f, "the store opens; restoring the backup would discard the writes made since it"),
             Recover(RecoverError::NoBackup) => write!(f, "there is no backup of the store to restore"),
             Recover(RecoverError::BackupUnreadable(d)) => write!(f, "the backup cannot be read either: {d}"),
+            Recover(RecoverError::TenantRecords) => write!(f, "this database store keeps each tenant as its own record: there is no store file and backup to restore or move aside"),
             ImportConflict(names) => write!(f, "these tenants already exist: {}; nothing was imported", names.join(", ")),
             Login(LoginError::Metadata(why)) => write!(f, "the authorization server's metadata is not usable: {why}"),
             Login(LoginError::InsecureEndpoint(which)) => write!(f, "the {which} is plain http to a host that is not loopback; credentials would cross the network in clear text"),
@@ -292,6 +294,7 @@ impl StoreError {
             Recover(RecoverError::StoreReadable) => "store-readable",
             Recover(RecoverError::NoBackup) => "no-backup",
             Recover(RecoverError::BackupUnreadable(_)) => "backup-unreadable",
+            Recover(RecoverError::TenantRecords) => "tenant-records",
             Login(l) => match l {
                 LoginError::Metadata(_) => "metadata",
                 LoginError::InsecureEndpoint(_) => "insecure-endpoint",
@@ -378,6 +381,7 @@ impl StoreError {
             SlotChange(SlotChangeError::OnlyVolatileLeft(_)) => "add a durable slot first (passphrase, key-file or keyring), or allow volatile-only explicitly",
             SlotChange(_) => "see `credlock slot list`",
             Recover(RecoverError::StoreReadable) => "nothing needs recovering; use --force only to roll back on purpose",
+            Recover(RecoverError::TenantRecords) => "restore the database from its own backups, or copy the store to a directory with `credlock migrate --to DIR` and recover there; nothing was changed",
             Recover(_) => "the store was not changed; restore from your own backups or log in again",
             ImportConflict(_) => "import with --replace to overwrite them, or delete them first",
             Login(LoginError::Metadata(_)) => "check --issuer, or give the endpoints explicitly (--token-endpoint, --device-authorization-endpoint, --authorization-endpoint); nothing was stored",

@@ -187,6 +187,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The version byte that starts every tenant record (FORMAT.md, "Tenant records").
+pub const RECORD_VERSION: u8 = 1;
+
+/// A sealed tenant record: `RECORD_VERSION`, a 12-byte nonce, then AES-256-GCM ciphertext and
+/// tag. Its additional data binds it to the key the header names and to the record's id, so
+/// that a record moved to another tenant's id, or left from another key, does not open.
+pub fn record_aad(key_id: &[u8], id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(32 + key_id.len() + id.len());
+    aad.extend_from_slice(b"credlock tenant record\0");
+    aad.push(RECORD_VERSION);
+    aad.extend_from_slice(key_id);
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+/// Split a sealed record into its nonce and ciphertext.
+pub fn record_parts(sealed: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
+    match sealed.split_first() {
+        None => Err(HeaderError::Corrupt("an empty tenant record".into())),
+        Some((&v, _)) if v != RECORD_VERSION => Err(HeaderError::UnsupportedVersion(u16::from(v))),
+        Some((_, rest)) if rest.len() < NONCE_LEN + TAG_LEN => {
+            Err(HeaderError::Corrupt("a truncated tenant record".into()))
+        }
+        Some((_, rest)) => Ok(rest.split_at(NONCE_LEN)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Pins the byte layout: a change here is a format change and needs a new version.

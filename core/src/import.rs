@@ -15,7 +15,7 @@
 use crate::error::StoreError;
 use crate::oauth::{parse_refresh_config, parse_token_response};
 use crate::platform::Platform;
-use crate::store::{login_entry, tenant_name, Store};
+use crate::store::{login_entry, tenant_name, Scope, Store};
 use serde_json::{Map, Value};
 
 /// What `import_tokens` did.
@@ -157,7 +157,7 @@ impl<'p, P: Platform> Store<'p, P> {
         }
         skipped.sort();
         let imported: Vec<String> = parsed.iter().map(|(t, _)| t.to_string()).collect();
-        let ((), generation) = self.mutate(!parsed.is_empty(), |body, now| {
+        let ((), generation) = self.mutate(Scope::All, !parsed.is_empty(), |body, now| {
             let conflicts: Vec<String> = imported
                 .iter()
                 .filter(|t| body.tenants.contains_key(t.as_str()))

@@ -26,7 +26,7 @@ use crate::platform::{
     HttpReply, LockError, LockMode, LockTarget, LoginPlatform, LoginPrompt, TokenRequest,
     TransportError,
 };
-use crate::store::{login_entry, tenant_name, AccessToken, Store};
+use crate::store::{login_entry, tenant_name, AccessToken, Scope, Store};
 use crate::tenant::{hex, TenantName};
 use serde_json::{Map, Value};
 
@@ -651,7 +651,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             &what,
         )?;
         let lock = LoginLockHeld { _guard: guard };
-        let loaded = self.read_shared()?;
+        let loaded = self.read_shared(Scope::Tenant(tenant))?;
         let body = loaded.body();
         let now = self.p.wall_ms();
         let current = body.and_then(|b| b.pending_logins.get(tenant.as_str()));
@@ -695,7 +695,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
     ) -> Result<LoginOutcome, StoreError> {
         let endpoints = self.endpoints(req)?;
         let base_revision = {
-            let loaded = self.read_shared()?;
+            let loaded = self.read_shared(Scope::Tenant(tenant))?;
             loaded
                 .body()
                 .and_then(|b| b.tenants.get(tenant.as_str()))
@@ -889,7 +889,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
     /// The live pending login of `tenant` this build understands, read under the shared lock.
     fn pending_shared(&mut self, tenant: &TenantName) -> Result<Option<PendingLogin>, StoreError> {
         let now = self.p.wall_ms();
-        let loaded = self.read_shared()?;
+        let loaded = self.read_shared(Scope::Header)?;
         Ok(loaded
             .body()
             .and_then(|b| b.pending_logins.get(tenant.as_str()))
@@ -898,7 +898,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
     }
 
     fn record_pending(&mut self, tenant: &TenantName, p: &PendingLogin) -> Result<(), StoreError> {
-        self.mutate(true, |body, _| {
+        self.mutate(Scope::Header, true, |body, _| {
             body.pending_logins
                 .insert(tenant.as_str().to_owned(), p.clone());
             Ok(((), true))
@@ -908,7 +908,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
 
     /// Remove the pending login `id` of `tenant` (a flow that ended without tokens).
     fn remove_pending(&mut self, tenant: &TenantName, id: &str) -> Result<(), StoreError> {
-        self.mutate(false, |body, _| {
+        self.mutate(Scope::Header, false, |body, _| {
             let ours = body
                 .pending_logins
                 .get(tenant.as_str())
@@ -1135,7 +1135,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             revocation_endpoint: p.revocation_endpoint.clone(),
         };
         let name = tenant.as_str().to_owned();
-        let (result, _) = self.mutate(true, |body, now| {
+        let (result, _) = self.mutate(Scope::Tenant(tenant), true, |body, now| {
             let ours = body.pending_logins.get(&name).is_some_and(|q| q.id == p.id);
             if ours {
                 body.pending_logins.remove(&name);
@@ -1234,7 +1234,7 @@ impl<'p, P: crate::Platform> Store<'p, P> {
 
     /// Logins in progress, for `list` and `doctor`.
     pub fn pending_logins(&mut self) -> Result<Vec<PendingSummary>, StoreError> {
-        let loaded = self.read_shared()?;
+        let loaded = self.read_shared(Scope::Header)?;
         let Some(body) = loaded.body() else {
             return Ok(Vec::new());
         };
@@ -1255,7 +1255,7 @@ impl<'p, P: crate::Platform> Store<'p, P> {
     /// or "expired".
     pub(crate) fn login_pending(&mut self, tenant: &TenantName) -> bool {
         let now = self.p.wall_ms();
-        self.read_shared().is_ok_and(|l| {
+        self.read_shared(Scope::Header).is_ok_and(|l| {
             l.body()
                 .and_then(|b| b.pending_logins.get(tenant.as_str()))
                 .is_some_and(|p| p.expires_at_ms > now)

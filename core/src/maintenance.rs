@@ -16,8 +16,10 @@
 use crate::error::{RecoverError, SlotChangeError, StoreError};
 use crate::format::MAX_SLOTS;
 use crate::model::{Body, RefreshIntent};
-use crate::platform::{slot_is_durable, KeyError, KeySlot, Platform, SealingKey, StoreFile};
-use crate::store::{Loaded, Store, StoreInfo};
+use crate::platform::{
+    slot_is_durable, KeyError, KeySlot, Layout, Platform, SealingKey, StoreFile,
+};
+use crate::store::{Loaded, Scope, Store, StoreInfo, View};
 use crate::tenant::sha256_hex;
 
 /// What `recover` did.
@@ -35,7 +37,7 @@ pub struct RecoverReport {
 impl<'p, P: Platform> Store<'p, P> {
     /// The header's key slots, in order. Opens the store (so it checks the caller's keys).
     pub fn slots(&mut self) -> Result<Vec<KeySlot>, StoreError> {
-        match self.read_shared()? {
+        match self.read_shared(Scope::Header)? {
             Loaded::Absent => Ok(Vec::new()),
             Loaded::Present { header, .. } => Ok(header.slots),
         }
@@ -45,16 +47,22 @@ impl<'p, P: Platform> Store<'p, P> {
     /// An absent store is created first (as `put` would).
     pub fn add_slot(&mut self, kind: &str) -> Result<Vec<KeySlot>, StoreError> {
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock)?;
-        let (key, mut slots, generation, body) = match read.loaded {
+        let read = self.read_under(&lock, Scope::Header)?;
+        let (key, mut slots, generation, body, view) = match read.loaded {
             Loaded::Absent => {
                 let key = self.p.create_key()?;
                 let slots = key.slots();
-                (key, slots, 0, Body::default())
+                let view = self.new_view(&key);
+                (key, slots, 0, Body::default(), view)
             }
-            Loaded::Present { header, key, body } => {
+            Loaded::Present {
+                header,
+                key,
+                body,
+                view,
+            } => {
                 let generation = body.generation;
-                (key, header.slots, generation, body)
+                (key, header.slots, generation, body, view)
             }
         };
         if slots.len() >= MAX_SLOTS {
@@ -65,7 +73,7 @@ impl<'p, P: Platform> Store<'p, P> {
         let slot = key.add_slot(kind)?;
         check_slot(&slot)?;
         slots.push(slot);
-        self.seal_and_replace(&lock, &key, slots.clone(), generation, body)?;
+        self.seal_and_replace(&lock, &key, slots.clone(), generation, body, &view)?;
         Ok(slots)
     }
 
@@ -77,8 +85,14 @@ impl<'p, P: Platform> Store<'p, P> {
         allow_volatile_only: bool,
     ) -> Result<Vec<KeySlot>, StoreError> {
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock)?;
-        let Loaded::Present { header, key, body } = read.loaded else {
+        let read = self.read_under(&lock, Scope::Header)?;
+        let Loaded::Present {
+            header,
+            key,
+            body,
+            view,
+        } = read.loaded
+        else {
             return Err(StoreError::SlotChange(SlotChangeError::NoSuchSlot(index)));
         };
         let i = index as usize;
@@ -96,7 +110,7 @@ impl<'p, P: Platform> Store<'p, P> {
             )));
         }
         let generation = body.generation;
-        self.seal_and_replace(&lock, &key, slots.clone(), generation, body)?;
+        self.seal_and_replace(&lock, &key, slots.clone(), generation, body, &view)?;
         self.p.remove(StoreFile::Backup)?;
         Ok(slots)
     }
@@ -106,8 +120,12 @@ impl<'p, P: Platform> Store<'p, P> {
     /// key is usually why one rekeys).
     pub fn rekey(&mut self) -> Result<StoreInfo, StoreError> {
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock)?;
-        let Loaded::Present { header, body, .. } = read.loaded else {
+        // Every tenant: each record is sealed again under the new key.
+        let read = self.read_under(&lock, Scope::All)?;
+        let Loaded::Present {
+            header, body, view, ..
+        } = read.loaded
+        else {
             drop(lock);
             return self.info();
         };
@@ -129,7 +147,8 @@ impl<'p, P: Platform> Store<'p, P> {
         }
         let tenants = u32::try_from(body.tenants.len()).unwrap_or(u32::MAX);
         let generation = body.generation;
-        let generation = self.seal_and_replace(&lock, &new_key, slots.clone(), generation, body)?;
+        let generation =
+            self.seal_and_replace(&lock, &new_key, slots.clone(), generation, body, &view)?;
         self.p.remove(StoreFile::Backup)?;
         Ok(StoreInfo {
             exists: true,
@@ -148,6 +167,7 @@ impl<'p, P: Platform> Store<'p, P> {
     /// first: never deleted, never overwritten. Without `force`, a wrong key or a newer
     /// format is returned as is: the file may be fine.
     pub fn recover(&mut self, force: bool) -> Result<RecoverReport, StoreError> {
+        self.refuse_records()?;
         let lock = self.lock_exclusive()?;
         // Not `load`: a missing store beside its backup (an interrupted recover) is exactly
         // what this restores.
@@ -166,7 +186,9 @@ impl<'p, P: Platform> Store<'p, P> {
             Err(e) => return Err(e),
         };
         let (bak_header, bak_key, mut body) = match backup {
-            Ok(Loaded::Present { header, key, body }) => (header, key, body),
+            Ok(Loaded::Present {
+                header, key, body, ..
+            }) => (header, key, body),
             Ok(Loaded::Absent) => return Err(StoreError::Recover(RecoverError::NoBackup)),
             Err(e) => {
                 return Err(StoreError::Recover(RecoverError::BackupUnreadable(
@@ -200,8 +222,14 @@ impl<'p, P: Platform> Store<'p, P> {
         } else {
             None
         };
-        let generation =
-            self.seal_and_replace(&lock, &bak_key, bak_header.slots, backup_generation, body)?;
+        let generation = self.seal_and_replace(
+            &lock,
+            &bak_key,
+            bak_header.slots,
+            backup_generation,
+            body,
+            &View::Blob,
+        )?;
         Ok(RecoverReport {
             quarantined_as,
             generation,
@@ -221,6 +249,7 @@ impl<'p, P: Platform> Store<'p, P> {
     /// store is ever started beside a backup, see [`Store::load`]); one that can is left
     /// for `recover`.
     pub fn quarantine(&mut self, force: bool) -> Result<String, StoreError> {
+        self.refuse_records()?;
         let _lock = self.lock_exclusive()?;
         let file = match self.load_file(StoreFile::Store) {
             Ok(Loaded::Present { .. }) => {
@@ -251,6 +280,74 @@ impl<'p, P: Platform> Store<'p, P> {
             }
         };
         Ok(self.p.quarantine(file)?)
+    }
+
+    /// The whole store as one sealed file (the `blob` format: every tenant in one body), read
+    /// under the shared lock, with the same key, slots and generation: what `migrate`
+    /// copies. `None` if there is no store.
+    pub fn export_sealed(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        let Loaded::Present {
+            header, key, body, ..
+        } = self.read_shared(Scope::All)?
+        else {
+            return Ok(None);
+        };
+        let mut body = body;
+        body.tenant_records = false;
+        Ok(Some(self.seal_header(&key, header.slots, &body)))
+    }
+
+    /// Make `sealed` (a whole store, as [`Store::export_sealed`] gives it) this store, at
+    /// its generation, sealed under its key with its slots. Refused if this store or its
+    /// backup exists (nothing is ever replaced), and if `sealed` does not open with the
+    /// keys configured here (nothing unreadable is written).
+    pub fn adopt_sealed(&mut self, sealed: &[u8]) -> Result<StoreInfo, StoreError> {
+        let lock = self.lock_exclusive()?;
+        for (file, what) in [
+            (StoreFile::Store, "a store"),
+            (StoreFile::Backup, "a store backup"),
+        ] {
+            if self.p.read(file)?.is_some() {
+                return Err(StoreError::InvalidOptions(format!(
+                    "the destination already holds {what}: a copy never replaces one; nothing was changed"
+                )));
+            }
+        }
+        let (header, key, body) = self.open_sealed(sealed)?;
+        if body.tenant_records {
+            return Err(StoreError::Corrupt(
+                crate::store::RECORDS_HEADER_AS_FILE.into(),
+            ));
+        }
+        let view = self.new_view(&key);
+        let generation = body.generation;
+        let tenants = u32::try_from(body.tenants.len()).unwrap_or(u32::MAX);
+        let slot_kinds = header.slots.iter().map(|s| s.kind.clone()).collect();
+        let generation = self.seal_and_replace(
+            &lock,
+            &key,
+            header.slots,
+            generation.saturating_sub(1),
+            body,
+            &view,
+        )?;
+        Ok(StoreInfo {
+            exists: true,
+            generation,
+            format_version: crate::format::FORMAT_VERSION,
+            key_id: crate::tenant::hex(&header.key_id),
+            slot_kinds,
+            tenants,
+        })
+    }
+
+    /// `recover` and `quarantine` restore or move a store file and its backup; a `records`
+    /// platform has neither (its header's backup is not a store: its tenants are records).
+    fn refuse_records(&mut self) -> Result<(), StoreError> {
+        match self.p.layout() {
+            Layout::Blob => Ok(()),
+            Layout::Records => Err(StoreError::Recover(RecoverError::TenantRecords)),
+        }
     }
 
     /// Whether a file that failed to open with `e` may be moved aside: damage we can prove,

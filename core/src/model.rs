@@ -18,8 +18,22 @@ pub struct Body {
     /// logins existed, and omitted when empty, so such stores read and write as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending_logins: BTreeMap<String, PendingLogin>,
+    /// The tenants are not in this body but each in its own sealed record beside it: this
+    /// body is the header of a store on a `records` platform (FORMAT.md, "Tenant records").
+    /// Such a body never holds tenants, and a `blob` platform refuses it (it would read as a
+    /// store without tenants).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tenant_records: bool,
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
+}
+
+/// What a tenant record holds, sealed: the tenant's name (a record is found by the name's
+/// id, and the name is checked against it) and its entry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub tenant: String,
+    pub entry: Entry,
 }
 
 /// The version of [`PendingLogin`] this build writes and joins. An entry of another version

@@ -60,6 +60,23 @@ pub enum StoreFile {
     Backup,
 }
 
+/// How a platform keeps a store. See `wit/files.wit`, "Layouts".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The whole store is one sealed file (`Store`, with its `Backup`).
+    Blob,
+    /// `Store` is the store's header; each tenant is a sealed record of its own.
+    Records,
+}
+
+/// One record of [`Platform::write_records`]: the tenant's id and its sealed bytes, or `None`
+/// to remove the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub id: String,
+    pub sealed: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileError {
     Io(IoError),
@@ -226,6 +243,33 @@ pub trait Platform {
     /// anything; returns the new name. Only on explicit request, under the store lock.
     fn quarantine(&mut self, file: StoreFile) -> Result<String, FileError>;
 
+    /// How this platform keeps a store. A `Blob` platform (the default) never sees a call
+    /// of the three record methods below.
+    fn layout(&mut self) -> Layout {
+        Layout::Blob
+    }
+
+    /// The sealed record `id`, or `None`. As of one version of the store (the core reads
+    /// records only under the store lock).
+    fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
+        let _ = id;
+        Err(no_records())
+    }
+
+    /// Every record of the store, `(id, sealed)`, in any order.
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        Err(no_records())
+    }
+
+    /// One atomic, durable write: `store` replaces the header (the old one kept as the
+    /// backup) and every record in `records` is written or removed; all of it or none. On
+    /// `Err`, or a crash during the call, the write is not acknowledged. Only under the
+    /// exclusive store lock, after a read of `Store` under it.
+    fn write_records(&mut self, store: &[u8], records: &[RecordWrite]) -> Result<(), FileError> {
+        let _ = (store, records);
+        Err(no_records())
+    }
+
     /// Open data key `key_id` from one of `slots`. Must never create a key.
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<Self::Key, KeyError>;
 
@@ -248,6 +292,13 @@ pub trait Platform {
 
     /// Cryptographically secure random bytes.
     fn fill_random(&mut self, buf: &mut [u8]);
+}
+
+/// What a `Blob` platform answers to a record call (the core makes none there).
+pub fn no_records() -> FileError {
+    FileError::Io(IoError::Other(
+        "this platform keeps a store as one file and has no tenant records".into(),
+    ))
 }
 
 /// What a user must see to finish a login: the device flow's code and page, or the browser

@@ -17,7 +17,7 @@ use crate::error::{EndpointError, StoreError};
 use crate::model::{Entry, RefreshIntent};
 use crate::oauth::{classify_reply, refresh_request_parts, EndpointReply, TokenGrant};
 use crate::platform::{FileError, IoError, LockMode, LockTarget, Platform, TokenRequest};
-use crate::store::{tenant_name, AccessToken, Store};
+use crate::store::{tenant_name, AccessToken, Scope, Store};
 use crate::tenant::{sha256_hex, TenantName};
 
 /// Bounds the restarts when a concurrent `put` replaces the tokens between our read and
@@ -326,7 +326,8 @@ impl<'p, P: Platform> Store<'p, P> {
         let attempts = s.attempts;
         let intent_read = s.read.entry.refresh_intent.clone();
         let mut ours = None;
-        let written = self.mutate(false, |body, now| {
+        let tenant = s.tenant.clone();
+        let written = self.mutate(Scope::Tenant(&tenant), false, |body, now| {
             let Some(e) = body.tenants.get_mut(&name) else {
                 return Err(StoreError::NotFound(name.clone()));
             };
@@ -397,8 +398,11 @@ impl<'p, P: Platform> Store<'p, P> {
         ours: &RefreshIntent,
         intent_read: &Option<RefreshIntent>,
     ) {
+        let Ok(tenant) = tenant_name(name) else {
+            return;
+        };
         for _ in 0..COMMIT_ATTEMPTS {
-            let withdrawn = self.mutate(false, |body, _| {
+            let withdrawn = self.mutate(Scope::Tenant(&tenant), false, |body, _| {
                 let Some(e) = body.tenants.get_mut(name) else {
                     return Ok(((), false));
                 };
@@ -510,8 +514,9 @@ impl<'p, P: Platform> Store<'p, P> {
     ) -> Result<Result<AccessToken, StoreError>, StoreError> {
         #[cfg(feature = "naive")]
         let naive_wipes = self.naive.invalid_grant_wipes;
+        let tenant = tenant_name(name)?;
         let name = name.to_owned();
-        let (result, _) = self.mutate(false, |body, now| {
+        let (result, _) = self.mutate(Scope::Tenant(&tenant), false, |body, now| {
             let Some(e) = body.tenants.get_mut(&name) else {
                 return Err(StoreError::NotFound(name.clone()));
             };

@@ -3,12 +3,14 @@
 
 use crate::error::StoreError;
 use crate::format::{Header, KEY_ID_LEN, NONCE_LEN};
-use crate::model::{Body, Entry};
+use crate::model::{Body, Entry, TenantRecord};
 use crate::oauth::{parse_refresh_config, parse_token_response};
 use crate::platform::{
-    KeySlot, LockError, LockMode, LockTarget, Platform, SealError, SealingKey, StoreFile,
+    KeySlot, Layout, LockError, LockMode, LockTarget, Platform, RecordWrite, SealError, SealingKey,
+    StoreFile,
 };
 use crate::tenant::TenantName;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 /// Settings chosen by the embedding host for one call. Mirrors `options` in the WIT.
@@ -129,9 +131,43 @@ pub(crate) struct ReadUnderLock<'l, K> {
 }
 
 /// A decrypted store, or its absence.
+// One per call, moved, never kept in a collection: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Loaded<K> {
     Absent,
-    Present { header: Header, key: K, body: Body },
+    Present {
+        header: Header,
+        key: K,
+        body: Body,
+        view: View,
+    },
+}
+
+/// Which tenants a read needs. A `blob` platform always gives them all (they are one file);
+/// a `records` platform reads only these, so that a call about one tenant costs the same
+/// whatever the number of tenants.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// The header only: key slots, generation, logins in progress.
+    Header,
+    Tenant(&'a TenantName),
+    All,
+}
+
+/// Which tenants a loaded body holds, so that a write changes exactly what changed.
+#[derive(Debug, Clone)]
+pub(crate) enum View {
+    /// One blob: every tenant is in the body, and the body is written back whole.
+    Blob,
+    /// Tenant records (a `records` platform): `read` holds each tenant read, as read (`None`:
+    /// it had no record); `all` if every record was read; `key_id` is the key they were
+    /// sealed under. A write seals the tenants that differ from what was read and removes
+    /// the ones the body no longer holds; a body may hold no tenant it did not read.
+    Records {
+        read: BTreeMap<String, Option<Entry>>,
+        all: bool,
+        key_id: Vec<u8>,
+    },
 }
 
 impl<K> Loaded<K> {
@@ -220,9 +256,9 @@ impl<'p, P: Platform> Store<'p, P> {
     /// No store beside a backup reads as damage, never as "no store yet": that is what an
     /// interrupted `recover` (or a store file moved away) leaves, and starting a new store
     /// there would make the next write's backup replace the good one (promise 4).
-    pub(crate) fn load(&mut self) -> Result<Loaded<P::Key>, StoreError> {
+    pub(crate) fn load(&mut self, scope: Scope<'_>) -> Result<Loaded<P::Key>, StoreError> {
         use crate::platform::KeyError;
-        match self.load_file(StoreFile::Store) {
+        match self.load_scoped(StoreFile::Store, scope) {
             Ok(Loaded::Absent) if self.p.read(StoreFile::Backup)?.is_some() => {
                 Err(StoreError::Corrupt(MISSING_BESIDE_BACKUP.into()))
             }
@@ -251,12 +287,42 @@ impl<'p, P: Platform> Store<'p, P> {
         }
     }
 
-    /// Read and decrypt `file` (the store, or its backup for `recover`).
+    /// Read and decrypt `file` (the store, or its backup for `recover`), every tenant.
     pub(crate) fn load_file(&mut self, file: StoreFile) -> Result<Loaded<P::Key>, StoreError> {
+        self.load_scoped(file, Scope::All)
+    }
+
+    /// Read and decrypt `file` and, on a `records` platform, the records `scope` asks for.
+    /// A backup is only ever a header there: records have no backup.
+    pub(crate) fn load_scoped(
+        &mut self,
+        file: StoreFile,
+        scope: Scope<'_>,
+    ) -> Result<Loaded<P::Key>, StoreError> {
         let Some(bytes) = self.p.read(file)? else {
             return Ok(Loaded::Absent);
         };
-        let (header, header_len) = Header::decode(&bytes)?;
+        let (header, key, mut body) = self.open_sealed(&bytes)?;
+        let scope = if file == StoreFile::Backup {
+            Scope::Header
+        } else {
+            scope
+        };
+        let view = self.load_records(&key, &mut body, scope)?;
+        Ok(Loaded::Present {
+            header,
+            key,
+            body,
+            view,
+        })
+    }
+
+    /// Decode, unlock and open a sealed store (a header and its body).
+    pub(crate) fn open_sealed(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<(Header, P::Key, Body), StoreError> {
+        let (header, header_len) = Header::decode(bytes)?;
         let key = self.p.unlock(&header.key_id, &header.slots)?;
         // A host that hands back another key than asked for would make us seal the store
         // under a key its header does not name.
@@ -280,25 +346,83 @@ impl<'p, P: Platform> Store<'p, P> {
             ))
         })?;
         check_body(&body)?;
-        Ok(Loaded::Present { header, key, body })
+        Ok((header, key, body))
+    }
+
+    /// On a `records` platform, read the records `scope` asks for into `body`. A store whose
+    /// tenants are still in its body there (one migrated in as a blob) reads as every record
+    /// read: its first write splits it into records.
+    fn load_records(
+        &mut self,
+        key: &P::Key,
+        body: &mut Body,
+        scope: Scope<'_>,
+    ) -> Result<View, StoreError> {
+        let layout = self.p.layout();
+        if !body.tenant_records {
+            return Ok(match layout {
+                Layout::Blob => View::Blob,
+                Layout::Records => View::Records {
+                    read: BTreeMap::new(),
+                    all: true,
+                    key_id: key.key_id(),
+                },
+            });
+        }
+        if layout == Layout::Blob {
+            return Err(StoreError::Corrupt(RECORDS_HEADER_AS_FILE.into()));
+        }
+        if !body.tenants.is_empty() {
+            return Err(StoreError::Corrupt(
+                "the store's header holds tenants although its tenants are kept as records".into(),
+            ));
+        }
+        let mut read = BTreeMap::new();
+        match scope {
+            Scope::Header => {}
+            Scope::Tenant(tenant) => {
+                let id = tenant.id();
+                let entry = match self.p.read_record(&id)? {
+                    Some(sealed) => Some(open_record(key, &id, &sealed)?.1),
+                    None => None,
+                };
+                if let Some(e) = &entry {
+                    body.tenants.insert(tenant.as_str().to_owned(), e.clone());
+                }
+                read.insert(tenant.as_str().to_owned(), entry);
+            }
+            Scope::All => {
+                for (id, sealed) in self.p.read_records()? {
+                    let (name, entry) = open_record(key, &id, &sealed)?;
+                    body.tenants.insert(name.clone(), entry.clone());
+                    read.insert(name, Some(entry));
+                }
+            }
+        }
+        Ok(View::Records {
+            read,
+            all: matches!(scope, Scope::All),
+            key_id: key.key_id(),
+        })
     }
 
     /// Read under the shared lock: a consistent snapshot for readers.
-    pub(crate) fn read_shared(&mut self) -> Result<Loaded<P::Key>, StoreError> {
+    pub(crate) fn read_shared(&mut self, scope: Scope<'_>) -> Result<Loaded<P::Key>, StoreError> {
         let _guard = self.acquire(
             &LockTarget::Store,
             LockMode::Shared,
             self.opts.lock_timeout_ms,
             "store",
         )?;
-        self.load()
+        self.load(scope)
     }
 
     pub(crate) fn read_under<'l>(
         &mut self,
         _lock: &'l ExclusiveStoreLock<P::Guard>,
+        scope: Scope<'_>,
     ) -> Result<ReadUnderLock<'l, P::Key>, StoreError> {
-        let loaded = self.load();
+        let loaded = self.load(scope);
         #[cfg(feature = "naive")]
         let loaded = match loaded {
             Err(
@@ -325,22 +449,36 @@ impl<'p, P: Platform> Store<'p, P> {
         read: ReadUnderLock<'_, P::Key>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let (key, slots, old_generation) = match read.loaded {
+        let (key, slots, old_generation, view) = match read.loaded {
             Loaded::Absent => {
                 // Key creation only under the exclusive lock and only with no store: two first
                 // writers can never mint two keys, and an existing ciphertext never gets a new one.
                 let key = self.p.create_key()?;
                 let slots = key.slots();
-                (key, slots, 0)
+                let view = self.new_view(&key);
+                (key, slots, 0, view)
             }
             // Keep the header's slots verbatim, including kinds this host does not know.
             Loaded::Present {
                 header,
                 key,
                 body: old,
-            } => (key, header.slots, old.generation),
+                view,
+            } => (key, header.slots, old.generation, view),
         };
-        self.seal_and_replace(lock, &key, slots, old_generation, body)
+        self.seal_and_replace(lock, &key, slots, old_generation, body, &view)
+    }
+
+    /// The view of a store that has no tenants yet (a new one), on this platform.
+    pub(crate) fn new_view(&mut self, key: &P::Key) -> View {
+        match self.p.layout() {
+            Layout::Blob => View::Blob,
+            Layout::Records => View::Records {
+                read: BTreeMap::new(),
+                all: true,
+                key_id: key.key_id(),
+            },
+        }
     }
 
     /// Seal `body` under `key` with a header of `slots` and replace the store with it, at
@@ -353,8 +491,12 @@ impl<'p, P: Platform> Store<'p, P> {
         slots: Vec<KeySlot>,
         old_generation: u64,
         body: Body,
+        view: &View,
     ) -> Result<u64, StoreError> {
-        self.seal_into(lock, StoreFile::Store, key, slots, old_generation, body)
+        match view {
+            View::Blob => self.seal_into(lock, StoreFile::Store, key, slots, old_generation, body),
+            View::Records { .. } => self.seal_records(key, slots, old_generation, body, view),
+        }
     }
 
     /// [`Store::seal_and_replace`] into `file`: `recover` writes the restored store as the
@@ -368,13 +510,35 @@ impl<'p, P: Platform> Store<'p, P> {
         old_generation: u64,
         mut body: Body,
     ) -> Result<u64, StoreError> {
-        assert!(!slots.is_empty(), "a store header without key slots");
-        // Every write collects abandoned logins, maintenance writes (rekey, slot changes,
-        // recover, import) too, not only the merges (FORMAT.md, "Pending logins").
+        assert_eq!(
+            self.p.layout(),
+            Layout::Blob,
+            "a records platform's store is written with its records"
+        );
+        self.prepare(&mut body, old_generation)?;
+        let out = self.seal_header(key, slots, &body);
+        self.p.replace(file, &out)?;
+        Ok(body.generation)
+    }
+
+    /// What every write does to a body: collect abandoned logins (maintenance writes too:
+    /// rekey, slot changes, recover, import; FORMAT.md, "Pending logins"), raise the
+    /// generation, check the invariants.
+    fn prepare(&mut self, body: &mut Body, old_generation: u64) -> Result<(), StoreError> {
         let now = self.p.wall_ms();
-        crate::model::collect_expired_logins(&mut body, now);
+        crate::model::collect_expired_logins(body, now);
         body.generation = old_generation.checked_add(1).expect("generation overflow");
-        check_body(&body)?;
+        check_body(body)
+    }
+
+    /// `body` sealed under `key` behind a header of `slots`: the store file's bytes.
+    pub(crate) fn seal_header(
+        &mut self,
+        key: &P::Key,
+        slots: Vec<KeySlot>,
+        body: &Body,
+    ) -> Vec<u8> {
+        assert!(!slots.is_empty(), "a store header without key slots");
         // Platform contract (wit/sealing.wit): a key id is 16 bytes, and sealing with the
         // 12-byte nonce we draw cannot fail. A host that breaks it is a bug, a trap in the
         // component, never a "corrupt store" whose advice would be `credlock recover`.
@@ -390,26 +554,98 @@ impl<'p, P: Platform> Store<'p, P> {
             nonce,
         };
         let mut out = header.encode();
-        let plaintext = serde_json::to_vec(&body).expect("a Body always serialises");
+        let plaintext = serde_json::to_vec(body).expect("a Body always serialises");
         let ciphertext = key
             .seal(&nonce, &out, &plaintext)
             .expect("platform contract: sealing with a 12-byte nonce cannot fail");
         out.extend_from_slice(&ciphertext);
         // What we are about to write must parse back to the header we meant.
         debug_assert_eq!(Header::decode(&out).map(|(h, _)| h).as_ref(), Ok(&header));
-        self.p.replace(file, &out)?;
+        out
+    }
+
+    /// The write of a `records` platform: the header (without tenants), and a record for
+    /// each tenant that differs from what `view` read (every tenant, under a new key), in
+    /// one atomic write that also removes the records of tenants the body no longer holds.
+    fn seal_records(
+        &mut self,
+        key: &P::Key,
+        slots: Vec<KeySlot>,
+        old_generation: u64,
+        mut body: Body,
+        view: &View,
+    ) -> Result<u64, StoreError> {
+        let View::Records { read, all, key_id } = view else {
+            unreachable!("seal_records is given a records view");
+        };
+        self.prepare(&mut body, old_generation)?;
+        let tenants = std::mem::take(&mut body.tenants);
+        let same_key = *key_id == key.key_id();
+        // A partial view cannot write a tenant it did not read (its record may exist and be
+        // newer), nor re-seal under a new key (the records it did not read would not open).
+        assert!(
+            *all || (same_key && tenants.keys().all(|t| read.contains_key(t))),
+            "a write of tenant records that were not read"
+        );
+        let mut writes = Vec::new();
+        for (name, entry) in &tenants {
+            if same_key
+                && read
+                    .get(name)
+                    .is_some_and(|old| old.as_ref() == Some(entry))
+            {
+                continue;
+            }
+            let id = record_id(name);
+            let sealed = self.seal_record(key, &id, name, entry);
+            writes.push(RecordWrite {
+                id,
+                sealed: Some(sealed),
+            });
+        }
+        for (name, old) in read {
+            if old.is_some() && !tenants.contains_key(name) {
+                writes.push(RecordWrite {
+                    id: record_id(name),
+                    sealed: None,
+                });
+            }
+        }
+        body.tenant_records = true;
+        let out = self.seal_header(key, slots, &body);
+        self.p.write_records(&out, &writes)?;
         Ok(body.generation)
+    }
+
+    fn seal_record(&mut self, key: &P::Key, id: &str, tenant: &str, entry: &Entry) -> Vec<u8> {
+        let record = TenantRecord {
+            tenant: tenant.to_owned(),
+            entry: entry.clone(),
+        };
+        let plaintext = serde_json::to_vec(&record).expect("a record always serialises");
+        let mut nonce = [0u8; NONCE_LEN];
+        self.p.fill_random(&mut nonce);
+        let aad = crate::format::record_aad(&key.key_id(), id);
+        let ciphertext = key
+            .seal(&nonce, &aad, &plaintext)
+            .expect("platform contract: sealing with a 12-byte nonce cannot fail");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        out.push(crate::format::RECORD_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
     }
 
     /// The merge: take the exclusive lock, re-read, apply only `change`, write atomically.
     /// `change` returns its result and whether it changed anything (no write if not).
     pub(crate) fn mutate<R>(
         &mut self,
+        scope: Scope<'_>,
         create: bool,
         change: impl FnOnce(&mut Body, u64) -> Result<(R, bool), StoreError>,
     ) -> Result<(R, u64), StoreError> {
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock)?;
+        let read = self.read_under(&lock, scope)?;
         let present = read.loaded.body().is_some();
         let generation = read.loaded.body().map_or(0, |b| b.generation);
         let mut body = read.loaded.body().cloned().unwrap_or_default();
@@ -431,7 +667,7 @@ impl<'p, P: Platform> Store<'p, P> {
     /// Create the store if absent; true if this call created it.
     pub fn init(&mut self) -> Result<bool, StoreError> {
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock)?;
+        let read = self.read_under(&lock, Scope::Header)?;
         if read.loaded.body().is_some() {
             return Ok(false);
         }
@@ -446,7 +682,7 @@ impl<'p, P: Platform> Store<'p, P> {
             .map_err(StoreError::InvalidTokenResponse)?;
         let config_given = !config.is_empty();
         let config = parse_refresh_config(config).map_err(StoreError::InvalidTokenResponse)?;
-        let (revision, generation) = self.mutate(true, |body, now| {
+        let (revision, generation) = self.mutate(Scope::Tenant(&tenant), true, |body, now| {
             let old = body.tenants.remove(tenant.as_str());
             let entry = login_entry(old, grant, config, config_given, now);
             let revision = entry.revision;
@@ -460,7 +696,7 @@ impl<'p, P: Platform> Store<'p, P> {
     }
 
     pub fn list(&mut self) -> Result<Vec<TenantSummary>, StoreError> {
-        let loaded = self.read_shared()?;
+        let loaded = self.read_shared(Scope::All)?;
         let Some(body) = loaded.body() else {
             return Ok(Vec::new());
         };
@@ -490,11 +726,12 @@ impl<'p, P: Platform> Store<'p, P> {
     pub fn delete(&mut self, tenant: &str) -> Result<bool, StoreError> {
         let tenant = tenant_name(tenant)?;
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock)?;
+        let read = self.read_under(&lock, Scope::Tenant(&tenant))?;
         let Loaded::Present {
             header,
             key,
             mut body,
+            view,
         } = read.loaded
         else {
             return Ok(false);
@@ -503,14 +740,23 @@ impl<'p, P: Platform> Store<'p, P> {
             return Ok(false);
         }
         let generation = body.generation;
-        let generation =
-            self.seal_and_replace(&lock, &key, header.slots.clone(), generation, body.clone())?;
-        self.seal_and_replace(&lock, &key, header.slots, generation, body)?;
+        let generation = self.seal_and_replace(
+            &lock,
+            &key,
+            header.slots.clone(),
+            generation,
+            body.clone(),
+            &view,
+        )?;
+        // A records platform removed the record itself, and a header has no tenants.
+        if matches!(view, View::Blob) {
+            self.seal_and_replace(&lock, &key, header.slots, generation, body, &view)?;
+        }
         Ok(true)
     }
 
     pub fn info(&mut self) -> Result<StoreInfo, StoreError> {
-        match self.read_shared()? {
+        match self.read_shared(Scope::All)? {
             Loaded::Absent => Ok(StoreInfo {
                 exists: false,
                 generation: 0,
@@ -532,7 +778,7 @@ impl<'p, P: Platform> Store<'p, P> {
 
     /// The entry of `tenant` as read under the shared lock.
     pub(crate) fn entry_shared(&mut self, tenant: &TenantName) -> Result<Entry, StoreError> {
-        let loaded = self.read_shared()?;
+        let loaded = self.read_shared(Scope::Tenant(tenant))?;
         loaded
             .body()
             .and_then(|b| b.tenants.get(tenant.as_str()))
@@ -608,6 +854,41 @@ pub(crate) fn check_body(body: &Body) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// The id of a tenant's record: its refresh lock's id. `name` is a checked tenant name.
+fn record_id(name: &str) -> String {
+    TenantName::new(name)
+        .expect("check_body checked every tenant name")
+        .id()
+}
+
+/// Open a sealed record found as `id`: the tenant it names and its entry.
+fn open_record<K: SealingKey>(
+    key: &K,
+    id: &str,
+    sealed: &[u8],
+) -> Result<(String, Entry), StoreError> {
+    let damaged = |what: &str| {
+        StoreError::Corrupt(format!(
+            "the tenant record {id} {what}; the rest of the store is intact: `credlock list` names the tenants that open"
+        ))
+    };
+    let (nonce, ciphertext) = crate::format::record_parts(sealed)?;
+    let aad = crate::format::record_aad(&key.key_id(), id);
+    let plaintext = key.open(nonce, &aad, ciphertext).map_err(|_| {
+        damaged("fails authentication (it was altered, or moved from another tenant)")
+    })?;
+    let record: TenantRecord = serde_json::from_slice(&plaintext)
+        .map_err(|_| damaged("authenticates but is not a valid record"))?;
+    let name = TenantName::new(&record.tenant).map_err(|_| damaged("names an invalid tenant"))?;
+    if name.id() != id || record.entry.revision == 0 {
+        return Err(damaged("does not match its id"));
+    }
+    Ok((record.tenant, record.entry))
+}
+
+/// Why a store header whose tenants are records is refused as a file.
+pub const RECORDS_HEADER_AS_FILE: &str = "this is the header of a database store whose tenants are kept as separate records, not a whole store: it cannot be used as a store file (`credlock migrate` copies a database store into a directory)";
 
 /// Why a missing store file beside a backup is not read as "no store yet" ([`Store::load`]).
 pub const MISSING_BESIDE_BACKUP: &str = "the store file is missing but its backup (credentials.sealed.bak) is there: a recover was interrupted, or the store was moved away; credlock starts no new store beside a backup (if the backup cannot be read either, `credlock quarantine --force` moves it aside)";

@@ -61,6 +61,14 @@ struct World {
     /// Store files another process writes just before each exclusive store lock is granted
     /// (it held the lock first): a put racing every write of ours.
     written_before_exclusive: VecDeque<Vec<u8>>,
+    /// A `records` platform (the database's layout): `store` is the header, and each tenant
+    /// a record here. Counts what the core read and wrote of them.
+    records_layout: bool,
+    records: BTreeMap<String, Vec<u8>>,
+    record_reads: usize,
+    all_record_reads: usize,
+    /// The records each `write_records` wrote or removed.
+    record_writes: Vec<usize>,
 }
 
 struct Mem {
@@ -129,6 +137,45 @@ impl Platform for Mem {
             .expect("quarantine of a present file");
         w.files.insert("quarantined", bytes);
         Ok("store.corrupt-1".into())
+    }
+    fn layout(&mut self) -> Layout {
+        if self.world.borrow().records_layout {
+            Layout::Records
+        } else {
+            Layout::Blob
+        }
+    }
+    fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
+        let mut w = self.world.borrow_mut();
+        assert!(w.records_layout, "a record read on a blob platform");
+        w.record_reads += 1;
+        Ok(w.records.get(id).cloned())
+    }
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        let mut w = self.world.borrow_mut();
+        assert!(w.records_layout, "a record read on a blob platform");
+        w.all_record_reads += 1;
+        Ok(w.records
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn write_records(&mut self, store: &[u8], records: &[RecordWrite]) -> Result<(), FileError> {
+        let mut w = self.world.borrow_mut();
+        assert!(w.records_layout, "a record write on a blob platform");
+        w.writes += 1;
+        if let Some(old) = w.files.get("store").cloned() {
+            w.files.insert("backup", old);
+        }
+        w.files.insert("store", store.to_vec());
+        for r in records {
+            match &r.sealed {
+                Some(s) => w.records.insert(r.id.clone(), s.clone()),
+                None => w.records.remove(&r.id),
+            };
+        }
+        w.record_writes.push(records.len());
+        Ok(())
     }
     fn rekey(&mut self, slots: &[KeySlot]) -> Result<MemKey, KeyError> {
         let mut key = MemKey {
@@ -1028,4 +1075,203 @@ fn a_denied_or_hostile_device_login_stores_nothing() {
         assert!(store(&mut p).pending_logins().unwrap().is_empty());
         assert!(store(&mut p).list().unwrap().is_empty());
     }
+}
+
+// ----- a `records` platform: one sealed record per tenant (FORMAT.md, "Tenant records") -----
+
+fn records_world() -> Rc<RefCell<World>> {
+    Rc::new(RefCell::new(World {
+        records_layout: true,
+        ..World::default()
+    }))
+}
+
+fn put_n(p: &mut Mem, n: usize) {
+    for i in 0..n {
+        store(p).put(&format!("t{i}"), REFRESHABLE).unwrap();
+    }
+}
+
+#[test]
+fn records_a_call_about_one_tenant_reads_and_writes_that_tenant_only() {
+    let world = records_world();
+    let mut p = Mem::new(&world);
+    put_n(&mut p, 20);
+    {
+        let w = world.borrow();
+        assert_eq!(w.records.len(), 20);
+        // Each put wrote its own record and nothing else.
+        assert_eq!(w.record_writes, vec![1; 20]);
+        assert_eq!(w.all_record_reads, 0, "a put read every record");
+        // The header holds no tenant: no name, no token.
+        let header = String::from_utf8_lossy(&w.files["store"]).to_string();
+        assert!(!header.contains("t19") && !header.contains("rt-1"));
+    }
+    let reads = world.borrow().record_reads;
+    let t = store(&mut p).token("t7", 60_000).unwrap();
+    assert_eq!(t.token, "at-1");
+    assert_eq!(world.borrow().record_reads, reads + 1);
+    assert_eq!(world.borrow().all_record_reads, 0);
+    // A second put of one tenant: revision 2, one record written.
+    let r = store(&mut p).put("t7", REFRESHABLE).unwrap();
+    assert_eq!((r.revision, r.generation), (2, 21));
+    assert_eq!(world.borrow().record_writes.last(), Some(&1));
+    // Every tenant is still there, each once.
+    let list = store(&mut p).list().unwrap();
+    assert_eq!(list.len(), 20);
+    assert_eq!(store(&mut p).info().unwrap().tenants, 20);
+    // Delete removes the record, in one write.
+    let writes = world.borrow().writes;
+    assert!(store(&mut p).delete("t3").unwrap());
+    assert_eq!(world.borrow().writes, writes + 1);
+    assert_eq!(world.borrow().records.len(), 19);
+    assert!(matches!(
+        store(&mut p).token("t3", 0),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn records_a_refresh_touches_only_its_tenant() {
+    let world = records_world();
+    let mut p = Mem::new(&world);
+    put_n(&mut p, 5);
+    let before = world.borrow().records.clone();
+    p.now_ms += 3_600_000;
+    world.borrow_mut().replies.push_back(ok_reply(
+        r#"{"access_token":"at-2","expires_in":3600,"refresh_token":"rt-2"}"#,
+    ));
+    let t = store(&mut p).token("t2", 60_000).unwrap();
+    assert!(t.refreshed);
+    assert_eq!(t.token, "at-2");
+    let w = world.borrow();
+    assert_eq!(w.requests.len(), 1);
+    assert_eq!(w.all_record_reads, 0);
+    for (id, sealed) in &before {
+        let changed = w.records[id] != *sealed;
+        assert_eq!(
+            changed,
+            w.records.len() == 5 && id == &tenant_id("t2"),
+            "record {id}"
+        );
+    }
+}
+
+fn tenant_id(name: &str) -> String {
+    credlock_core::tenant::TenantName::new(name).unwrap().id()
+}
+
+#[test]
+fn records_a_record_moved_to_another_tenant_does_not_open_and_the_rest_do() {
+    let world = records_world();
+    let mut p = Mem::new(&world);
+    put_n(&mut p, 3);
+    {
+        let mut w = world.borrow_mut();
+        let a = w.records[&tenant_id("t0")].clone();
+        w.records.insert(tenant_id("t1"), a);
+    }
+    let e = store(&mut p).token("t1", 0).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Corrupt(d) if d.contains(&tenant_id("t1"))),
+        "{e:?}"
+    );
+    // Nothing unreadable is overwritten: a put of that tenant is refused too.
+    let writes = world.borrow().writes;
+    assert!(store(&mut p).put("t1", REFRESHABLE).is_err());
+    assert_eq!(world.borrow().writes, writes);
+    assert_eq!(store(&mut p).token("t2", 0).unwrap().token, "at-1");
+}
+
+#[test]
+fn records_a_blob_moved_in_is_split_by_its_first_write_and_export_gives_it_back() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    put_n(&mut p, 4);
+    let blob = world.borrow().files["store"].clone();
+    // The same bytes on a records platform (what `migrate` into a database did before
+    // adopt): readable as they are, split into records by the first write.
+    world.borrow_mut().records_layout = true;
+    assert_eq!(store(&mut p).token("t1", 0).unwrap().token, "at-1");
+    assert_eq!(world.borrow().record_reads, 0);
+    store(&mut p).put("t9", REFRESHABLE).unwrap();
+    assert_eq!(world.borrow().records.len(), 5);
+    assert_eq!(world.borrow().record_writes, vec![5]);
+    assert_ne!(world.borrow().files["store"], blob);
+    // Export: one sealed file with every tenant, which a blob platform adopts.
+    let exported = store(&mut p).export_sealed().unwrap().unwrap();
+    let generation = store(&mut p).info().unwrap().generation;
+    let other = Rc::new(RefCell::new(World::default()));
+    let mut q = Mem::new(&other);
+    let info = store(&mut q).adopt_sealed(&exported).unwrap();
+    assert_eq!((info.generation, info.tenants), (generation, 5));
+    assert_eq!(store(&mut q).token("t9", 0).unwrap().token, "at-1");
+    // Adopt never replaces a store.
+    assert!(matches!(
+        store(&mut q).adopt_sealed(&exported),
+        Err(StoreError::InvalidOptions(_))
+    ));
+    // And back into records: one write of every record.
+    let third = records_world();
+    let mut r = Mem::new(&third);
+    store(&mut r).adopt_sealed(&exported).unwrap();
+    assert_eq!(third.borrow().records.len(), 5);
+    assert_eq!(store(&mut r).list().unwrap().len(), 5);
+}
+
+#[test]
+fn records_a_header_is_never_read_as_a_whole_store() {
+    let world = records_world();
+    let mut p = Mem::new(&world);
+    put_n(&mut p, 2);
+    let header = world.borrow().files["store"].clone();
+    let blob = Rc::new(RefCell::new(World::default()));
+    blob.borrow_mut().files.insert("store", header.clone());
+    let mut q = Mem::new(&blob);
+    // It would read as a store without tenants, and the next put would drop them.
+    let e = store(&mut q).put("t5", REFRESHABLE).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Corrupt(d) if d.contains("records")),
+        "{e:?}"
+    );
+    assert_eq!(blob.borrow().files["store"], header);
+    assert!(store(&mut q).adopt_sealed(&header).is_err());
+}
+
+#[test]
+fn records_rekey_reseals_every_record_and_recover_refuses() {
+    let world = records_world();
+    let mut p = Mem::new(&world);
+    put_n(&mut p, 6);
+    let before = world.borrow().records.clone();
+    let info = store(&mut p).rekey().unwrap();
+    assert_eq!(info.tenants, 6);
+    {
+        let w = world.borrow();
+        assert_eq!(w.record_writes.last(), Some(&6));
+        assert!(w.records.iter().all(|(id, s)| before[id] != *s));
+    }
+    for i in 0..6 {
+        assert_eq!(
+            store(&mut p).token(&format!("t{i}"), 0).unwrap().token,
+            "at-1"
+        );
+    }
+    // A record left from the old key does not open under the new one.
+    world
+        .borrow_mut()
+        .records
+        .insert(tenant_id("t4"), before[&tenant_id("t4")].clone());
+    assert!(matches!(
+        store(&mut p).token("t4", 0),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store(&mut p).recover(true),
+        Err(StoreError::Recover(RecoverError::TenantRecords))
+    ));
+    assert!(matches!(
+        store(&mut p).quarantine(true),
+        Err(StoreError::Recover(RecoverError::TenantRecords))
+    ));
 }

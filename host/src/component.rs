@@ -353,6 +353,41 @@ impl files::Host for HostState {
             .quarantine(store_file(file))
             .map_err(file_error)
     }
+
+    fn store_layout(&mut self) -> files::Layout {
+        match self.platform.layout() {
+            core_p::Layout::Blob => files::Layout::Blob,
+            core_p::Layout::Records => files::Layout::Records,
+        }
+    }
+
+    fn read_record(&mut self, id: String) -> Result<files::Blob, files::FileError> {
+        match self.platform.read_record(&id).map_err(file_error)? {
+            Some(bytes) => Ok(files::Blob::Present(bytes)),
+            None => Ok(files::Blob::Absent),
+        }
+    }
+
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, files::FileError> {
+        self.platform.read_records().map_err(file_error)
+    }
+
+    fn write_records(
+        &mut self,
+        store: Vec<u8>,
+        records: Vec<files::RecordWrite>,
+    ) -> Result<(), files::FileError> {
+        let records: Vec<core_p::RecordWrite> = records
+            .into_iter()
+            .map(|r| core_p::RecordWrite {
+                id: r.id,
+                sealed: r.sealed,
+            })
+            .collect();
+        self.platform
+            .write_records(&store, &records)
+            .map_err(file_error)
+    }
 }
 
 impl sealing::Host for HostState {
@@ -569,6 +604,7 @@ pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
         api::StoreError::Recover(e) => S::Recover(match e {
             api::RecoverError::StoreReadable => credlock_core::RecoverError::StoreReadable,
             api::RecoverError::NoBackup => credlock_core::RecoverError::NoBackup,
+            api::RecoverError::TenantRecords => credlock_core::RecoverError::TenantRecords,
             api::RecoverError::BackupUnreadable(d) => {
                 credlock_core::RecoverError::BackupUnreadable(d)
             }

@@ -468,6 +468,27 @@ impl Credlock {
         )
     }
 
+    /// The whole store as one sealed file (every tenant in one body), read under the shared
+    /// lock, with the same key, slots and generation; `None` if there is no store. What
+    /// `migrate` copies.
+    pub fn export_sealed(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_export_sealed(s, *o),
+            |s| s.export_sealed(),
+            |b| b,
+        )
+    }
+
+    /// Make `sealed` (as [`Credlock::export_sealed`] gives it) this store, in this
+    /// platform's layout; refused if a store or a backup is here already.
+    pub fn adopt_sealed(&mut self, sealed: &[u8]) -> Result<StoreInfo, Error> {
+        self.call(
+            |i, s, o| i.credlock_store_store().call_adopt_sealed(s, *o, sealed),
+            |s| s.adopt_sealed(sealed),
+            store_info,
+        )
+    }
+
     /// The process's key sources and caches (for `doctor`).
     pub fn keyring(&self) -> &keys::Keyring {
         match &self.engine {

@@ -265,6 +265,34 @@ impl Platform for NativePlatform {
         files::quarantine(&self.path(file), now)
     }
 
+    fn layout(&mut self) -> credlock_core::platform::Layout {
+        match self.database {
+            Some(_) => credlock_core::platform::Layout::Records,
+            None => credlock_core::platform::Layout::Blob,
+        }
+    }
+
+    fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
+        match &mut self.database {
+            Some(pg) => pg.read_record(id),
+            None => Err(no_records()),
+        }
+    }
+
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        match &mut self.database {
+            Some(pg) => pg.read_records(),
+            None => Err(no_records()),
+        }
+    }
+
+    fn write_records(&mut self, store: &[u8], records: &[RecordWrite]) -> Result<(), FileError> {
+        match &mut self.database {
+            Some(pg) => pg.write_records(store, records),
+            None => Err(no_records()),
+        }
+    }
+
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<KeyHandle, KeyError> {
         self.keys.unlock(key_id, slots)
     }

@@ -181,7 +181,7 @@ fn a_database_store_works_as_a_directory_does() {
         .query_one("SELECT max(version) FROM basics.credlock_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(v, 1, "init creates the versioned schema");
+    assert_eq!(v, 2, "init creates the versioned schema");
     // The key file is the one named, made by init; nothing else was written locally.
     assert!(fleet.dir(0).join("key").exists());
 
@@ -204,17 +204,34 @@ fn a_database_store_works_as_a_directory_does() {
     assert!(m.ok(&["delete", "acme"], "").is_empty());
     let r = m.run(&["token", "acme"], "");
     assert_eq!(r.code, 3, "{r:?}");
-    // Gone from the backup column too: restoring the backup does not bring it back.
-    m.ok(&["recover", "--force"], "");
-    let r = m.run(&["token", "acme"], "");
-    assert_eq!(r.code, 3, "the backup still held the deleted tenant: {r:?}");
+    // Gone from every row: its record is deleted, and a header (and the header's backup)
+    // never holds a tenant.
+    let records: Vec<String> = admin
+        .query("SELECT id FROM basics.records", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(records, vec![tenant_id("keep")]);
+    let headers: Vec<u8> = admin
+        .query_one(
+            "SELECT store || COALESCE(backup, ''::bytea) FROM basics.stores",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!headers.windows(4).any(|w| w == b"acme"));
+    // There is no store file and backup to restore: refused, with what to do instead.
+    let r = m.run(&["recover", "--force"], "");
+    assert_eq!(r.code, 9, "{r:?}");
+    assert!(r.stderr.contains("migrate"), "{r:?}");
     assert_eq!(m.ok(&["token", "keep"], "").trim(), "kept");
 
     let doctor = m.run(&["doctor"], "");
     assert_eq!(doctor.code, 0, "{doctor:?}");
     for want in [
         "database store: postgres://credlock@127.0.0.1",
-        "schema basics: version 1",
+        "schema basics: version 2",
         "synchronous_commit: on",
         "advisory locks: working",
         "store lock: free",
@@ -251,7 +268,7 @@ fn a_database_store_works_as_a_directory_does() {
     // A schema from a newer credlock is refused, never written.
     admin
         .execute(
-            "INSERT INTO basics.credlock_schema (version, applied_by) VALUES (2, 'the future')",
+            "INSERT INTO basics.credlock_schema (version, applied_by) VALUES (3, 'the future')",
             &[],
         )
         .unwrap();
@@ -508,6 +525,25 @@ fn a_write_is_fenced_by_the_version_read_under_the_lock() {
         .unwrap()
         .get(0);
     assert_eq!(now, bytes, "a fenced write changed the store");
+    // The same fence for a write of the header with tenant records: nothing at all.
+    let err = p
+        .write_records(
+            b"would be lost",
+            &[credlock_core::platform::RecordWrite {
+                id: tenant_id("intruder"),
+                sealed: Some(b"x".to_vec()),
+            }],
+        )
+        .unwrap_err();
+    assert!(matches!(&err, FileError::Io(IoError::Fenced(_))), "{err:?}");
+    let rows: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM cas.records WHERE id = $1",
+            &[&tenant_id("intruder")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "a fenced write wrote a record");
     drop(guard);
     assert_eq!(envs[0].ok(&["token", "acme"], "").trim(), "one");
 }
@@ -746,11 +782,111 @@ fn migrate_copies_a_directory_store_into_the_database_and_back() {
         .env("CREDLOCK_STORE", &back.display().to_string())
         .env("CREDLOCK_KEY_FILE", &key.display().to_string());
     assert_eq!(home.ok(&["token", "c"], "").trim(), "at-c");
+    // The same tenants at the same revisions (sealed again, so not the same bytes).
+    assert_eq!(revisions(&home), revisions(&local));
+}
+
+fn tenant_id(name: &str) -> String {
+    credlock_core::tenant::TenantName::new(name).unwrap().id()
+}
+
+/// The rows of the store's tenant records: id and the transaction that last wrote each.
+fn record_versions(
+    admin: &mut postgres::Client,
+    schema: &str,
+) -> std::collections::BTreeMap<String, String> {
+    admin
+        .query(&format!("SELECT id, xmin::text FROM {schema}.records"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// One sealed record per tenant: a put or a refresh of one tenant writes that tenant's row
+/// and the store's header, and no other row, whatever the number of tenants.
+#[test]
+fn a_call_about_one_tenant_writes_that_tenant_s_row_only() {
+    warm();
+    let oauth = OAuthServer::start(2);
+    let (fleet, envs) = Fleet::ready("schema=flat", 1);
+    let m = &envs[0];
+    for i in 0..12 {
+        m.ok(&["put", &format!("t{i}")], &token_json(&format!("at-{i}")));
+    }
+    m.ok(&["put", "fresh"], &oauth.grant("conf-basic").to_string());
+    let mut admin = fleet.pg.admin();
+    let before = record_versions(&mut admin, "flat");
+    assert_eq!(before.len(), 13);
+    m.ok(&["put", "t7"], &token_json("at-7b"));
+    assert_eq!(m.ok(&["token", "t3"], "").trim(), "at-3");
+    let after = record_versions(&mut admin, "flat");
+    let changed: Vec<&String> = after
+        .keys()
+        .filter(|id| before[*id] != after[*id])
+        .collect();
     assert_eq!(
-        std::fs::read(back.join("credentials.sealed")).unwrap(),
-        std::fs::read(local.store_file()).unwrap(),
-        "the round trip changed the sealed bytes"
+        changed,
+        vec![&tenant_id("t7")],
+        "a put wrote other tenants' rows"
     );
+    // A refresh: its intent and its result, in that tenant's row only.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let r = m.run(&["token", "fresh", "--min-valid", "1"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(oauth.stats()["refresh_requests"], 1, "{}", oauth.stats());
+    let last = record_versions(&mut admin, "flat");
+    let changed: Vec<&String> = last.keys().filter(|id| after[*id] != last[*id]).collect();
+    assert_eq!(
+        changed,
+        vec![&tenant_id("fresh")],
+        "a refresh wrote other tenants' rows"
+    );
+}
+
+/// A store written by a credlock of schema version 1 (one sealed blob in its row): read as
+/// it is; its first write adds the records table (version 2) and splits it into records.
+#[test]
+fn a_version_1_store_is_upgraded_by_its_first_write() {
+    warm();
+    let fleet = Fleet::new("schema=old");
+    let local = Env::new();
+    for t in ["a", "b", "c"] {
+        local.ok(&["put", t], &token_json(&format!("at-{t}")));
+    }
+    let blob = std::fs::read(local.store_file()).unwrap();
+    let mut admin = fleet.pg.admin();
+    // What version 1 created, and its one row.
+    admin
+        .batch_execute(
+            "CREATE SCHEMA old; \
+             CREATE TABLE old.credlock_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL); \
+             CREATE TABLE old.stores (name text PRIMARY KEY, version bigint NOT NULL CHECK (version > 0), store bytea, backup bytea, updated_at timestamptz NOT NULL DEFAULT now()); \
+             CREATE TABLE old.quarantined (name text NOT NULL, moved_as text NOT NULL, file text NOT NULL, contents bytea NOT NULL, moved_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, moved_as)); \
+             INSERT INTO old.credlock_schema (version, applied_by) VALUES (1, 'credlock 0.1.0');",
+        )
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO old.stores (name, version, store) VALUES ('default', 1, $1)",
+            &[&blob],
+        )
+        .unwrap();
+    let key = local.store_dir().join("key");
+    let m = fleet
+        .machine(0)
+        .env("CREDLOCK_KEY_FILE", &key.display().to_string());
+    assert_eq!(m.ok(&["token", "b"], "").trim(), "at-b");
+    m.ok(&["put", "d"], &token_json("at-d"));
+    let v: i32 = admin
+        .query_one("SELECT max(version) FROM old.credlock_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 2);
+    assert_eq!(record_versions(&mut admin, "old").len(), 4);
+    for t in ["a", "b", "c", "d"] {
+        assert_eq!(m.ok(&["token", t], "").trim(), format!("at-{t}"));
+    }
 }
 
 /// TLS to the database: with the server's CA (`sslrootcert`) the store works; without it

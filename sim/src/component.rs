@@ -15,7 +15,7 @@
 
 use crate::platform::{SimGuard, SimKey, SimPlatform};
 use crate::run::Process;
-use credlock_core::platform::{self as core_p, Platform, SealingKey};
+use credlock_core::platform::{self as core_p, Layout, Platform, RecordWrite, SealingKey};
 use credlock_core::{
     AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,
     WriteReceipt,
@@ -414,6 +414,41 @@ impl files::Host for HostState {
             .quarantine(store_file(file))
             .map_err(file_error)
     }
+
+    fn store_layout(&mut self) -> files::Layout {
+        match self.platform.layout() {
+            Layout::Blob => files::Layout::Blob,
+            Layout::Records => files::Layout::Records,
+        }
+    }
+
+    fn read_record(&mut self, id: String) -> Result<files::Blob, files::FileError> {
+        match self.platform.read_record(&id).map_err(file_error)? {
+            Some(bytes) => Ok(files::Blob::Present(bytes)),
+            None => Ok(files::Blob::Absent),
+        }
+    }
+
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, files::FileError> {
+        self.platform.read_records().map_err(file_error)
+    }
+
+    fn write_records(
+        &mut self,
+        store: Vec<u8>,
+        records: Vec<files::RecordWrite>,
+    ) -> Result<(), files::FileError> {
+        let records: Vec<RecordWrite> = records
+            .into_iter()
+            .map(|r| RecordWrite {
+                id: r.id,
+                sealed: r.sealed,
+            })
+            .collect();
+        self.platform
+            .write_records(&store, &records)
+            .map_err(file_error)
+    }
 }
 
 impl sealing::Host for HostState {
@@ -680,6 +715,7 @@ fn store_error(e: api::StoreError) -> StoreError {
             api::RecoverError::StoreReadable => RecoverError::StoreReadable,
             api::RecoverError::NoBackup => RecoverError::NoBackup,
             api::RecoverError::BackupUnreadable(d) => RecoverError::BackupUnreadable(d),
+            api::RecoverError::TenantRecords => RecoverError::TenantRecords,
         }),
         api::StoreError::ImportConflict(names) => S::ImportConflict(names),
         api::StoreError::Login(e) => S::Login(match e {

@@ -206,6 +206,39 @@ impl Platform for Imports {
         files::quarantine(file(f)).map_err(file_error)
     }
 
+    fn layout(&mut self) -> core_p::Layout {
+        match files::store_layout() {
+            files::Layout::Blob => core_p::Layout::Blob,
+            files::Layout::Records => core_p::Layout::Records,
+        }
+    }
+
+    fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, core_p::FileError> {
+        match files::read_record(id).map_err(file_error)? {
+            files::Blob::Present(bytes) => Ok(Some(bytes)),
+            files::Blob::Absent => Ok(None),
+        }
+    }
+
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, core_p::FileError> {
+        files::read_records().map_err(file_error)
+    }
+
+    fn write_records(
+        &mut self,
+        store: &[u8],
+        records: &[core_p::RecordWrite],
+    ) -> Result<(), core_p::FileError> {
+        let records: Vec<files::RecordWrite> = records
+            .iter()
+            .map(|r| files::RecordWrite {
+                id: r.id.clone(),
+                sealed: r.sealed.clone(),
+            })
+            .collect();
+        files::write_records(store, &records).map_err(file_error)
+    }
+
     fn unlock(
         &mut self,
         key_id: &[u8],
@@ -349,6 +382,7 @@ fn store_error(e: StoreError) -> api::StoreError {
         StoreError::Recover(e) => W::Recover(match e {
             credlock_core::RecoverError::StoreReadable => api::RecoverError::StoreReadable,
             credlock_core::RecoverError::NoBackup => api::RecoverError::NoBackup,
+            credlock_core::RecoverError::TenantRecords => api::RecoverError::TenantRecords,
             credlock_core::RecoverError::BackupUnreadable(d) => {
                 api::RecoverError::BackupUnreadable(d)
             }
@@ -493,6 +527,17 @@ impl api::Guest for Component {
 
     fn quarantine(opts: api::Options, force: bool) -> Result<String, api::StoreError> {
         with_store(opts, |s| s.quarantine(force))
+    }
+
+    fn export_sealed(opts: api::Options) -> Result<Option<Vec<u8>>, api::StoreError> {
+        with_store(opts, |s| s.export_sealed())
+    }
+
+    fn adopt_sealed(
+        opts: api::Options,
+        sealed: Vec<u8>,
+    ) -> Result<api::StoreInfo, api::StoreError> {
+        with_store(opts, |s| s.adopt_sealed(&sealed)).map(store_info)
     }
 
     fn login(

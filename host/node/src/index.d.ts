@@ -160,7 +160,7 @@ export class CredlockError extends Error {
    * `wrong-passphrase`, `wrong-key-file`, `malformed-slot`, `io`, `keyring-entry-missing`,
    * `keyring`, `slot-unavailable`), `slot-change` (`no-such-slot`, `last-slot`,
    * `only-volatile-left`, `too-many-slots`) and `recover` (`store-readable`, `no-backup`,
-   * `backup-unreadable`). For `import-conflict`, `detail.tenants` names the existing tenants.
+   * `backup-unreadable`, `tenant-records`). For `import-conflict`, `detail.tenants` names the existing tenants.
    */
   readonly kind?: string;
   /**

@@ -20,7 +20,9 @@ pub mod schema;
 
 pub use database::Database;
 
-use credlock_core::platform::{FileError, IoError, LockError, LockMode, LockTarget, StoreFile};
+use credlock_core::platform::{
+    FileError, IoError, LockError, LockMode, LockTarget, RecordWrite, StoreFile,
+};
 use postgres::error::SqlState;
 use postgres::Client;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -373,21 +375,10 @@ impl PgPlatform {
         };
         // A test stops or kills the holder here: lock held, store read, nothing written.
         crate::failpoints::hit("db-write:before");
-        let written = schema::write_row(client, &db, file, contents, seen).map_err(|e| {
-            FileError::Io(if e.is_closed() || e.as_db_error().is_none() {
-                unreachable_error(
-                    &db,
-                    "the session holding the store lock was lost during a write, which was not acknowledged (it may or may not have been applied; the next read shows which)",
-                    &e,
-                )
-            } else {
-                io_error(&db, "could not write the store", &e)
-            })
-        })?;
+        let written = schema::write_row(client, &db, file, contents, seen)
+            .map_err(|e| FileError::Io(write_error(&db, &e)))?;
         let Some(version) = written else {
-            return Err(FileError::Io(IoError::Fenced(format!(
-                "{db}: the store changed since this process read it under its lock (version {seen}): its lock was lost (its database session ended) and another process wrote; nothing was written"
-            ))));
+            return Err(FileError::Io(fenced(&db, seen)));
         };
         s.seen = Some(version);
         Ok(())
@@ -395,6 +386,65 @@ impl PgPlatform {
 
     pub fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
         self.write(file, Some(contents))
+    }
+
+    pub fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
+        let db = self.db.clone();
+        self.on_session(|client, _| {
+            schema::read_record(client, &db, id)
+                .map_err(|e| FileError::Io(io_error(&db, "could not read a tenant record", &e)))
+        })
+    }
+
+    pub fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        let db = self.db.clone();
+        self.on_session(|client, _| {
+            schema::read_records(client, &db)
+                .map_err(|e| FileError::Io(io_error(&db, "could not read the tenant records", &e)))
+        })
+    }
+
+    /// The header and the records in one fenced write (see [`schema::write_records`]).
+    pub fn write_records(
+        &mut self,
+        header: &[u8],
+        records: &[RecordWrite],
+    ) -> Result<(), FileError> {
+        let db = self.db.clone();
+        let held = self
+            .store_session
+            .upgrade()
+            .expect("the core writes only under the exclusive store lock");
+        let mut s = lock(&held);
+        assert_eq!(
+            s.mode,
+            LockMode::Exclusive,
+            "the core writes only under the exclusive store lock"
+        );
+        let seen = s
+            .seen
+            .expect("the core writes only what it read under the same lock");
+        let Some(client) = s.client.as_mut() else {
+            panic!("a write after the store lock was released");
+        };
+        let (mut ids, mut sealed, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+        for r in records {
+            match &r.sealed {
+                Some(bytes) => {
+                    ids.push(r.id.as_str());
+                    sealed.push(bytes.as_slice());
+                }
+                None => gone.push(r.id.as_str()),
+            }
+        }
+        crate::failpoints::hit("db-write:before");
+        let written = schema::write_records(client, &db, header, (&ids, &sealed), &gone, seen)
+            .map_err(|e| FileError::Io(write_error(&db, &e)))?;
+        let Some(version) = written else {
+            return Err(FileError::Io(fenced(&db, seen)));
+        };
+        s.seen = Some(version);
+        Ok(())
     }
 
     pub fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
@@ -428,6 +478,25 @@ impl PgPlatform {
             )))),
         }
     }
+}
+
+/// A write that failed: lost with its session (not acknowledged, perhaps applied), or refused.
+fn write_error(db: &Database, e: &postgres::Error) -> IoError {
+    if e.is_closed() || e.as_db_error().is_none() {
+        unreachable_error(
+            db,
+            "the session holding the store lock was lost during a write, which was not acknowledged (it may or may not have been applied; the next read shows which)",
+            e,
+        )
+    } else {
+        io_error(db, "could not write the store", e)
+    }
+}
+
+fn fenced(db: &Database, seen: i64) -> IoError {
+    IoError::Fenced(format!(
+        "{db}: the store changed since this process read it under its lock (version {seen}): its lock was lost (its database session ended) and another process wrote; nothing was written"
+    ))
 }
 
 /// The store row from the prefetching lock batch: the rows after its first three statements

@@ -1,5 +1,6 @@
 //! credlock's tables in PostgreSQL, their versions, and the statements that write them.
-//! FORMAT.md ("PostgreSQL") is the specification; the DDL below is the schema's version 1.
+//! FORMAT.md ("PostgreSQL") is the specification. Version 1: the store rows. Version 2 adds
+//! the tenant records; a version 1 schema is upgraded by the first write of records.
 
 use super::{column, Database};
 use credlock_core::platform::{FileError, IoError, StoreFile};
@@ -8,7 +9,7 @@ use postgres::types::Type;
 use postgres::{Client, GenericClient};
 
 /// The schema version this build creates and reads. A newer one is refused, never written.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The DDL of version 1. `{s}` is the schema (a checked identifier, quoted).
 const SCHEMA_V1: &str = r#"
@@ -32,6 +33,18 @@ CREATE TABLE IF NOT EXISTS {s}.quarantined (
     contents   bytea NOT NULL,
     moved_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, moved_as)
+);
+"#;
+
+/// Version 2: each tenant of a store is a sealed record of its own (FORMAT.md, "Tenant
+/// records"); a store's row holds its header. Records go with their store.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE IF NOT EXISTS {s}.records (
+    store      text NOT NULL REFERENCES {s}.stores (name) ON DELETE CASCADE,
+    id         text NOT NULL,
+    sealed     bytea NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store, id)
 );
 "#;
 
@@ -89,6 +102,7 @@ fn create(tx: &mut postgres::Transaction<'_>, db: &Database) -> Result<(), postg
     let key = super::database::advisory_key(&format!("credlock-ddl\0{}", db.schema));
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
     tx.batch_execute(&SCHEMA_V1.replace("{s}", &db.schema_ident()))?;
+    tx.batch_execute(&SCHEMA_V2.replace("{s}", &db.schema_ident()))?;
     tx.execute(
         &format!(
             "INSERT INTO {}.credlock_schema (version, applied_by) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -97,6 +111,17 @@ fn create(tx: &mut postgres::Transaction<'_>, db: &Database) -> Result<(), postg
         &[&SCHEMA_VERSION, &format!("credlock {}", env!("CARGO_PKG_VERSION"))],
     )?;
     Ok(())
+}
+
+/// Bring the schema to this build's version (create it, or add what a version 1 schema
+/// lacks), in one transaction.
+pub fn upgrade(client: &mut Client, db: &Database) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    match version(&mut tx, db)? {
+        Some(v) if v >= SCHEMA_VERSION => {}
+        _ => create(&mut tx, db)?,
+    }
+    tx.commit()
 }
 
 /// Create the schema if it is missing; true if this call created it.
@@ -167,6 +192,114 @@ pub fn write_row(
         ),
         &[(&db.store, Type::TEXT), (&contents, Type::BYTEA), (&seen, Type::INT8)],
     )?;
+    Ok(rows.first().map(|r| r.get::<_, i64>(0)))
+}
+
+/// The sealed record `id` of the store.
+pub fn read_record(
+    client: &mut impl GenericClient,
+    db: &Database,
+    id: &str,
+) -> Result<Option<Vec<u8>>, postgres::Error> {
+    let rows = client.query_typed(
+        &format!(
+            "SELECT sealed FROM {}.records WHERE store = $1 AND id = $2",
+            db.schema_ident()
+        ),
+        &[(&db.store, Type::TEXT), (&id, Type::TEXT)],
+    );
+    match rows {
+        Ok(rows) => Ok(rows.into_iter().next().map(|r| r.get(0))),
+        // A version 1 schema: no records yet.
+        Err(e) if is_missing(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every record of the store.
+pub fn read_records(
+    client: &mut impl GenericClient,
+    db: &Database,
+) -> Result<Vec<(String, Vec<u8>)>, postgres::Error> {
+    let rows = client.query_typed(
+        &format!(
+            "SELECT id, sealed FROM {}.records WHERE store = $1",
+            db.schema_ident()
+        ),
+        &[(&db.store, Type::TEXT)],
+    );
+    match rows {
+        Ok(rows) => Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()),
+        Err(e) if is_missing(&e) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write the store's header and records in one statement (one transaction, one round
+/// trip), only if the row is still at `seen`: the header replaces `store` (the old one kept
+/// as `backup`), each record in `put` is inserted or replaced, each id in `gone` deleted.
+/// Returns the row's new version, or `None` if it was not at `seen` (fenced: nothing
+/// written). `seen` 0 (no row yet) creates the row, and the schema if need be.
+pub fn write_records(
+    client: &mut Client,
+    db: &Database,
+    header: &[u8],
+    put: (&[&str], &[&[u8]]),
+    gone: &[&str],
+    seen: i64,
+) -> Result<Option<i64>, postgres::Error> {
+    let s = db.schema_ident();
+    let records_sql = format!(
+        "INSERT INTO {s}.records (store, id, sealed) SELECT $1, u.id, u.sealed FROM unnest($2::text[], $3::bytea[]) AS u(id, sealed) ON CONFLICT (store, id) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()"
+    );
+    if seen == 0 {
+        // The first write of this store, perhaps of the schema: one transaction.
+        let mut tx = client.transaction()?;
+        if version(&mut tx, db)?.is_none_or(|v| v < SCHEMA_VERSION) {
+            create(&mut tx, db)?;
+        }
+        let n = tx.execute(
+            &format!(
+                "INSERT INTO {s}.stores (name, version, store) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING"
+            ),
+            &[&db.store, &header],
+        )?;
+        if n != 1 {
+            return Ok(None);
+        }
+        tx.execute(&records_sql, &[&db.store, &put.0, &put.1])?;
+        tx.commit()?;
+        return Ok(Some(1));
+    }
+    // Every part runs only if the fenced header update matched (`h` has its one row), and
+    // the statement is one transaction: all of it or nothing.
+    let sql = format!(
+        "WITH h AS (UPDATE {s}.stores SET backup = COALESCE(store, backup), store = $4, version = version + 1, updated_at = now() WHERE name = $1 AND version = $5 RETURNING version), \
+         w AS (INSERT INTO {s}.records (store, id, sealed) SELECT $1, u.id, u.sealed FROM unnest($2::text[], $3::bytea[]) AS u(id, sealed), h ON CONFLICT (store, id) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()), \
+         d AS (DELETE FROM {s}.records WHERE store = $1 AND id = ANY($6::text[]) AND EXISTS (SELECT 1 FROM h)) \
+         SELECT version FROM h"
+    );
+    let run = |client: &mut Client| {
+        client.query_typed(
+            &sql,
+            &[
+                (&db.store, Type::TEXT),
+                (&put.0, Type::TEXT_ARRAY),
+                (&put.1, Type::BYTEA_ARRAY),
+                (&header, Type::BYTEA),
+                (&seen, Type::INT8),
+                (&gone, Type::TEXT_ARRAY),
+            ],
+        )
+    };
+    let rows = match run(client) {
+        // A version 1 schema: add the records table, then write.
+        Err(e) if is_missing(&e) => {
+            upgrade(client, db)?;
+            run(client)?
+        }
+        other => other?,
+    };
     Ok(rows.first().map(|r| r.get::<_, i64>(0)))
 }
 

@@ -102,6 +102,7 @@ fn error(e: api::StoreError) -> StoreError {
             api::RecoverError::StoreReadable => RecoverError::StoreReadable,
             api::RecoverError::NoBackup => RecoverError::NoBackup,
             api::RecoverError::BackupUnreadable(d) => RecoverError::BackupUnreadable(d),
+            api::RecoverError::TenantRecords => RecoverError::TenantRecords,
         }),
         W::ImportConflict(names) => StoreError::ImportConflict(names),
         W::Login(e) => StoreError::Login({

@@ -424,6 +424,32 @@ impl files::Guest for Platform {
             path.display()
         ))))
     }
+
+    // A directory store: one sealed file. The record functions are never called here.
+    fn store_layout() -> files::Layout {
+        files::Layout::Blob
+    }
+
+    fn read_record(_id: String) -> Result<files::Blob, files::FileError> {
+        Err(no_records())
+    }
+
+    fn read_records() -> Result<Vec<(String, Vec<u8>)>, files::FileError> {
+        Err(no_records())
+    }
+
+    fn write_records(
+        _store: Vec<u8>,
+        _records: Vec<files::RecordWrite>,
+    ) -> Result<(), files::FileError> {
+        Err(no_records())
+    }
+}
+
+fn no_records() -> files::FileError {
+    files::FileError::Io(types::IoError::Other(
+        "a directory store is one sealed file and has no tenant records".into(),
+    ))
 }
 
 pub struct Key {

@@ -221,7 +221,7 @@ class SlotChangeRefused(Refused):
 
 class RecoverRefused(Refused):
     """`reason`: `store-readable` (the store opens; `force=True` rolls back anyway),
-    `no-backup`, `backup-unreadable` (`detail`)."""
+    `no-backup`, `backup-unreadable` (`detail`), `tenant-records` (a database store)."""
 
     kind = "recover"
     reason: str = ""
