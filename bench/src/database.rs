@@ -201,9 +201,10 @@ where
     out
 }
 
-/// `token` and `put` as the store grows: the database store and the file store. Both keep the
-/// store as one sealed blob, so both cost O(tenants) today; a store over the 16 MiB limit is
-/// refused (about 17,000 tenants of this size).
+/// `token` and `put` as the store grows: the database store, which keeps one sealed record
+/// per tenant (flat: a call reads and writes its tenant's record and the header), and the
+/// file store, one sealed blob (O(tenants); over the 16 MiB limit, about 17,000 tenants of
+/// this size, it is refused).
 fn by_tenants(
     r: &mut Report,
     pg: &pgcluster::PgCluster,

@@ -113,19 +113,33 @@ pub fn check(db: &Database) -> Vec<Finding> {
             schema::SCHEMA_VERSION
         ))),
         Ok(Some(v)) => {
-            out.push(ok(format!("schema {}: version {v}", db.schema)));
-            let privs = one(
-                &mut client,
-                &format!(
-                    "SELECT has_table_privilege('{}.stores', 'SELECT, INSERT, UPDATE')",
-                    db.schema_ident().replace('\'', "''")
-                ),
-            );
-            if privs.as_deref() != Some("t") {
-                out.push(problem(format!(
-                    "  privileges: WARNING: role {user} lacks SELECT, INSERT or UPDATE on {}.stores",
-                    db.schema
+            if v < schema::SCHEMA_VERSION {
+                out.push(ok(format!(
+                    "schema {}: version {v} (the next write upgrades it to {}: one sealed record per tenant)",
+                    db.schema,
+                    schema::SCHEMA_VERSION
                 )));
+            } else {
+                out.push(ok(format!("schema {}: version {v}", db.schema)));
+            }
+            let mut tables = vec![("stores", "SELECT, INSERT, UPDATE")];
+            if v >= 2 {
+                tables.push(("records", "SELECT, INSERT, UPDATE, DELETE"));
+            }
+            for (table, needed) in tables {
+                let privs = one(
+                    &mut client,
+                    &format!(
+                        "SELECT has_table_privilege('{}.{table}', '{needed}')",
+                        db.schema_ident().replace('\'', "''")
+                    ),
+                );
+                if privs.as_deref() != Some("t") {
+                    out.push(problem(format!(
+                        "  privileges: WARNING: role {user} lacks one of {needed} on {}.{table}",
+                        db.schema
+                    )));
+                }
             }
             let row = client.query_opt(
                 &format!(
@@ -151,6 +165,19 @@ pub fn check(db: &Database) -> Vec<Finding> {
                     db.store,
                     super::io_text(&super::io_error(db, "could not read the store row", &e))
                 ))),
+            }
+            if v >= 2 {
+                // The store name is checked to need no quoting (database.rs).
+                if let Some(n) = one(
+                    &mut client,
+                    &format!(
+                        "SELECT count(*) || ' tenant record(s), ' || coalesce(sum(octet_length(sealed)), 0) || ' bytes' FROM {}.records WHERE store = '{}'",
+                        db.schema_ident(),
+                        db.store
+                    ),
+                ) {
+                    out.push(ok(format!("  {n}")));
+                }
             }
             if let Some(n) = one(
                 &mut client,

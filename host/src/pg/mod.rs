@@ -563,7 +563,7 @@ pub(crate) fn io_error(db: &Database, what: &str, e: &postgres::Error) -> IoErro
         || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
     {
         IoError::PermissionDenied(format!(
-            "{detail}; the database role needs USAGE and CREATE on the schema, and SELECT, INSERT, UPDATE on its tables (FORMAT.md, \"PostgreSQL\")"
+            "{detail}; the database role needs USAGE and CREATE on the schema, SELECT, INSERT, UPDATE on its tables, and DELETE on its records (FORMAT.md, \"PostgreSQL\")"
         ))
     } else if *code == SqlState::DISK_FULL || *code == SqlState::OUT_OF_MEMORY {
         IoError::NoSpace(detail)
