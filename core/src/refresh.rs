@@ -289,6 +289,16 @@ impl<'p, P: Platform> Store<'p, P> {
                 // This very token may already be spent. Present it again only where the
                 // tenant explicitly allows one retry, and only once.
                 if !entry.retry_unknown_refresh || intent.attempts >= 2 {
+                    if let Some(left_ms) = self.may_still_land(intent, now) {
+                        return Err(StoreError::LockTimeout {
+                            lock: format!(
+                                "refresh lock of tenant {} (in effect still held: a refresh is in flight in a process whose database session ended, after a server restart or a failover; it may record its outcome within about {} s; retry then)",
+                                s.tenant,
+                                left_ms.div_ceil(1000)
+                            ),
+                            waited_ms: 0,
+                        });
+                    }
                     return Err(StoreError::RefreshOutcomeUnknown(s.tenant.to_string()));
                 }
                 attempts = intent.attempts + 1;
@@ -311,6 +321,23 @@ impl<'p, P: Platform> Store<'p, P> {
             },
             attempts,
         })))
+    }
+
+    /// On a database store, the refresh lock is an advisory lock on a session, and a session
+    /// can end (a server restart, a failover) while its process lives on and its refresh is
+    /// still in flight: the lock is free, yet the intent's owner may still record the outcome
+    /// (it commits under the store lock, retrying). Until the longest such a refresh can take
+    /// has passed since the intent was written, its outcome is not known *yet*: the caller is
+    /// told to retry, not to log in again. Returns the milliseconds left. (With flock, a free
+    /// refresh lock means its holder is gone: an intent found then is of unknown outcome.)
+    fn may_still_land(&mut self, intent: &RefreshIntent, now: u64) -> Option<u64> {
+        if self.p.layout() != crate::platform::Layout::Records {
+            return None;
+        }
+        let longest = u64::from(self.opts.http_timeout_ms)
+            + u64::from(self.opts.lock_timeout_ms) * u64::from(2 + COMMIT_ATTEMPTS);
+        let deadline = intent.started_at_ms.saturating_add(longest);
+        (now < deadline).then(|| deadline - now)
     }
 
     /// Make the intent durable before the token leaves, so a crash or lost reply is visible.

@@ -1275,3 +1275,35 @@ fn records_rekey_reseals_every_record_and_recover_refuses() {
         Err(StoreError::Recover(RecoverError::TenantRecords))
     ));
 }
+
+#[test]
+fn records_an_intent_whose_session_may_have_ended_is_retry_until_it_could_have_landed() {
+    let world = records_world();
+    let mut p = Mem::new(&world);
+    store(&mut p).put("acme", REFRESHABLE).unwrap();
+    p.now_ms += 3_600_000;
+    world
+        .borrow_mut()
+        .replies
+        .push_back(Err(TransportError::Timeout));
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::Endpoint(_))
+    ));
+    // On a database store a free refresh lock does not prove its holder gone (its session
+    // may have ended while it lives): retry, not "log in again", while its refresh could
+    // still record an outcome; nothing is presented meanwhile.
+    let e = store(&mut p).token("acme", 0).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::LockTimeout { lock, .. } if lock.contains("in flight")),
+        "{e:?}"
+    );
+    assert_eq!(e.exit_code(), 5);
+    let o = Options::default();
+    p.now_ms += u64::from(o.http_timeout_ms) + 5 * u64::from(o.lock_timeout_ms);
+    assert!(matches!(
+        store(&mut p).token("acme", 0),
+        Err(StoreError::RefreshOutcomeUnknown(_))
+    ));
+    assert_eq!(world.borrow().requests.len(), 1);
+}
