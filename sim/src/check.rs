@@ -2,17 +2,42 @@
 //! place, what was acknowledged, what the server saw.
 
 use crate::world::{Version, World};
-use credlock_core::format::Header;
-use credlock_core::model::{Body, Entry};
+use credlock_core::format::{record_aad, record_parts, Header};
+use credlock_core::model::{Body, Entry, TenantRecord};
 use credlock_core::platform::slot_is_durable;
-use credlock_core::sha256_hex;
+use credlock_core::{sha256_hex, TenantName};
 
-/// Decrypt a store file with any key minted in this world.
+/// Decrypt a store file with any key minted in this world: the logical store. The header
+/// of a database store whose tenants are records (`tenant_records`) is assembled with the
+/// records as they are in the world now (a header and its records are only ever written
+/// together, so these are the records of the newest header). `None` if anything of it does
+/// not open: the header, or any record.
 pub fn decode(world: &World, bytes: &[u8]) -> Option<Body> {
     let (header, len) = Header::decode(bytes).ok()?;
     let (_, key) = world.keys.iter().find(|(id, _)| *id == header.key_id)?;
     let plain = crate::platform::open(key, &header.nonce, &bytes[..len], &bytes[len..]).ok()?;
-    serde_json::from_slice(&plain).ok()
+    let mut body: Body = serde_json::from_slice(&plain).ok()?;
+    if body.tenant_records {
+        if !body.tenants.is_empty() {
+            return None;
+        }
+        for (id, sealed) in &world.disk.records {
+            let (name, entry) = open_record(key, &header.key_id, id, sealed)?;
+            body.tenants.insert(name, entry);
+        }
+    }
+    Some(body)
+}
+
+/// Open tenant record `id` as the core does (`open_record` in core/src/store.rs): its
+/// additional data binds it to the header's key and to its id, and the tenant it names must
+/// have that id.
+fn open_record(key: &[u8; 32], key_id: &[u8], id: &str, sealed: &[u8]) -> Option<(String, Entry)> {
+    let (nonce, ciphertext) = record_parts(sealed).ok()?;
+    let plain = crate::platform::open(key, nonce, &record_aad(key_id, id), ciphertext).ok()?;
+    let record: TenantRecord = serde_json::from_slice(&plain).ok()?;
+    let name = TenantName::new(&record.tenant).ok()?;
+    (name.id() == id && record.entry.revision > 0).then_some((record.tenant, record.entry))
 }
 
 /// A version became visible (renamed into place). The generation must follow the previous
@@ -27,6 +52,15 @@ pub fn record_version(world: &mut World, bytes: &[u8], was_absent: bool) {
         return;
     };
     let mut problems = Vec::new();
+    // A database store keeps its tenants as records: a whole store written there would be
+    // read as one that has no tenants.
+    if world.database() != body.tenant_records {
+        problems.push(format!(
+            "a store version with tenant_records = {} was written to a {} store",
+            body.tenant_records,
+            if world.database() { "database" } else { "file" }
+        ));
+    }
     if let Ok((header, _)) = Header::decode(bytes) {
         // Every slot must wrap this version's key (a rekey that kept the old slots would
         // lock everyone out), and one must survive a reboot.

@@ -143,8 +143,11 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut steps = 0;
     let mut succeeded = std::collections::BTreeMap::new();
+    let mut records = 0;
     for seed in from..from + n {
-        let out = run::run(&random_plan(seed));
+        let plan = random_plan(seed);
+        records += u64::from(plan.database());
+        let out = run::run(&plan);
         steps += out.steps;
         for (k, v) in out.succeeded {
             *succeeded.entry(k).or_insert(0u64) += v;
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         "{n} seeds passed ({steps} scheduling steps) in {secs:.1} s: {:.1} seeds/s",
         n as f64 / secs
     );
+    println!("{records} of them on a database store (tenant records)");
     let maintenance: Vec<String> = [
         "rekey",
         "add-slot",
@@ -226,8 +230,10 @@ fn compare_builds(
     component::warm_up();
     let compile = started.elapsed().as_secs_f64();
     let (mut native_secs, mut component_secs) = (0.0, 0.0);
+    let mut records = 0;
     for seed in from..from + n {
         let plan = random_plan(seed);
+        records += u64::from(plan.database());
         let c = compare::compare(&plan, build);
         native_secs += c.native_time.as_secs_f64();
         component_secs += c.component_time.as_secs_f64();
@@ -260,5 +266,6 @@ fn compare_builds(
          (+{compile:.1} s compiling it), {:.1} s in all",
         started.elapsed().as_secs_f64()
     );
+    println!("{records} of them on a database store (tenant records)");
     ExitCode::SUCCESS
 }

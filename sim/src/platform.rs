@@ -74,6 +74,10 @@ impl SimGuard {
 /// format: damage only `recover --force` or `quarantine --force` can move aside when no
 /// backup proves it).
 fn corrupt_store(w: &mut crate::world::World) {
+    // A database checksums its own pages: no bit flips at rest (see the fault model).
+    if w.database() {
+        return;
+    }
     if let Some(bytes) = &mut w.disk.store.live {
         let i = w.rng.below(bytes.len() as u64) as usize;
         bytes[i] ^= 1 << w.rng.below(8);
@@ -237,6 +241,28 @@ impl SimPlatform {
             Sim::wake_all(&mut st);
         }
         lost
+    }
+
+    /// The contract of a record read: the records as of the version of the store this
+    /// process read (its header). The store lock guarantees that, unless this world took a
+    /// lock from its holder and let the holder's write land anyway (`session_loss`, the
+    /// branch where only the lock is lost): a reader holding the shared lock may then see a
+    /// header of one version and records of the next (after a rekey, records that do not
+    /// open with the header's key). So a record read is fenced like a write: refused if the
+    /// store's version is no longer the one this process read.
+    fn records_as_read(&self, w: &mut crate::world::World) -> Result<(), FileError> {
+        assert!(w.database(), "a record read on a file store");
+        if w.db_seen.get(&self.pid) == Some(&w.db_version) || w.naive_platform.unfenced_record_reads
+        {
+            return Ok(());
+        }
+        *w.history
+            .errors
+            .entry("RecordReadFenced".into())
+            .or_default() += 1;
+        Err(FileError::Io(IoError::Fenced(
+            "simulated: the store changed since this process read its header".into(),
+        )))
     }
 
     fn faulty(&self, rate: impl Fn(&crate::world::Faults) -> u32) -> bool {
@@ -431,6 +457,108 @@ impl Platform for SimPlatform {
         if file == StoreFile::Store {
             w.disk.written_by = Some(self.pid);
         }
+        Ok(())
+    }
+
+    /// A database world keeps its store as a header and tenant records, as the PostgreSQL
+    /// platform does; a file world as one sealed file. Fixed for a run, and no scheduling
+    /// point (the component asks for it through its own import, and both builds must make
+    /// the same calls that are points).
+    fn layout(&mut self) -> Layout {
+        if self.sim.lock().world.database() {
+            Layout::Records
+        } else {
+            Layout::Blob
+        }
+    }
+
+    fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
+        self.sim.point(self.pid, &format!("read-record {id}"));
+        let mut st = self.sim.lock();
+        self.records_as_read(&mut st.world)?;
+        Ok(st.world.disk.records.get(id).cloned())
+    }
+
+    fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        self.sim.point(self.pid, "read-records");
+        let mut st = self.sim.lock();
+        self.records_as_read(&mut st.world)?;
+        Ok(st
+            .world
+            .disk
+            .records
+            .iter()
+            .map(|(id, b)| (id.clone(), b.clone()))
+            .collect())
+    }
+
+    /// One statement on the session holding the store lock: the header and the records, fenced
+    /// by the version this process read under its lock, committed at one instant (visible and
+    /// durable together, the old header kept as the backup). The session can end first
+    /// (`Unreachable`, or, with only the lock lost, the fence refuses), the database can fail
+    /// the write, and the commit's reply can be lost (committed, not acknowledged).
+    fn write_records(&mut self, store: &[u8], records: &[RecordWrite]) -> Result<(), FileError> {
+        let lost = self.lose_locks(|t| *t == LockTarget::Store);
+        self.sim.point(self.pid, "write-records:send");
+        if lost && self.sim.lock().world.rng.chance(500_000) {
+            return Err(FileError::Io(IoError::Unreachable(
+                "simulated: the database session holding the store lock ended".into(),
+            )));
+        }
+        if self.faulty(|f| f.write_error) {
+            return Err(FileError::Io(IoError::NoSpace(
+                "simulated: the database could not extend its files".into(),
+            )));
+        }
+        self.sim.point(self.pid, "write-records:commit");
+        let write_id;
+        {
+            let mut st = self.sim.lock();
+            let w = &mut st.world;
+            assert!(w.database(), "a record write on a file store");
+            if w.db_seen.get(&self.pid) != Some(&w.db_version) && !w.naive_platform.unfenced_writes
+            {
+                return Err(FileError::Io(IoError::Fenced(
+                    "simulated: the store changed since this process read it under its lock".into(),
+                )));
+            }
+            w.db_version += 1;
+            let version = w.db_version;
+            w.db_seen.insert(self.pid, version);
+            let old = w.disk.store.live.take();
+            if old
+                .as_ref()
+                .is_some_and(|b| crate::check::decode(w, b).is_none())
+            {
+                w.fail("an unreadable store was overwritten".into());
+            }
+            let was_absent = old.is_none();
+            if old.is_some() {
+                w.disk.backup.live = old;
+            }
+            for r in records {
+                match &r.sealed {
+                    Some(sealed) => w.disk.records.insert(r.id.clone(), sealed.clone()),
+                    None => w.disk.records.remove(&r.id),
+                };
+            }
+            w.disk.store.live = Some(store.to_vec());
+            // The checker decodes the header with the records just written: the logical
+            // store as of this version.
+            crate::check::record_version(w, store, was_absent);
+            // A commit is durable when it is visible: everything before it too.
+            w.disk.sync_dir();
+            crate::check::mark_durable(w);
+            write_id = w.next_write_id.wrapping_sub(1);
+            w.disk.written_by = Some(self.pid);
+        }
+        self.sim.point(self.pid, "write-records:reply");
+        if self.faulty(|f| f.dir_fsync_error) {
+            return Err(FileError::Io(IoError::Unreachable(
+                "simulated: the reply to the commit was lost".into(),
+            )));
+        }
+        crate::check::ack_version(&mut self.sim.lock().world, write_id);
         Ok(())
     }
 

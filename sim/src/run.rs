@@ -261,6 +261,12 @@ pub struct Outcome {
 }
 
 impl Plan {
+    /// Whether the plan models a database store (`World::database`): the platform then
+    /// keeps the store as a header and tenant records.
+    pub fn database(&self) -> bool {
+        self.faults.session_loss > 0
+    }
+
     /// A random plan from a seed.
     pub fn random(seed: u64) -> Plan {
         Plan::random_with(seed, KnownBugs::default())
@@ -326,9 +332,11 @@ impl Plan {
             }
         }
         // After everything else, for the same reason: a third of the campaigns model a
-        // database store that loses sessions (`Faults::session_loss`).
+        // database store that loses sessions (`Faults::session_loss`). Such a store keeps its
+        // tenants as records (`World::database`), and a database is not corrupted at rest.
         if r.chance(330_000) {
             plan.faults.session_loss = 30_000;
+            plan.faults.corruption = 0;
         }
         plan
     }
@@ -504,6 +512,37 @@ fn op(sim: &Arc<Sim>, store: &mut dyn Process, pid: Pid, k: usize, kind: OpKind,
         OpKind::QuarantineForce => store.quarantine(true).map(|_| ()),
         OpKind::Import => import(sim, store, pid, k),
     };
+    // `recover` and `quarantine` restore or move a store file and its backup: a database
+    // store keeps its tenants as records and has neither, so they must refuse it, having
+    // done nothing; and nothing else may give that refusal.
+    let files_only = matches!(
+        kind,
+        OpKind::Recover | OpKind::RecoverForce | OpKind::Quarantine | OpKind::QuarantineForce
+    );
+    let refused = matches!(
+        result,
+        Err(StoreError::Recover(RecoverError::TenantRecords))
+    );
+    {
+        let mut st = sim.lock();
+        let database = st.world.database();
+        if files_only && database && !refused {
+            let what = match &result {
+                Ok(()) => "succeeded".to_owned(),
+                Err(e) => format!("failed otherwise: {e}"),
+            };
+            st.world.fail(format!(
+                "{} on a database store (tenant records) {what}: it must refuse",
+                kind.name()
+            ));
+        } else if refused && !(files_only && database) {
+            st.world.fail(format!(
+                "{} refused as a store of tenant records, on a {} store",
+                kind.name(),
+                if database { "database" } else { "file" }
+            ));
+        }
+    }
     match &result {
         Err(e) => record_error(sim, e),
         Ok(()) => {
@@ -581,8 +620,8 @@ fn import(sim: &Arc<Sim>, store: &mut dyn Process, pid: Pid, k: usize) -> Result
 }
 
 /// A digest of what a run left behind: every file's live and durable bytes (store, backup,
-/// and what was moved aside), every refresh token presented and what became of it, and the
-/// errors and successes counted. The trace hash covers which platform calls were made in
+/// and what was moved aside), a database store's tenant records, every refresh token
+/// presented and what became of it, and the errors and successes counted. The trace hash covers which platform calls were made in
 /// which order; this covers what they carried, so two builds that make the same calls but
 /// write different bytes still differ.
 pub fn world_hash(w: &World) -> String {
@@ -602,6 +641,11 @@ pub fn world_hash(w: &World) -> String {
     };
     file(&w.disk.store, &mut bytes);
     file(&w.disk.backup, &mut bytes);
+    // A database store's records (none in a file world, which so hashes as before).
+    for (id, sealed) in &w.disk.records {
+        bytes(id.as_bytes());
+        bytes(sealed);
+    }
     for a in &w.disk.aside {
         bytes(a.name.as_bytes());
         file(&a.file, &mut bytes);

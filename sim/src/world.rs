@@ -23,6 +23,16 @@
 //!   From then on the store must never be written; only `recover` and `quarantine` may move
 //!   it aside (a durable rename, with the same crash and directory-fsync faults as a write),
 //!   and its bytes must survive, as the store or beside it, to the end of the run.
+//! - **database store** (`session_loss > 0`): the platform keeps the store as PostgreSQL
+//!   does, in the `records` layout: the store's header, and each tenant as its own sealed
+//!   record. A write of the header and its records is one fenced commit, durable and
+//!   visible at once (no temp file, no directory fsync); its reply can be lost after the
+//!   commit (the write is then not acknowledged). A record read is fenced too: refused if
+//!   the store's version is no longer the one whose header the process read (possible only
+//!   when a lock was taken while its holder's write still landed). A database is not
+//!   corrupted at rest (it
+//!   checksums its own pages): the corruption fault never strikes it, and `recover` and
+//!   `quarantine` must refuse it (`tenant-records`).
 //! - **reboot**: a power loss also empties the kernel keyring, so a `kernel-keyring` slot
 //!   (volatile) no longer opens anything; a store must always keep a durable slot.
 //!
@@ -103,6 +113,11 @@ pub struct NaivePlatform {
     /// A database host without the version fence: a holder whose lock was lost writes what
     /// it read, over whatever was written meanwhile.
     pub unfenced_writes: bool,
+    /// A database host that reads tenant records without checking that the store is still
+    /// at the version whose header the process read: after a lost lock whose holder's
+    /// write landed anyway, a reader mixes a header of one version with records of the
+    /// next.
+    pub unfenced_record_reads: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -127,6 +142,10 @@ pub struct Disk {
     /// The process that last wrote the store and still holds the store lock: the corruption
     /// fault may strike when it lets go.
     pub written_by: Option<Pid>,
+    /// A database store's tenant records (the `records` layout), by id: written only with
+    /// the header, in one commit, so always as of the header in `store`. Durable when
+    /// written.
+    pub records: BTreeMap<String, Vec<u8>>,
     /// Set once the corruption fault flipped a bit in this run (readers may then see a
     /// corrupt store). Whether the store is unreadable *now* is decided by decoding it.
     pub corrupted: bool,
@@ -318,6 +337,12 @@ impl World {
             db_version: 0,
             db_seen: BTreeMap::new(),
         }
+    }
+
+    /// Whether this world's store is a database (a campaign that loses sessions): then the
+    /// platform keeps it in the `records` layout.
+    pub fn database(&self) -> bool {
+        self.faults.session_loss > 0
     }
 
     pub fn fail(&mut self, why: String) {

@@ -175,6 +175,26 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "unfenced-record-read",
+            what: "a database store's tenant records read without the version fence: a reader mixes the header of one version with the records of the next",
+            plan: |seed, naive| {
+                // Rekeys re-seal every record, so a reader that pairs an old header with new
+                // records finds records that do not open: an undecodable read.
+                let mut p = base(
+                    seed,
+                    vec![OpKind::Rekey, OpKind::List, OpKind::Token, OpKind::PutShared],
+                    5,
+                    6,
+                );
+                p.faults.session_loss = 500_000;
+                p.naive_platform = NaivePlatform {
+                    unfenced_record_reads: naive,
+                    ..NaivePlatform::default()
+                };
+                p
+            },
+        },
+        Scenario {
             name: "retry-lost-reply",
             what: "retrying a refresh whose reply was lost after the server rotated",
             plan: |seed, naive| {
