@@ -326,17 +326,17 @@ impl<'p, P: Platform> Store<'p, P> {
     /// On a database store, the refresh lock is an advisory lock on a session, and a session
     /// can end (a server restart, a failover) while its process lives on and its refresh is
     /// still in flight: the lock is free, yet the intent's owner may still record the outcome
-    /// (it commits under the store lock, retrying). Until the longest such a refresh can take
-    /// has passed since the intent was written, its outcome is not known *yet*: the caller is
+    /// (it commits under the store lock, retrying). Until the longest a healthy refresh holds
+    /// its lock (what a waiter for that lock waits, [`crate::Options::refresh_lock_timeout_ms`]) has
+    /// passed since the intent was written, its outcome is not known *yet*: the caller is
     /// told to retry, not to log in again. Returns the milliseconds left. (With flock, a free
     /// refresh lock means its holder is gone: an intent found then is of unknown outcome.)
     fn may_still_land(&mut self, intent: &RefreshIntent, now: u64) -> Option<u64> {
         if self.p.layout() != crate::platform::Layout::Records {
             return None;
         }
-        let longest = u64::from(self.opts.http_timeout_ms)
-            + u64::from(self.opts.lock_timeout_ms) * u64::from(2 + COMMIT_ATTEMPTS);
-        let deadline = intent.started_at_ms.saturating_add(longest);
+        let longest = self.opts.refresh_lock_timeout_ms()?;
+        let deadline = intent.started_at_ms.saturating_add(u64::from(longest));
         (now < deadline).then(|| deadline - now)
     }
 

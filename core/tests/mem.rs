@@ -1300,7 +1300,7 @@ fn records_an_intent_whose_session_may_have_ended_is_retry_until_it_could_have_l
     );
     assert_eq!(e.exit_code(), 5);
     let o = Options::default();
-    p.now_ms += u64::from(o.http_timeout_ms) + 5 * u64::from(o.lock_timeout_ms);
+    p.now_ms += u64::from(o.refresh_lock_timeout_ms().unwrap());
     assert!(matches!(
         store(&mut p).token("acme", 0),
         Err(StoreError::RefreshOutcomeUnknown(_))

@@ -446,8 +446,8 @@ fn a_refresh_killed_after_the_answer_is_known_as_unknown_everywhere() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     // Its session ended with it: from the database alone, that looks like a refresh in
-    // flight whose session ended (a server restart). Until the longest refresh could have
-    // taken (here 1 s of HTTP and 5 lock waits of 1 s), the answer is "retry".
+    // flight whose session ended (a server restart). Until the longest a refresh holds its
+    // lock (here 1 s of HTTP and two lock waits of 1 s), the answer is "retry".
     let quick = [
         "--http-timeout",
         "1",
@@ -459,7 +459,7 @@ fn a_refresh_killed_after_the_answer_is_known_as_unknown_everywhere() {
     let r = envs[1].run(&quick, "");
     assert_eq!(r.code, 5, "{r:?}");
     assert!(r.stderr.contains("in flight"), "{r:?}");
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(4));
     let r = envs[1].run(&quick, "");
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("may have been spent"), "{r:?}");
@@ -559,6 +559,11 @@ fn a_write_is_fenced_by_the_version_read_under_the_lock() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 0, "a fenced write wrote a record");
+    // And records are read as of the header read under the lock, or not at all.
+    let err = p.read_record(&tenant_id("acme")).unwrap_err();
+    assert!(matches!(&err, FileError::Io(IoError::Fenced(_))), "{err:?}");
+    let err = p.read_records().unwrap_err();
+    assert!(matches!(&err, FileError::Io(IoError::Fenced(_))), "{err:?}");
     drop(guard);
     assert_eq!(envs[0].ok(&["token", "acme"], "").trim(), "one");
 }

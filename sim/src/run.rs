@@ -816,7 +816,17 @@ pub fn run_with(plan: &Plan, build: CoreBuild, log: bool) -> Outcome {
                                     Err(_) => {}
                                 }
                             }
-                            Err(StoreError::LockTimeout { .. }) => {}
+                            // A lock held elsewhere, or (a database store) a refresh still
+                            // in flight in a process whose session ended: what a user does is
+                            // retry a little later, once a refresh could have recorded its
+                            // outcome.
+                            Err(StoreError::LockTimeout { .. }) => {
+                                let wait = opts.refresh_lock_timeout_ms().unwrap_or(u32::MAX);
+                                let until = sim.lock().world.now_ms + u64::from(wait);
+                                while sim.lock().world.now_ms < until {
+                                    sim.block(pid, until, "wait to retry");
+                                }
+                            }
                             Err(e) => {
                                 record_error(&sim, &e);
                                 if attempt + 1 == ATTEMPTS {

@@ -390,17 +390,25 @@ impl PgPlatform {
 
     pub fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
         let db = self.db.clone();
-        self.on_session(|client, _| {
-            schema::read_record(client, &db, id)
-                .map_err(|e| FileError::Io(io_error(&db, "could not read a tenant record", &e)))
+        self.on_session(|client, s| {
+            let seen = s
+                .seen
+                .expect("records are read after the header, under the lock");
+            schema::read_record(client, &db, id, seen)
+                .map_err(|e| FileError::Io(io_error(&db, "could not read a tenant record", &e)))?
+                .map_err(|_| FileError::Io(moved(&db, seen)))
         })
     }
 
     pub fn read_records(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
         let db = self.db.clone();
-        self.on_session(|client, _| {
-            schema::read_records(client, &db)
-                .map_err(|e| FileError::Io(io_error(&db, "could not read the tenant records", &e)))
+        self.on_session(|client, s| {
+            let seen = s
+                .seen
+                .expect("records are read after the header, under the lock");
+            schema::read_records(client, &db, seen)
+                .map_err(|e| FileError::Io(io_error(&db, "could not read the tenant records", &e)))?
+                .map_err(|_| FileError::Io(moved(&db, seen)))
         })
     }
 
@@ -491,6 +499,15 @@ fn write_error(db: &Database, e: &postgres::Error) -> IoError {
     } else {
         io_error(db, "could not write the store", e)
     }
+}
+
+/// Records that would be of another version than the header read under the same lock: the
+/// lock was lost (its session ended) and another process wrote. (With advisory locks a lost
+/// lock is a lost session, whose reads fail anyway; this holds whatever the cause.)
+fn moved(db: &Database, seen: i64) -> IoError {
+    IoError::Fenced(format!(
+        "{db}: the store changed since this process read its header under its lock (version {seen}): its lock was lost; nothing was read, retry"
+    ))
 }
 
 fn fenced(db: &Database, seen: i64) -> IoError {

@@ -195,44 +195,70 @@ pub fn write_row(
     Ok(rows.first().map(|r| r.get::<_, i64>(0)))
 }
 
-/// The sealed record `id` of the store.
+/// Records as read, or `Err(version)` if the store's row is no longer at the version read
+/// under the lock (the header and these records would be of two versions).
+pub type Versioned<T> = Result<T, i64>;
+
+/// The sealed record `id` of the store, in one statement with the row's version, which must
+/// still be `seen`: records are read as of the header read under the same lock.
 pub fn read_record(
     client: &mut impl GenericClient,
     db: &Database,
     id: &str,
-) -> Result<Option<Vec<u8>>, postgres::Error> {
+    seen: i64,
+) -> Result<Versioned<Option<Vec<u8>>>, postgres::Error> {
+    let s = db.schema_ident();
     let rows = client.query_typed(
         &format!(
-            "SELECT sealed FROM {}.records WHERE store = $1 AND id = $2",
-            db.schema_ident()
+            "SELECT s.version, r.sealed FROM {s}.stores s LEFT JOIN {s}.records r ON r.store = s.name AND r.id = $2 WHERE s.name = $1"
         ),
         &[(&db.store, Type::TEXT), (&id, Type::TEXT)],
     );
     match rows {
-        Ok(rows) => Ok(rows.into_iter().next().map(|r| r.get(0))),
+        Ok(rows) => Ok(match rows.first() {
+            Some(r) if r.get::<_, i64>(0) != seen => Err(r.get(0)),
+            Some(r) => Ok(r.get(1)),
+            None if seen != 0 => Err(0),
+            None => Ok(None),
+        }),
         // A version 1 schema: no records yet.
-        Err(e) if is_missing(&e) => Ok(None),
+        Err(e) if is_missing(&e) => Ok(Ok(None)),
         Err(e) => Err(e),
     }
 }
 
-/// Every record of the store.
+/// Every record of the store, checked against `seen` as [`read_record`] does.
 pub fn read_records(
     client: &mut impl GenericClient,
     db: &Database,
-) -> Result<Vec<(String, Vec<u8>)>, postgres::Error> {
+    seen: i64,
+) -> Result<Versioned<Vec<(String, Vec<u8>)>>, postgres::Error> {
+    let s = db.schema_ident();
     let rows = client.query_typed(
         &format!(
-            "SELECT id, sealed FROM {}.records WHERE store = $1",
-            db.schema_ident()
+            "SELECT s.version, r.id, r.sealed FROM {s}.stores s LEFT JOIN {s}.records r ON r.store = s.name WHERE s.name = $1"
         ),
         &[(&db.store, Type::TEXT)],
     );
-    match rows {
-        Ok(rows) => Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()),
-        Err(e) if is_missing(&e) => Ok(Vec::new()),
-        Err(e) => Err(e),
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) if is_missing(&e) => return Ok(Ok(Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let version: i64 = r.get(0);
+        if version != seen {
+            return Ok(Err(version));
+        }
+        if let (Some(id), Some(sealed)) = (r.get::<_, Option<String>>(1), r.get(2)) {
+            out.push((id, sealed));
+        }
     }
+    if rows.is_empty() && seen != 0 {
+        return Ok(Err(0));
+    }
+    Ok(Ok(out))
 }
 
 /// Write the store's header and records in one statement (one transaction, one round
