@@ -199,6 +199,9 @@ pub fn write_row(
 /// under the lock (the header and these records would be of two versions).
 pub type Versioned<T> = Result<T, i64>;
 
+/// Sealed records by tenant id.
+pub type Records = Vec<(String, Vec<u8>)>;
+
 /// The sealed record `id` of the store, in one statement with the row's version, which must
 /// still be `seen`: records are read as of the header read under the same lock.
 pub fn read_record(
@@ -232,7 +235,7 @@ pub fn read_records(
     client: &mut impl GenericClient,
     db: &Database,
     seen: i64,
-) -> Result<Versioned<Vec<(String, Vec<u8>)>>, postgres::Error> {
+) -> Result<Versioned<Records>, postgres::Error> {
     let s = db.schema_ident();
     let rows = client.query_typed(
         &format!(
