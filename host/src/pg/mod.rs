@@ -356,6 +356,16 @@ impl PgPlatform {
     /// Write `contents` as `file`, fenced by the version this session read under the
     /// exclusive lock; `None` clears the column (`remove`).
     fn write(&mut self, file: StoreFile, contents: Option<&[u8]>) -> Result<(), FileError> {
+        self.fenced_write(|client, db, seen| schema::write_row(client, db, file, contents, seen))
+    }
+
+    /// Run `write` (one statement or transaction, given the version read under the lock, and
+    /// answering the row's new version, or `None` if the row is no longer at it) on the
+    /// session that holds the exclusive store lock.
+    fn fenced_write(
+        &mut self,
+        write: impl FnOnce(&mut Client, &Database, i64) -> Result<Option<i64>, postgres::Error>,
+    ) -> Result<(), FileError> {
         let db = self.db.clone();
         let held = self
             .store_session
@@ -375,8 +385,7 @@ impl PgPlatform {
         };
         // A test stops or kills the holder here: lock held, store read, nothing written.
         crate::failpoints::hit("db-write:before");
-        let written = schema::write_row(client, &db, file, contents, seen)
-            .map_err(|e| FileError::Io(write_error(&db, &e)))?;
+        let written = write(client, &db, seen).map_err(|e| FileError::Io(write_error(&db, &e)))?;
         let Some(version) = written else {
             return Err(FileError::Io(fenced(&db, seen)));
         };
@@ -386,6 +395,10 @@ impl PgPlatform {
 
     pub fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
         self.write(file, Some(contents))
+    }
+
+    pub fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
+        self.write(file, None)
     }
 
     pub fn read_record(&mut self, id: &str) -> Result<Option<Vec<u8>>, FileError> {
@@ -418,23 +431,6 @@ impl PgPlatform {
         header: &[u8],
         records: &[RecordWrite],
     ) -> Result<(), FileError> {
-        let db = self.db.clone();
-        let held = self
-            .store_session
-            .upgrade()
-            .expect("the core writes only under the exclusive store lock");
-        let mut s = lock(&held);
-        assert_eq!(
-            s.mode,
-            LockMode::Exclusive,
-            "the core writes only under the exclusive store lock"
-        );
-        let seen = s
-            .seen
-            .expect("the core writes only what it read under the same lock");
-        let Some(client) = s.client.as_mut() else {
-            panic!("a write after the store lock was released");
-        };
         let (mut ids, mut sealed, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         for r in records {
             match &r.sealed {
@@ -445,18 +441,9 @@ impl PgPlatform {
                 None => gone.push(r.id.as_str()),
             }
         }
-        crate::failpoints::hit("db-write:before");
-        let written = schema::write_records(client, &db, header, (&ids, &sealed), &gone, seen)
-            .map_err(|e| FileError::Io(write_error(&db, &e)))?;
-        let Some(version) = written else {
-            return Err(FileError::Io(fenced(&db, seen)));
-        };
-        s.seen = Some(version);
-        Ok(())
-    }
-
-    pub fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
-        self.write(file, None)
+        self.fenced_write(|client, db, seen| {
+            schema::write_records(client, db, header, (&ids, &sealed), &gone, seen)
+        })
     }
 
     pub fn quarantine(&mut self, file: StoreFile, now_ms: u64) -> Result<String, FileError> {
