@@ -302,6 +302,14 @@ impl<'p, P: Platform> Store<'p, P> {
     /// backup exists (nothing is ever replaced), and if `sealed` does not open with the
     /// keys configured here (nothing unreadable is written).
     pub fn adopt_sealed(&mut self, sealed: &[u8]) -> Result<StoreInfo, StoreError> {
+        // Opened before the lock: unlocking may derive a passphrase key or ask a keyring,
+        // and nothing slow runs inside the store lock (promise 7).
+        let (header, key, body) = self.open_sealed(sealed)?;
+        if body.tenant_records {
+            return Err(StoreError::Corrupt(
+                crate::store::RECORDS_HEADER_AS_FILE.into(),
+            ));
+        }
         let lock = self.lock_exclusive()?;
         for (file, what) in [
             (StoreFile::Store, "a store"),
@@ -312,12 +320,6 @@ impl<'p, P: Platform> Store<'p, P> {
                     "the destination already holds {what}: a copy never replaces one; nothing was changed"
                 )));
             }
-        }
-        let (header, key, body) = self.open_sealed(sealed)?;
-        if body.tenant_records {
-            return Err(StoreError::Corrupt(
-                crate::store::RECORDS_HEADER_AS_FILE.into(),
-            ));
         }
         let view = self.new_view(&key);
         let generation = body.generation;
