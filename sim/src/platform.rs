@@ -73,6 +73,49 @@ impl SimGuard {
 /// (a flipped bit in the key id or a slot reads as a wrong key, in the version as a newer
 /// format: damage only `recover --force` or `quarantine --force` can move aside when no
 /// backup proves it).
+/// A write of the store's row raises its version, and the writer has seen the new one (its
+/// next write under the same lock is fenced by it).
+fn new_version(w: &mut crate::world::World, pid: Pid) {
+    w.db_version += 1;
+    let version = w.db_version;
+    w.db_seen.insert(pid, version);
+}
+
+/// A database store's write (a campaign that loses sessions): `UPDATE ... WHERE version =
+/// <what this process read>`, atomic with the write; the naive platform drops the fence, and
+/// a file store has none. Then the row's new version.
+fn fence(w: &mut crate::world::World, pid: Pid) -> Result<(), FileError> {
+    if w.database()
+        && w.db_seen.get(&pid) != Some(&w.db_version)
+        && !w.naive_platform.unfenced_writes
+    {
+        return Err(FileError::Io(IoError::Fenced(
+            "simulated: the store changed since this process read it under its lock".into(),
+        )));
+    }
+    new_version(w, pid);
+    Ok(())
+}
+
+/// The store file (or a database store's header) is about to be replaced: the one there
+/// becomes the backup (a hard link, then the rename; with none, after a quarantine, the backup
+/// stays as it was). Overwriting one that does not decode breaks promise 4. Returns whether
+/// there was none.
+fn retire_store(w: &mut crate::world::World) -> bool {
+    let old = w.disk.store.live.take();
+    if old
+        .as_ref()
+        .is_some_and(|b| crate::check::decode(w, b).is_none())
+    {
+        w.fail("an unreadable store was overwritten".into());
+    }
+    let was_absent = old.is_none();
+    if old.is_some() {
+        w.disk.backup.live = old;
+    }
+    was_absent
+}
+
 fn corrupt_store(w: &mut crate::world::World) {
     // A database checksums its own pages: no bit flips at rest (see the fault model).
     if w.database() {
@@ -405,35 +448,10 @@ impl Platform for SimPlatform {
         {
             let mut st = self.sim.lock();
             let w = &mut st.world;
-            // A database store (a campaign that loses sessions): UPDATE ... WHERE version =
-            // <what this process read>, atomic with the write. A file store has no fence.
-            let database = w.faults.session_loss > 0;
-            if database
-                && w.db_seen.get(&self.pid) != Some(&w.db_version)
-                && !w.naive_platform.unfenced_writes
-            {
-                return Err(FileError::Io(IoError::Fenced(
-                    "simulated: the store changed since this process read it under its lock".into(),
-                )));
-            }
-            w.db_version += 1;
-            let version = w.db_version;
-            w.db_seen.insert(self.pid, version);
+            fence(w, self.pid)?;
             match file {
                 StoreFile::Store => {
-                    let old = w.disk.store.live.take();
-                    if old
-                        .as_ref()
-                        .is_some_and(|b| crate::check::decode(w, b).is_none())
-                    {
-                        w.fail("an unreadable store was overwritten".into());
-                    }
-                    let was_absent = old.is_none();
-                    // Keep the previous version as the backup (a hard link), then rename; with
-                    // no previous version (after a quarantine) the backup stays as it was.
-                    if old.is_some() {
-                        w.disk.backup.live = old;
-                    }
+                    let was_absent = retire_store(w);
                     crate::check::record_version(w, contents, was_absent);
                     w.disk.store.live = Some(contents.to_vec());
                 }
@@ -516,26 +534,8 @@ impl Platform for SimPlatform {
             let mut st = self.sim.lock();
             let w = &mut st.world;
             assert!(w.database(), "a record write on a file store");
-            if w.db_seen.get(&self.pid) != Some(&w.db_version) && !w.naive_platform.unfenced_writes
-            {
-                return Err(FileError::Io(IoError::Fenced(
-                    "simulated: the store changed since this process read it under its lock".into(),
-                )));
-            }
-            w.db_version += 1;
-            let version = w.db_version;
-            w.db_seen.insert(self.pid, version);
-            let old = w.disk.store.live.take();
-            if old
-                .as_ref()
-                .is_some_and(|b| crate::check::decode(w, b).is_none())
-            {
-                w.fail("an unreadable store was overwritten".into());
-            }
-            let was_absent = old.is_none();
-            if old.is_some() {
-                w.disk.backup.live = old;
-            }
+            fence(w, self.pid)?;
+            let was_absent = retire_store(w);
             for r in records {
                 match &r.sealed {
                     Some(sealed) => w.disk.records.insert(r.id.clone(), sealed.clone()),
@@ -565,9 +565,7 @@ impl Platform for SimPlatform {
     fn remove(&mut self, file: StoreFile) -> Result<(), FileError> {
         self.sim.point(self.pid, &format!("remove {file:?}"));
         let mut st = self.sim.lock();
-        st.world.db_version += 1;
-        let version = st.world.db_version;
-        st.world.db_seen.insert(self.pid, version);
+        new_version(&mut st.world, self.pid);
         let f = match file {
             StoreFile::Store => &mut st.world.disk.store,
             StoreFile::Backup => &mut st.world.disk.backup,
@@ -584,9 +582,7 @@ impl Platform for SimPlatform {
             let mut st = self.sim.lock();
             let wall = (st.world.now_ms as i64 + st.procs[self.pid].skew_ms) as u64;
             let doing = st.procs[self.pid].doing;
-            st.world.db_version += 1;
-            let version = st.world.db_version;
-            st.world.db_seen.insert(self.pid, version);
+            new_version(&mut st.world, self.pid);
             let w = &mut st.world;
             let (base, f) = match file {
                 StoreFile::Store => ("credentials.sealed", &mut w.disk.store),
