@@ -144,6 +144,28 @@ pub fn ensure(client: &mut Client, db: &Database) -> Result<bool, IoError> {
     }
 }
 
+/// The first write of a store, in the caller's transaction: the schema if it is missing (or
+/// what an older version lacks), then the store's row at version 1 with `contents` in column
+/// `col`. False if another process made the row first (fenced: the caller writes nothing).
+fn insert_row(
+    tx: &mut postgres::Transaction<'_>,
+    db: &Database,
+    col: &str,
+    contents: &[u8],
+) -> Result<bool, postgres::Error> {
+    if version(tx, db)?.is_none_or(|v| v < SCHEMA_VERSION) {
+        create(tx, db)?;
+    }
+    let n = tx.execute(
+        &format!(
+            "INSERT INTO {}.stores (name, version, {col}) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING",
+            db.schema_ident()
+        ),
+        &[&db.store, &contents],
+    )?;
+    Ok(n == 1)
+}
+
 /// Write `file`'s column of the store row, only if the row is still at `seen` (0: no row).
 /// Returns the row's new version, or `None` if it was not at `seen` (fenced: nothing
 /// written). Replacing `store` keeps its previous contents as `backup`, in the same
@@ -162,18 +184,8 @@ pub fn write_row(
             // Removing from a store that has no row: nothing to do.
             return Ok(Some(0));
         };
-        // The first write of this store, perhaps of the schema: one transaction.
         let mut tx = client.transaction()?;
-        if version(&mut tx, db)?.is_none() {
-            create(&mut tx, db)?;
-        }
-        let n = tx.execute(
-            &format!(
-                "INSERT INTO {s}.stores (name, version, {col}) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING"
-            ),
-            &[&db.store, &contents],
-        )?;
-        if n != 1 {
+        if !insert_row(&mut tx, db, col, contents)? {
             return Ok(None);
         }
         tx.commit()?;
@@ -282,18 +294,8 @@ pub fn write_records(
         "INSERT INTO {s}.records (store, id, sealed) SELECT $1, u.id, u.sealed FROM unnest($2::text[], $3::bytea[]) AS u(id, sealed) ON CONFLICT (store, id) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()"
     );
     if seen == 0 {
-        // The first write of this store, perhaps of the schema: one transaction.
         let mut tx = client.transaction()?;
-        if version(&mut tx, db)?.is_none_or(|v| v < SCHEMA_VERSION) {
-            create(&mut tx, db)?;
-        }
-        let n = tx.execute(
-            &format!(
-                "INSERT INTO {s}.stores (name, version, store) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING"
-            ),
-            &[&db.store, &header],
-        )?;
-        if n != 1 {
+        if !insert_row(&mut tx, db, "store", header)? {
             return Ok(None);
         }
         tx.execute(&records_sql, &[&db.store, &put.0, &put.1])?;
