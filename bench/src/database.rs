@@ -7,7 +7,7 @@
 #[path = "../../host/tests/common/pg.rs"]
 mod pgcluster;
 
-use super::{ms, pct, us, Report, TOKEN_JSON};
+use super::{ms, pct, samples, us, Report, TOKEN_JSON};
 use credlock::{Config, Credlock};
 use credlock_core::platform::{LockMode, LockTarget};
 use std::path::Path;
@@ -70,13 +70,9 @@ fn put_vs_floor(r: &mut Report, pg: &pgcluster::PgCluster, dir: &Path, cache: &P
         s.put("acme", TOKEN_JSON).unwrap();
     }
     let f: Vec<_> = (0..n).map(|_| floor_once()).collect();
-    let c: Vec<_> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            s.put("acme", TOKEN_JSON).unwrap();
-            t.elapsed()
-        })
-        .collect();
+    let c = samples(n, || {
+        s.put("acme", TOKEN_JSON).unwrap();
+    });
     let (c50, f50) = (pct(c.clone(), 0.5), pct(f.clone(), 0.5));
     r.row(
         "database: one `put` vs one fenced synchronous UPDATE (p50)",

@@ -24,6 +24,17 @@ fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// `n` timings of `f`, one call each.
+fn samples(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect()
+}
+
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -154,13 +165,7 @@ fn reads(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
         for _ in 0..n / 10 {
             f();
         }
-        (0..n)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect::<Vec<_>>()
+        samples(n, f)
     };
     let fl = pct(time(&mut || drop(floor.read())), 0.5);
     let w = pct(time(&mut || drop(wasm.token("acme", 60_000).unwrap())), 0.5);
@@ -236,20 +241,10 @@ fn update(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
         .len() as usize;
     let floor = Floor::new(&dir.join("floor-update"));
     let blob = vec![7u8; size];
-    let f: Vec<_> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            floor.atomic_write(&blob);
-            t.elapsed()
-        })
-        .collect();
-    let c: Vec<_> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            s.put("acme", TOKEN_JSON).unwrap();
-            t.elapsed()
-        })
-        .collect();
+    let f = samples(n, || floor.atomic_write(&blob));
+    let c = samples(n, || {
+        s.put("acme", TOKEN_JSON).unwrap();
+    });
     let (c, f) = (pct(c, 0.5), pct(f, 0.5));
     r.row(
         "update: one `put` vs one durable atomic write (p50)",
