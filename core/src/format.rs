@@ -202,13 +202,14 @@ pub fn record_aad(key_id: &[u8], id: &str) -> Vec<u8> {
     aad
 }
 
-/// Split a sealed record into its nonce and ciphertext.
+/// Split a sealed record into its nonce and ciphertext. A `Corrupt` detail says what is wrong
+/// with the record ("is truncated"), for a message that names it.
 pub fn record_parts(sealed: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     match sealed.split_first() {
-        None => Err(HeaderError::Corrupt("an empty tenant record".into())),
+        None => Err(HeaderError::Corrupt("is empty".into())),
         Some((&v, _)) if v != RECORD_VERSION => Err(HeaderError::UnsupportedVersion(u16::from(v))),
         Some((_, rest)) if rest.len() < NONCE_LEN + TAG_LEN => {
-            Err(HeaderError::Corrupt("a truncated tenant record".into()))
+            Err(HeaderError::Corrupt("is truncated".into()))
         }
         Some((_, rest)) => Ok(rest.split_at(NONCE_LEN)),
     }

@@ -358,18 +358,10 @@ impl<'p, P: Platform> Store<'p, P> {
         body: &mut Body,
         scope: Scope<'_>,
     ) -> Result<View, StoreError> {
-        let layout = self.p.layout();
         if !body.tenant_records {
-            return Ok(match layout {
-                Layout::Blob => View::Blob,
-                Layout::Records => View::Records {
-                    read: BTreeMap::new(),
-                    all: true,
-                    key_id: key.key_id(),
-                },
-            });
+            return Ok(self.new_view(key));
         }
-        if layout == Layout::Blob {
+        if self.p.layout() == Layout::Blob {
             return Err(StoreError::Corrupt(RECORDS_HEADER_AS_FILE.into()));
         }
         if !body.tenants.is_empty() {
@@ -469,7 +461,9 @@ impl<'p, P: Platform> Store<'p, P> {
         self.seal_and_replace(lock, &key, slots, old_generation, body, &view)
     }
 
-    /// The view of a store that has no tenants yet (a new one), on this platform.
+    /// The view of a store whose tenants are all in its body (a new one, or a whole store
+    /// adopted or moved in), on this platform: on a records platform, every tenant is to be
+    /// written as a record.
     pub(crate) fn new_view(&mut self, key: &P::Key) -> View {
         match self.p.layout() {
             Layout::Blob => View::Blob,
@@ -868,12 +862,19 @@ fn open_record<K: SealingKey>(
     id: &str,
     sealed: &[u8],
 ) -> Result<(String, Entry), StoreError> {
+    // Only this tenant is lost: the others open one by one (`token`, `put`), but a call that
+    // reads every record (`list`, `info`, `rekey`, `import`) fails on this one too.
     let damaged = |what: &str| {
         StoreError::Corrupt(format!(
-            "the tenant record {id} {what}; the rest of the store is intact: `credlock list` names the tenants that open"
+            "the tenant record {id} {what}; every other tenant is intact and opens on its own; restore that row of the records table from the database's backups, or delete the row to give up this one tenant"
         ))
     };
-    let (nonce, ciphertext) = crate::format::record_parts(sealed)?;
+    let (nonce, ciphertext) = crate::format::record_parts(sealed).map_err(|e| match e {
+        crate::format::HeaderError::UnsupportedVersion(v) => StoreError::UnsupportedVersion(v),
+        crate::format::HeaderError::Corrupt(what) | crate::format::HeaderError::NotAStore(what) => {
+            damaged(&what)
+        }
+    })?;
     let aad = crate::format::record_aad(&key.key_id(), id);
     let plaintext = key.open(nonce, &aad, ciphertext).map_err(|_| {
         damaged("fails authentication (it was altered, or moved from another tenant)")
