@@ -228,7 +228,7 @@ fn by_tenants(
                     Credlock::open(c).unwrap()
                 }
             };
-            if let Err(e) = s.import_tokens(&source, None, false) {
+            if let Err(e) = s.import_tokens(&source, None, &credlock::ImportOptions::default()) {
                 r.row(
                     &format!("tenants: {n}, {kind} store"),
                     format!("refused: {e}"),

@@ -349,7 +349,7 @@ impl StoreError {
         use StoreError::*;
         match self {
             InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
-            InvalidTokenResponse(_) => "pass the token endpoint's JSON response, with access_token",
+            InvalidTokenResponse(_) => "pass a token response with access_token and an expiry in a form the README's `put` section lists; for `import`, a file of a kind `credlock import --help` lists (--from KIND names one)",
             InvalidOptions(_) => "check the options given: the timeouts, and for a login the issuer, client id and endpoints",
             NotFound(_) => "log in with `credlock login` (or store tokens with `credlock put`)",
             Expired(_) | ReauthNeeded(_) => "log in again with `credlock login` (or store new tokens with `credlock put`)",

@@ -1,9 +1,11 @@
 //! Import of plaintext token files: migration from the files programs keep today.
 //!
 //! Two shapes are understood:
-//! - one token response (RFC 6749 §5.1 JSON, plus credlock's optional refresh settings),
-//!   imported as a named tenant;
-//! - a JSON object mapping names to such responses, as multi-account tools keep them. Agent
+//! - one tenant's tokens, imported as a named tenant: a token response (RFC 6749 §5.1 JSON,
+//!   plus credlock's optional refresh settings) or one of the files the tools users already
+//!   have (`sources`: Go's `oauth2.Token`, Claude Code, Codex, Google's application default
+//!   credentials, an MSAL cache, the MCP SDKs'), detected or named with `kind`;
+//! - a JSON object mapping names to token responses, as multi-account tools keep them. Agent
 //!   runtimes' `auth.json` files use `{"type": "oauth", "access", "refresh", "expires"}`
 //!   (`expires` in Unix milliseconds); those entries are translated. Entries that are not
 //!   OAuth credentials (API keys, `null`, strings) are skipped and reported, never guessed at.
@@ -12,11 +14,30 @@
 //! the host removes the source only after that write is durable and only if nothing was
 //! skipped.
 
+mod sources;
+
 use crate::error::StoreError;
-use crate::oauth::{parse_refresh_config, parse_token_response};
+use crate::expiry::Reading;
+use crate::oauth::{parse_refresh_config, parse_token_object, TokenGrant};
 use crate::platform::Platform;
 use crate::store::{login_entry, tenant_name, Scope, Store};
 use serde_json::{Map, Value};
+
+pub use sources::SourceKind;
+
+/// How to import: the caller's choices, and what the host knows of the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Overwrite tenants that already exist (otherwise a conflict imports nothing).
+    pub replace: bool,
+    /// The kind of file (`SourceKind::name`); detected when `None`. Only for one tenant.
+    pub kind: Option<String>,
+    /// Which account of a file that holds several (an MSAL cache).
+    pub account: Option<String>,
+    /// When the source file was last written (Unix ms), if it is a file: a token saved
+    /// with only `expires_in` was received no later than that.
+    pub saved_at_ms: Option<u64>,
+}
 
 /// What `import_tokens` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +52,22 @@ pub struct ImportReport {
 struct Candidate {
     tenant: crate::tenant::TenantName,
     /// The token response, in RFC 6749 shape.
-    response: Vec<u8>,
+    response: Map<String, Value>,
+    /// When the source says it was received, if it says.
+    received_at_ms: Option<u64>,
+    /// Only a refresh token: the first `token` refreshes.
+    refresh_only: bool,
+}
+
+impl Candidate {
+    fn new(tenant: crate::tenant::TenantName, response: Map<String, Value>) -> Self {
+        Candidate {
+            tenant,
+            response,
+            received_at_ms: None,
+            refresh_only: false,
+        }
+    }
 }
 
 /// Translate an agent-style `{"type": "oauth", "access", "refresh", "expires"}` entry into a
@@ -76,6 +112,7 @@ type Skipped = (String, String);
 fn candidates(
     source: &str,
     tenant: Option<&str>,
+    how: &ImportOptions,
 ) -> Result<(Vec<Candidate>, Vec<Skipped>), StoreError> {
     let invalid = StoreError::InvalidTokenResponse;
     let value: Value = serde_json::from_str(source).map_err(|e| {
@@ -89,13 +126,32 @@ fn candidates(
     };
     if let Some(name) = tenant {
         let tenant = tenant_name(name)?;
-        let response = normalise(obj).map_err(invalid)?;
+        let kind = match how.kind.as_deref() {
+            None => sources::detect(&obj),
+            Some(k) => SourceKind::from_name(k).ok_or_else(|| {
+                StoreError::InvalidOptions(format!(
+                    "{k:?} is not a kind of file credlock imports; the kinds are {}",
+                    SourceKind::names()
+                ))
+            })?,
+        };
+        let t = sources::translate(kind, obj, how.account.as_deref()).map_err(invalid)?;
+        let mut skipped = t.skipped;
+        skipped.sort();
         return Ok((
             vec![Candidate {
                 tenant,
-                response: serde_json::to_vec(&response).expect("a map serialises"),
+                response: t.response,
+                received_at_ms: t.received_at_ms,
+                refresh_only: t.refresh_only,
             }],
-            Vec::new(),
+            skipped,
+        ));
+    }
+    if how.kind.is_some() || how.account.is_some() {
+        return Err(StoreError::InvalidOptions(
+            "a kind of file or an account is chosen for one tenant's file, not a map of tenants"
+                .into(),
         ));
     }
     if obj.contains_key("access_token") || obj.get("type").is_some_and(|t| t == "oauth") {
@@ -118,10 +174,9 @@ fn candidates(
             continue;
         };
         match normalise(entry) {
-            Ok(response) if response.contains_key("access_token") => ok.push(Candidate {
-                tenant,
-                response: serde_json::to_vec(&response).expect("a map serialises"),
-            }),
+            Ok(response) if response.contains_key("access_token") => {
+                ok.push(Candidate::new(tenant, response))
+            }
             Ok(_) => skipped.push((name, "no access_token".into())),
             Err(why) => skipped.push((name, why)),
         }
@@ -138,13 +193,22 @@ impl<'p, P: Platform> Store<'p, P> {
         &mut self,
         source: &str,
         tenant: Option<&str>,
-        replace: bool,
+        how: &ImportOptions,
     ) -> Result<ImportReport, StoreError> {
-        let (candidates, mut skipped) = candidates(source, tenant)?;
+        let replace = how.replace;
+        let (candidates, mut skipped) = candidates(source, tenant, how)?;
         let now = self.p.wall_ms();
         let mut parsed = Vec::with_capacity(candidates.len());
         for c in candidates {
-            match parse_token_response(&c.response, now).and_then(|(grant, config)| {
+            // `expires_in` counts from when the source says the token was received, else
+            // from when its file was written (it was received before), else from now.
+            let received = c.received_at_ms.or(how.saved_at_ms).unwrap_or(now).min(now);
+            let grant = if c.refresh_only {
+                parse_refresh_only(c.response, received)
+            } else {
+                parse_token_object(c.response, Reading::kept(received))
+            };
+            match grant.and_then(|(grant, config)| {
                 let given = !config.is_empty();
                 Ok((grant, parse_refresh_config(config)?, given))
             }) {
@@ -183,6 +247,23 @@ impl<'p, P: Platform> Store<'p, P> {
     }
 }
 
+/// A grant from a source that holds only a refresh token: no access token, expired from the
+/// start, so that the first `token` refreshes (and never serves the empty token).
+fn parse_refresh_only(
+    mut response: Map<String, Value>,
+    received_at_ms: u64,
+) -> Result<(TokenGrant, Map<String, Value>), String> {
+    // The translation wrote no access token; the parser's rules for everything else apply.
+    response.insert("access_token".into(), Value::String("-".into()));
+    let (mut grant, config) = parse_token_object(response, Reading::kept(received_at_ms))?;
+    if grant.refresh_token.is_none() {
+        return Err("`refresh_token` is missing".into());
+    }
+    grant.access_token = String::new();
+    grant.expires_at_ms = Some(0);
+    Ok((grant, config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,10 +277,11 @@ mod tests {
             "bad name!": {"access_token": "x"},
             "nothing": null
         }"#;
-        let (ok, skipped) = candidates(src, None).unwrap();
+        let none = ImportOptions::default();
+        let (ok, skipped) = candidates(src, None, &none).unwrap();
         let names: Vec<_> = ok.iter().map(|c| c.tenant.to_string()).collect();
         assert_eq!(names, ["anthropic", "plain"]);
-        let v: Value = serde_json::from_slice(&ok[0].response).unwrap();
+        let v = Value::Object(ok[0].response.clone());
         assert_eq!(
             v,
             serde_json::json!({"access_token": "at", "refresh_token": "rt", "expires_at": 1900000000u64})
@@ -207,22 +289,45 @@ mod tests {
         let skipped: Vec<_> = skipped.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(skipped, ["bad name!", "nothing", "openai"]);
         // No skip reason repeats a secret.
-        let (_, skipped) = candidates(src, None).unwrap();
+        let (_, skipped) = candidates(src, None, &none).unwrap();
         assert!(skipped.iter().all(|(_, why)| !why.contains("sk-not")));
     }
 
     #[test]
     fn a_single_response_needs_a_name_and_a_map_does_not_take_one_silently() {
+        let none = ImportOptions::default();
         let single = r#"{"access_token": "a"}"#;
         assert!(matches!(
-            candidates(single, None),
+            candidates(single, None, &none),
             Err(StoreError::InvalidTokenResponse(_))
         ));
-        let (ok, skipped) = candidates(single, Some("acme")).unwrap();
+        let (ok, skipped) = candidates(single, Some("acme"), &none).unwrap();
         assert_eq!((ok.len(), skipped.len()), (1, 0));
         assert!(matches!(
-            candidates("[1]", None),
+            candidates("[1]", None, &none),
             Err(StoreError::InvalidTokenResponse(_))
         ));
+        let go = ImportOptions {
+            kind: Some("go-oauth2".into()),
+            ..ImportOptions::default()
+        };
+        assert!(matches!(
+            candidates(r#"{"m": {"access_token": "a"}}"#, None, &go),
+            Err(StoreError::InvalidOptions(_))
+        ));
+        let e = candidates(single, Some("acme"), &go)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not Go's oauth2.Token JSON"), "{e}");
+        let bogus = ImportOptions {
+            kind: Some("gcloud".into()),
+            ..ImportOptions::default()
+        };
+        let e = candidates(single, Some("acme"), &bogus)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("claude-code") && e.contains("msal"), "{e}");
     }
 }

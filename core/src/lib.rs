@@ -16,6 +16,7 @@ pub mod error;
 pub fn naive_switches() -> bool {
     cfg!(feature = "naive")
 }
+pub mod expiry;
 pub mod format;
 pub mod import;
 pub mod login;
@@ -29,7 +30,7 @@ pub mod store;
 pub mod tenant;
 
 pub use error::{EndpointError, LoginError, RecoverError, SlotChangeError, StoreError};
-pub use import::ImportReport;
+pub use import::{ImportOptions, ImportReport, SourceKind};
 pub use login::{LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary};
 pub use maintenance::RecoverReport;
 pub use platform::Platform;

@@ -227,6 +227,11 @@ impl Entry {
     /// without a known expiry is taken as valid: only the resource server can say otherwise,
     /// and `refresh` with `rejected` is how a caller reports that.
     pub fn fresh_for(&self, now_ms: u64, min_valid_ms: u64) -> bool {
+        // An imported refresh token without its access token (Google's application default
+        // credentials) is never served: the first `token` refreshes.
+        if self.access_token.is_empty() {
+            return false;
+        }
         match self.expires_at_ms {
             None => true,
             Some(exp) => exp > now_ms.saturating_add(self.effective_min_valid_ms(min_valid_ms)),

@@ -3,15 +3,11 @@
 //!
 //! Nothing here may put a token or secret into an error message: messages name fields.
 
+use crate::expiry::{take_expiry, Reading};
 use crate::model::ClientAuth;
 use serde_json::{Map, Value};
 
-/// The longest lifetime credlock believes (ten years); longer is treated as a broken reply.
-pub const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 365 * 24 * 3600;
-
-/// How much of a token's `expires_in` credlock assumes was already spent: servers count in
-/// whole seconds.
-pub const EXPIRY_GRANULARITY_MS: u64 = 1000;
+pub use crate::expiry::{EXPIRY_GRANULARITY_MS, MAX_EXPIRES_IN_SECONDS};
 
 /// A successful token response, parsed and validated.
 #[derive(Clone, PartialEq)]
@@ -45,15 +41,9 @@ pub struct RefreshConfig {
     pub revocation_endpoint: Option<String>,
 }
 
-/// Fields credlock reads from a token response itself.
-const RESPONSE_FIELDS: &[&str] = &[
-    "access_token",
-    "token_type",
-    "expires_in",
-    "expires_at",
-    "refresh_token",
-    "scope",
-];
+/// Fields credlock reads from a token response itself (and the expiry fields
+/// `expiry::take_expiry` takes).
+const RESPONSE_FIELDS: &[&str] = &["access_token", "token_type", "refresh_token", "scope"];
 /// Fields `put` reads as configuration; never kept among the response's extra fields.
 const CONFIG_FIELDS: &[&str] = &[
     "token_endpoint",
@@ -64,16 +54,25 @@ const CONFIG_FIELDS: &[&str] = &[
     "revocation_endpoint",
 ];
 
-/// Parse a token response. `now_ms` turns `expires_in` into an absolute time.
+/// Parse a token response: a reply a token endpoint just sent, or tokens a program kept
+/// (`how` says which, and when they were received: see `expiry`).
 pub fn parse_token_response(
     json: &[u8],
-    now_ms: u64,
+    how: Reading,
 ) -> Result<(TokenGrant, Map<String, Value>), String> {
     let value: Value =
         serde_json::from_slice(json).map_err(|e| format!("not valid JSON ({})", json_error(&e)))?;
-    let Value::Object(mut obj) = value else {
+    let Value::Object(obj) = value else {
         return Err("not a JSON object".into());
     };
+    parse_token_object(obj, how)
+}
+
+/// `parse_token_response` of a JSON object already parsed.
+pub fn parse_token_object(
+    mut obj: Map<String, Value>,
+    how: Reading,
+) -> Result<(TokenGrant, Map<String, Value>), String> {
     let access_token = match obj.remove("access_token") {
         Some(Value::String(s)) if !s.is_empty() => s,
         Some(Value::String(_)) => return Err("`access_token` is empty".into()),
@@ -87,21 +86,7 @@ pub fn parse_token_response(
         None | Some(Value::Null) => "Bearer".to_owned(),
         Some(_) => return Err("`token_type` is not a non-empty string".into()),
     };
-    let expires_in = obj.remove("expires_in");
-    let expires_at = obj.remove("expires_at");
-    let expires_at_ms = match (expires_in, expires_at) {
-        (Some(v), _) if !v.is_null() => {
-            let secs = seconds("expires_in", &v)?;
-            // Servers stamp tokens in whole seconds (`exp = iat + expires_in`, `iat` rounded
-            // down), so up to a second of the lifetime may be gone before it is counted; but
-            // never assume more than half of it gone, or a 1-second token would be born dead.
-            let lifetime_ms = secs.saturating_mul(1000);
-            let spent_ms = EXPIRY_GRANULARITY_MS.min(lifetime_ms / 2);
-            Some(now_ms.saturating_add(lifetime_ms - spent_ms))
-        }
-        (_, Some(v)) if !v.is_null() => Some(seconds("expires_at", &v)?.saturating_mul(1000)),
-        _ => None,
-    };
+    let expires_at_ms = take_expiry(&mut obj, how)?;
     let refresh_token = match obj.remove("refresh_token") {
         Some(Value::String(s)) if !s.is_empty() => {
             check_token_chars("refresh_token", &s)?;
@@ -202,23 +187,6 @@ pub fn json_error(e: &serde_json::Error) -> String {
         Category::Eof => "unexpected end",
     };
     format!("{kind} at line {} column {}", e.line(), e.column())
-}
-
-fn seconds(name: &str, v: &Value) -> Result<u64, String> {
-    // Some servers send numbers as strings; accept a decimal string too.
-    let n = match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    let n = n.ok_or_else(|| format!("`{name}` is not a non-negative number of seconds"))?;
-    if name == "expires_in" && n > MAX_EXPIRES_IN_SECONDS {
-        // The value as the server wrote it: `1e30` saturates to u64::MAX once converted.
-        return Err(format!("`expires_in` is {v} seconds, more than ten years"));
-    }
-    Ok(n)
 }
 
 /// Tokens go into HTTP headers: refuse anything that could split one (RFC 6750 b64token is
@@ -329,7 +297,7 @@ pub enum EndpointReply {
 
 pub fn classify_reply(status: u16, body: &[u8], now_ms: u64) -> EndpointReply {
     if (200..300).contains(&status) {
-        return match parse_token_response(body, now_ms) {
+        return match parse_token_response(body, Reading::reply(now_ms)) {
             Ok((grant, _)) => EndpointReply::Granted(grant),
             Err(why) => EndpointReply::Malformed(why),
         };
@@ -368,7 +336,7 @@ mod tests {
         let json =
             br#"{"access_token":"at","token_type":"bearer","expires_in":3600,"refresh_token":"rt",
             "scope":"a b","id_token":"x.y.z","client_id":"c","token_endpoint":"https://as/token"}"#;
-        let (g, config) = parse_token_response(json, 1_000).unwrap();
+        let (g, config) = parse_token_response(json, Reading::reply(1_000)).unwrap();
         assert_eq!(g.access_token, "at");
         assert_eq!(g.token_type, "bearer");
         assert_eq!(
@@ -388,20 +356,36 @@ mod tests {
 
     #[test]
     fn expiry_forms() {
-        let (g, _) = parse_token_response(br#"{"access_token":"a","expires_in":"60"}"#, 0).unwrap();
+        let (g, _) = parse_token_response(
+            br#"{"access_token":"a","expires_in":"60"}"#,
+            Reading::reply(0),
+        )
+        .unwrap();
         assert_eq!(g.expires_at_ms, Some(59_000));
-        let (g, _) =
-            parse_token_response(br#"{"access_token":"a","expires_at":1700000000}"#, 0).unwrap();
+        let (g, _) = parse_token_response(
+            br#"{"access_token":"a","expires_at":1700000000}"#,
+            Reading::reply(0),
+        )
+        .unwrap();
         assert_eq!(g.expires_at_ms, Some(1_700_000_000_000));
-        let (g, _) = parse_token_response(br#"{"access_token":"a"}"#, 0).unwrap();
+        let (g, _) = parse_token_response(br#"{"access_token":"a"}"#, Reading::reply(0)).unwrap();
         assert_eq!(g.expires_at_ms, None);
         // A 1-second token is not born expired: at most half its lifetime counts as spent.
-        let (g, _) = parse_token_response(br#"{"access_token":"a","expires_in":1}"#, 0).unwrap();
+        let (g, _) =
+            parse_token_response(br#"{"access_token":"a","expires_in":1}"#, Reading::reply(0))
+                .unwrap();
         assert_eq!(g.expires_at_ms, Some(500));
-        assert!(parse_token_response(br#"{"access_token":"a","expires_in":-1}"#, 0).is_err());
-        let huge = parse_token_response(br#"{"access_token":"a","expires_in":1e30}"#, 0)
-            .map(|_| ())
-            .unwrap_err();
+        assert!(parse_token_response(
+            br#"{"access_token":"a","expires_in":-1}"#,
+            Reading::reply(0)
+        )
+        .is_err());
+        let huge = parse_token_response(
+            br#"{"access_token":"a","expires_in":1e30}"#,
+            Reading::reply(0),
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert!(huge.contains("1e+30 seconds"), "{huge}");
     }
 
@@ -409,15 +393,17 @@ mod tests {
     fn errors_name_the_field_never_the_value() {
         let secret = "s3cr3t-value";
         let json = format!(r#"{{"access_token":"{secret} x"}}"#);
-        let err = parse_token_response(json.as_bytes(), 0).unwrap_err();
+        let err = parse_token_response(json.as_bytes(), Reading::reply(0)).unwrap_err();
         assert!(
             err.contains("access_token") && !err.contains(secret),
             "{err}"
         );
-        assert!(parse_token_response(b"[1]", 0)
+        assert!(parse_token_response(b"[1]", Reading::reply(0))
             .unwrap_err()
             .contains("object"));
-        assert!(parse_token_response(b"{", 0).unwrap_err().contains("JSON"));
+        assert!(parse_token_response(b"{", Reading::reply(0))
+            .unwrap_err()
+            .contains("JSON"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! exclusive one. See [`crate::manual::locking`] for the protocol.
 
 use crate::error::StoreError;
+use crate::expiry::Reading;
 use crate::format::{Header, KEY_ID_LEN, NONCE_LEN};
 use crate::model::{Body, Entry, TenantRecord};
 use crate::oauth::{parse_refresh_config, parse_token_response};
@@ -672,7 +673,7 @@ impl<'p, P: Platform> Store<'p, P> {
     pub fn put(&mut self, tenant: &str, token_response: &str) -> Result<WriteReceipt, StoreError> {
         let tenant = tenant_name(tenant)?;
         let now = self.p.wall_ms();
-        let (grant, config) = parse_token_response(token_response.as_bytes(), now)
+        let (grant, config) = parse_token_response(token_response.as_bytes(), Reading::kept(now))
             .map_err(StoreError::InvalidTokenResponse)?;
         let config_given = !config.is_empty();
         let config = parse_refresh_config(config).map_err(StoreError::InvalidTokenResponse)?;

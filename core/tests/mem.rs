@@ -6,7 +6,7 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use credlock_core::platform::*;
-use credlock_core::{Options, RecoverError, SlotChangeError, Store, StoreError};
+use credlock_core::{ImportOptions, Options, RecoverError, SlotChangeError, Store, StoreError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -789,11 +789,20 @@ fn import_is_one_atomic_write_and_conflicts_change_nothing() {
     let writes = w.borrow().writes;
     let src = r#"{"acme": {"access_token": "new"}, "beta": {"type": "oauth", "access": "b", "refresh": "rb", "expires": 2000000000000}, "key": {"type": "api", "key": "sk"}}"#;
     assert_eq!(
-        s.import_tokens(src, None, false).err(),
+        s.import_tokens(src, None, &ImportOptions::default()).err(),
         Some(StoreError::ImportConflict(vec!["acme".into()]))
     );
     assert_eq!(w.borrow().writes, writes, "nothing written on conflict");
-    let r = s.import_tokens(src, None, true).unwrap();
+    let r = s
+        .import_tokens(
+            src,
+            None,
+            &ImportOptions {
+                replace: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(r.imported, ["acme", "beta"]);
     assert_eq!(r.skipped.len(), 1);
     assert_eq!(
@@ -808,7 +817,11 @@ fn import_is_one_atomic_write_and_conflicts_change_nothing() {
         ("b", Some(2_000_000_000_000))
     );
     assert!(matches!(
-        s.import_tokens(r#"{"access_token":"x"}"#, Some("bad name"), false),
+        s.import_tokens(
+            r#"{"access_token":"x"}"#,
+            Some("bad name"),
+            &ImportOptions::default()
+        ),
         Err(StoreError::InvalidTenant(_))
     ));
 }
@@ -1306,4 +1319,84 @@ fn records_an_intent_whose_session_may_have_ended_is_retry_until_it_could_have_l
         Err(StoreError::RefreshOutcomeUnknown(_))
     ));
     assert_eq!(world.borrow().requests.len(), 1);
+}
+
+/// Google's application default credentials hold a refresh token and no access token: the
+/// imported tenant must refresh at its first `token` (with the file's client, the secret in
+/// the form body) and never serve an empty token.
+#[test]
+fn a_refresh_only_import_refreshes_first_and_never_serves_an_empty_token() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    let adc = r#"{"type": "authorized_user", "client_id": "cid.apps", "client_secret": "cs",
+        "refresh_token": "1//rt", "quota_project_id": "proj"}"#;
+    let r = store(&mut p)
+        .import_tokens(adc, Some("gcp"), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.imported.len(), r.skipped.len()), (1, 0));
+    let l = store(&mut p).list().unwrap();
+    assert_eq!(l[0].expires_at_ms, Some(0));
+    assert_eq!(
+        l[0].token_endpoint.as_deref(),
+        Some("https://oauth2.googleapis.com/token")
+    );
+    world
+        .borrow_mut()
+        .replies
+        .push_back(ok_reply(r#"{"access_token":"ya29.a","expires_in":3599}"#));
+    let t = store(&mut p).token("gcp", 0).unwrap();
+    assert_eq!((t.token.as_str(), t.refreshed), ("ya29.a", true));
+    let req = world.borrow().requests[0].clone();
+    assert_eq!(
+        req.body,
+        "grant_type=refresh_token&refresh_token=1%2F%2Frt&client_id=cid.apps&client_secret=cs"
+    );
+    assert_eq!(req.url, "https://oauth2.googleapis.com/token");
+    // A refresh that fails leaves nothing servable: an error, not the empty token.
+    let mut q = Mem::new(&world);
+    store(&mut q)
+        .import_tokens(adc, Some("gcp2"), &ImportOptions::default())
+        .unwrap();
+    world
+        .borrow_mut()
+        .replies
+        .push_back(Err(TransportError::Connect("refused".into())));
+    let e = store(&mut q).token("gcp2", 0).unwrap_err();
+    assert!(matches!(e, StoreError::Endpoint(_)), "{e:?}");
+}
+
+/// A token kept with only `expires_in` was received no later than its file was written: its
+/// expiry counts from then, not from the import.
+#[test]
+fn expires_in_counts_from_when_the_file_was_saved() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    p.now_ms = 10_000_000;
+    let how = ImportOptions {
+        saved_at_ms: Some(4_000_000),
+        ..ImportOptions::default()
+    };
+    store(&mut p)
+        .import_tokens(r#"{"access_token":"a","expires_in":3600}"#, Some("t"), &how)
+        .unwrap();
+    // Saved 6000 s ago with a 3600 s lifetime: expired, not valid for another hour.
+    let l = store(&mut p).list().unwrap();
+    assert_eq!(l[0].expires_at_ms, Some(4_000_000 + 3_599_000));
+    assert!(matches!(
+        store(&mut p).token("t", 0),
+        Err(StoreError::Expired(_))
+    ));
+    // A file dated in the future (a clock set wrong) counts from now, never later.
+    let how = ImportOptions {
+        saved_at_ms: Some(99_000_000),
+        replace: true,
+        ..ImportOptions::default()
+    };
+    store(&mut p)
+        .import_tokens(r#"{"access_token":"a","expires_in":3600}"#, Some("t"), &how)
+        .unwrap();
+    assert_eq!(
+        store(&mut p).list().unwrap()[0].expires_at_ms,
+        Some(10_000_000 + 3_599_000)
+    );
 }

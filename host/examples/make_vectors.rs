@@ -52,10 +52,14 @@ fn write(name: &str, v: Value) {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("shapes") {
+        return token_shapes();
+    }
     keyring_vectors();
     if std::env::args().nth(1).as_deref() == Some("keyring") {
         return;
     }
+    token_shapes();
     let tmp = tempfile::tempdir().unwrap();
     let kdir = tmp.path().join("keyfile");
     let mut s = store(&kdir, false);
@@ -276,6 +280,119 @@ fn keyring_vectors() {
             ],
             "unchanged": true,
             "absent_after": ["key"],
+        }),
+    );
+}
+
+/// Token expiries in the shapes other programs write them (README, "Token expiry"): each
+/// honoured or refused. A key file and no store: the first `put` creates it. `-- shapes`
+/// writes only this vector.
+fn token_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shapes");
+    store(&dir, false).init().unwrap();
+    let key = std::fs::read_to_string(dir.join("key")).unwrap();
+    let mut steps = Vec::new();
+    let mut ok = |tenant: &str, response: Value, expires: Value| {
+        steps.push(
+            json!({"op": "put", "tenant": tenant, "response": response, "expect": {"revision": 1}}),
+        );
+        steps
+            .push(json!({"op": "expires", "tenant": tenant, "expect": {"expires_at_ms": expires}}));
+    };
+    // Go's oauth2.Token marshalled to JSON: `expiry` was once dropped.
+    ok(
+        "go-past",
+        json!({"access_token": "go-past-1", "token_type": "Bearer", "refresh_token": "r", "expiry": "2020-01-01T00:00:00Z"}),
+        json!(1_577_836_800_000u64),
+    );
+    ok(
+        "go-future",
+        json!({"access_token": "go-future-1", "token_type": "Bearer", "expiry": "2099-01-01T00:00:00.123456789+01:00"}),
+        json!(4_070_905_200_123u64),
+    );
+    ok(
+        "go-zero",
+        json!({"access_token": "go-zero-1", "expiry": "0001-01-01T00:00:00Z"}),
+        Value::Null,
+    );
+    // Go's `expires_in` (since oauth2 v0.14) beside `expiry`: the saved absolute time wins.
+    ok(
+        "go-both",
+        json!({"access_token": "go-both-1", "expiry": "2020-01-01T00:00:00Z", "expires_in": 3600}),
+        json!(1_577_836_800_000u64),
+    );
+    // JavaScript's Date.now() milliseconds: were read as seconds (the year 131971).
+    ok(
+        "js-ms",
+        json!({"access_token": "js-1", "expires_at": 4_102_444_800_000u64}),
+        json!(4_102_444_800_000u64),
+    );
+    ok(
+        "rfc3339",
+        json!({"access_token": "rfc-1", "expires_at": "2099-01-01T00:00:00Z"}),
+        json!(4_070_908_800_000u64),
+    );
+    ok(
+        "seconds",
+        json!({"access_token": "s-1", "expires_at": 4_102_444_800u64}),
+        json!(4_102_444_800_000u64),
+    );
+    ok(
+        "float",
+        json!({"access_token": "f-1", "expires_at": 4_102_444_800.5}),
+        json!(4_102_444_800_500u64),
+    );
+    ok(
+        "camel",
+        json!({"access_token": "c-1", "expiresAt": 4_102_444_800_000u64}),
+        json!(4_102_444_800_000u64),
+    );
+    ok(
+        "azure",
+        json!({"access_token": "az-1", "expires_on": "4102444800"}),
+        json!(4_102_444_800_000u64),
+    );
+    ok("none", json!({"access_token": "n-1"}), Value::Null);
+    steps.push(json!({"op": "token", "tenant": "go-past", "min_valid_s": 0, "expect": {"error": "expired"}}));
+    steps.push(json!({"op": "token", "tenant": "go-future", "min_valid_s": 60, "expect": {"token": "go-future-1"}}));
+    steps.push(json!({"op": "token", "tenant": "go-zero", "min_valid_s": 60, "expect": {"token": "go-zero-1"}}));
+    for (tenant, response) in [
+        // Two expiries that disagree.
+        (
+            "disagree",
+            json!({"access_token": "x", "expiry": "2020-01-01T00:00:00Z", "expires_at": 4_102_444_800u64}),
+        ),
+        // Later than `expires_in` allows.
+        (
+            "too-late",
+            json!({"access_token": "x", "expires_at": 4_102_444_800u64, "expires_in": 60}),
+        ),
+        // A field named like an expiry that credlock does not understand.
+        (
+            "unknown",
+            json!({"access_token": "x", "expires": 4_102_444_800u64}),
+        ),
+        (
+            "unreadable",
+            json!({"access_token": "x", "expires_at": "tomorrow"}),
+        ),
+        (
+            "microseconds",
+            json!({"access_token": "x", "expiresAt": 4_102_444_800_000_000u64}),
+        ),
+        ("negative", json!({"access_token": "x", "expires_at": -1})),
+    ] {
+        steps.push(json!({"op": "put", "tenant": tenant, "response": response, "expect": {"error": "invalid-token-response"}}));
+        steps.push(json!({"op": "expires", "tenant": tenant, "expect": {"error": "not-found"}}));
+    }
+    write(
+        "token-shapes",
+        json!({
+            "description": "token expiries as other programs write them (Go's oauth2.Token, JavaScript milliseconds, RFC 3339, Azure), each honoured or refused; nothing stored with a wrong meaning",
+            "files": {"key": format!("text:{key}")},
+            "steps": steps,
+            "unchanged": false,
         }),
     );
 }

@@ -250,6 +250,21 @@ func TestVectors(t *testing.T) {
 				case "delete":
 					d, err := s.Delete(ctx, tenant)
 					got = outcome(map[string]any{"deleted": d}, err)
+				case "expires":
+					l, err := s.List(ctx)
+					if err != nil {
+						t.Fatalf("step %d: list: %v", i, err)
+					}
+					got = map[string]any{"error": "not-found"}
+					for _, x := range l {
+						if x.Tenant == tenant {
+							var ms any
+							if x.ExpiresAtMs != nil {
+								ms = float64(*x.ExpiresAtMs)
+							}
+							got = map[string]any{"expires_at_ms": ms}
+						}
+					}
 				default:
 					t.Fatalf("unknown op %v", step["op"])
 				}

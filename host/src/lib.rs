@@ -40,8 +40,8 @@ pub use credlock_core::login::{
 pub use credlock_core::platform::{KeySlot, LoginPrompt};
 pub use credlock_core::sha256_hex;
 pub use credlock_core::{
-    AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,
-    WriteReceipt,
+    AccessToken, ImportOptions, ImportReport, Options, RecoverReport, SourceKind, StoreError,
+    StoreInfo, TenantSummary, WriteReceipt,
 };
 pub use open::OpenOptions;
 pub use report::ErrorReport;
@@ -422,20 +422,26 @@ impl Credlock {
         )
     }
 
-    /// Import plaintext tokens (one response for `tenant`, or a map of tenants) in one
+    /// Import plaintext tokens (one tenant's file for `tenant`, or a map of tenants) in one
     /// atomic write; durable when this returns.
     pub fn import_tokens(
         &mut self,
         source: &str,
         tenant: Option<&str>,
-        replace: bool,
+        how: &ImportOptions,
     ) -> Result<ImportReport, Error> {
+        let wit = api::ImportOptions {
+            replace: how.replace,
+            kind: how.kind.clone(),
+            account: how.account.clone(),
+            saved_at_ms: how.saved_at_ms,
+        };
         self.call(
             |i, s, o| {
                 i.credlock_store_store()
-                    .call_import_tokens(s, *o, source, tenant, replace)
+                    .call_import_tokens(s, *o, source, tenant, &wit)
             },
-            |s| s.import_tokens(source, tenant, replace),
+            |s| s.import_tokens(source, tenant, how),
             |r| ImportReport {
                 imported: r.imported,
                 skipped: r.skipped,

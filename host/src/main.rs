@@ -109,13 +109,22 @@ enum Command {
     },
     /// Re-seal the store under a new data key, wrapped by the same key sources.
     Rekey,
-    /// Import plaintext tokens: `import TENANT FILE` (one token response) or
-    /// `import --map FILE` (a JSON object of tenant -> token response, e.g. an auth.json).
-    /// FILE `-` reads standard input. One atomic write for everything.
+    /// Import plaintext tokens: `import TENANT FILE` (one tenant's tokens, in any shape
+    /// --from lists, detected) or `import --map FILE` (a JSON object of tenant -> token
+    /// response, e.g. an agent's auth.json). FILE `-` reads standard input. One atomic write
+    /// for everything.
+    #[command(after_help = IMPORT_KINDS)]
     Import {
         /// FILE is a map of tenants to token responses.
         #[arg(long)]
         map: bool,
+        /// The kind of file, when detection is not wanted (see below).
+        #[arg(long, value_name = "KIND")]
+        from: Option<String>,
+        /// Which account of a file that holds several (an MSAL cache): a user name or home
+        /// account id, optionally with /CLIENT_ID.
+        #[arg(long, value_name = "ACCOUNT")]
+        account: Option<String>,
         /// Overwrite tenants that already exist (otherwise nothing is imported).
         #[arg(long)]
         replace: bool,
@@ -608,10 +617,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Import {
             map,
+            from,
+            account,
             replace,
             remove_source,
             args,
-        } => import(&mut store, *map, *replace, *remove_source, args)?,
+        } => {
+            let how = credlock::ImportOptions {
+                replace: *replace,
+                kind: from.clone(),
+                account: account.clone(),
+                saved_at_ms: None,
+            };
+            import(&mut store, *map, how, *remove_source, args)?
+        }
         Command::Recover { force } => {
             let r = store.recover(*force)?;
             if let Some(q) = &r.quarantined_as {
@@ -717,10 +736,23 @@ fn print_slots(out: &mut impl Write, slots: &[credlock::KeySlot], json: bool) {
     }
 }
 
+/// The kinds of file `import` reads, for `import --help` (README, "Import").
+const IMPORT_KINDS: &str = "\
+Kinds of file (--from KIND; detected when not given):
+  token        a token response (RFC 6749: access_token, expires_in or an absolute expiry)
+  go-oauth2    Go's golang.org/x/oauth2.Token as JSON (expiry in RFC 3339)
+  claude-code  Claude Code's ~/.claude/.credentials.json
+  codex        OpenAI Codex CLI's ~/.codex/auth.json (expiry from the access token's JWT exp)
+  google-adc   gcloud's application_default_credentials.json (authorized_user; refreshes at Google)
+  msal         an MSAL token cache (msal_token_cache.json; --account chooses the account)
+  mcp          the MCP SDKs' stored OAuthTokens (issuer kept)
+  rmcp         rmcp's StoredCredentials JSON
+A token saved with only expires_in is taken as received when its file was last written.";
+
 fn import(
     store: &mut Credlock,
     map: bool,
-    replace: bool,
+    mut how: credlock::ImportOptions,
     remove_source: bool,
     args: &[String],
 ) -> Result<(), Failure> {
@@ -740,11 +772,12 @@ fn import(
             return Err(usage("--remove-source needs a FILE, not standard input"));
         }
         let source = read_stdin("the tokens to import")?;
-        (store.import_tokens(&source, tenant, replace)?, None)
+        (store.import_tokens(&source, tenant, &how)?, None)
     } else {
         let path = std::path::Path::new(file);
         let (source, identity) = credlock::source::read_source(path).map_err(Error::Store)?;
-        let report = store.import_tokens(&source, tenant, replace)?;
+        how.saved_at_ms = identity.saved_at_ms();
+        let report = store.import_tokens(&source, tenant, &how)?;
         let kept = if remove_source {
             Some(credlock::source::remove_source(path, identity, &report))
         } else {
@@ -763,6 +796,21 @@ fn import(
     );
     for (name, why) in &report.skipped {
         eprintln!("credlock: skipped {name:?}: {why}");
+    }
+    // A tenant that cannot refresh serves its token until it expires, then fails: say so now,
+    // while the user still has the file in mind.
+    if !report.imported.is_empty() {
+        for t in store.list()? {
+            if report.imported.contains(&t.tenant)
+                && !(t.has_refresh_token && t.token_endpoint.is_some())
+            {
+                eprintln!(
+                    "credlock: {} cannot be refreshed (no {}): add a token_endpoint and client_id with `credlock put`, or log in with `credlock login`",
+                    t.tenant,
+                    if t.has_refresh_token { "token endpoint" } else { "refresh token" }
+                );
+            }
+        }
     }
     match kept {
         Some(None) => eprintln!("credlock: removed {file}"),

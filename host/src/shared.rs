@@ -11,8 +11,8 @@
 use crate::keys::{describe_slot, Keyring};
 use crate::source::{self, ImportFileReport};
 use crate::{
-    AccessToken, Config, Credlock, Error, ImportReport, KeySlot, RecoverReport, StoreInfo,
-    TenantSummary, WriteReceipt,
+    AccessToken, Config, Credlock, Error, ImportOptions, ImportReport, KeySlot, RecoverReport,
+    StoreInfo, TenantSummary, WriteReceipt,
 };
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -201,9 +201,9 @@ impl Store {
         &self,
         source: &str,
         tenant: Option<&str>,
-        replace: bool,
+        how: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        self.with(|c| c.import_tokens(source, tenant, replace))
+        self.with(|c| c.import_tokens(source, tenant, how))
     }
 
     /// `import_tokens` of a file; with `remove_source`, the file is removed once the import
@@ -212,11 +212,15 @@ impl Store {
         &self,
         path: &Path,
         tenant: Option<&str>,
-        replace: bool,
+        how: &ImportOptions,
         remove_source: bool,
     ) -> Result<ImportFileReport, Error> {
         let (text, identity) = source::read_source(path)?;
-        let report = self.import_tokens(&text, tenant, replace)?;
+        let how = ImportOptions {
+            saved_at_ms: identity.saved_at_ms(),
+            ..how.clone()
+        };
+        let report = self.import_tokens(&text, tenant, &how)?;
         let kept_reason = if remove_source {
             source::remove_source(path, identity, &report)
         } else {

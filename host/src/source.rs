@@ -22,6 +22,16 @@ pub struct Identity {
     mtime_ns: i128,
 }
 
+impl Identity {
+    /// When the file was last written, in Unix milliseconds (`None` before 1970 or unknown):
+    /// a token kept in it was received no later than this.
+    pub fn saved_at_ms(&self) -> Option<u64> {
+        u64::try_from(self.mtime_ns / 1_000_000)
+            .ok()
+            .filter(|ms| *ms > 0)
+    }
+}
+
 /// The outcome of importing a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportFileReport {

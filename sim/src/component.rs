@@ -253,8 +253,14 @@ impl Process for ComponentProcess {
         tenant: Option<&str>,
         replace: bool,
     ) -> Result<ImportReport, StoreError> {
+        let how = api::ImportOptions {
+            replace,
+            kind: None,
+            account: None,
+            saved_at_ms: None,
+        };
         self.call(
-            |g, s, o| g.call_import_tokens(s, o, source, tenant, replace),
+            |g, s, o| g.call_import_tokens(s, o, source, tenant, &how),
             |r| ImportReport {
                 imported: r.imported,
                 skipped: r.skipped,

@@ -404,7 +404,11 @@ pub fn ops(data: &[u8]) {
                     .filter(|n| current.tenants.contains_key(n.as_str()))
                     .map(|n| n.to_string())
                     .collect();
-                match s.import_tokens(&source, None, replace) {
+                let how = credlock_core::ImportOptions {
+                    replace,
+                    ..Default::default()
+                };
+                match s.import_tokens(&source, None, &how) {
                     Ok(report) => {
                         assert!(!failing && (replace || conflicts.is_empty()));
                         let mut next = current.clone();

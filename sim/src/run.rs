@@ -219,7 +219,11 @@ impl Process for NativeProcess {
         tenant: Option<&str>,
         replace: bool,
     ) -> Result<ImportReport, StoreError> {
-        self.store().import_tokens(source, tenant, replace)
+        let how = credlock_core::ImportOptions {
+            replace,
+            ..Default::default()
+        };
+        self.store().import_tokens(source, tenant, &how)
     }
 }
 

@@ -504,15 +504,20 @@ impl api::Guest for Component {
         opts: api::Options,
         source: String,
         tenant: Option<String>,
-        replace: bool,
+        how: api::ImportOptions,
     ) -> Result<api::ImportReport, api::StoreError> {
-        with_store(opts, |s| {
-            s.import_tokens(&source, tenant.as_deref(), replace)
-        })
-        .map(|r| api::ImportReport {
-            imported: r.imported,
-            skipped: r.skipped,
-            generation: r.generation,
+        let how = credlock_core::ImportOptions {
+            replace: how.replace,
+            kind: how.kind,
+            account: how.account,
+            saved_at_ms: how.saved_at_ms,
+        };
+        with_store(opts, |s| s.import_tokens(&source, tenant.as_deref(), &how)).map(|r| {
+            api::ImportReport {
+                imported: r.imported,
+                skipped: r.skipped,
+                generation: r.generation,
+            }
         })
     }
 

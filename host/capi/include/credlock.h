@@ -227,8 +227,9 @@ int credlock_rekey(const struct credlock_store *store,
                    char **result,
                    char **error);
 
-// Import plaintext tokens from `source` (a token response for `tenant`, or with `tenant`
-// NULL a JSON map of tenants) in one atomic write. Result: `{"imported": [...],
+// Import plaintext tokens from `source` (one tenant's tokens for `tenant`, in any shape the
+// CLI's `import --from` lists, detected; or with `tenant` NULL a JSON map of tenants) in one
+// atomic write. Result: `{"imported": [...],
 // "skipped": [{"tenant", "reason"}], "generation": n}`.
 //
 // # Safety

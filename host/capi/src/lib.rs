@@ -663,8 +663,9 @@ pub unsafe extern "C" fn credlock_rekey(
     })
 }
 
-/// Import plaintext tokens from `source` (a token response for `tenant`, or with `tenant`
-/// NULL a JSON map of tenants) in one atomic write. Result: `{"imported": [...],
+/// Import plaintext tokens from `source` (one tenant's tokens for `tenant`, in any shape the
+/// CLI's `import --from` lists, detected; or with `tenant` NULL a JSON map of tenants) in one
+/// atomic write. Result: `{"imported": [...],
 /// "skipped": [{"tenant", "reason"}], "generation": n}`.
 ///
 /// # Safety
@@ -682,7 +683,12 @@ pub unsafe extern "C" fn credlock_import_tokens(
         let s = self::store(store)?;
         let source = arg(source, "source", token_error)?;
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
-        json_out(&import_out(&s.import_tokens(source, tenant, replace)?))
+        // The kind of file is detected (README, "Import").
+        let how = credlock::ImportOptions {
+            replace,
+            ..Default::default()
+        };
+        json_out(&import_out(&s.import_tokens(source, tenant, &how)?))
     })
 }
 
@@ -706,7 +712,11 @@ pub unsafe extern "C" fn credlock_import_file(
         let s = self::store(store)?;
         let path = arg(path, "path", options_error)?;
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
-        let r = s.import_file(path.as_ref(), tenant, replace, remove_source)?;
+        let how = credlock::ImportOptions {
+            replace,
+            ..Default::default()
+        };
+        let r = s.import_file(path.as_ref(), tenant, &how, remove_source)?;
         let mut v = import_out(&r.report);
         v["source_removed"] = r.source_removed.into();
         v["kept_reason"] = r.kept_reason.into();

@@ -220,14 +220,23 @@ export class Store {
    * Import a token response (with `tenant`) or a map of tenant -> token response (an agent's
    * `auth.json`) in one atomic write. Existing tenants are `import-conflict` unless `replace`.
    */
-  importTokens(source: string | Uint8Array | object, options?: { tenant?: string; replace?: boolean }): ImportReport;
+  /**
+   * Import one tenant's tokens (`tenant` set) in any shape the CLI's `import --from` lists
+   * (`token`, `go-oauth2`, `claude-code`, `codex`, `google-adc`, `msal`, `mcp`, `rmcp`;
+   * detected unless `kind` names one; `account` chooses among an MSAL cache's accounts), or a
+   * map of tenants to token responses (no `tenant`), in one atomic write.
+   */
+  importTokens(
+    source: string | Uint8Array | object,
+    options?: { tenant?: string; replace?: boolean; kind?: string; account?: string },
+  ): ImportReport;
   /**
    * `importTokens` of a file; with `removeSource`, the file is removed once the import is
    * durable, only if nothing was skipped and it is still the file that was read.
    */
   importFile(
     file: string,
-    options?: { tenant?: string; replace?: boolean; removeSource?: boolean },
+    options?: { tenant?: string; replace?: boolean; removeSource?: boolean; kind?: string; account?: string },
   ): ImportFileReport;
   /** Restore the backup of a store that cannot be read (or with `force`); the store file is moved aside. */
   recover(options?: { force?: boolean }): RecoverReport;
@@ -247,7 +256,7 @@ export class Store {
   infoAsync(): Promise<StoreInfo>;
   importFileAsync(
     file: string,
-    options?: { tenant?: string; replace?: boolean; removeSource?: boolean },
+    options?: { tenant?: string; replace?: boolean; removeSource?: boolean; kind?: string; account?: string },
   ): Promise<ImportFileReport>;
   /**
    * Log `tenant` in at an OAuth server and store the tokens as `put` would (device flow by

@@ -148,10 +148,10 @@ export class Store {
   }
   rekey() { return call(() => this.#n.rekey()); }
   importTokens(src, opts) {
-    return call(() => this.#n.importTokens(source(src), str(opts?.tenant), opt(opts?.replace)));
+    return call(() => this.#n.importTokens(source(src), str(opts?.tenant), opt(opts?.replace), str(opts?.kind), str(opts?.account)));
   }
   importFile(file, opts) {
-    return call(() => this.#n.importFile(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource)));
+    return call(() => this.#n.importFile(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource), str(opts?.kind), str(opts?.account)));
   }
   recover(opts) { return call(() => this.#n.recover(opt(opts?.force))); }
   quarantine(opts) { return call(() => this.#n.quarantine(opt(opts?.force))); }
@@ -168,7 +168,7 @@ export class Store {
   deleteAsync(tenant) { return callAsync(() => this.#n.deleteAsync(tenant)); }
   infoAsync() { return callAsync(() => this.#n.infoAsync()); }
   importFileAsync(file, opts) {
-    return callAsync(() => this.#n.importFileAsync(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource)));
+    return callAsync(() => this.#n.importFileAsync(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource), str(opts?.kind), str(opts?.account)));
   }
 
   // ----- login and logout -----

@@ -310,20 +310,29 @@ impl NativeStore {
         call(py, || self.inner.rekey()).map(info_tuple)
     }
 
-    #[pyo3(signature = (source, tenant, replace))]
+    #[pyo3(signature = (source, tenant, replace, kind=None, account=None))]
     fn import_tokens(
         &self,
         py: Python<'_>,
         source: String,
         tenant: Option<&str>,
         replace: bool,
+        kind: Option<String>,
+        account: Option<String>,
     ) -> PyResult<ImportTuple> {
         let source = Zeroizing::new(source);
-        call(py, || self.inner.import_tokens(&source, tenant, replace)).map(import_tuple)
+        let how = credlock::ImportOptions {
+            replace,
+            kind,
+            account,
+            saved_at_ms: None,
+        };
+        call(py, || self.inner.import_tokens(&source, tenant, &how)).map(import_tuple)
     }
 
     /// `(imported, skipped, generation, source_removed, kept_reason)`.
-    #[pyo3(signature = (path, tenant, replace, remove_source))]
+    #[pyo3(signature = (path, tenant, replace, remove_source, kind=None, account=None))]
+    #[allow(clippy::too_many_arguments)]
     fn import_file(
         &self,
         py: Python<'_>,
@@ -331,10 +340,17 @@ impl NativeStore {
         tenant: Option<&str>,
         replace: bool,
         remove_source: bool,
+        kind: Option<String>,
+        account: Option<String>,
     ) -> PyResult<ImportFileTuple> {
+        let how = credlock::ImportOptions {
+            replace,
+            kind,
+            account,
+            saved_at_ms: None,
+        };
         let r = call(py, || {
-            self.inner
-                .import_file(&path, tenant, replace, remove_source)
+            self.inner.import_file(&path, tenant, &how, remove_source)
         })?;
         let (a, b, c) = import_tuple(r.report);
         Ok((a, b, c, r.source_removed, r.kept_reason))

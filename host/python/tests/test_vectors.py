@@ -88,6 +88,9 @@ def _run_steps(v: Dict[str, Any], path: Path, store_dir: Path) -> None:
                 got = _outcome(lambda: {"revision": s.put(tenant, step["response"]).revision})
             elif op == "delete":
                 got = _outcome(lambda: {"deleted": s.delete(tenant)})
+            elif op == "expires":
+                found = [t for t in s.list() if t.tenant == tenant]
+                got = {"expires_at_ms": found[0].expires_at_ms} if found else {"error": "not-found"}
             else:
                 raise AssertionError(f"unknown op {op}")
             assert got == step["expect"], f"{path.name}, step {i} ({op})"

@@ -272,7 +272,20 @@ fn import(opts: api::Options, rest: &[String]) -> Result<Result<(), api::StoreEr
         return Err(usage(&format!("{file} is larger than {LIMIT} bytes")));
     }
     // Durable when it returns: the one atomic write of the whole import is fsync'd.
-    let report = match api::import_tokens(opts, &source, tenant, has("--replace")) {
+    // The kind of file is detected (the native CLI's --from and --account are not offered
+    // here); a token kept with only `expires_in` counts from when its file was written.
+    let saved_at_ms = (file != "-")
+        .then(|| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+        .flatten()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+    let how = api::ImportOptions {
+        replace: has("--replace"),
+        kind: None,
+        account: None,
+        saved_at_ms,
+    };
+    let report = match api::import_tokens(opts, &source, tenant, &how) {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };

@@ -538,14 +538,14 @@ impl NativeStore {
         source: Either<String, Buffer>,
         tenant: Option<String>,
         replace: Option<bool>,
+        kind: Option<String>,
+        account: Option<String>,
     ) -> napi::Result<ImportReport> {
         let s = self.store()?;
+        let how = import_options(replace, kind, account);
         to_napi((|| {
             let text = token_source(source)?;
-            Ok(
-                s.import_tokens(&text, tenant.as_deref(), replace.unwrap_or(false))?
-                    .into(),
-            )
+            Ok(s.import_tokens(&text, tenant.as_deref(), &how)?.into())
         })())
     }
 
@@ -556,13 +556,16 @@ impl NativeStore {
         tenant: Option<String>,
         replace: Option<bool>,
         remove_source: Option<bool>,
+        kind: Option<String>,
+        account: Option<String>,
     ) -> napi::Result<ImportFileReport> {
         let s = self.store()?;
+        let how = import_options(replace, kind, account);
         to_napi(
             s.import_file(
                 file.as_ref(),
                 tenant.as_deref(),
-                replace.unwrap_or(false),
+                &how,
                 remove_source.unwrap_or(false),
             )
             .map(Into::into),
@@ -677,15 +680,32 @@ impl NativeStore {
         tenant: Option<String>,
         replace: Option<bool>,
         remove_source: Option<bool>,
+        kind: Option<String>,
+        account: Option<String>,
     ) -> AsyncTask<StoreTask<ImportFileReport>> {
+        let how = import_options(replace, kind, account);
         self.spawn(move |s| {
             Ok(s.import_file(
                 file.as_ref(),
                 tenant.as_deref(),
-                replace.unwrap_or(false),
+                &how,
                 remove_source.unwrap_or(false),
             )?
             .into())
         })
+    }
+}
+
+/// `importTokens`/`importFile`'s options: the kind of file is detected unless named.
+fn import_options(
+    replace: Option<bool>,
+    kind: Option<String>,
+    account: Option<String>,
+) -> credlock::ImportOptions {
+    credlock::ImportOptions {
+        replace: replace.unwrap_or(false),
+        kind,
+        account,
+        saved_at_ms: None,
     }
 }

@@ -256,15 +256,21 @@ class Store:
         tenant: Optional[str] = None,
         *,
         replace: bool = False,
+        kind: Optional[str] = None,
+        account: Optional[str] = None,
     ) -> ImportReport:
         """Import plaintext tokens in one atomic write.
 
-        `source` is a token response (then `tenant` names it) or an object mapping tenant
-        names to token responses (then `tenant` is None), such as an agent's `auth.json`:
-        `{"type": "oauth", "access", "refresh", "expires"}` entries are understood, other
-        entries (API keys) are skipped and reported. Existing tenants are ImportConflict
-        unless `replace`."""
-        return _import_report(*self._n.import_tokens(_json_text(source), tenant, bool(replace)))
+        `source` is one tenant's tokens (then `tenant` names it) in any shape the CLI's
+        `import --from` lists (`token`, `go-oauth2`, `claude-code`, `codex`, `google-adc`,
+        `msal`, `mcp`, `rmcp`; detected unless `kind` names one; `account` chooses among an
+        MSAL cache's accounts), or an object mapping tenant names to token responses (then
+        `tenant` is None), such as an agent's `auth.json`: `{"type": "oauth", "access",
+        "refresh", "expires"}` entries are understood, other entries (API keys) are skipped
+        and reported. Existing tenants are ImportConflict unless `replace`."""
+        return _import_report(
+            *self._n.import_tokens(_json_text(source), tenant, bool(replace), kind, account)
+        )
 
     def import_file(
         self,
@@ -273,13 +279,18 @@ class Store:
         *,
         replace: bool = False,
         remove_source: bool = False,
+        kind: Optional[str] = None,
+        account: Optional[str] = None,
     ) -> ImportReport:
-        """`import_tokens` of a file's contents. With `remove_source`, the file is removed
+        """`import_tokens` of a file's contents; a token kept with only `expires_in` is taken
+        as received when the file was last written. With `remove_source`, the file is removed
         once the import is durable, and only if something was imported, nothing was skipped
         and the file is still the one that was read (not replaced or rewritten meanwhile, not
         a symlink); otherwise `kept_reason` says why it stayed."""
         return _import_report(
-            *self._n.import_file(os.fspath(path), tenant, bool(replace), bool(remove_source))
+            *self._n.import_file(
+                os.fspath(path), tenant, bool(replace), bool(remove_source), kind, account
+            )
         )
 
     def recover(self, force: bool = False) -> RecoverReport:
