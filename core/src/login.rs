@@ -1133,6 +1133,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             client_auth: p.client_auth.clone(),
             retry_unknown_refresh: false,
             revocation_endpoint: p.revocation_endpoint.clone(),
+            refresh_scope: None,
         };
         let name = tenant.as_str().to_owned();
         let (result, _) = self.mutate(Scope::Tenant(tenant), true, |body, now| {

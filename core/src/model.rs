@@ -183,6 +183,10 @@ pub struct Entry {
     /// RFC 7009 revocation endpoint, used by `logout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
+    /// Sent as `scope` with every refresh, for servers that require it (Microsoft's v2.0
+    /// endpoint); none is sent when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_scope: Option<String>,
     /// Grows by one with every write to this entry.
     pub revision: u64,
     pub updated_at_ms: u64,

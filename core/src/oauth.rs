@@ -39,6 +39,9 @@ pub struct RefreshConfig {
     pub client_auth: ClientAuth,
     pub retry_unknown_refresh: bool,
     pub revocation_endpoint: Option<String>,
+    /// Sent as `scope` with every refresh, for servers that require it (Microsoft's v2.0
+    /// endpoint does); RFC 6749 §6 makes it optional, so credlock sends none otherwise.
+    pub refresh_scope: Option<String>,
 }
 
 /// Fields credlock reads from a token response itself (and the expiry fields
@@ -52,6 +55,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "client_auth",
     "retry_unknown_refresh",
     "revocation_endpoint",
+    "refresh_scope",
 ];
 
 /// Parse a token response: a reply a token endpoint just sent, or tokens a program kept
@@ -131,6 +135,7 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
     };
     let token_endpoint = string("token_endpoint")?;
     let revocation_endpoint = string("revocation_endpoint")?;
+    let refresh_scope = string("refresh_scope")?;
     let client_id = string("client_id")?;
     let secret = string("client_secret")?;
     let method = string("client_auth")?;
@@ -173,6 +178,7 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
         client_auth,
         retry_unknown_refresh,
         revocation_endpoint,
+        refresh_scope,
     })
 }
 

@@ -454,7 +454,7 @@ impl<'p, P: Platform> Store<'p, P> {
             s.read.presented(),
             e.client_id.as_deref(),
             &e.client_auth,
-            None,
+            e.refresh_scope.as_deref(),
         );
         let request = TokenRequest {
             url,

@@ -792,7 +792,7 @@ pub(crate) fn login_entry(
     now: u64,
 ) -> Entry {
     let revision = old.as_ref().map_or(0, |e| e.revision) + 1;
-    let (token_endpoint, client_id, client_auth, retry, revocation_endpoint) =
+    let (token_endpoint, client_id, client_auth, retry, revocation_endpoint, refresh_scope) =
         match (&old, config_given) {
             (Some(o), false) => (
                 o.token_endpoint.clone(),
@@ -800,6 +800,7 @@ pub(crate) fn login_entry(
                 o.client_auth.clone(),
                 o.retry_unknown_refresh,
                 o.revocation_endpoint.clone(),
+                o.refresh_scope.clone(),
             ),
             _ => (
                 config.token_endpoint,
@@ -807,6 +808,7 @@ pub(crate) fn login_entry(
                 config.client_auth,
                 config.retry_unknown_refresh,
                 config.revocation_endpoint,
+                config.refresh_scope,
             ),
         };
     Entry {
@@ -819,6 +821,7 @@ pub(crate) fn login_entry(
         client_id,
         client_auth,
         revocation_endpoint,
+        refresh_scope,
         revision,
         updated_at_ms: now,
         needs_reauth: false,

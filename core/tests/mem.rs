@@ -1400,3 +1400,29 @@ fn expires_in_counts_from_when_the_file_was_saved() {
         Some(10_000_000 + 3_599_000)
     );
 }
+
+/// A tenant whose server wants the scopes on every refresh (Microsoft's v2.0 endpoint, an
+/// MSAL cache's import) sends `refresh_scope`; every other refresh sends no scope.
+#[test]
+fn refresh_scope_is_sent_only_when_set() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p)
+        .put(
+            "ms",
+            r#"{"access_token":"a","expires_in":60,"refresh_token":"rt","client_id":"c",
+            "token_endpoint":"https://login.example/t/oauth2/v2.0/token",
+            "refresh_scope":"https://graph.example/.default offline_access"}"#,
+        )
+        .unwrap();
+    p.now_ms += 3_600_000;
+    world
+        .borrow_mut()
+        .replies
+        .push_back(ok_reply(r#"{"access_token":"b","expires_in":60}"#));
+    assert_eq!(store(&mut p).token("ms", 0).unwrap().token, "b");
+    assert_eq!(
+        world.borrow().requests[0].body,
+        "grant_type=refresh_token&refresh_token=rt&scope=https%3A%2F%2Fgraph.example%2F.default+offline_access&client_id=c"
+    );
+}

@@ -519,6 +519,8 @@ fn msal(mut obj: Map<String, Value>, account: Option<&str>) -> Result<Translated
                 _ => return Err("an access token has no `expires_on`".into()),
             }
             if let Some(target) = field(at, "target") {
+                // Microsoft's v2.0 endpoint wants the scopes again on every refresh.
+                response.insert("refresh_scope".into(), target.clone().into());
                 response.insert("scope".into(), target.into());
             }
         }
@@ -826,6 +828,10 @@ mod tests {
             "https://login.microsoftonline.com/tid-1/oauth2/v2.0/token"
         );
         assert_eq!(t.response["client_id"], "cli");
+        assert_eq!(
+            t.response["refresh_scope"],
+            "https://graph.microsoft.com/.default"
+        );
         assert_eq!(
             t.skipped,
             [(
