@@ -54,6 +54,11 @@ if ! command -v go >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# The real golang.org/x/oauth2 for tests/go-oauth2 (no Go module proxy is reachable: Debian
+# ships its source under /usr/share/gocode).
+if [ ! -d /usr/share/gocode/src/golang.org/x/oauth2 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-golang-x-oauth2-dev >/dev/null
+fi
 if [ -f tests/oauth-server/package-lock.json ] && [ ! -d tests/oauth-server/node_modules ]; then
   (cd tests/oauth-server && npm ci --no-audit --no-fund --loglevel=error)
 fi

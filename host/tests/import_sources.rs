@@ -407,3 +407,53 @@ fn expires_in_counts_from_the_files_mtime() {
     );
     assert_eq!(status(&env, "fresh")["expired"], false);
 }
+
+/// The shapes `put` once stored with a wrong meaning (Go's `expiry` dropped, JavaScript
+/// milliseconds read as seconds, RFC 3339 refused), through the CLI: each honoured.
+#[test]
+fn put_honours_every_expiry_shape() {
+    warm();
+    let env = Env::new();
+    for (tenant, doc, expires_at, expired) in [
+        (
+            "go",
+            r#"{"access_token":"a","token_type":"Bearer","refresh_token":"r","expiry":"2020-01-01T00:00:00Z"}"#,
+            "2020-01-01T00:00:00Z",
+            true,
+        ),
+        (
+            "js",
+            r#"{"access_token":"a","expires_at":4102444800000}"#,
+            "2100-01-01T00:00:00Z",
+            false,
+        ),
+        (
+            "oidc",
+            r#"{"access_token":"a","expires_at":"2099-01-01T00:00:00Z"}"#,
+            "2099-01-01T00:00:00Z",
+            false,
+        ),
+    ] {
+        env.ok(&["put", tenant], doc);
+        let st = status(&env, tenant);
+        assert_eq!(st["expires_at"], expires_at, "{tenant}: {st}");
+        assert_eq!(st["expired"], expired, "{tenant}: {st}");
+        let r = env.run(&["token", tenant, "--json"], "");
+        if expired {
+            // Never served as valid: no refresh settings, so the user is told to log in.
+            assert_eq!(r.code, 4, "{tenant}: {r:?}");
+        } else {
+            let v: Value = serde_json::from_str(&r.stdout).unwrap();
+            assert_eq!(v["expires_at"], expires_at, "{tenant}: {r:?}");
+        }
+    }
+    // An expiry credlock cannot read is refused with the accepted forms, never dropped.
+    let r = env.run(&["put", "x"], r#"{"access_token":"a","expiresOn":"soon"}"#);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("`expiresOn` is not an expiry credlock understands")
+            && r.stderr.contains("RFC 3339"),
+        "{r:?}"
+    );
+}

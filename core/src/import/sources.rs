@@ -111,8 +111,11 @@ pub fn detect(obj: &Map<String, Value>) -> SourceKind {
         SourceKind::Msal
     } else if has("token_response") {
         SourceKind::Rmcp
-    } else if has("type") && (has("client_id") || has("client_email") || has("audience")) {
-        // Every Google credentials file has `type` beside its client or account.
+    } else if obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| GOOGLE_TYPES.contains(&t))
+    {
         SourceKind::GoogleAdc
     } else if has("access_token") && has("expiry") {
         SourceKind::GoOauth2
@@ -331,6 +334,17 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
     }
     Some(out)
 }
+
+/// The `type` of every credentials file Google's auth libraries read; only `authorized_user`
+/// holds a user's tokens.
+const GOOGLE_TYPES: &[&str] = &[
+    "authorized_user",
+    "service_account",
+    "external_account",
+    "external_account_authorized_user",
+    "impersonated_service_account",
+    "gdch_service_account",
+];
 
 /// Google's token endpoint, where `authorized_user` credentials refresh (Google's
 /// documentation of OAuth 2.0 for installed applications).
@@ -874,5 +888,10 @@ mod tests {
             assert_eq!(SourceKind::from_name(k.name()), Some(k));
         }
         assert_eq!(SourceKind::from_name("gcloud"), None);
+        // A token response that happens to carry `type` and `client_id` is not Google's.
+        let o = obj(json!({"access_token": "a", "type": "bearer", "client_id": "c"}));
+        assert_eq!(detect(&o), SourceKind::Token);
+        let o = obj(json!({"type": "external_account", "audience": "a"}));
+        assert_eq!(detect(&o), SourceKind::GoogleAdc);
     }
 }

@@ -31,9 +31,20 @@ export interface OpenOptions {
 export interface TokenResponse {
   access_token: string;
   token_type?: string;
+  /** Seconds from receipt. */
   expires_in?: number | string;
-  /** Unix seconds. */
+  /**
+   * An absolute expiry (as `expiry`, `expiresAt`, `expires_on`): RFC 3339, or Unix seconds,
+   * or milliseconds when the number can only be that (>= 1e11). Fields that disagree, or a
+   * field named like an expiry that credlock does not understand, are refused.
+   */
   expires_at?: number | string;
+  /** Go's oauth2.Token: RFC 3339; its zero time means no expiry. */
+  expiry?: string;
+  expiresAt?: number | string;
+  expires_on?: number | string;
+  /** Sent as `scope` with every refresh, for servers that require it. */
+  refresh_scope?: string;
   refresh_token?: string;
   scope?: string;
   token_endpoint?: string;
