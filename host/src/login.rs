@@ -5,7 +5,7 @@
 use crate::component::api;
 use crate::component::credlock::store::{login as wit, token_endpoint};
 use crate::component::HostState;
-use crate::endpoint::{agent_for, read_reply, transport_error, EndpointPolicy};
+use crate::endpoint::{agent_for, read_reply, EndpointPolicy};
 use crate::native::NativePlatform;
 use crate::{Credlock, Engine, Error};
 use credlock_core::login::{
@@ -76,11 +76,12 @@ pub fn get(
     timeout_ms: u32,
     policy: EndpointPolicy,
 ) -> Result<HttpReply, TransportError> {
-    let response = agent_for(url, timeout_ms, policy)?
+    let (agent, sent) = agent_for(url, timeout_ms, policy)?;
+    let response = agent
         .get(url)
         .header("Accept", "application/json")
         .call()
-        .map_err(transport_error)?;
+        .map_err(|e| sent.transport_error(e))?;
     read_reply(response)
 }
 
