@@ -683,3 +683,92 @@ fn a_second_browser_login_joins_the_first_and_gets_its_tokens() {
     );
     assert_eq!(stat(&server, "authorizations"), 1);
 }
+
+fn browser_args(server: &OAuthServer, scope: &str) -> Vec<String> {
+    [
+        "login",
+        "acme",
+        "--issuer",
+        &server.base,
+        "--client-id",
+        "device-app",
+        "--scope",
+        scope,
+        "--browser",
+        "--no-open",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn start_browser(env: &Env, server: &OAuthServer, scope: &str) -> Login {
+    let args = browser_args(server, scope);
+    Login::start(env, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The loopback port of a callback URL.
+fn callback_port(callback: &str) -> u16 {
+    let rest = callback.strip_prefix("http://127.0.0.1:").unwrap();
+    rest[..rest.find('/').unwrap()].parse().unwrap()
+}
+
+/// Issue 22, item 2: any local user could hold the callback listener, which served one
+/// connection at a time with a 5 s limit per read: a connection sending a byte a second was
+/// never dropped, and the real callback got no answer until the login timed out. Now each
+/// connection is served on its own within a deadline, and one past the bound evicts the
+/// oldest, so neither a trickle nor a crowd of idle connections delays the callback.
+#[test]
+fn no_connection_can_hold_off_the_browser_callback() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = start_browser(&env, &server, "openid api");
+    let url = login.line_after("To log in, open this URL in a browser:");
+    let callback = follow_to_callback(&url, &server.base);
+    let port = callback_port(&callback);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A request head trickled a byte every 300 ms, for longer than any limit per read.
+    let trickle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for b in b"GET /callback?state=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                .iter()
+                .cycle()
+            {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // And more idle connections than the listener serves at once.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(4)))
+        .build()
+        .into();
+    let asked = Instant::now();
+    let answer = agent.get(&callback).call();
+    let took = asked.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let status = answer.map(|r| r.status().as_u16());
+    assert!(
+        matches!(status, Ok(200)),
+        "the callback was not answered beside a trickling and 40 idle connections: {status:?}"
+    );
+    eprintln!("measured: callback answered in {} ms", took.as_millis());
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    drop(idle);
+    trickle.join().unwrap();
+    assert!(server.resource(env.ok(&["token", "acme"], "").trim()));
+}
