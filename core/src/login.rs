@@ -141,6 +141,12 @@ pub struct Endpoints {
     pub revocation: Option<String>,
     /// `code_challenge_methods_supported`, if the metadata lists it.
     pub code_challenge_methods: Option<Vec<String>>,
+    /// The issuer an authorization response must name (RFC 9207): the metadata's `issuer`,
+    /// else the one the login was given; `None` when neither is known.
+    pub issuer: Option<String>,
+    /// `authorization_response_iss_parameter_supported`: the server promises `iss` in every
+    /// authorization response, so a callback without one is refused.
+    pub iss_parameter_supported: bool,
 }
 
 /// Where to look for the metadata of `issuer`: RFC 8414 §3.1 first (the well-known suffix
@@ -239,15 +245,17 @@ pub fn parse_metadata(json: &[u8], issuer: &str) -> Result<Endpoints, LoginError
             "the metadata is not a JSON object".into(),
         ));
     };
-    match obj.get("issuer") {
-        Some(Value::String(s)) if s.trim_end_matches('/') == issuer.trim_end_matches('/') => {}
+    let metadata_issuer = match obj.get("issuer") {
+        Some(Value::String(s)) if s.trim_end_matches('/') == issuer.trim_end_matches('/') => {
+            s.clone()
+        }
         Some(Value::String(_)) => {
             return Err(LoginError::Metadata(
                 "the metadata names another issuer (RFC 8414 §3.3)".into(),
             ))
         }
         _ => return Err(LoginError::Metadata("`issuer` is missing".into())),
-    }
+    };
     let token = metadata_url(&obj, "token_endpoint")?
         .ok_or_else(|| LoginError::Metadata("`token_endpoint` is missing".into()))?;
     let code_challenge_methods = match obj.get("code_challenge_methods_supported") {
@@ -264,7 +272,44 @@ pub fn parse_metadata(json: &[u8], issuer: &str) -> Result<Endpoints, LoginError
         device_authorization: metadata_url(&obj, "device_authorization_endpoint")?,
         revocation: metadata_url(&obj, "revocation_endpoint")?,
         code_challenge_methods,
+        issuer: Some(metadata_issuer),
+        iss_parameter_supported: obj.get("authorization_response_iss_parameter_supported")
+            == Some(&Value::Bool(true)),
     })
+}
+
+/// What the browser callback must say about its issuer (RFC 9207 §2.4), from the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseIssuer {
+    /// The issuer identifier `iss` must equal, if known.
+    pub issuer: Option<String>,
+    /// The server promises `iss` (`authorization_response_iss_parameter_supported`).
+    pub required: bool,
+}
+
+impl ResponseIssuer {
+    /// Check the callback's query: an `iss` must be the login's issuer (a simple string
+    /// comparison, ignoring only a trailing slash as discovery does), and a server that
+    /// promises `iss` must send it. Otherwise the response may come from another server the
+    /// user also uses (a mix-up attack), and its code is not exchanged.
+    pub fn check(&self, query: &str) -> Result<(), LoginError> {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        match (query_param(query, "iss"), &self.issuer) {
+            (Some(iss), Some(expected)) if !same(&iss, expected) => {
+                Err(LoginError::IssuerMismatch(format!(
+                    "it names the issuer {:?}, not {expected:?}",
+                    iss.chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect::<String>()
+                )))
+            }
+            (None, _) if self.required => Err(LoginError::IssuerMismatch(
+                "it carries no `iss`, which the server's metadata promises (authorization_response_iss_parameter_supported)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An RFC 8628 §3.2 device authorization response.
@@ -816,7 +861,11 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     // Where no browser opens, the URL shown above is the way in.
                     let _opened = self.p.open_browser(&pending.url);
                 }
-                self.finish_browser(tenant, lock, pending)
+                let issuer = ResponseIssuer {
+                    issuer: endpoints.issuer.clone(),
+                    required: endpoints.iss_parameter_supported,
+                };
+                self.finish_browser(tenant, lock, pending, &issuer)
             }
         }
     }
@@ -864,6 +913,8 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             device_authorization: device.or(d.device_authorization),
             revocation: revocation.or(d.revocation),
             code_challenge_methods: d.code_challenge_methods,
+            issuer: d.issuer.or_else(|| req.issuer.clone()),
+            iss_parameter_supported: d.iss_parameter_supported,
         })
     }
 
@@ -1029,6 +1080,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
         tenant: &TenantName,
         _lock: LoginLockHeld<P::Guard>,
         p: PendingLogin,
+        issuer: &ResponseIssuer,
     ) -> Result<LoginOutcome, StoreError> {
         // `start` wrote all three.
         let state = p.state.clone().unwrap_or_default();
@@ -1054,6 +1106,10 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     "the callback's state does not match".into(),
                 )),
             );
+        }
+        // RFC 9207: before anything else of the response is believed, error included.
+        if let Err(e) = issuer.check(&query) {
+            return self.abandon(tenant, &p.id, StoreError::Login(e));
         }
         if let Some(error) = query_param(&query, "error") {
             let err = if error == "access_denied" {
@@ -1354,6 +1410,46 @@ mod tests {
             Err(LoginError::InsecureEndpoint("token_endpoint".into()))
         );
         assert!(parse_metadata(b"{", "https://as").is_err());
+    }
+
+    #[test]
+    fn the_callbacks_issuer_is_checked_rfc9207() {
+        let m = br#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t",
+            "authorization_response_iss_parameter_supported":true}"#;
+        let e = parse_metadata(m, "https://as.example/").unwrap();
+        assert_eq!(e.issuer.as_deref(), Some("https://as.example"));
+        assert!(e.iss_parameter_supported);
+        let promised = ResponseIssuer {
+            issuer: e.issuer,
+            required: e.iss_parameter_supported,
+        };
+        assert_eq!(
+            promised.check("code=c&state=s&iss=https%3A%2F%2Fas.example"),
+            Ok(())
+        );
+        assert!(matches!(
+            promised.check("code=c&state=s&iss=https%3A%2F%2Fevil.invalid"),
+            Err(LoginError::IssuerMismatch(m)) if m.contains("evil.invalid")
+        ));
+        assert!(matches!(
+            promised.check("code=c&state=s"),
+            Err(LoginError::IssuerMismatch(m)) if m.contains("carries no `iss`")
+        ));
+        // A server that does not promise `iss` may leave it out, but one it sends is checked.
+        let silent = ResponseIssuer {
+            issuer: Some("https://as.example".into()),
+            required: false,
+        };
+        assert_eq!(silent.check("code=c&state=s"), Ok(()));
+        assert!(silent
+            .check("code=c&iss=https%3A%2F%2Fevil.invalid")
+            .is_err());
+        let e = parse_metadata(
+            br#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t"}"#,
+            "https://as.example",
+        )
+        .unwrap();
+        assert!(!e.iss_parameter_supported);
     }
 
     #[test]

@@ -360,6 +360,7 @@ pub(crate) fn error_in(e: api::LoginError) -> LoginError {
         W::RevocationFailed(d) => LoginError::RevocationFailed(d),
         W::Callback(d) => LoginError::Callback(d),
         W::Unsupported(d) => LoginError::Unsupported(d),
+        W::IssuerMismatch(d) => LoginError::IssuerMismatch(d),
     }
 }
 

@@ -772,3 +772,54 @@ fn no_connection_can_hold_off_the_browser_callback() {
     trickle.join().unwrap();
     assert!(server.resource(env.ok(&["token", "acme"], "").trim()));
 }
+
+/// Issue 22, item 3 (RFC 9207, mix-up defence): the test server's metadata says
+/// `authorization_response_iss_parameter_supported`, so a callback naming another issuer, or
+/// none, is refused with its own error and its code never exchanged. Before, a callback with
+/// `iss=https://evil.invalid` was accepted and its code exchanged.
+#[test]
+fn a_callback_from_another_issuer_is_refused_and_its_code_not_exchanged() {
+    warm();
+    let server = OAuthServer::start(60);
+    // The server names itself in the callback, and that callback is accepted.
+    let (login, callback, env) = follow_to_callback_of_a_new_login(&server);
+    let iss = oauth_param(&callback, "iss");
+    assert_eq!(iss, server.base.replace(':', "%3A").replace('/', "%2F"));
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(server.resource(env.ok(&["token", "acme"], "").trim()));
+    for (what, forged) in [
+        (
+            "another issuer",
+            "iss=https%3A%2F%2Fevil.invalid".to_owned(),
+        ),
+        ("no issuer", String::new()),
+    ] {
+        let (login, callback, env) = follow_to_callback_of_a_new_login(&server);
+        let exchanges = stat(&server, "code_exchanges");
+        let forged = callback.replace(&format!("iss={iss}"), &forged);
+        assert_ne!(forged, callback);
+        agent().get(&forged).call().unwrap();
+        let run = login.finish();
+        assert_eq!(run.code, 11, "{what}: {run:?}");
+        assert!(
+            run.stderr.contains("another authorization server") && run.stderr.contains("RFC 9207"),
+            "{what}: {run:?}"
+        );
+        if what == "another issuer" {
+            assert!(run.stderr.contains("evil.invalid"), "{run:?}");
+        }
+        assert_eq!(stat(&server, "code_exchanges"), exchanges, "{what}");
+        nothing_stored(&env);
+    }
+}
+
+/// A browser login of its own store, followed to its callback (not visited).
+fn follow_to_callback_of_a_new_login(server: &OAuthServer) -> (Login, String, Env) {
+    let env = Env::new();
+    let mut login = start_browser(&env, server, "openid api");
+    let url = login.line_after("To log in, open this URL in a browser:");
+    let callback = follow_to_callback(&url, &server.base);
+    (login, callback, env)
+}

@@ -153,6 +153,7 @@ function freshStats() {
     device_approvals: 0, // /test/device approve or deny
     revocations: 0, // POST /token/revocation
     authorizations: 0, // /interaction/:uid completed (browser flow)
+    code_exchanges: 0, // POST /token with grant_type=authorization_code (browser flow)
     recent: [], // last RECENT_MAX refresh presentations, hashes only
   };
 }
@@ -617,6 +618,7 @@ async function tokenEndpoint(ctx, next) {
   ctx.request.body = raw;
   const params = new URLSearchParams(raw.toString('utf8'));
   if (params.get('grant_type') === 'urn:ietf:params:oauth:grant-type:device_code') return devicePoll(ctx, next);
+  if (params.get('grant_type') === 'authorization_code') stats.code_exchanges += 1;
   if (params.get('grant_type') !== 'refresh_token') return next();
 
   const presentedToken = params.get('refresh_token');
