@@ -99,6 +99,9 @@ pub struct LoginOutcome {
     pub token: AccessToken,
     /// This process joined a login another process ran.
     pub joined: bool,
+    /// The stored tokens include a refresh token. Without one (a server that granted no
+    /// offline access) the login lasts until the access token expires.
+    pub refreshable: bool,
 }
 
 /// What `logout` did about the server's side.
@@ -558,6 +561,13 @@ pub fn client_form(
     (body, authorization)
 }
 
+/// Whether `scope` asks for `offline_access` (OpenID Connect Core §11: a refresh token).
+/// Such an authorization request must carry `prompt=consent`, or an OpenID provider drops
+/// the scope and issues no refresh token.
+pub fn asks_offline_access(scope: Option<&str>) -> bool {
+    scope.is_some_and(|s| s.split(' ').any(|v| v == "offline_access"))
+}
+
 /// The value of `name` in a query string (`application/x-www-form-urlencoded`), decoded.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -722,6 +732,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     Some(e) if e.revision > p.base_revision => Ok(Joined::Done(LoginOutcome {
                         token: AccessToken::from_entry(e, false),
                         joined: true,
+                        refreshable: e.refresh_token.is_some(),
                     })),
                     _ => Err(StoreError::Login(LoginError::JoinedFailed(
                         tenant.to_string(),
@@ -838,6 +849,10 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                         ("response_type", Some("code")),
                         ("redirect_uri", Some(&redirect_uri)),
                         ("scope", req.scope.as_deref()),
+                        (
+                            "prompt",
+                            asks_offline_access(req.scope.as_deref()).then_some("consent"),
+                        ),
                         ("state", Some(&state)),
                         ("code_challenge", Some(&pkce_challenge(&verifier))),
                         ("code_challenge_method", Some("S256")),
@@ -1209,10 +1224,15 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             // above the one the login started from.
             entry.revision = entry.revision.max(p.base_revision + 1);
             let token = AccessToken::from_entry(&entry, false);
+            let refreshable = entry.refresh_token.is_some();
             body.tenants.insert(name.clone(), entry);
-            Ok((Ok(token), true))
+            Ok((Ok((token, refreshable)), true))
         })?;
-        result.map(|token| LoginOutcome { token, joined })
+        result.map(|(token, refreshable)| LoginOutcome {
+            token,
+            joined,
+            refreshable,
+        })
     }
 }
 

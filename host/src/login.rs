@@ -414,6 +414,7 @@ impl Credlock {
             |r| LoginOutcome {
                 token: crate::access_token(r.token),
                 joined: r.joined,
+                refreshable: r.refreshable,
             },
         );
         self.platform_mut().login = LoginState::default();
@@ -468,8 +469,23 @@ pub fn outcome_json(tenant: &str, o: &LoginOutcome) -> String {
         "joined": o.joined,
         "expires_at_ms": o.token.expires_at_ms,
         "access_token_sha256": credlock_core::sha256_hex(o.token.token.as_bytes()),
+        "refresh_token": o.refreshable,
     })
     .to_string()
+}
+
+/// A login asked for `offline_access` (a refresh token) and got none: said instead of a
+/// silent success, since the tenant then needs a new login as soon as its token expires.
+pub fn no_refresh_token_text(
+    tenant: &str,
+    request: &LoginRequest,
+    o: &LoginOutcome,
+) -> Option<String> {
+    (!o.refreshable && credlock_core::login::asks_offline_access(request.scope.as_deref())).then(|| {
+        format!(
+            "credlock: warning: the server issued no refresh token for '{tenant}' although offline_access was asked for: it needs a new login when its access token expires; check that the client may use the refresh_token grant and that the server grants offline_access"
+        )
+    })
 }
 
 pub fn outcome_text(tenant: &str, o: &LoginOutcome) -> String {

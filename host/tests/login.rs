@@ -591,7 +591,7 @@ fn browser_login_follows_the_printed_url_to_the_loopback_callback_once() {
             "--client-id",
             "device-app",
             "--scope",
-            "openid api",
+            SCOPE,
             "--browser",
             "--no-open",
         ],
@@ -822,4 +822,55 @@ fn follow_to_callback_of_a_new_login(server: &OAuthServer) -> (Login, String, En
     let url = login.line_after("To log in, open this URL in a browser:");
     let callback = follow_to_callback(&url, &server.base);
     (login, callback, env)
+}
+
+/// Issue 22, item 4: OpenID Connect Core §11 requires `prompt=consent` with
+/// `offline_access`; without it an OpenID provider (the test server, as oidc-provider does by
+/// default) drops the scope and issues no refresh token, and the login reported success
+/// with "refresh token: none" behind it. Now the request carries it, and a login that asked
+/// for offline access and got no refresh token says so.
+#[test]
+fn a_browser_login_asking_for_offline_access_gets_a_refresh_token() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = start_browser(&env, &server, SCOPE);
+    let url = login.line_after("To log in, open this URL in a browser:");
+    assert!(url.contains("&prompt=consent&"), "{url}");
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(json(&run.stdout)["refresh_token"], true, "{run:?}");
+    assert!(!run.stderr.contains("warning"), "{run:?}");
+    let status = json(&env.ok(&["status", "acme", "--json"], ""));
+    assert_eq!(status[0]["has_refresh_token"], true, "{status}");
+    env.ok(&["refresh", "acme"], "");
+    assert_eq!(stat(&server, "refresh_successes"), 1);
+
+    // Without prompt=consent (the old request, forwarded by hand) the server grants no
+    // offline access: the login says so instead of a silent success.
+    let mut login = start_browser(&env, &server, SCOPE);
+    let url = login.line_after("To log in, open this URL in a browser:");
+    let callback = follow_to_callback(&url.replace("&prompt=consent", ""), &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(json(&run.stdout)["refresh_token"], false, "{run:?}");
+    assert!(
+        run.stderr.contains("no refresh token") && run.stderr.contains("offline_access"),
+        "{run:?}"
+    );
+    // A login that did not ask for offline access is not warned.
+    let mut login = start_browser(&env, &server, "openid api");
+    let url = login.line_after("To log in, open this URL in a browser:");
+    assert!(!url.contains("prompt="), "{url}");
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(
+        (run.code, run.stderr.contains("warning")),
+        (0, false),
+        "{run:?}"
+    );
 }

@@ -314,11 +314,13 @@ const provider = new Provider(ISSUER, {
   // clients, and confidential ones once >=70% of the token's TTL has passed.
   rotateRefreshToken: true,
 
-  // The default issues refresh tokens only when offline_access was granted
-  // (which, in the authorization flow, additionally requires prompt=consent).
-  // These test clients always get one. (Only consulted by the authorization_code
-  // grant; the refresh_token grant always returns the rotated token.)
-  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // The browser flow (the authorization_code grant) follows the default, as an OpenID
+  // provider does: a refresh token only when offline_access was granted, which the
+  // authorization request keeps only with prompt=consent (OpenID Connect Core §11).
+  // The device flow's clients always get one. (The refresh_token grant always returns
+  // the rotated token.)
+  issueRefreshToken: async (ctx, client, source) => client.grantTypeAllowed('refresh_token')
+    && (ctx.oidc.params?.grant_type !== 'authorization_code' || source.scopes.has('offline_access')),
 
   // Fixed TTLs. Functions that ignore ctx, because /test/grant builds tokens
   // outside any provider request context. The defaults also tie refresh
