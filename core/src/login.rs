@@ -17,6 +17,10 @@
 //!                 ─▶ pending gone: the tenant's newer tokens are the result
 //!                 ─▶ pending still there (its owner died): resume polling with its device code
 //! ```
+//! A browser login can only be finished by the process listening for its callback. One whose
+//! owner is gone (the refresh lock is free) is taken over at once, and one whose loopback
+//! listener refuses connections is waited for without showing its URL: a joiner never shows
+//! a URL that leads nowhere.
 //! Every wait is bounded: by the code's expiry, by a named constant, or by a timeout option.
 
 use crate::error::{EndpointError, LoginError, StoreError};
@@ -51,6 +55,8 @@ pub const JOIN_CHECK_MS: u32 = 250;
 pub const MAX_LOGIN_STEPS: u32 = 100_000;
 /// Fields of a server's reply longer than this are refused (a code or URL is far shorter).
 pub const MAX_FIELD_LEN: usize = 4096;
+/// How long a look at another process's loopback listener may take.
+pub const LISTENER_PROBE_MS: u32 = 2_000;
 
 /// Which grant a login runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -649,9 +655,35 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
         );
         let started = self.p.monotonic_ms();
         let mut shown: Option<String> = None;
+        let target = LockTarget::Refresh(tenant.id());
         for _ in 0..MAX_LOGIN_STEPS {
             if let Some(p) = self.pending_shared(&tenant)? {
-                if shown.as_deref() != Some(p.id.as_str()) {
+                // Only the process listening for a browser login's callback can finish it:
+                // one whose owner is gone is taken over at once, and its URL is never shown.
+                if p.kind != "device" {
+                    match self.p.acquire(&target, LockMode::Exclusive, 0) {
+                        // Its owner holds the refresh lock until its flow ends: a free lock
+                        // means the owner died (or has just finished).
+                        Ok(guard) => {
+                            match self.settle(&tenant, &p, LoginLockHeld { _guard: guard }) {
+                                Ok(Joined::Done(outcome)) => return Ok(outcome),
+                                // Nothing was shown or joined: a login that ended without
+                                // tokens meanwhile is no reason to fail; start our own.
+                                Ok(Joined::Again)
+                                | Err(StoreError::Login(LoginError::JoinedFailed(_))) => continue,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Err(LockError::Timeout(_)) => {}
+                        Err(LockError::Io(io)) => {
+                            return Err(StoreError::Io(crate::platform::FileError::Io(io)))
+                        }
+                    }
+                }
+                // A listener that refuses connections cannot take the callback (its owner is
+                // past it, or dying): wait for the lock without showing its URL.
+                let joinable = p.kind == "device" || self.listener_answers(&p);
+                if joinable && shown.as_deref() != Some(p.id.as_str()) {
                     self.p.show(&prompt(&p, true));
                     shown = Some(p.id.clone());
                 }
@@ -660,7 +692,6 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     Joined::Again => continue,
                 }
             }
-            let target = LockTarget::Refresh(tenant.id());
             match self.p.acquire(&target, LockMode::Exclusive, JOIN_CHECK_MS) {
                 Ok(guard) => {
                     let lock = LoginLockHeld { _guard: guard };
@@ -705,7 +736,16 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             u32::try_from(wait).unwrap_or(u32::MAX),
             &what,
         )?;
-        let lock = LoginLockHeld { _guard: guard };
+        self.settle(tenant, p, LoginLockHeld { _guard: guard })
+    }
+
+    /// With the refresh lock that the login `p` held, adopt its result or resume it.
+    fn settle(
+        &mut self,
+        tenant: &TenantName,
+        p: &PendingLogin,
+        lock: LoginLockHeld<P::Guard>,
+    ) -> Result<Joined, StoreError> {
         let loaded = self.read_shared(Scope::Tenant(tenant))?;
         let body = loaded.body();
         let now = self.p.wall_ms();
@@ -950,6 +990,25 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             "neither /.well-known/oauth-authorization-server nor /.well-known/openid-configuration answered (HTTP {})",
             statuses.join(", ")
         ))))
+    }
+
+    /// Whether the loopback listener of another process's browser login `p` still takes
+    /// connections. A refused connection means nothing listens there any more; anything else
+    /// (a reply, a timeout) counts as alive. The listener answers this GET with a 400 and
+    /// keeps waiting for its callback.
+    fn listener_answers(&mut self, p: &PendingLogin) -> bool {
+        let Some(base) = p
+            .redirect_uri
+            .as_deref()
+            .and_then(|u| u.strip_suffix("/callback"))
+            .filter(|b| b.starts_with("http://127.0.0.1:"))
+        else {
+            return true;
+        };
+        !matches!(
+            self.p.get(&format!("{base}/"), LISTENER_PROBE_MS),
+            Err(TransportError::Connect(_))
+        )
     }
 
     /// The live pending login of `tenant` this build understands, read under the shared lock.
