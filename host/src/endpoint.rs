@@ -72,13 +72,17 @@ impl Sent {
     }
 }
 
-/// The last link of the connector chain: wraps the connection to the request's own host
-/// (not one to a CONNECT proxy, which runs the chain too) so that its first write marks
-/// [`Sent`].
+/// The last link of the connector chain: wraps the connection that carries the request so
+/// that its first write marks [`Sent`]. A CONNECT proxy runs the whole chain for its own
+/// connection first, and writes its CONNECT there: that connection is the one left alone
+/// (a refused CONNECT sent nothing to the endpoint). Any other is wrapped, so that a doubt
+/// errs towards "may have arrived".
 #[derive(Debug)]
 struct MarkSent {
-    /// The request's scheme and authority (a proxy's differ).
+    /// The request's scheme and authority.
     target: (Option<String>, Option<String>),
+    /// The proxy's, if the agent has one.
+    proxy: Option<(Option<String>, Option<String>)>,
     sent: Sent,
 }
 
@@ -97,14 +101,16 @@ impl Connector<Box<dyn Transport>> for MarkSent {
         details: &ConnectionDetails,
         chained: Option<Box<dyn Transport>>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
+        let this = scheme_and_authority(details.uri);
+        let to_proxy = self.proxy.as_ref() == Some(&this) && this != self.target;
         Ok(chained.map(|inner| {
-            if scheme_and_authority(details.uri) == self.target {
+            if to_proxy {
+                inner
+            } else {
                 Box::new(MarkedTransport {
                     inner,
                     sent: self.sent.clone(),
                 }) as Box<dyn Transport>
-            } else {
-                inner
             }
         }))
     }
@@ -180,12 +186,14 @@ pub(crate) fn agent_for(
         // A proxy from the environment has no business with a loopback endpoint.
         config = config.proxy(None);
     }
+    let config = config.build();
     let sent = Sent::default();
     let connector = DefaultConnector::new().chain(MarkSent {
         target: scheme_and_authority(&uri),
+        proxy: config.proxy().map(|p| scheme_and_authority(p.uri())),
         sent: sent.clone(),
     });
-    let agent = ureq::Agent::with_parts(config.build(), connector, DefaultResolver::default());
+    let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
     Ok((agent, sent))
 }
 

@@ -284,57 +284,59 @@ impl Drop for WrongCertServer {
     }
 }
 
-/// A server on 127.0.0.1 that reads each request (head and Content-Length body) whole, then
-/// closes the connection without a word: the request arrived, its outcome is unknown.
-fn closes_after_the_request() -> u16 {
+/// Read one request (head and Content-Length body) whole from `r`, then drop the connection
+/// without a word: the request arrived, its outcome is unknown.
+fn read_request_then_close(mut r: std::io::BufReader<std::net::TcpStream>) {
+    use std::io::{BufRead, Read};
+    let mut length = 0;
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        line.clear();
+    }
+    let mut body = vec![0; length];
+    let _ = r.read_exact(&mut body);
+}
+
+/// Serve each connection to a new listener on 127.0.0.1 with `serve` on its own thread;
+/// returns the port.
+fn serve(serve: fn(std::io::BufReader<std::net::TcpStream>)) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || {
-                use std::io::{BufRead, BufReader, Read};
-                let mut r = BufReader::new(stream);
-                let mut length = 0;
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                    if let Some((k, v)) = line.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; length];
-                let _ = r.read_exact(&mut body);
-            });
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(std::io::BufReader::new(stream)));
         }
     });
     port
 }
 
-/// An HTTP proxy on 127.0.0.1 that refuses every CONNECT with a 403.
-fn refusing_proxy() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            use std::io::{Read, Write};
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = stream.write_all(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-        }
-    });
-    port
+/// An HTTP proxy's answer to CONNECT: read the CONNECT head, answer `status`.
+fn answer_connect(r: &mut std::io::BufReader<std::net::TcpStream>, status: &str) {
+    use std::io::{BufRead, Write};
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+        line.clear();
+    }
+    let _ = write!(
+        r.get_mut(),
+        "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n"
+    );
+}
+
+/// A proxy that refuses every CONNECT: nothing reaches the endpoint.
+fn refusing_proxy(mut r: std::io::BufReader<std::net::TcpStream>) {
+    answer_connect(&mut r, "403 Forbidden");
+}
+
+/// A proxy that opens every tunnel, where the "endpoint" reads the request and closes.
+fn tunnel_then_close(mut r: std::io::BufReader<std::net::TcpStream>) {
+    answer_connect(&mut r, "200 Connection established");
+    read_request_then_close(r);
 }
 
 const PROXY_VARS: [&str; 7] = [
@@ -375,7 +377,7 @@ fn a_request_that_never_left_keeps_the_refresh_token() {
         .local_addr()
         .unwrap()
         .port();
-    let proxy = format!("http://127.0.0.1:{}", refusing_proxy());
+    let proxy = format!("http://127.0.0.1:{}", serve(refusing_proxy));
     // RFC 6761 §6.4: a name under .invalid never resolves; nothing leaves the machine.
     let unresolvable = "https://tokens.credlock-test.invalid/token".to_owned();
     // What went wrong, the endpoint, the proxy, and a word of the detail that shows the
@@ -429,19 +431,34 @@ fn a_request_that_never_left_keeps_the_refresh_token() {
             assert_eq!(s["can_refresh"], true, "{what}: {s}");
         }
     }
-    // A server that read the request and closed: it may have rotated the token.
-    let env = Env::new().env("CREDLOCK_HTTP_TIMEOUT", "5");
-    put(
-        &env,
-        &format!("http://127.0.0.1:{}/token", closes_after_the_request()),
-    );
-    let first = token_call(&env, None);
-    assert_eq!(first.code, 7, "{first:?}");
-    assert!(
-        first.stderr.contains("broke after the request was sent"),
-        "{first:?}"
-    );
-    let second = token_call(&env, None);
-    assert_eq!(second.code, 4, "{second:?}");
-    assert_eq!(status(&env)["needs_reauth"], true);
+    // A server that read the request and closed: it may have rotated the token. Directly,
+    // and through a proxy's tunnel (only the proxy's own connection is left unmarked).
+    let tunnel = format!("http://127.0.0.1:{}", serve(tunnel_then_close));
+    for (what, url, proxy) in [
+        (
+            "directly",
+            format!("http://127.0.0.1:{}/token", serve(read_request_then_close)),
+            None,
+        ),
+        (
+            "through a proxy",
+            "http://tokens.credlock-test.invalid/token".to_owned(),
+            Some(tunnel.as_str()),
+        ),
+    ] {
+        // Plain http off loopback, so that the proxy sees the request (a test server).
+        let env = Env::new()
+            .env("CREDLOCK_HTTP_TIMEOUT", "5")
+            .env("CREDLOCK_ALLOW_INSECURE_HTTP", "1");
+        put(&env, &url);
+        let first = token_call(&env, proxy);
+        assert_eq!(first.code, 7, "{what}: {first:?}");
+        assert!(
+            first.stderr.contains("broke after the request was sent"),
+            "{what}: {first:?}"
+        );
+        let second = token_call(&env, proxy);
+        assert_eq!(second.code, 4, "{what}: {second:?}");
+        assert_eq!(status(&env)["needs_reauth"], true, "{what}");
+    }
 }
