@@ -59,6 +59,11 @@ pub enum LoginError {
     Callback(String),
     /// This host cannot run this part of a login (payload: what).
     Unsupported(String),
+    // --- the authorization response's issuer (RFC 9207) ---
+    /// The browser callback names another issuer than the login's, or none where the
+    /// server's metadata promises one: a mix-up attack, or a misconfigured server. Its code
+    /// was not exchanged (payload: why).
+    IssuerMismatch(String),
 }
 
 /// How a token endpoint failed. Mirrors `endpoint-error`.
@@ -230,6 +235,7 @@ impl std::fmt::Display for StoreError {
             Login(LoginError::RevocationFailed(why)) => write!(f, "the server did not confirm the revocation ({why}); nothing was deleted"),
             Login(LoginError::Callback(why)) => write!(f, "the browser login did not complete: {why}"),
             Login(LoginError::Unsupported(what)) => write!(f, "this credlock build cannot {what}"),
+            Login(LoginError::IssuerMismatch(why)) => write!(f, "the browser login's callback may come from another authorization server: {why}; its code was not exchanged (RFC 9207)"),
         }
     }
 }
@@ -306,6 +312,7 @@ impl StoreError {
                 LoginError::RevocationFailed(_) => "revocation-failed",
                 LoginError::Callback(_) => "callback",
                 LoginError::Unsupported(_) => "unsupported",
+                LoginError::IssuerMismatch(_) => "issuer-mismatch",
             },
             _ => return None,
         })
@@ -341,6 +348,7 @@ impl StoreError {
                 | LoginError::Superseded(_)
                 | LoginError::Callback(_),
             ) => exit::LOGIN,
+            Login(LoginError::IssuerMismatch(_)) => exit::LOGIN,
         }
     }
 
@@ -394,6 +402,7 @@ impl StoreError {
             Login(LoginError::RevocationFailed(_)) => "retry later, or `credlock logout --local` to delete the tokens without revoking them",
             Login(LoginError::Callback(_)) => "run `credlock login --browser` again and finish in the browser it opens (or use --device)",
             Login(LoginError::Unsupported(_)) => "run the native credlock (or its bindings) to log in",
+            Login(LoginError::IssuerMismatch(_)) => "run `credlock login --browser` again; if it happens again, another authorization server is answering in this one's place (a mix-up attack): check --issuer and the browser's sessions; nothing was stored",
         }
     }
 }

@@ -17,6 +17,10 @@
 //!                 ─▶ pending gone: the tenant's newer tokens are the result
 //!                 ─▶ pending still there (its owner died): resume polling with its device code
 //! ```
+//! A browser login can only be finished by the process listening for its callback. One whose
+//! owner is gone (the refresh lock is free) is taken over at once, and one whose loopback
+//! listener refuses connections is waited for without showing its URL: a joiner never shows
+//! a URL that leads nowhere.
 //! Every wait is bounded: by the code's expiry, by a named constant, or by a timeout option.
 
 use crate::error::{EndpointError, LoginError, StoreError};
@@ -51,6 +55,8 @@ pub const JOIN_CHECK_MS: u32 = 250;
 pub const MAX_LOGIN_STEPS: u32 = 100_000;
 /// Fields of a server's reply longer than this are refused (a code or URL is far shorter).
 pub const MAX_FIELD_LEN: usize = 4096;
+/// How long a look at another process's loopback listener may take.
+pub const LISTENER_PROBE_MS: u32 = 2_000;
 
 /// Which grant a login runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +105,9 @@ pub struct LoginOutcome {
     pub token: AccessToken,
     /// This process joined a login another process ran.
     pub joined: bool,
+    /// The stored tokens include a refresh token. Without one (a server that granted no
+    /// offline access) the login lasts until the access token expires.
+    pub refreshable: bool,
 }
 
 /// What `logout` did about the server's side.
@@ -141,6 +150,12 @@ pub struct Endpoints {
     pub revocation: Option<String>,
     /// `code_challenge_methods_supported`, if the metadata lists it.
     pub code_challenge_methods: Option<Vec<String>>,
+    /// The issuer an authorization response must name (RFC 9207): the metadata's `issuer`,
+    /// else the one the login was given; `None` when neither is known.
+    pub issuer: Option<String>,
+    /// `authorization_response_iss_parameter_supported`: the server promises `iss` in every
+    /// authorization response, so a callback without one is refused.
+    pub iss_parameter_supported: bool,
 }
 
 /// Where to look for the metadata of `issuer`: RFC 8414 §3.1 first (the well-known suffix
@@ -239,15 +254,17 @@ pub fn parse_metadata(json: &[u8], issuer: &str) -> Result<Endpoints, LoginError
             "the metadata is not a JSON object".into(),
         ));
     };
-    match obj.get("issuer") {
-        Some(Value::String(s)) if s.trim_end_matches('/') == issuer.trim_end_matches('/') => {}
+    let metadata_issuer = match obj.get("issuer") {
+        Some(Value::String(s)) if s.trim_end_matches('/') == issuer.trim_end_matches('/') => {
+            s.clone()
+        }
         Some(Value::String(_)) => {
             return Err(LoginError::Metadata(
                 "the metadata names another issuer (RFC 8414 §3.3)".into(),
             ))
         }
         _ => return Err(LoginError::Metadata("`issuer` is missing".into())),
-    }
+    };
     let token = metadata_url(&obj, "token_endpoint")?
         .ok_or_else(|| LoginError::Metadata("`token_endpoint` is missing".into()))?;
     let code_challenge_methods = match obj.get("code_challenge_methods_supported") {
@@ -264,7 +281,44 @@ pub fn parse_metadata(json: &[u8], issuer: &str) -> Result<Endpoints, LoginError
         device_authorization: metadata_url(&obj, "device_authorization_endpoint")?,
         revocation: metadata_url(&obj, "revocation_endpoint")?,
         code_challenge_methods,
+        issuer: Some(metadata_issuer),
+        iss_parameter_supported: obj.get("authorization_response_iss_parameter_supported")
+            == Some(&Value::Bool(true)),
     })
+}
+
+/// What the browser callback must say about its issuer (RFC 9207 §2.4), from the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseIssuer {
+    /// The issuer identifier `iss` must equal, if known.
+    pub issuer: Option<String>,
+    /// The server promises `iss` (`authorization_response_iss_parameter_supported`).
+    pub required: bool,
+}
+
+impl ResponseIssuer {
+    /// Check the callback's query: an `iss` must be the login's issuer (a simple string
+    /// comparison, ignoring only a trailing slash as discovery does), and a server that
+    /// promises `iss` must send it. Otherwise the response may come from another server the
+    /// user also uses (a mix-up attack), and its code is not exchanged.
+    pub fn check(&self, query: &str) -> Result<(), LoginError> {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        match (query_param(query, "iss"), &self.issuer) {
+            (Some(iss), Some(expected)) if !same(&iss, expected) => {
+                Err(LoginError::IssuerMismatch(format!(
+                    "it names the issuer {:?}, not {expected:?}",
+                    iss.chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect::<String>()
+                )))
+            }
+            (None, _) if self.required => Err(LoginError::IssuerMismatch(
+                "it carries no `iss`, which the server's metadata promises (authorization_response_iss_parameter_supported)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An RFC 8628 §3.2 device authorization response.
@@ -513,6 +567,13 @@ pub fn client_form(
     (body, authorization)
 }
 
+/// Whether `scope` asks for `offline_access` (OpenID Connect Core §11: a refresh token).
+/// Such an authorization request must carry `prompt=consent`, or an OpenID provider drops
+/// the scope and issues no refresh token.
+pub fn asks_offline_access(scope: Option<&str>) -> bool {
+    scope.is_some_and(|s| s.split(' ').any(|v| v == "offline_access"))
+}
+
 /// The value of `name` in a query string (`application/x-www-form-urlencoded`), decoded.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -594,9 +655,35 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
         );
         let started = self.p.monotonic_ms();
         let mut shown: Option<String> = None;
+        let target = LockTarget::Refresh(tenant.id());
         for _ in 0..MAX_LOGIN_STEPS {
             if let Some(p) = self.pending_shared(&tenant)? {
-                if shown.as_deref() != Some(p.id.as_str()) {
+                // Only the process listening for a browser login's callback can finish it:
+                // one whose owner is gone is taken over at once, and its URL is never shown.
+                if p.kind != "device" {
+                    match self.p.acquire(&target, LockMode::Exclusive, 0) {
+                        // Its owner holds the refresh lock until its flow ends: a free lock
+                        // means the owner died (or has just finished).
+                        Ok(guard) => {
+                            match self.settle(&tenant, &p, LoginLockHeld { _guard: guard }) {
+                                Ok(Joined::Done(outcome)) => return Ok(outcome),
+                                // Nothing was shown or joined: a login that ended without
+                                // tokens meanwhile is no reason to fail; start our own.
+                                Ok(Joined::Again)
+                                | Err(StoreError::Login(LoginError::JoinedFailed(_))) => continue,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Err(LockError::Timeout(_)) => {}
+                        Err(LockError::Io(io)) => {
+                            return Err(StoreError::Io(crate::platform::FileError::Io(io)))
+                        }
+                    }
+                }
+                // A listener that refuses connections cannot take the callback (its owner is
+                // past it, or dying): wait for the lock without showing its URL.
+                let joinable = p.kind == "device" || self.listener_answers(&p);
+                if joinable && shown.as_deref() != Some(p.id.as_str()) {
                     self.p.show(&prompt(&p, true));
                     shown = Some(p.id.clone());
                 }
@@ -605,7 +692,6 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     Joined::Again => continue,
                 }
             }
-            let target = LockTarget::Refresh(tenant.id());
             match self.p.acquire(&target, LockMode::Exclusive, JOIN_CHECK_MS) {
                 Ok(guard) => {
                     let lock = LoginLockHeld { _guard: guard };
@@ -650,7 +736,16 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             u32::try_from(wait).unwrap_or(u32::MAX),
             &what,
         )?;
-        let lock = LoginLockHeld { _guard: guard };
+        self.settle(tenant, p, LoginLockHeld { _guard: guard })
+    }
+
+    /// With the refresh lock that the login `p` held, adopt its result or resume it.
+    fn settle(
+        &mut self,
+        tenant: &TenantName,
+        p: &PendingLogin,
+        lock: LoginLockHeld<P::Guard>,
+    ) -> Result<Joined, StoreError> {
         let loaded = self.read_shared(Scope::Tenant(tenant))?;
         let body = loaded.body();
         let now = self.p.wall_ms();
@@ -677,6 +772,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     Some(e) if e.revision > p.base_revision => Ok(Joined::Done(LoginOutcome {
                         token: AccessToken::from_entry(e, false),
                         joined: true,
+                        refreshable: e.refresh_token.is_some(),
                     })),
                     _ => Err(StoreError::Login(LoginError::JoinedFailed(
                         tenant.to_string(),
@@ -793,6 +889,10 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                         ("response_type", Some("code")),
                         ("redirect_uri", Some(&redirect_uri)),
                         ("scope", req.scope.as_deref()),
+                        (
+                            "prompt",
+                            asks_offline_access(req.scope.as_deref()).then_some("consent"),
+                        ),
                         ("state", Some(&state)),
                         ("code_challenge", Some(&pkce_challenge(&verifier))),
                         ("code_challenge_method", Some("S256")),
@@ -816,7 +916,11 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     // Where no browser opens, the URL shown above is the way in.
                     let _opened = self.p.open_browser(&pending.url);
                 }
-                self.finish_browser(tenant, lock, pending)
+                let issuer = ResponseIssuer {
+                    issuer: endpoints.issuer.clone(),
+                    required: endpoints.iss_parameter_supported,
+                };
+                self.finish_browser(tenant, lock, pending, &issuer)
             }
         }
     }
@@ -864,6 +968,8 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             device_authorization: device.or(d.device_authorization),
             revocation: revocation.or(d.revocation),
             code_challenge_methods: d.code_challenge_methods,
+            issuer: d.issuer.or_else(|| req.issuer.clone()),
+            iss_parameter_supported: d.iss_parameter_supported,
         })
     }
 
@@ -884,6 +990,25 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             "neither /.well-known/oauth-authorization-server nor /.well-known/openid-configuration answered (HTTP {})",
             statuses.join(", ")
         ))))
+    }
+
+    /// Whether the loopback listener of another process's browser login `p` still takes
+    /// connections. A refused connection means nothing listens there any more; anything else
+    /// (a reply, a timeout) counts as alive. The listener answers this GET with a 400 and
+    /// keeps waiting for its callback.
+    fn listener_answers(&mut self, p: &PendingLogin) -> bool {
+        let Some(base) = p
+            .redirect_uri
+            .as_deref()
+            .and_then(|u| u.strip_suffix("/callback"))
+            .filter(|b| b.starts_with("http://127.0.0.1:"))
+        else {
+            return true;
+        };
+        !matches!(
+            self.p.get(&format!("{base}/"), LISTENER_PROBE_MS),
+            Err(TransportError::Connect(_))
+        )
     }
 
     /// The live pending login of `tenant` this build understands, read under the shared lock.
@@ -1029,6 +1154,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
         tenant: &TenantName,
         _lock: LoginLockHeld<P::Guard>,
         p: PendingLogin,
+        issuer: &ResponseIssuer,
     ) -> Result<LoginOutcome, StoreError> {
         // `start` wrote all three.
         let state = p.state.clone().unwrap_or_default();
@@ -1054,6 +1180,10 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                     "the callback's state does not match".into(),
                 )),
             );
+        }
+        // RFC 9207: before anything else of the response is believed, error included.
+        if let Err(e) = issuer.check(&query) {
+            return self.abandon(tenant, &p.id, StoreError::Login(e));
         }
         if let Some(error) = query_param(&query, "error") {
             let err = if error == "access_denied" {
@@ -1154,10 +1284,15 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             // above the one the login started from.
             entry.revision = entry.revision.max(p.base_revision + 1);
             let token = AccessToken::from_entry(&entry, false);
+            let refreshable = entry.refresh_token.is_some();
             body.tenants.insert(name.clone(), entry);
-            Ok((Ok(token), true))
+            Ok((Ok((token, refreshable)), true))
         })?;
-        result.map(|token| LoginOutcome { token, joined })
+        result.map(|(token, refreshable)| LoginOutcome {
+            token,
+            joined,
+            refreshable,
+        })
     }
 }
 
@@ -1355,6 +1490,46 @@ mod tests {
             Err(LoginError::InsecureEndpoint("token_endpoint".into()))
         );
         assert!(parse_metadata(b"{", "https://as").is_err());
+    }
+
+    #[test]
+    fn the_callbacks_issuer_is_checked_rfc9207() {
+        let m = br#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t",
+            "authorization_response_iss_parameter_supported":true}"#;
+        let e = parse_metadata(m, "https://as.example/").unwrap();
+        assert_eq!(e.issuer.as_deref(), Some("https://as.example"));
+        assert!(e.iss_parameter_supported);
+        let promised = ResponseIssuer {
+            issuer: e.issuer,
+            required: e.iss_parameter_supported,
+        };
+        assert_eq!(
+            promised.check("code=c&state=s&iss=https%3A%2F%2Fas.example"),
+            Ok(())
+        );
+        assert!(matches!(
+            promised.check("code=c&state=s&iss=https%3A%2F%2Fevil.invalid"),
+            Err(LoginError::IssuerMismatch(m)) if m.contains("evil.invalid")
+        ));
+        assert!(matches!(
+            promised.check("code=c&state=s"),
+            Err(LoginError::IssuerMismatch(m)) if m.contains("carries no `iss`")
+        ));
+        // A server that does not promise `iss` may leave it out, but one it sends is checked.
+        let silent = ResponseIssuer {
+            issuer: Some("https://as.example".into()),
+            required: false,
+        };
+        assert_eq!(silent.check("code=c&state=s"), Ok(()));
+        assert!(silent
+            .check("code=c&iss=https%3A%2F%2Fevil.invalid")
+            .is_err());
+        let e = parse_metadata(
+            br#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t"}"#,
+            "https://as.example",
+        )
+        .unwrap();
+        assert!(!e.iss_parameter_supported);
     }
 
     #[test]

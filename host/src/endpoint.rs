@@ -5,8 +5,14 @@
 //! allowed to loopback addresses unless the user explicitly allows it.
 
 use credlock_core::platform::{HttpReply, TokenRequest, TransportError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use ureq::http::Uri;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 
 /// The largest reply read (the WIT's limit).
 pub const MAX_REPLY_BYTES: u64 = 1024 * 1024;
@@ -27,7 +33,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 pub fn post(request: &TokenRequest, policy: EndpointPolicy) -> Result<HttpReply, TransportError> {
-    let agent = agent_for(&request.url, request.timeout_ms, policy)?;
+    let (agent, sent) = agent_for(&request.url, request.timeout_ms, policy)?;
     let mut req = agent
         .post(&request.url)
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -35,19 +41,123 @@ pub fn post(request: &TokenRequest, policy: EndpointPolicy) -> Result<HttpReply,
     if let Some(auth) = &request.authorization {
         req = req.header("Authorization", auth);
     }
-    let response = req.send(request.body.as_bytes()).map_err(transport_error)?;
+    let response = req
+        .send(request.body.as_bytes())
+        .map_err(|e| sent.transport_error(e))?;
     read_reply(response)
+}
+
+/// Whether a byte of the request can have reached the server: set when the request is first
+/// handed to the connection that carries it (after name resolution, connect, a proxy's
+/// CONNECT and the TLS handshake all succeeded). Until then nothing was sent, whatever the
+/// error says: a failure before is `connect` (the core withdraws its refresh intent, the
+/// refresh token is unspent), one after is `timeout` or `interrupted` (it may be spent).
+/// Classifying by ureq's error type instead got this wrong: a failed DNS lookup and a TLS
+/// alert arrive as `Io` errors, a refused CONNECT as `ConnectProxyFailed`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sent(Arc<AtomicBool>);
+
+impl Sent {
+    fn mark(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The WIT's transport error for a failure of this call.
+    pub(crate) fn transport_error(&self, e: ureq::Error) -> TransportError {
+        transport_error(e, self.get())
+    }
+}
+
+/// The last link of the connector chain: wraps the connection that carries the request so
+/// that its first write marks [`Sent`]. A CONNECT proxy runs the whole chain for its own
+/// connection first, and writes its CONNECT there: that connection is the one left alone
+/// (a refused CONNECT sent nothing to the endpoint). Any other is wrapped, so that a doubt
+/// errs towards "may have arrived".
+#[derive(Debug)]
+struct MarkSent {
+    /// The request's scheme and authority.
+    target: (Option<String>, Option<String>),
+    /// The proxy's, if the agent has one.
+    proxy: Option<(Option<String>, Option<String>)>,
+    sent: Sent,
+}
+
+fn scheme_and_authority(uri: &Uri) -> (Option<String>, Option<String>) {
+    (
+        uri.scheme_str().map(str::to_ascii_lowercase),
+        uri.authority().map(|a| a.as_str().to_ascii_lowercase()),
+    )
+}
+
+impl Connector<Box<dyn Transport>> for MarkSent {
+    type Out = Box<dyn Transport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<Box<dyn Transport>>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let this = scheme_and_authority(details.uri);
+        let to_proxy = self.proxy.as_ref() == Some(&this) && this != self.target;
+        Ok(chained.map(|inner| {
+            if to_proxy {
+                inner
+            } else {
+                Box::new(MarkedTransport {
+                    inner,
+                    sent: self.sent.clone(),
+                }) as Box<dyn Transport>
+            }
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct MarkedTransport {
+    inner: Box<dyn Transport>,
+    sent: Sent,
+}
+
+impl Transport for MarkedTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        // Before the write: a write that fails half-way may still have delivered bytes.
+        if amount > 0 {
+            self.sent.mark();
+        }
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
 }
 
 /// An agent for one call to `url` under the endpoint rules every OAuth call here follows
 /// (the token endpoint's `post`, and the login's GETs): `https`, or `http` only to a
 /// loopback host unless the user allowed otherwise; no redirect followed; one deadline for
-/// connect plus total; no proxy from the environment for a loopback host.
+/// connect plus total; no proxy from the environment for a loopback host. With it, the
+/// [`Sent`] that classifies its failures.
 pub(crate) fn agent_for(
     url: &str,
     timeout_ms: u32,
     policy: EndpointPolicy,
-) -> Result<ureq::Agent, TransportError> {
+) -> Result<(ureq::Agent, Sent), TransportError> {
     let uri: Uri = url
         .parse()
         .map_err(|_| TransportError::BadUrl("not a valid URL".into()))?;
@@ -76,7 +186,15 @@ pub(crate) fn agent_for(
         // A proxy from the environment has no business with a loopback endpoint.
         config = config.proxy(None);
     }
-    Ok(config.build().into())
+    let config = config.build();
+    let sent = Sent::default();
+    let connector = DefaultConnector::new().chain(MarkSent {
+        target: scheme_and_authority(&uri),
+        proxy: config.proxy().map(|p| scheme_and_authority(p.uri())),
+        sent: sent.clone(),
+    });
+    let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
+    Ok((agent, sent))
 }
 
 /// A reply as the core reads it: status, content type, and the body up to
@@ -95,7 +213,8 @@ pub(crate) fn read_reply(
         .with_config()
         .limit(MAX_REPLY_BYTES)
         .read_to_vec()
-        .map_err(transport_error)?;
+        // A reply came, so the request was sent.
+        .map_err(|e| transport_error(e, true))?;
     Ok(HttpReply {
         status,
         content_type,
@@ -103,27 +222,36 @@ pub(crate) fn read_reply(
     })
 }
 
-pub(crate) fn transport_error(e: ureq::Error) -> TransportError {
+/// The WIT's transport error for `e`, given whether a byte of the request can have reached
+/// the server (`sent`, see [`Sent`]).
+fn transport_error(e: ureq::Error, sent: bool) -> TransportError {
     use ureq::Error as E;
     match e {
-        // Before a connection exists nothing was sent: safe to forget.
-        E::HostNotFound => TransportError::Connect("host not found".into()),
-        E::ConnectionFailed => TransportError::Connect("connection failed".into()),
-        E::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
-            TransportError::Connect("timed out connecting".into())
-        }
-        E::Tls(d) => TransportError::Connect(format!("TLS: {d}")),
-        E::Rustls(e) => TransportError::Connect(format!("TLS: {e}")),
         E::BadUri(_) | E::Http(_) => {
             TransportError::BadUrl("the request could not be built".into())
         }
-        E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            TransportError::Connect(io.to_string())
-        }
-        E::Timeout(_) => TransportError::Timeout,
         E::BodyExceedsLimit(_) => TransportError::ReplyTooLarge,
+        // Before the request was written nothing was sent, however the connection failed
+        // (name resolution, connect, a proxy's CONNECT, the TLS handshake): safe to forget.
+        e if !sent => TransportError::Connect(not_sent_detail(e)),
+        E::Timeout(_) => TransportError::Timeout,
         // Everything else happened with the request possibly on the wire.
         other => TransportError::Interrupted(other.to_string()),
+    }
+}
+
+/// Why a connection was not made, in words (ureq's own are terse for some cases).
+fn not_sent_detail(e: ureq::Error) -> String {
+    use ureq::Error as E;
+    match e {
+        E::HostNotFound => "host not found".into(),
+        E::ConnectionFailed => "connection failed".into(),
+        E::Timeout(_) => "timed out connecting".into(),
+        E::Tls(d) => format!("TLS: {d}"),
+        E::Rustls(e) => format!("TLS: {e}"),
+        E::ConnectProxyFailed(why) => format!("the proxy refused the connection: {why}"),
+        E::Io(e) => e.to_string(),
+        other => other.to_string(),
     }
 }
 

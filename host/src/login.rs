@@ -5,7 +5,7 @@
 use crate::component::api;
 use crate::component::credlock::store::{login as wit, token_endpoint};
 use crate::component::HostState;
-use crate::endpoint::{agent_for, read_reply, transport_error, EndpointPolicy};
+use crate::endpoint::{agent_for, read_reply, EndpointPolicy};
 use crate::native::NativePlatform;
 use crate::{Credlock, Engine, Error};
 use credlock_core::login::{
@@ -17,6 +17,7 @@ use credlock_core::platform::{
 use credlock_core::LoginError;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,13 @@ pub type PromptSink = Arc<dyn Fn(&LoginPrompt) + Send + Sync>;
 
 /// The largest request head the loopback listener reads.
 const MAX_CALLBACK_REQUEST_BYTES: usize = 8 * 1024;
-/// How long one connection to the listener may take to send its request head.
-const CALLBACK_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection to the listener may take, from its accept to the end of its
+/// request head, and then to take its answer: in all, however slowly it trickles bytes.
+const CALLBACK_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections the listener serves at once, each on its own thread. One more evicts the
+/// oldest: a browser's callback sends its request at once and is answered within
+/// milliseconds, so only a flood faster than that could evict it.
+const MAX_CALLBACK_CONNECTIONS: usize = 16;
 /// How often the listener looks for a connection while it waits.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 
@@ -76,26 +82,35 @@ pub fn get(
     timeout_ms: u32,
     policy: EndpointPolicy,
 ) -> Result<HttpReply, TransportError> {
-    let response = agent_for(url, timeout_ms, policy)?
+    let (agent, sent) = agent_for(url, timeout_ms, policy)?;
+    let response = agent
         .get(url)
         .header("Accept", "application/json")
         .call()
-        .map_err(transport_error)?;
+        .map_err(|e| sent.transport_error(e))?;
     read_reply(response)
 }
 
-/// Answer one connection to the listener; returns the query if it is the expected callback.
-fn serve_one(mut stream: TcpStream, state: &str) -> Option<String> {
+/// Answer one connection to the listener within [`CALLBACK_REQUEST_DEADLINE`]; returns the
+/// query if it is the expected callback and the first one (`claimed` says whether one came).
+fn serve_one(mut stream: TcpStream, state: &str, claimed: &AtomicBool) -> Option<String> {
+    let deadline = Instant::now() + CALLBACK_REQUEST_DEADLINE;
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(CALLBACK_READ_TIMEOUT));
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_CALLBACK_REQUEST_BYTES {
+    let complete = |h: &[u8]| h.windows(4).any(|w| w == b"\r\n\r\n");
+    while !complete(&head) && head.len() < MAX_CALLBACK_REQUEST_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    // Only a whole request head counts: one cut short by the deadline is answered 400.
+    let complete = complete(&head);
     let head = String::from_utf8_lossy(&head);
     let target = head
         .lines()
@@ -103,11 +118,13 @@ fn serve_one(mut stream: TcpStream, state: &str) -> Option<String> {
         .and_then(|l| l.strip_prefix("GET "))
         .and_then(|l| l.split(' ').next())
         .unwrap_or("");
-    let query = target.strip_prefix("/callback?");
+    let query = target.strip_prefix("/callback?").filter(|_| complete);
     let matches = query.is_some_and(|q| {
         q.split('&')
             .any(|kv| kv.strip_prefix("state=") == Some(state))
-    });
+    }) && claimed
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
     let (status, text) = if matches {
         (
             "200 OK",
@@ -119,12 +136,61 @@ fn serve_one(mut stream: TcpStream, state: &str) -> Option<String> {
             "credlock: this is not the callback credlock is waiting for.\n",
         )
     };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = stream.set_write_timeout(Some(left.max(Duration::from_millis(100))));
     let _ = write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{text}",
         text.len()
     );
     matches.then(|| query.unwrap_or_default().to_owned())
+}
+
+/// The connections the listener is serving, each on a thread of its own, so that none can
+/// delay another (a connection trickling a byte a second used to hold the one expected
+/// callback off until the login timed out).
+struct Connections {
+    /// Oldest first: a handle on each socket (to shut it down) and whether its thread ended.
+    live: std::collections::VecDeque<(TcpStream, Arc<AtomicBool>)>,
+    claimed: Arc<AtomicBool>,
+    found: std::sync::mpsc::Sender<String>,
+}
+
+impl Connections {
+    fn serve(&mut self, stream: TcpStream, state: &str) {
+        self.live.retain(|(_, ended)| !ended.load(Ordering::SeqCst));
+        if self.live.len() >= MAX_CALLBACK_CONNECTIONS {
+            if let Some((oldest, _)) = self.live.pop_front() {
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let Ok(handle) = stream.try_clone() else {
+            return;
+        };
+        let ended = Arc::new(AtomicBool::new(false));
+        let (state, claimed, found) = (state.to_owned(), self.claimed.clone(), self.found.clone());
+        let flag = ended.clone();
+        let spawned = std::thread::Builder::new()
+            .name("credlock-callback".into())
+            .spawn(move || {
+                if let Some(query) = serve_one(stream, &state, &claimed) {
+                    let _ = found.send(query);
+                }
+                flag.store(true, Ordering::SeqCst);
+            });
+        if spawned.is_ok() {
+            self.live.push_back((handle, ended));
+        }
+    }
+}
+
+impl Drop for Connections {
+    /// The login is over: whatever is still connected gets no answer and its thread ends.
+    fn drop(&mut self) {
+        for (stream, _) in &self.live {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 impl LoginPlatform for NativePlatform {
@@ -166,14 +232,20 @@ impl LoginPlatform for NativePlatform {
             .set_nonblocking(true)
             .map_err(|e| format!("loopback listener: {e}"))?;
         let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        let (found, callbacks) = std::sync::mpsc::channel();
+        let mut connections = Connections {
+            live: Default::default(),
+            claimed: Arc::new(AtomicBool::new(false)),
+            found,
+        };
         while Instant::now() < deadline {
+            if let Ok(query) = callbacks.try_recv() {
+                return Ok(CallbackQuery(query));
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if !peer.ip().is_loopback() {
-                        continue;
-                    }
-                    if let Some(query) = serve_one(stream, state) {
-                        return Ok(CallbackQuery(query));
+                    if peer.ip().is_loopback() {
+                        connections.serve(stream, state);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -181,6 +253,10 @@ impl LoginPlatform for NativePlatform {
                 }
                 Err(e) => return Err(format!("loopback listener: {e}")),
             }
+        }
+        // One answered during the last poll.
+        if let Ok(query) = callbacks.try_recv() {
+            return Ok(CallbackQuery(query));
         }
         Err(format!(
             "no callback arrived within {} s",
@@ -284,6 +360,7 @@ pub(crate) fn error_in(e: api::LoginError) -> LoginError {
         W::RevocationFailed(d) => LoginError::RevocationFailed(d),
         W::Callback(d) => LoginError::Callback(d),
         W::Unsupported(d) => LoginError::Unsupported(d),
+        W::IssuerMismatch(d) => LoginError::IssuerMismatch(d),
     }
 }
 
@@ -337,6 +414,7 @@ impl Credlock {
             |r| LoginOutcome {
                 token: crate::access_token(r.token),
                 joined: r.joined,
+                refreshable: r.refreshable,
             },
         );
         self.platform_mut().login = LoginState::default();
@@ -391,8 +469,23 @@ pub fn outcome_json(tenant: &str, o: &LoginOutcome) -> String {
         "joined": o.joined,
         "expires_at_ms": o.token.expires_at_ms,
         "access_token_sha256": credlock_core::sha256_hex(o.token.token.as_bytes()),
+        "refresh_token": o.refreshable,
     })
     .to_string()
+}
+
+/// A login asked for `offline_access` (a refresh token) and got none: said instead of a
+/// silent success, since the tenant then needs a new login as soon as its token expires.
+pub fn no_refresh_token_text(
+    tenant: &str,
+    request: &LoginRequest,
+    o: &LoginOutcome,
+) -> Option<String> {
+    (!o.refreshable && credlock_core::login::asks_offline_access(request.scope.as_deref())).then(|| {
+        format!(
+            "credlock: warning: the server issued no refresh token for '{tenant}' although offline_access was asked for: it needs a new login when its access token expires; check that the client may use the refresh_token grant and that the server grants offline_access"
+        )
+    })
 }
 
 pub fn outcome_text(tenant: &str, o: &LoginOutcome) -> String {

@@ -691,6 +691,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             let outcome = store.login(&a.tenant, &request, None)?;
             eprintln!("{}", credlock::login::outcome_text(&a.tenant, &outcome));
+            if let Some(warning) =
+                credlock::login::no_refresh_token_text(&a.tenant, &request, &outcome)
+            {
+                eprintln!("{warning}");
+            }
             let _ = writeln!(
                 out,
                 "{}",

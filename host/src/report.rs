@@ -134,7 +134,8 @@ fn detail(e: &StoreError) -> Map<String, Value> {
             | credlock_core::LoginError::InsecureEndpoint(d)
             | credlock_core::LoginError::RevocationFailed(d)
             | credlock_core::LoginError::Callback(d)
-            | credlock_core::LoginError::Unsupported(d),
+            | credlock_core::LoginError::Unsupported(d)
+            | credlock_core::LoginError::IssuerMismatch(d),
         ) => put("detail", d.as_str().into()),
         Login(
             credlock_core::LoginError::Expired(t)

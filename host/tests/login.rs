@@ -591,7 +591,7 @@ fn browser_login_follows_the_printed_url_to_the_loopback_callback_once() {
             "--client-id",
             "device-app",
             "--scope",
-            "openid api",
+            SCOPE,
             "--browser",
             "--no-open",
         ],
@@ -682,4 +682,276 @@ fn a_second_browser_login_joins_the_first_and_gets_its_tokens() {
         (false.into(), true.into())
     );
     assert_eq!(stat(&server, "authorizations"), 1);
+}
+
+fn browser_args(server: &OAuthServer, scope: &str) -> Vec<String> {
+    [
+        "login",
+        "acme",
+        "--issuer",
+        &server.base,
+        "--client-id",
+        "device-app",
+        "--scope",
+        scope,
+        "--browser",
+        "--no-open",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn start_browser(env: &Env, server: &OAuthServer, scope: &str) -> Login {
+    let args = browser_args(server, scope);
+    Login::start(env, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The loopback port of a callback URL.
+fn callback_port(callback: &str) -> u16 {
+    let rest = callback.strip_prefix("http://127.0.0.1:").unwrap();
+    rest[..rest.find('/').unwrap()].parse().unwrap()
+}
+
+/// Issue 22, item 2: any local user could hold the callback listener, which served one
+/// connection at a time with a 5 s limit per read: a connection sending a byte a second was
+/// never dropped, and the real callback got no answer until the login timed out. Now each
+/// connection is served on its own within a deadline, and one past the bound evicts the
+/// oldest, so neither a trickle nor a crowd of idle connections delays the callback.
+#[test]
+fn no_connection_can_hold_off_the_browser_callback() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = start_browser(&env, &server, "openid api");
+    let url = login.line_after("To log in, open this URL in a browser:");
+    let callback = follow_to_callback(&url, &server.base);
+    let port = callback_port(&callback);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A request head trickled a byte every 300 ms, for longer than any limit per read.
+    let trickle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for b in b"GET /callback?state=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                .iter()
+                .cycle()
+            {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // And more idle connections than the listener serves at once.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(4)))
+        .build()
+        .into();
+    let asked = Instant::now();
+    let answer = agent.get(&callback).call();
+    let took = asked.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let status = answer.map(|r| r.status().as_u16());
+    assert!(
+        matches!(status, Ok(200)),
+        "the callback was not answered beside a trickling and 40 idle connections: {status:?}"
+    );
+    eprintln!("measured: callback answered in {} ms", took.as_millis());
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    drop(idle);
+    trickle.join().unwrap();
+    assert!(server.resource(env.ok(&["token", "acme"], "").trim()));
+}
+
+/// Issue 22, item 3 (RFC 9207, mix-up defence): the test server's metadata says
+/// `authorization_response_iss_parameter_supported`, so a callback naming another issuer, or
+/// none, is refused with its own error and its code never exchanged. Before, a callback with
+/// `iss=https://evil.invalid` was accepted and its code exchanged.
+#[test]
+fn a_callback_from_another_issuer_is_refused_and_its_code_not_exchanged() {
+    warm();
+    let server = OAuthServer::start(60);
+    // The server names itself in the callback, and that callback is accepted.
+    let (login, callback, env) = follow_to_callback_of_a_new_login(&server);
+    let iss = oauth_param(&callback, "iss");
+    assert_eq!(iss, server.base.replace(':', "%3A").replace('/', "%2F"));
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(server.resource(env.ok(&["token", "acme"], "").trim()));
+    for (what, forged) in [
+        (
+            "another issuer",
+            "iss=https%3A%2F%2Fevil.invalid".to_owned(),
+        ),
+        ("no issuer", String::new()),
+    ] {
+        let (login, callback, env) = follow_to_callback_of_a_new_login(&server);
+        let exchanges = stat(&server, "code_exchanges");
+        let forged = callback.replace(&format!("iss={iss}"), &forged);
+        assert_ne!(forged, callback);
+        agent().get(&forged).call().unwrap();
+        let run = login.finish();
+        assert_eq!(run.code, 11, "{what}: {run:?}");
+        assert!(
+            run.stderr.contains("another authorization server") && run.stderr.contains("RFC 9207"),
+            "{what}: {run:?}"
+        );
+        if what == "another issuer" {
+            assert!(run.stderr.contains("evil.invalid"), "{run:?}");
+        }
+        assert_eq!(stat(&server, "code_exchanges"), exchanges, "{what}");
+        nothing_stored(&env);
+    }
+}
+
+/// A browser login of its own store, followed to its callback (not visited).
+fn follow_to_callback_of_a_new_login(server: &OAuthServer) -> (Login, String, Env) {
+    let env = Env::new();
+    let mut login = start_browser(&env, server, "openid api");
+    let url = login.line_after("To log in, open this URL in a browser:");
+    let callback = follow_to_callback(&url, &server.base);
+    (login, callback, env)
+}
+
+/// Issue 22, item 4: OpenID Connect Core §11 requires `prompt=consent` with
+/// `offline_access`; without it an OpenID provider (the test server, as oidc-provider does by
+/// default) drops the scope and issues no refresh token, and the login reported success
+/// with "refresh token: none" behind it. Now the request carries it, and a login that asked
+/// for offline access and got no refresh token says so.
+#[test]
+fn a_browser_login_asking_for_offline_access_gets_a_refresh_token() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut login = start_browser(&env, &server, SCOPE);
+    let url = login.line_after("To log in, open this URL in a browser:");
+    assert!(url.contains("&prompt=consent&"), "{url}");
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(json(&run.stdout)["refresh_token"], true, "{run:?}");
+    assert!(!run.stderr.contains("warning"), "{run:?}");
+    let status = json(&env.ok(&["status", "acme", "--json"], ""));
+    assert_eq!(status[0]["has_refresh_token"], true, "{status}");
+    env.ok(&["refresh", "acme"], "");
+    assert_eq!(stat(&server, "refresh_successes"), 1);
+
+    // Without prompt=consent (the old request, forwarded by hand) the server grants no
+    // offline access: the login says so instead of a silent success.
+    let mut login = start_browser(&env, &server, SCOPE);
+    let url = login.line_after("To log in, open this URL in a browser:");
+    let callback = follow_to_callback(&url.replace("&prompt=consent", ""), &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(json(&run.stdout)["refresh_token"], false, "{run:?}");
+    assert!(
+        run.stderr.contains("no refresh token") && run.stderr.contains("offline_access"),
+        "{run:?}"
+    );
+    // A login that did not ask for offline access is not warned.
+    let mut login = start_browser(&env, &server, "openid api");
+    let url = login.line_after("To log in, open this URL in a browser:");
+    assert!(!url.contains("prompt="), "{url}");
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = login.finish();
+    assert_eq!(
+        (run.code, run.stderr.contains("warning")),
+        (0, false),
+        "{run:?}"
+    );
+}
+
+/// Issue 22, item 5: after `kill -9` of a browser login, the next login printed the dead
+/// process's URL as "joining" (its loopback port closed: following it fails), then a second
+/// URL, and a user who followed the first waited out the full 5 minutes. A browser login
+/// whose owner is gone is now taken over at once: only the new URL is shown.
+#[test]
+fn a_killed_browser_login_is_taken_over_not_joined() {
+    warm();
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let mut first = start_browser(&env, &server, SCOPE);
+    let dead_url = first.line_after("To log in, open this URL in a browser:");
+    first.child.kill().unwrap();
+    let _ = first.child.wait();
+    assert!(env
+        .ok(&["list"], "")
+        .contains("pending login: acme (browser"));
+    let started = Instant::now();
+    let mut second = start_browser(&env, &server, SCOPE);
+    let url = second.line_after("To log in, open this URL in a browser:");
+    let took = started.elapsed();
+    assert_ne!(
+        url, dead_url,
+        "the dead login's URL was shown: {:#?}",
+        second.seen
+    );
+    assert!(
+        !second.seen.iter().any(|l| l.contains("joining")),
+        "{:#?}",
+        second.seen
+    );
+    eprintln!(
+        "measured: the new URL shown {} ms after the login started",
+        took.as_millis()
+    );
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = second.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(json(&run.stdout)["joined"], false, "{run:?}");
+    assert!(!env.ok(&["list"], "").contains("pending login"));
+    assert!(server.resource(env.ok(&["token", "acme"], "").trim()));
+
+    // The owner is dead but its refresh lock is busy (here: held by the test, as a refresh
+    // of the tenant would): the dead listener refuses connections, so its URL is still not
+    // shown; once the lock is free the login is taken over.
+    let env = Env::new();
+    let mut first = start_browser(&env, &server, SCOPE);
+    let dead_url = first.line_after("To log in, open this URL in a browser:");
+    first.child.kill().unwrap();
+    let _ = first.child.wait();
+    let id = sha256_hex(b"credlock tenant id\0acme");
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(
+            env.store_dir()
+                .join("locks")
+                .join(format!("refresh-{id}.lock")),
+        )
+        .unwrap();
+    lock.lock().unwrap();
+    let mut second = start_browser(&env, &server, SCOPE);
+    std::thread::sleep(Duration::from_millis(1500));
+    lock.unlock().unwrap();
+    let url = second.line_after("To log in, open this URL in a browser:");
+    assert_ne!(
+        url, dead_url,
+        "the dead login's URL was shown: {:#?}",
+        second.seen
+    );
+    assert!(
+        !second.seen.iter().any(|l| l.contains("joining")),
+        "{:#?}",
+        second.seen
+    );
+    let callback = follow_to_callback(&url, &server.base);
+    assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
+    let run = second.finish();
+    assert_eq!(run.code, 0, "{run:?}");
 }

@@ -735,6 +735,7 @@ fn store_error(e: api::StoreError) -> StoreError {
             api::LoginError::RevocationFailed(d) => L::RevocationFailed(d),
             api::LoginError::Callback(d) => L::Callback(d),
             api::LoginError::Unsupported(d) => L::Unsupported(d),
+            api::LoginError::IssuerMismatch(d) => L::IssuerMismatch(d),
         }),
     }
 }

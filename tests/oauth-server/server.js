@@ -153,6 +153,7 @@ function freshStats() {
     device_approvals: 0, // /test/device approve or deny
     revocations: 0, // POST /token/revocation
     authorizations: 0, // /interaction/:uid completed (browser flow)
+    code_exchanges: 0, // POST /token with grant_type=authorization_code (browser flow)
     recent: [], // last RECENT_MAX refresh presentations, hashes only
   };
 }
@@ -313,11 +314,13 @@ const provider = new Provider(ISSUER, {
   // clients, and confidential ones once >=70% of the token's TTL has passed.
   rotateRefreshToken: true,
 
-  // The default issues refresh tokens only when offline_access was granted
-  // (which, in the authorization flow, additionally requires prompt=consent).
-  // These test clients always get one. (Only consulted by the authorization_code
-  // grant; the refresh_token grant always returns the rotated token.)
-  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // The browser flow (the authorization_code grant) follows the default, as an OpenID
+  // provider does: a refresh token only when offline_access was granted, which the
+  // authorization request keeps only with prompt=consent (OpenID Connect Core §11).
+  // The device flow's clients always get one. (The refresh_token grant always returns
+  // the rotated token.)
+  issueRefreshToken: async (ctx, client, source) => client.grantTypeAllowed('refresh_token')
+    && (ctx.oidc.params?.grant_type !== 'authorization_code' || source.scopes.has('offline_access')),
 
   // Fixed TTLs. Functions that ignore ctx, because /test/grant builds tokens
   // outside any provider request context. The defaults also tie refresh
@@ -617,6 +620,7 @@ async function tokenEndpoint(ctx, next) {
   ctx.request.body = raw;
   const params = new URLSearchParams(raw.toString('utf8'));
   if (params.get('grant_type') === 'urn:ietf:params:oauth:grant-type:device_code') return devicePoll(ctx, next);
+  if (params.get('grant_type') === 'authorization_code') stats.code_exchanges += 1;
   if (params.get('grant_type') !== 'refresh_token') return next();
 
   const presentedToken = params.get('refresh_token');

@@ -554,6 +554,7 @@ impl api::Guest for Component {
         with_store(opts, |s| s.login(&tenant, &request)).map(|o| api::LoginResult {
             token: access_token(o.token),
             joined: o.joined,
+            refreshable: o.refreshable,
         })
     }
 

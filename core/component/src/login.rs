@@ -105,5 +105,6 @@ pub(crate) fn error_out(e: LoginError) -> api::LoginError {
         LoginError::RevocationFailed(d) => W::RevocationFailed(d),
         LoginError::Callback(d) => W::Callback(d),
         LoginError::Unsupported(d) => W::Unsupported(d),
+        LoginError::IssuerMismatch(d) => W::IssuerMismatch(d),
     }
 }

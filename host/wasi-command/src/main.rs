@@ -119,6 +119,7 @@ fn error(e: api::StoreError) -> StoreError {
                 L::RevocationFailed(d) => C::RevocationFailed(d),
                 L::Callback(d) => C::Callback(d),
                 L::Unsupported(d) => C::Unsupported(d),
+                L::IssuerMismatch(d) => C::IssuerMismatch(d),
             }
         }),
     }

@@ -241,7 +241,8 @@ class LoginFailed(CredlockError):
     deleted. `case`: `metadata`, `insecure-endpoint` (`detail`: which endpoint),
     `access-denied`, `expired`, `pending` (another process's login is in progress; `token`
     says so), `joined-failed`, `superseded` (newer tokens were kept), `revocation-failed`
-    (`logout(local=True)` deletes anyway), `callback`, `unsupported`."""
+    (`logout(local=True)` deletes anyway), `callback`, `unsupported`, `issuer-mismatch` (the
+    browser callback came from another authorization server, RFC 9207)."""
 
     kind = "login"
     tenant: Optional[str] = None
