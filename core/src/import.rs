@@ -143,10 +143,13 @@ impl<'p, P: Platform> Store<'p, P> {
         let (candidates, mut skipped) = candidates(source, tenant)?;
         let now = self.p.wall_ms();
         let mut parsed = Vec::with_capacity(candidates.len());
+        let allow_insecure_http = self.opts.allow_insecure_http;
         for c in candidates {
             match parse_token_response(&c.response, now).and_then(|(grant, config)| {
                 let given = !config.is_empty();
-                Ok((grant, parse_refresh_config(config)?, given))
+                let config = parse_refresh_config(config)?;
+                crate::store::check_refresh_endpoints(&config, allow_insecure_http)?;
+                Ok((grant, config, given))
             }) {
                 Ok(p) => parsed.push((c.tenant, p)),
                 // A single named tenant must import or fail; in a map, one bad entry must not

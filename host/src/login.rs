@@ -84,6 +84,26 @@ pub fn get(
     read_reply(response)
 }
 
+/// The page the browser shows for the expected callback: what happened, as far as it is
+/// known when the page is sent. A refusal is final; a code is only half of a login (credlock
+/// exchanges it next, and that can fail), so the page never says "complete" and points to
+/// the terminal, where credlock reports the outcome.
+fn callback_page(query: &str) -> String {
+    use credlock_core::login::query_param;
+    // The server's error code, as printable ASCII only (it is shown back to the user).
+    let error = query_param(query, "error").map(|e| {
+        e.chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect::<String>()
+    });
+    match error.as_deref() {
+        Some("access_denied") => "credlock: the authorization was denied (access_denied), so the login did not complete and nothing was stored. Run `credlock login` again to retry. You can close this window.\n".to_owned(),
+        Some(e) => format!("credlock: the server answered {e} instead of an authorization code, so the login did not complete and nothing was stored. The terminal running `credlock login` says what to do. You can close this window.\n"),
+        None => "credlock: the authorization reached credlock, which now exchanges it for tokens. Whether the login completed is shown in the terminal running `credlock login`. You can close this window.\n".to_owned(),
+    }
+}
+
 /// Answer one connection to the listener; returns the query if it is the expected callback.
 fn serve_one(mut stream: TcpStream, state: &str) -> Option<String> {
     let _ = stream.set_nonblocking(false);
@@ -109,14 +129,11 @@ fn serve_one(mut stream: TcpStream, state: &str) -> Option<String> {
             .any(|kv| kv.strip_prefix("state=") == Some(state))
     });
     let (status, text) = if matches {
-        (
-            "200 OK",
-            "credlock: login complete. You can close this window.\n",
-        )
+        ("200 OK", callback_page(query.unwrap_or_default()))
     } else {
         (
             "400 Bad Request",
-            "credlock: this is not the callback credlock is waiting for.\n",
+            "credlock: this is not the callback credlock is waiting for.\n".to_owned(),
         )
     };
     let _ = write!(
@@ -284,6 +301,10 @@ pub(crate) fn error_in(e: api::LoginError) -> LoginError {
         W::RevocationFailed(d) => LoginError::RevocationFailed(d),
         W::Callback(d) => LoginError::Callback(d),
         W::Unsupported(d) => LoginError::Unsupported(d),
+        W::Endpoint(f) => LoginError::Endpoint {
+            endpoint: f.endpoint,
+            error: crate::component::endpoint_error_in(f.error),
+        },
     }
 }
 

@@ -105,5 +105,9 @@ pub(crate) fn error_out(e: LoginError) -> api::LoginError {
         LoginError::RevocationFailed(d) => W::RevocationFailed(d),
         LoginError::Callback(d) => W::Callback(d),
         LoginError::Unsupported(d) => W::Unsupported(d),
+        LoginError::Endpoint { endpoint, error } => W::Endpoint(api::LoginEndpointFailure {
+            endpoint,
+            error: crate::endpoint_error_out(error),
+        }),
     }
 }
