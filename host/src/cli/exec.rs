@@ -79,7 +79,7 @@ impl From<ExecError> for Failure {
             ),
             ExecError::InterpretedEnvName(name) => (
                 exit::USAGE,
-                format!("--env {name} names a variable that the dynamic loader, a shell or an interpreter reads as code, a path or options: the token would be run or printed, or break the command"),
+                format!("--env {name} names a variable that the dynamic loader, a shell or another program reads as code, a command, a path or options: the token would be run or printed, or break the command"),
                 Some(INTERPRETED_RULE),
             ),
             ExecError::HeaderCreate(path, e) => (
@@ -122,11 +122,11 @@ fn valid_env_name(name: &str) -> bool {
 }
 
 /// Variables read by something other than the program itself, as code (`BASH_ENV`,
-/// `PYTHONSTARTUP`, `PERL5OPT`), as a path to search or load (`PATH`, `LD_PRELOAD`), or as
-/// options (`NODE_OPTIONS`): a token there is run, printed in the loader's or interpreter's
-/// error, or breaks the command. `CREDLOCK_*` are credlock's own settings, read by a
-/// `credlock` the program runs.
-const INTERPRETED_NAMES: [&str; 24] = [
+/// `PYTHONSTARTUP`, `PERL5OPT`), as a command to run (`EDITOR`, `GIT_SSH_COMMAND`), as a
+/// path to search or load (`PATH`, `LD_PRELOAD`), or as options (`NODE_OPTIONS`): a token
+/// there is run, printed in the loader's or interpreter's error, or breaks the command.
+/// `CREDLOCK_*` are credlock's own settings, read by a `credlock` the program runs.
+const INTERPRETED_NAMES: [&str; 36] = [
     "PATH",
     "IFS",
     "ENV",
@@ -151,6 +151,18 @@ const INTERPRETED_NAMES: [&str; 24] = [
     "JDK_JAVA_OPTIONS",
     "_JAVA_OPTIONS",
     "LANG",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "GIT_PAGER",
+    "LESSOPEN",
+    "BROWSER",
+    "SSH_ASKPASS",
+    "GIT_ASKPASS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+    "GIT_CONFIG_PARAMETERS",
 ];
 /// Families of such variables, by prefix: the dynamic loaders (glibc, musl, macOS), exported
 /// bash functions, the locale, malloc tuning, and the interpreters' own.
@@ -172,7 +184,9 @@ const INTERPRETED_RULE: &str =
      names the loader, shells, the C library and interpreters read: PATH, IFS, ENV, BASH_ENV, \
      CDPATH, PS4, SHELLOPTS, BASHOPTS, GLOBIGNORE, PROMPT_COMMAND, HOME, SHELL, TMPDIR, \
      GCONV_PATH, LOCPATH, HOSTALIASES, RES_OPTIONS, LOCALDOMAIN, NODE_OPTIONS, NODE_PATH, \
-     JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS, LANG, and every name starting with \
+     JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS, LANG, the commands EDITOR, VISUAL, \
+     PAGER, GIT_PAGER, LESSOPEN, BROWSER, SSH_ASKPASS, GIT_ASKPASS, GIT_SSH, GIT_SSH_COMMAND, \
+     GIT_EXEC_PATH, GIT_CONFIG_PARAMETERS, and every name starting with \
      LD_, DYLD_, BASH_FUNC_, LC_, MALLOC_, GLIBC_, PYTHON, PERL, RUBY or CREDLOCK_ (other \
      than CREDLOCK_TOKEN)";
 
@@ -344,9 +358,7 @@ mod forward {
     #[cfg(target_os = "linux")]
     pub fn die_with_parent(command: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
-        // SAFETY: getpid is async-signal-safe; it runs here, before the fork.
-        #[allow(unsafe_code)]
-        let credlock = unsafe { libc::getpid() };
+        let credlock = i32::try_from(std::process::id()).expect("pids fit in pid_t");
         // SAFETY: the closure runs in the child between fork and exec and calls only prctl,
         // getppid and _exit, which are async-signal-safe.
         #[allow(unsafe_code)]
