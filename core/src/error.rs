@@ -64,6 +64,41 @@ pub enum LoginError {
     /// server's metadata promises one: a mix-up attack, or a misconfigured server. Its code
     /// was not exchanged (payload: why).
     IssuerMismatch(String),
+    /// A request of the login to the server failed: `endpoint` is `metadata` (discovery),
+    /// `device_authorization_endpoint` or `token_endpoint`. Kept apart from
+    /// [`StoreError::Endpoint`], whose advice is about a refresh: a login has no refresh token
+    /// yet that could have been spent.
+    Endpoint {
+        endpoint: String,
+        error: EndpointError,
+    },
+}
+
+/// What went wrong with one request, without naming the endpoint (the caller does).
+fn endpoint_failure(e: &EndpointError) -> String {
+    match e {
+        EndpointError::OAuth {
+            status,
+            error,
+            description,
+        } => match description {
+            Some(d) => format!("it answered {status} {error}: {d}"),
+            None => format!("it answered {status} {error}"),
+        },
+        EndpointError::Server(status) => format!("it failed with HTTP {status}"),
+        EndpointError::MalformedReply(why) => format!("its reply is not usable: {why}"),
+        EndpointError::Transport(t) => match t {
+            TransportError::BadUrl(why) => format!("its URL is not acceptable: {why}"),
+            TransportError::Connect(d) => format!("cannot connect: {d}"),
+            TransportError::Timeout => "it did not answer in time".into(),
+            TransportError::Interrupted(d) => {
+                format!("the connection broke after the request was sent: {d}")
+            }
+            TransportError::ReplyTooLarge => {
+                "its reply is too large (more than credlock reads of any server reply)".into()
+            }
+        },
+    }
 }
 
 /// How a token endpoint failed. Mirrors `endpoint-error`.
@@ -162,6 +197,7 @@ fn io_detail(e: &IoError) -> String {
         IoError::OtherLockProtocol(d) => d.clone(),
         IoError::Unreachable(d) => format!("the store's server is unreachable: {d}"),
         IoError::Fenced(d) => format!("write fenced off: {d}"),
+        IoError::AuthFailed(d) => format!("the store's server did not accept this role: {d}"),
         IoError::Other(d) => d.clone(),
     }
 }
@@ -236,6 +272,14 @@ impl std::fmt::Display for StoreError {
             Login(LoginError::Callback(why)) => write!(f, "the browser login did not complete: {why}"),
             Login(LoginError::Unsupported(what)) => write!(f, "this credlock build cannot {what}"),
             Login(LoginError::IssuerMismatch(why)) => write!(f, "the browser login's callback may come from another authorization server: {why}; its code was not exchanged (RFC 9207)"),
+            Login(LoginError::Endpoint { endpoint, error }) => {
+                if endpoint == "metadata" {
+                    write!(f, "the login's request for the authorization server's metadata failed: ")?;
+                } else {
+                    write!(f, "the login's request to the {endpoint} failed: ")?;
+                }
+                f.write_str(&endpoint_failure(error))
+            }
         }
     }
 }
@@ -313,6 +357,7 @@ impl StoreError {
                 LoginError::Callback(_) => "callback",
                 LoginError::Unsupported(_) => "unsupported",
                 LoginError::IssuerMismatch(_) => "issuer-mismatch",
+                LoginError::Endpoint { .. } => "endpoint",
             },
             _ => return None,
         })
@@ -331,13 +376,19 @@ impl StoreError {
             LockTimeout { .. } | RefreshContended(_) => exit::LOCK_TIMEOUT,
             // An unprotected key file is refused like an unprotected store directory: the
             // same exit code for the same fix (a chmod), not "unreadable store".
-            Io(_) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => exit::IO,
+            Io(_) | Key(KeyError::Io(IoError::UnsafePermissions(_) | IoError::AuthFailed(_))) => {
+                exit::IO
+            }
             // A maintenance request refused as asked: nothing was changed.
             Key(KeyError::SlotUnavailable(_)) | SlotChange(_) | Recover(_) | ImportConflict(_) => {
                 exit::REFUSED
             }
             Key(_) | NotAStore(_) | UnsupportedVersion(_) | Corrupt(_) => exit::UNREADABLE,
-            Login(LoginError::Metadata(_) | LoginError::RevocationFailed(_)) => exit::ENDPOINT,
+            Login(
+                LoginError::Metadata(_)
+                | LoginError::RevocationFailed(_)
+                | LoginError::Endpoint { .. },
+            ) => exit::ENDPOINT,
             Login(LoginError::InsecureEndpoint(_)) => exit::USAGE,
             Login(LoginError::Unsupported(_)) => exit::REFUSED,
             Login(LoginError::Pending(_)) => exit::LOGIN_PENDING,
@@ -357,8 +408,8 @@ impl StoreError {
         use StoreError::*;
         match self {
             InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
-            InvalidTokenResponse(_) => "pass a token response with access_token and an expiry in a form the README's `put` section lists; for `import`, a file of a kind `credlock import --help` lists (--from KIND names one)",
-            InvalidOptions(_) => "check the options given: the timeouts, and for a login the issuer, client id and endpoints",
+            InvalidTokenResponse(_) => "fix what is named above: pass a token response with access_token, an expiry in a form the README's `put` section lists and endpoints that are https (or http to this machine); for `import`, a file of a kind `credlock import --help` lists (--from KIND names one); nothing was stored",
+            InvalidOptions(_) => "fix the option named above (the store's URL or directory, a timeout, an import's --from or --account, or for a login the issuer, client id and endpoints)",
             NotFound(_) => "log in with `credlock login` (or store tokens with `credlock put`)",
             Expired(_) | ReauthNeeded(_) => "log in again with `credlock login` (or store new tokens with `credlock put`)",
             RefreshOutcomeUnknown(_) => "log in again; if your server tolerates one reuse, set retry_unknown_refresh for this tenant",
@@ -373,7 +424,8 @@ impl StoreError {
             Io(FileError::Io(IoError::NotARegularFile(_))) => "a store file is a symlink or not a regular file, which credlock never follows or replaces: put the real file there (or move the link away); nothing was changed",
             Io(FileError::Io(IoError::NoSpace(_))) => "free space on the store's filesystem; nothing was changed",
             Io(FileError::Io(IoError::UnsafePermissions(_))) | Key(KeyError::Io(IoError::UnsafePermissions(_))) => "credlock refuses files that other users could read or replace, as ssh refuses an unprotected private key: run the command above (`credlock doctor` checks the rest); nothing was read or changed",
-            Io(FileError::Io(IoError::PermissionDenied(_))) => "check the store directory's owner and permissions (`credlock doctor`); nothing was changed",
+            Io(FileError::Io(IoError::PermissionDenied(_))) => "check the store directory's owner and permissions, or for a database store the role's privileges named above (`credlock doctor`); nothing was changed",
+            Io(FileError::Io(IoError::AuthFailed(_))) | Key(KeyError::Io(IoError::AuthFailed(_))) => "check the database role and its password (PGPASSWORD or ~/.pgpass, never in the URL) and that the server's pg_hba.conf lets this role in from here (`credlock doctor`); nothing was changed",
             Io(FileError::Io(IoError::OtherLockProtocol(_))) => "open this store with the kind of credlock host that made it (its lock-protocol file says which); two kinds on one store would not exclude each other; nothing was changed",
             Io(FileError::Io(IoError::Unreachable(_))) | Key(KeyError::Io(IoError::Unreachable(_))) => "check that the database is running and reachable from here (`credlock doctor`), then retry; a write that failed this way was not acknowledged",
             Io(FileError::Io(IoError::Fenced(_))) => "retry: this process lost its lock (its database session ended) while another process wrote; nothing of this call was written",
@@ -398,11 +450,21 @@ impl StoreError {
             Login(LoginError::Expired(_)) => "run `credlock login` again and finish before the code expires; nothing was stored",
             Login(LoginError::Pending(_)) => "finish the login shown by the other process, or run `credlock login` to join it",
             Login(LoginError::JoinedFailed(_)) => "run `credlock login` again",
-            Login(LoginError::Superseded(_)) => "nothing to do: `credlock token` returns the newer tokens",
+            Login(LoginError::Superseded(_)) => "nothing to do: `credlock token` returns the newer tokens (this login's own were revoked where the server offers revocation)",
             Login(LoginError::RevocationFailed(_)) => "retry later, or `credlock logout --local` to delete the tokens without revoking them",
             Login(LoginError::Callback(_)) => "run `credlock login --browser` again and finish in the browser it opens (or use --device)",
             Login(LoginError::Unsupported(_)) => "run the native credlock (or its bindings) to log in",
             Login(LoginError::IssuerMismatch(_)) => "run `credlock login --browser` again; if it happens again, another authorization server is answering in this one's place (a mix-up attack): check --issuer and the browser's sessions; nothing was stored",
+            Login(LoginError::Endpoint { error: EndpointError::OAuth { .. }, .. }) => "check --client-id, the client secret (--client-secret-fd) and that the server lets this client use this grant, then run `credlock login` again; nothing was stored",
+            Login(LoginError::Endpoint {
+                error:
+                    EndpointError::Server(_)
+                    | EndpointError::Transport(
+                        TransportError::Connect(_) | TransportError::Timeout | TransportError::Interrupted(_),
+                    ),
+                ..
+            }) => "check that the authorization server is up and reachable from here, then run `credlock login` again; nothing was stored",
+            Login(LoginError::Endpoint { .. }) => "the server's reply cannot be used (see above; credlock stores only Bearer token responses): check that --issuer or the endpoints given are the OAuth server's, and the client's settings there, then run `credlock login` again; nothing was stored",
         }
     }
 }

@@ -199,6 +199,7 @@ impl<'p, P: Platform> Store<'p, P> {
         let (candidates, mut skipped) = candidates(source, tenant, how)?;
         let now = self.p.wall_ms();
         let mut parsed = Vec::with_capacity(candidates.len());
+        let allow_insecure_http = self.opts.allow_insecure_http;
         for c in candidates {
             // `expires_in` counts from when the source says the token was received, else
             // from when its file was written (it was received before), else from now.
@@ -210,7 +211,9 @@ impl<'p, P: Platform> Store<'p, P> {
             };
             match grant.and_then(|(grant, config)| {
                 let given = !config.is_empty();
-                Ok((grant, parse_refresh_config(config)?, given))
+                let config = parse_refresh_config(config)?;
+                crate::store::check_refresh_endpoints(&config, allow_insecure_http)?;
+                Ok((grant, config, given))
             }) {
                 Ok(p) => parsed.push((c.tenant, p)),
                 // A single named tenant must import or fail; in a map, one bad entry must not

@@ -347,6 +347,23 @@ fn malformed(why: String) -> StoreError {
     StoreError::Endpoint(EndpointError::MalformedReply(why))
 }
 
+/// A failed request of a login, told apart from a refresh's (whose advice is about a refresh
+/// token that may have been spent): `endpoint` names what was asked.
+fn login_failed(endpoint: &str, error: EndpointError) -> StoreError {
+    StoreError::Login(LoginError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        error,
+    })
+}
+
+/// [`login_failed`] for an endpoint error among others (a reply's own checks).
+fn in_login(endpoint: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Endpoint(error) => login_failed(endpoint, error),
+        other => other,
+    }
+}
+
 /// Interpret the device authorization endpoint's reply.
 pub fn parse_device_authorization(reply: &HttpReply) -> Result<DeviceAuthorization, StoreError> {
     if !(200..300).contains(&reply.status) {
@@ -847,8 +864,11 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                         authorization,
                         timeout_ms: self.opts.http_timeout_ms,
                     })
-                    .map_err(|t| StoreError::Endpoint(EndpointError::Transport(t)))?;
-                let d = parse_device_authorization(&reply)?;
+                    .map_err(|t| {
+                        login_failed("device_authorization_endpoint", EndpointError::Transport(t))
+                    })?;
+                let d = parse_device_authorization(&reply)
+                    .map_err(|e| in_login("device_authorization_endpoint", e))?;
                 pending.kind = "device".into();
                 pending.expires_at_ms = now.saturating_add(d.expires_in_ms);
                 pending.url = d.verification_uri;
@@ -980,7 +1000,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             let reply = self
                 .p
                 .get(&url, self.opts.http_timeout_ms)
-                .map_err(|t| StoreError::Endpoint(EndpointError::Transport(t)))?;
+                .map_err(|t| login_failed("metadata", EndpointError::Transport(t)))?;
             if reply.status == 200 {
                 return parse_metadata(&reply.body, issuer).map_err(StoreError::Login);
             }
@@ -1133,11 +1153,11 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                 PollReply::Transient(e) => {
                     transient += 1;
                     if transient >= MAX_TRANSIENT_FAILURES {
-                        return self.abandon(tenant, &p.id, StoreError::Endpoint(e));
+                        return self.abandon(tenant, &p.id, login_failed("token_endpoint", e));
                     }
                 }
                 PollReply::Failed(e) => {
-                    return self.abandon(tenant, &p.id, StoreError::Endpoint(e))
+                    return self.abandon(tenant, &p.id, login_failed("token_endpoint", e))
                 }
             }
         }
@@ -1230,17 +1250,20 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
                 self.abandon(tenant, &p.id, StoreError::Login(LoginError::AccessDenied))
             }
             Ok(PollReply::Failed(e) | PollReply::Transient(e)) => {
-                self.abandon(tenant, &p.id, StoreError::Endpoint(e))
+                self.abandon(tenant, &p.id, login_failed("token_endpoint", e))
             }
             Ok(other) => self.abandon(
                 tenant,
                 &p.id,
-                malformed(format!("unexpected reply to a code exchange: {other:?}")),
+                in_login(
+                    "token_endpoint",
+                    malformed(format!("unexpected reply to a code exchange: {other:?}")),
+                ),
             ),
             Err(t) => self.abandon(
                 tenant,
                 &p.id,
-                StoreError::Endpoint(EndpointError::Transport(t)),
+                login_failed("token_endpoint", EndpointError::Transport(t)),
             ),
         }
     }
@@ -1266,6 +1289,11 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             refresh_scope: None,
         };
         let name = tenant.as_str().to_owned();
+        // What would have been stored, kept to revoke if newer tokens win (below).
+        let discarded = p
+            .revocation_endpoint
+            .clone()
+            .map(|url| (url, grant.clone(), config.clone()));
         let (result, _) = self.mutate(Scope::Tenant(tenant), true, |body, now| {
             let ours = body.pending_logins.get(&name).is_some_and(|q| q.id == p.id);
             if ours {
@@ -1288,6 +1316,16 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             body.tenants.insert(name.clone(), entry);
             Ok((Ok((token, refreshable)), true))
         })?;
+        if let (Err(StoreError::Login(LoginError::Superseded(_))), Some((url, grant, config))) =
+            (&result, discarded)
+        {
+            // Discarded tokens would leave their grant live at the server, with nothing
+            // that will ever use or revoke it. Best effort, outside the store lock (the
+            // refresh lock is still held): the newer tokens are the result either way.
+            let now = self.p.wall_ms();
+            let entry = login_entry(None, grant, config, true, now);
+            let _revocation = self.revoke(&url, &entry);
+        }
         result.map(|(token, refreshable)| LoginOutcome {
             token,
             joined,

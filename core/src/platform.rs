@@ -27,6 +27,9 @@ pub enum IoError {
     /// A write refused because the store changed since this process read it under its
     /// lock (the lock was lost): nothing was written.
     Fenced(String),
+    /// The store's server did not accept this process's credentials (a wrong password, an
+    /// unknown role, a rule refusing the role from here).
+    AuthFailed(String),
     /// Anything else.
     Other(String),
 }

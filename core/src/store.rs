@@ -19,6 +19,9 @@ use std::marker::PhantomData;
 pub struct Options {
     pub lock_timeout_ms: u32,
     pub http_timeout_ms: u32,
+    /// Accept plain-http endpoints to hosts other than loopback in `put` and `import` (see
+    /// [`check_refresh_endpoints`]); the host's HTTP client must allow them as well.
+    pub allow_insecure_http: bool,
 }
 
 impl Default for Options {
@@ -26,6 +29,7 @@ impl Default for Options {
         Options {
             lock_timeout_ms: 10_000,
             http_timeout_ms: 30_000,
+            allow_insecure_http: false,
         }
     }
 }
@@ -677,6 +681,8 @@ impl<'p, P: Platform> Store<'p, P> {
             .map_err(StoreError::InvalidTokenResponse)?;
         let config_given = !config.is_empty();
         let config = parse_refresh_config(config).map_err(StoreError::InvalidTokenResponse)?;
+        check_refresh_endpoints(&config, self.opts.allow_insecure_http)
+            .map_err(StoreError::InvalidTokenResponse)?;
         let (revision, generation) = self.mutate(Scope::Tenant(&tenant), true, |body, now| {
             let old = body.tenants.remove(tenant.as_str());
             let entry = login_entry(old, grant, config, config_given, now);
@@ -784,6 +790,34 @@ impl<'p, P: Platform> Store<'p, P> {
 
 /// The entry a new login (`put`, an import) stores: its tokens replace the old ones. Refresh
 /// settings not given are kept, so a re-login need not repeat the client configuration.
+/// Refuse, when tokens are stored, an endpoint that every later refresh (or `logout`) would
+/// refuse to use: plain http to a host that is not loopback would carry the refresh token in
+/// clear text, and a tenant stored with one used to fail only at its first refresh, with
+/// advice to retry. `login` holds its endpoints to the same rule (`login::check_endpoint`).
+pub(crate) fn check_refresh_endpoints(
+    config: &crate::oauth::RefreshConfig,
+    allow_insecure_http: bool,
+) -> Result<(), String> {
+    if allow_insecure_http {
+        return Ok(());
+    }
+    for (field, url) in [
+        ("token_endpoint", &config.token_endpoint),
+        ("revocation_endpoint", &config.revocation_endpoint),
+    ] {
+        if let Some(url) = url {
+            if let Err(crate::error::LoginError::InsecureEndpoint(_)) =
+                crate::login::check_endpoint(field, url)
+            {
+                return Err(format!(
+                    "`{field}` is plain http to a host that is not loopback: refreshing would send the refresh token across the network in clear text; give its https URL, or allow plain http with --allow-insecure-http (CREDLOCK_ALLOW_INSECURE_HTTP=1) for a server you trust"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn login_entry(
     old: Option<Entry>,
     grant: crate::oauth::TokenGrant,

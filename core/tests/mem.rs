@@ -1074,17 +1074,23 @@ fn a_denied_or_hostile_device_login_stores_nothing() {
     for (last, want) in [
         (reply(400, r#"{"error":"access_denied"}"#), "access-denied"),
         (reply(400, r#"{"error":"expired_token"}"#), "expired"),
+        // A failed request of a login is the login's, not a refresh's: its advice never
+        // speaks of a spent refresh token (there is none yet).
         (
             ok_reply(r#"{"access_token":"a","token_type":"mac"}"#),
-            "malformed-reply",
+            "endpoint",
         ),
-        (Err(TransportError::ReplyTooLarge), "transport"),
+        (Err(TransportError::ReplyTooLarge), "endpoint"),
     ] {
         let world = device_login_world(600);
         world.borrow_mut().replies.push_back(last);
         let mut p = Mem::new(&world);
         let err = store(&mut p).login("acme", &device_request()).unwrap_err();
-        assert_eq!(err.case(), Some(want), "{err:?}");
+        assert_eq!((err.code(), err.case()), ("login", Some(want)), "{err:?}");
+        assert!(!err.recommendation().contains("spent"), "{err:?}");
+        if want == "endpoint" {
+            assert!(err.to_string().contains("token_endpoint"), "{err}");
+        }
         assert!(store(&mut p).pending_logins().unwrap().is_empty());
         assert!(store(&mut p).list().unwrap().is_empty());
     }

@@ -286,7 +286,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         table: ResourceTable::new(),
         wasi: WasiCtx::builder().build(),
     };
-    let opts = api::Options { lock_timeout_ms: 100, http_timeout_ms: 100 };
+    let opts = api::Options { lock_timeout_ms: 100, http_timeout_ms: 100, allow_insecure_http: false };
     state.unreadable = false;
     let mut store = Store::new(engine, state);
     let bindings = pre.instantiate(&mut store).unwrap();

@@ -203,6 +203,7 @@ fn io_error(e: core_p::IoError) -> types::IoError {
         core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
         core_p::IoError::Unreachable(d) => types::IoError::Unreachable(d),
         core_p::IoError::Fenced(d) => types::IoError::Fenced(d),
+        core_p::IoError::AuthFailed(d) => types::IoError::AuthFailed(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }
@@ -529,6 +530,7 @@ fn io_error_in(e: types::IoError) -> core_p::IoError {
         types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
         types::IoError::Unreachable(d) => core_p::IoError::Unreachable(d),
         types::IoError::Fenced(d) => core_p::IoError::Fenced(d),
+        types::IoError::AuthFailed(d) => core_p::IoError::AuthFailed(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }
@@ -536,7 +538,7 @@ fn io_error_in(e: types::IoError) -> core_p::IoError {
 /// The component's `store-error` as the core's [`credlock_core::StoreError`], which knows
 /// how to describe itself and what to recommend.
 pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
-    use credlock_core::{EndpointError as CE, StoreError as S};
+    use credlock_core::StoreError as S;
     match e {
         api::StoreError::InvalidTenant(d) => S::InvalidTenant(d),
         api::StoreError::InvalidTokenResponse(d) => S::InvalidTokenResponse(d),
@@ -545,26 +547,7 @@ pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
         api::StoreError::Expired(t) => S::Expired(t),
         api::StoreError::ReauthNeeded(t) => S::ReauthNeeded(t),
         api::StoreError::RefreshOutcomeUnknown(t) => S::RefreshOutcomeUnknown(t),
-        api::StoreError::Endpoint(e) => S::Endpoint(match e {
-            api::EndpointError::Oauth(o) => CE::OAuth {
-                status: o.status,
-                error: o.error,
-                description: o.error_description,
-            },
-            api::EndpointError::Server(s) => CE::Server(s),
-            api::EndpointError::MalformedReply(d) => CE::MalformedReply(d),
-            api::EndpointError::Transport(t) => CE::Transport(match t {
-                token_endpoint::TransportError::BadUrl(d) => core_p::TransportError::BadUrl(d),
-                token_endpoint::TransportError::Connect(d) => core_p::TransportError::Connect(d),
-                token_endpoint::TransportError::Timeout => core_p::TransportError::Timeout,
-                token_endpoint::TransportError::Interrupted(d) => {
-                    core_p::TransportError::Interrupted(d)
-                }
-                token_endpoint::TransportError::ReplyTooLarge => {
-                    core_p::TransportError::ReplyTooLarge
-                }
-            }),
-        }),
+        api::StoreError::Endpoint(e) => S::Endpoint(endpoint_error_in(e)),
         api::StoreError::LockTimeout(l) => S::LockTimeout {
             lock: l.lock,
             waited_ms: l.waited_ms,
@@ -611,5 +594,28 @@ pub fn store_error(e: api::StoreError) -> credlock_core::StoreError {
         }),
         api::StoreError::ImportConflict(names) => S::ImportConflict(names),
         api::StoreError::Login(e) => S::Login(crate::login::error_in(e)),
+    }
+}
+
+/// The WIT's endpoint error as the core's (for `store-error` and `login-error`).
+pub(crate) fn endpoint_error_in(e: api::EndpointError) -> credlock_core::EndpointError {
+    use credlock_core::EndpointError as CE;
+    match e {
+        api::EndpointError::Oauth(o) => CE::OAuth {
+            status: o.status,
+            error: o.error,
+            description: o.error_description,
+        },
+        api::EndpointError::Server(s) => CE::Server(s),
+        api::EndpointError::MalformedReply(d) => CE::MalformedReply(d),
+        api::EndpointError::Transport(t) => CE::Transport(match t {
+            token_endpoint::TransportError::BadUrl(d) => core_p::TransportError::BadUrl(d),
+            token_endpoint::TransportError::Connect(d) => core_p::TransportError::Connect(d),
+            token_endpoint::TransportError::Timeout => core_p::TransportError::Timeout,
+            token_endpoint::TransportError::Interrupted(d) => {
+                core_p::TransportError::Interrupted(d)
+            }
+            token_endpoint::TransportError::ReplyTooLarge => core_p::TransportError::ReplyTooLarge,
+        }),
     }
 }

@@ -179,10 +179,13 @@ impl Credlock {
             },
             Backend::Native => Engine::Native(platform),
         };
-        Ok(Credlock {
-            engine,
-            options: config.options,
-        })
+        // One setting, the endpoint policy: the core refuses at `put` and `import` exactly
+        // the endpoints this host's HTTP client would refuse at refresh.
+        let options = Options {
+            allow_insecure_http: config.endpoint.allow_insecure_http,
+            ..config.options
+        };
+        Ok(Credlock { engine, options })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -257,6 +260,7 @@ impl Credlock {
                 let opts = api::Options {
                     lock_timeout_ms: self.options.lock_timeout_ms,
                     http_timeout_ms: self.options.http_timeout_ms,
+                    allow_insecure_http: self.options.allow_insecure_http,
                 };
                 // A panic in a host function (a host bug: a broken platform contract) unwinds
                 // through wasmtime to here; it fails this call as an internal error, like a

@@ -91,6 +91,26 @@ pub fn get(
     read_reply(response)
 }
 
+/// The page the browser shows for the expected callback: what happened, as far as it is
+/// known when the page is sent. A refusal is final; a code is only half of a login (credlock
+/// exchanges it next, and that can fail), so the page never says "complete" and points to
+/// the terminal, where credlock reports the outcome.
+fn callback_page(query: &str) -> String {
+    use credlock_core::login::query_param;
+    // The server's error code, as printable ASCII only (it is shown back to the user).
+    let error = query_param(query, "error").map(|e| {
+        e.chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect::<String>()
+    });
+    match error.as_deref() {
+        Some("access_denied") => "credlock: the authorization was denied (access_denied), so the login did not complete and nothing was stored. Run `credlock login` again to retry. You can close this window.\n".to_owned(),
+        Some(e) => format!("credlock: the server answered {e} instead of an authorization code, so the login did not complete and nothing was stored. The terminal running `credlock login` says what to do. You can close this window.\n"),
+        None => "credlock: the authorization reached credlock, which now exchanges it for tokens. Whether the login completed is shown in the terminal running `credlock login`. You can close this window.\n".to_owned(),
+    }
+}
+
 /// Answer one connection to the listener within [`CALLBACK_REQUEST_DEADLINE`]; returns the
 /// query if it is the expected callback and the first one (`claimed` says whether one came).
 fn serve_one(mut stream: TcpStream, state: &str, claimed: &AtomicBool) -> Option<String> {
@@ -126,14 +146,11 @@ fn serve_one(mut stream: TcpStream, state: &str, claimed: &AtomicBool) -> Option
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
     let (status, text) = if matches {
-        (
-            "200 OK",
-            "credlock: login complete. You can close this window.\n",
-        )
+        ("200 OK", callback_page(query.unwrap_or_default()))
     } else {
         (
             "400 Bad Request",
-            "credlock: this is not the callback credlock is waiting for.\n",
+            "credlock: this is not the callback credlock is waiting for.\n".to_owned(),
         )
     };
     let left = deadline.saturating_duration_since(Instant::now());
@@ -361,6 +378,10 @@ pub(crate) fn error_in(e: api::LoginError) -> LoginError {
         W::Callback(d) => LoginError::Callback(d),
         W::Unsupported(d) => LoginError::Unsupported(d),
         W::IssuerMismatch(d) => LoginError::IssuerMismatch(d),
+        W::Endpoint(f) => LoginError::Endpoint {
+            endpoint: f.endpoint,
+            error: crate::component::endpoint_error_in(f.error),
+        },
     }
 }
 

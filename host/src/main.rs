@@ -161,7 +161,9 @@ enum Command {
         to: PathBuf,
     },
     /// Run CMD with TENANT's access token in an environment variable (never in argv); exits
-    /// with CMD's status (128+N if a signal N killed it) and passes signals on to it.
+    /// with CMD's status (128+N if a signal N killed it) and passes signals on to it. If
+    /// credlock is killed outright (kill -9), on Linux CMD gets SIGTERM; on other systems CMD
+    /// keeps running.
     Exec(cli::exec::ExecArgs),
     /// Tenants' state: what `list` shows, whether a refresh token exists, whether a re-login
     /// is needed, and which helper mappings hand out the token.

@@ -46,6 +46,7 @@ fn io_fields(e: &IoError, m: &mut Map<String, Value>) {
         IoError::OtherLockProtocol(d) => ("other-lock-protocol", d),
         IoError::Unreachable(d) => ("unreachable", d),
         IoError::Fenced(d) => ("fenced", d),
+        IoError::AuthFailed(d) => ("auth-failed", d),
         IoError::Other(d) => ("other", d),
     };
     m.insert("io_kind".into(), kind.into());
@@ -143,6 +144,11 @@ fn detail(e: &StoreError) -> Map<String, Value> {
             | credlock_core::LoginError::JoinedFailed(t)
             | credlock_core::LoginError::Superseded(t),
         ) => put("tenant", t.as_str().into()),
+        Login(credlock_core::LoginError::Endpoint { endpoint, error }) => {
+            // The same fields as a refresh's endpoint failure, plus which endpoint it was.
+            m = detail(&Endpoint(error.clone()));
+            m.insert("endpoint".into(), endpoint.as_str().into());
+        }
         // A variant added to the core later: its message and advice still come through.
         _ => {}
     }

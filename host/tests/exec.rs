@@ -181,3 +181,100 @@ fn header_file_is_private_and_removed() {
     assert_eq!(r.code, 8, "{r:?}");
     assert_eq!(std::fs::read_to_string(&header).unwrap(), "mine");
 }
+
+/// The second outside review (issue 22, item 6): `--env LD_PRELOAD` made the dynamic loader
+/// print the whole token on standard error, and `--env PATH` broke the command. Names that
+/// the loader, a shell or an interpreter reads are refused before anything runs, and the
+/// error states the rule.
+#[test]
+fn env_names_the_loader_or_a_shell_reads_are_refused_with_the_rule() {
+    let env = store_with_token();
+    for name in [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "IFS",
+        "BASH_ENV",
+        "ENV",
+        "DYLD_INSERT_LIBRARIES",
+        "PYTHONSTARTUP",
+        "NODE_OPTIONS",
+        "LC_ALL",
+        "CREDLOCK_STORE",
+    ] {
+        let r = env.run(
+            &["exec", "acme", "--env", name, "--", "sh", "-c", "echo ran"],
+            "",
+        );
+        assert_eq!((r.code, r.stdout.as_str()), (2, ""), "{name}: {r:?}");
+        assert!(
+            r.stderr.contains(&format!("--env {name} names a variable")),
+            "{name}: {r:?}"
+        );
+        // The advice lists the rule, not only the refusal.
+        for listed in ["LD_", "DYLD_", "PATH", "BASH_ENV", "PYTHON", "NODE_OPTIONS"] {
+            assert!(
+                r.stderr.contains(listed),
+                "{name}: the rule lacks {listed}: {r:?}"
+            );
+        }
+        assert!(!r.stderr.contains("at-exec-1"), "{name}: {r:?}");
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has ended; only its entry remains until init reaps it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+            !matches!(state, Some(Some('Z' | 'X')))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Issue 22, item 8: `kill -9` of `credlock exec` left its program running, with the token,
+/// no longer supervised. On Linux the kernel now signals the program when credlock dies.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_program_does_not_outlive_a_killed_credlock_exec() {
+    let env = store_with_token();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!(
+        "echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 600",
+        pidfile.display()
+    );
+    let mut credlock = env
+        .command(&["exec", "acme", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&pidfile);
+    let program: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(program));
+    credlock.kill().unwrap(); // SIGKILL: credlock can neither catch it nor pass it on
+    credlock.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(program) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survived = alive(program);
+    if survived {
+        // Not left behind by a failing test either: it is the program this test started.
+        // SAFETY: kill(2) on a pid this test's own child spawned.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(program, libc::SIGKILL);
+        }
+    }
+    assert!(!survived, "the program outlived credlock exec's kill -9");
+    // The help says what happens where there is no such request.
+    let help = env.run(&["exec", "--help"], "");
+    assert!(help.stdout.contains("kill -9"), "{help:?}");
+    assert!(help.stdout.contains("other systems"), "{help:?}");
+}

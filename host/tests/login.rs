@@ -321,6 +321,7 @@ fn a_login_completing_after_a_newer_put_does_not_overwrite_it() {
     let code = login.user_code();
     let put = server.grant("public-app");
     env.ok(&["put", "acme"], &put.to_string());
+    let revoked = stat(&server, "grants_revoked");
     server.device(&code, "approve");
     let run = login.finish();
     assert_eq!(run.code, 11, "{run:?}");
@@ -330,6 +331,10 @@ fn a_login_completing_after_a_newer_put_does_not_overwrite_it() {
         put["access_token"].as_str().unwrap()
     );
     assert!(!env.ok(&["list"], "").contains("pending login"));
+    // The discarded tokens' grant is revoked at the server (it offers revocation), not left
+    // live with nothing that will ever use it (issue 22, item 8); the kept one still works.
+    assert_eq!(stat(&server, "grants_revoked"), revoked + 1);
+    assert!(server.resource(put["access_token"].as_str().unwrap()));
 }
 
 #[test]

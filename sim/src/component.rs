@@ -132,6 +132,7 @@ impl ComponentProcess {
             opts: api::Options {
                 lock_timeout_ms: opts.lock_timeout_ms,
                 http_timeout_ms: opts.http_timeout_ms,
+                allow_insecure_http: opts.allow_insecure_http,
             },
         }
     }
@@ -281,6 +282,7 @@ fn io_error(e: core_p::IoError) -> types::IoError {
         core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
         core_p::IoError::Unreachable(d) => types::IoError::Unreachable(d),
         core_p::IoError::Fenced(d) => types::IoError::Fenced(d),
+        core_p::IoError::AuthFailed(d) => types::IoError::AuthFailed(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }
@@ -644,6 +646,7 @@ fn io_error_in(e: types::IoError) -> core_p::IoError {
         types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
         types::IoError::Unreachable(d) => core_p::IoError::Unreachable(d),
         types::IoError::Fenced(d) => core_p::IoError::Fenced(d),
+        types::IoError::AuthFailed(d) => core_p::IoError::AuthFailed(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }
@@ -679,7 +682,7 @@ fn key_error_in(k: sealing::KeyError) -> core_p::KeyError {
 /// errors with the same code.
 fn store_error(e: api::StoreError) -> StoreError {
     use credlock_core::error::LoginError as L;
-    use credlock_core::{EndpointError as CE, RecoverError, SlotChangeError, StoreError as S};
+    use credlock_core::{RecoverError, SlotChangeError, StoreError as S};
     match e {
         api::StoreError::InvalidTenant(d) => S::InvalidTenant(d),
         api::StoreError::InvalidTokenResponse(d) => S::InvalidTokenResponse(d),
@@ -688,16 +691,7 @@ fn store_error(e: api::StoreError) -> StoreError {
         api::StoreError::Expired(t) => S::Expired(t),
         api::StoreError::ReauthNeeded(t) => S::ReauthNeeded(t),
         api::StoreError::RefreshOutcomeUnknown(t) => S::RefreshOutcomeUnknown(t),
-        api::StoreError::Endpoint(e) => S::Endpoint(match e {
-            api::EndpointError::Oauth(o) => CE::OAuth {
-                status: o.status,
-                error: o.error,
-                description: o.error_description,
-            },
-            api::EndpointError::Server(s) => CE::Server(s),
-            api::EndpointError::MalformedReply(d) => CE::MalformedReply(d),
-            api::EndpointError::Transport(t) => CE::Transport(transport_error_in(t)),
-        }),
+        api::StoreError::Endpoint(e) => S::Endpoint(endpoint_error_in(e)),
         api::StoreError::LockTimeout(l) => S::LockTimeout {
             lock: l.lock,
             waited_ms: l.waited_ms,
@@ -736,6 +730,25 @@ fn store_error(e: api::StoreError) -> StoreError {
             api::LoginError::Callback(d) => L::Callback(d),
             api::LoginError::Unsupported(d) => L::Unsupported(d),
             api::LoginError::IssuerMismatch(d) => L::IssuerMismatch(d),
+            api::LoginError::Endpoint(f) => L::Endpoint {
+                endpoint: f.endpoint,
+                error: endpoint_error_in(f.error),
+            },
         }),
+    }
+}
+
+/// The WIT's endpoint error as the core's (for `store-error` and `login-error`).
+fn endpoint_error_in(e: api::EndpointError) -> credlock_core::EndpointError {
+    use credlock_core::EndpointError as CE;
+    match e {
+        api::EndpointError::Oauth(o) => CE::OAuth {
+            status: o.status,
+            error: o.error,
+            description: o.error_description,
+        },
+        api::EndpointError::Server(s) => CE::Server(s),
+        api::EndpointError::MalformedReply(d) => CE::MalformedReply(d),
+        api::EndpointError::Transport(t) => CE::Transport(transport_error_in(t)),
     }
 }

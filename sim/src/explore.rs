@@ -82,6 +82,7 @@ fn one(case: &Case, script: Script) -> (Vec<String>, Script, u64) {
     let opts = Options {
         lock_timeout_ms: 10_000,
         http_timeout_ms: 1_000,
+        allow_insecure_http: false,
     };
     // Setup: an expired refreshable token and an empty shared tenant, without scheduling
     // choices; for a corrupt case, one more write (so that a backup exists), then a flipped

@@ -319,6 +319,7 @@ impl Plan {
             options: Options {
                 lock_timeout_ms: r.range(50, 2_000) as u32,
                 http_timeout_ms: 100,
+                allow_insecure_http: false,
             },
         };
         // Drawn last, so that the rest of a seed's plan is what it was before maintenance

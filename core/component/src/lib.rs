@@ -95,6 +95,7 @@ fn io_error(e: types::IoError) -> core_p::IoError {
         types::IoError::OtherLockProtocol(d) => core_p::IoError::OtherLockProtocol(d),
         types::IoError::Unreachable(d) => core_p::IoError::Unreachable(d),
         types::IoError::Fenced(d) => core_p::IoError::Fenced(d),
+        types::IoError::AuthFailed(d) => core_p::IoError::AuthFailed(d),
         types::IoError::Other(d) => core_p::IoError::Other(d),
     }
 }
@@ -108,6 +109,7 @@ fn io_error_out(e: core_p::IoError) -> types::IoError {
         core_p::IoError::OtherLockProtocol(d) => types::IoError::OtherLockProtocol(d),
         core_p::IoError::Unreachable(d) => types::IoError::Unreachable(d),
         core_p::IoError::Fenced(d) => types::IoError::Fenced(d),
+        core_p::IoError::AuthFailed(d) => types::IoError::AuthFailed(d),
         core_p::IoError::Other(d) => types::IoError::Other(d),
     }
 }
@@ -311,6 +313,7 @@ fn options(o: api::Options) -> credlock_core::Options {
     credlock_core::Options {
         lock_timeout_ms: o.lock_timeout_ms,
         http_timeout_ms: o.http_timeout_ms,
+        allow_insecure_http: o.allow_insecure_http,
     }
 }
 
@@ -333,32 +336,7 @@ fn store_error(e: StoreError) -> api::StoreError {
         StoreError::Expired(t) => W::Expired(t),
         StoreError::ReauthNeeded(t) => W::ReauthNeeded(t),
         StoreError::RefreshOutcomeUnknown(t) => W::RefreshOutcomeUnknown(t),
-        StoreError::Endpoint(e) => W::Endpoint(match e {
-            credlock_core::EndpointError::OAuth {
-                status,
-                error,
-                description,
-            } => api::EndpointError::Oauth(api::OauthError {
-                status,
-                error,
-                error_description: description,
-            }),
-            credlock_core::EndpointError::Server(s) => api::EndpointError::Server(s),
-            credlock_core::EndpointError::MalformedReply(d) => {
-                api::EndpointError::MalformedReply(d)
-            }
-            credlock_core::EndpointError::Transport(t) => api::EndpointError::Transport(match t {
-                core_p::TransportError::BadUrl(d) => token_endpoint::TransportError::BadUrl(d),
-                core_p::TransportError::Connect(d) => token_endpoint::TransportError::Connect(d),
-                core_p::TransportError::Timeout => token_endpoint::TransportError::Timeout,
-                core_p::TransportError::Interrupted(d) => {
-                    token_endpoint::TransportError::Interrupted(d)
-                }
-                core_p::TransportError::ReplyTooLarge => {
-                    token_endpoint::TransportError::ReplyTooLarge
-                }
-            }),
-        }),
+        StoreError::Endpoint(e) => W::Endpoint(endpoint_error_out(e)),
         StoreError::LockTimeout { lock, waited_ms } => {
             W::LockTimeout(api::LockTimeout { lock, waited_ms })
         }
@@ -581,5 +559,31 @@ impl api::Guest for Component {
                 })
                 .collect()
         })
+    }
+}
+
+/// The core's endpoint error as the WIT's (for `store-error` and `login-error`).
+pub(crate) fn endpoint_error_out(e: credlock_core::EndpointError) -> api::EndpointError {
+    match e {
+        credlock_core::EndpointError::OAuth {
+            status,
+            error,
+            description,
+        } => api::EndpointError::Oauth(api::OauthError {
+            status,
+            error,
+            error_description: description,
+        }),
+        credlock_core::EndpointError::Server(s) => api::EndpointError::Server(s),
+        credlock_core::EndpointError::MalformedReply(d) => api::EndpointError::MalformedReply(d),
+        credlock_core::EndpointError::Transport(t) => api::EndpointError::Transport(match t {
+            core_p::TransportError::BadUrl(d) => token_endpoint::TransportError::BadUrl(d),
+            core_p::TransportError::Connect(d) => token_endpoint::TransportError::Connect(d),
+            core_p::TransportError::Timeout => token_endpoint::TransportError::Timeout,
+            core_p::TransportError::Interrupted(d) => {
+                token_endpoint::TransportError::Interrupted(d)
+            }
+            core_p::TransportError::ReplyTooLarge => token_endpoint::TransportError::ReplyTooLarge,
+        }),
     }
 }

@@ -106,5 +106,9 @@ pub(crate) fn error_out(e: LoginError) -> api::LoginError {
         LoginError::Callback(d) => W::Callback(d),
         LoginError::Unsupported(d) => W::Unsupported(d),
         LoginError::IssuerMismatch(d) => W::IssuerMismatch(d),
+        LoginError::Endpoint { endpoint, error } => W::Endpoint(api::LoginEndpointFailure {
+            endpoint,
+            error: crate::endpoint_error_out(error),
+        }),
     }
 }

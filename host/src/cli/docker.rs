@@ -63,6 +63,34 @@ impl Fail {
     }
 }
 
+/// Why `store` keeps nothing, each with its own advice: the registry is not mapped, or it
+/// is and docker hands back a secret other than the token credlock handed out.
+enum StoreRefusal {
+    /// Payload: the server URL.
+    NotMapped(String),
+    /// Payload: the server URL and the tenant it is mapped to.
+    ForeignSecret(String, String),
+}
+
+impl From<StoreRefusal> for Fail {
+    fn from(r: StoreRefusal) -> Self {
+        match r {
+            StoreRefusal::NotMapped(url) => Fail {
+                message: format!(
+                    "credlock: credlock keeps OAuth tokens, not passwords, and {url} is not mapped to a tenant"
+                ),
+                hint: Some("map the registry to a tenant with `credlock helper map docker URL TENANT`; docker then gets its token from credlock"),
+            },
+            StoreRefusal::ForeignSecret(url, tenant) => Fail {
+                message: format!(
+                    "credlock: {url} is mapped to tenant '{tenant}', and this secret is not its current token (a password, or a token credlock did not hand out); credlock keeps only its own tokens, so nothing was stored"
+                ),
+                hint: Some("no `docker login` is needed for a mapped registry: docker gets the tenant's token from credlock; to log in with this secret instead, remove the mapping first (`credlock helper unmap docker URL`) and let another credential helper keep it"),
+            },
+        }
+    }
+}
+
 impl From<helper_map::MapError> for Fail {
     fn from(e: helper_map::MapError) -> Self {
         let f = crate::Failure::from(e);
@@ -194,17 +222,9 @@ fn serve(action: &str, out: &mut impl Write) -> Result<(), Fail> {
             if creds.username.is_empty() {
                 return Err(Fail::plain(NO_USERNAME));
             }
-            let refuse = Fail {
-                message: format!(
-                    "credlock: credlock keeps OAuth tokens, not passwords; {} is not mapped to this token",
-                    creds.server_url.trim()
-                ),
-                hint: Some("map the registry to a tenant with `credlock helper map docker URL TENANT`; docker then gets its token from credlock"),
-            };
-            let (mapping, _) = lookup(creds.server_url.trim()).map_err(|_| Fail {
-                message: refuse.message.clone(),
-                hint: refuse.hint,
-            })?;
+            let url = creds.server_url.trim().to_owned();
+            let (mapping, _) =
+                lookup(&url).map_err(|_| Fail::from(StoreRefusal::NotMapped(url.clone())))?;
             // Docker stores what `get` returned after a login: that is the stored token
             // already. Compared by digest, never echoed.
             let mut store = Credlock::open(config)?;
@@ -212,7 +232,7 @@ fn serve(action: &str, out: &mut impl Write) -> Result<(), Fail> {
             let same = credlock_core::sha256_hex(current.token.as_bytes())
                 == credlock_core::sha256_hex(creds.secret.as_bytes());
             if !same {
-                return Err(refuse);
+                return Err(StoreRefusal::ForeignSecret(url, mapping.tenant).into());
             }
         }
         "erase" => {

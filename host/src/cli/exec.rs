@@ -8,8 +8,17 @@
 //! the whole foreground process group, the program included, so on Linux it is not sent a
 //! second time (its `si_code` is `SI_KERNEL`).
 //!
+//! If credlock itself is killed outright (SIGKILL, which no process can catch), on Linux the
+//! kernel sends the program SIGTERM (`PR_SET_PDEATHSIG`), as credlock would have passed on a
+//! polite stop; elsewhere there is no such request and the program keeps running.
+//!
 //! The token is valid for at least `--min-valid` seconds when the program starts; a program
 //! that runs longer should ask `credlock token` itself when it needs one.
+//!
+//! `--env` refuses the names that the dynamic loader, a shell or an interpreter reads as
+//! code, a path or options (`LD_PRELOAD`, `PATH`, `BASH_ENV`, `PYTHONSTARTUP`, ...): the
+//! token there is run, printed in an error ("cannot be preloaded: TOKEN"), or breaks the
+//! command.
 
 use crate::Failure;
 use credlock::{Config, Credlock};
@@ -19,7 +28,8 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct ExecArgs {
     tenant: String,
-    /// The environment variable the token is passed in.
+    /// The environment variable the token is passed in: not one that the loader, a shell or
+    /// an interpreter reads (LD_*, DYLD_*, PATH, IFS, ENV, BASH_ENV, PYTHON*, NODE_OPTIONS...).
     #[arg(long = "env", value_name = "NAME", default_value = "CREDLOCK_TOKEN")]
     env_name: String,
     /// Also write `Authorization: Bearer TOKEN` to PATH (created new, owner-only, removed
@@ -46,6 +56,9 @@ const COMMAND_NOT_FOUND: u8 = 127;
 #[derive(Debug)]
 enum ExecError {
     BadEnvName(String),
+    /// `--env` names a variable that something other than the program reads as code, a
+    /// path or options (payload: the name).
+    InterpretedEnvName(String),
     /// The header file could not be made (it exists, or the directory is not writable).
     HeaderCreate(PathBuf, std::io::Error),
     HeaderWrite(PathBuf, std::io::Error),
@@ -63,6 +76,11 @@ impl From<ExecError> for Failure {
                 exit::USAGE,
                 format!("--env {name:?} is not a variable name"),
                 Some("use letters, digits and _, not starting with a digit"),
+            ),
+            ExecError::InterpretedEnvName(name) => (
+                exit::USAGE,
+                format!("--env {name} names a variable that the dynamic loader, a shell or another program reads as code, a command, a path or options: the token would be run or printed, or break the command"),
+                Some(INTERPRETED_RULE),
             ),
             ExecError::HeaderCreate(path, e) => (
                 exit::IO,
@@ -103,6 +121,88 @@ fn valid_env_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Variables read by something other than the program itself, as code (`BASH_ENV`,
+/// `PYTHONSTARTUP`, `PERL5OPT`), as a command to run (`EDITOR`, `GIT_SSH_COMMAND`), as a
+/// path to search or load (`PATH`, `LD_PRELOAD`), or as options (`NODE_OPTIONS`): a token
+/// there is run, printed in the loader's or interpreter's error, or breaks the command.
+/// `CREDLOCK_*` are credlock's own settings, read by a `credlock` the program runs.
+const INTERPRETED_NAMES: [&str; 36] = [
+    "PATH",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "CDPATH",
+    "PS4",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "GLOBIGNORE",
+    "PROMPT_COMMAND",
+    "HOME",
+    "SHELL",
+    "TMPDIR",
+    "GCONV_PATH",
+    "LOCPATH",
+    "HOSTALIASES",
+    "RES_OPTIONS",
+    "LOCALDOMAIN",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+    "LANG",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "GIT_PAGER",
+    "LESSOPEN",
+    "BROWSER",
+    "SSH_ASKPASS",
+    "GIT_ASKPASS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+    "GIT_CONFIG_PARAMETERS",
+];
+/// Families of such variables, by prefix: the dynamic loaders (glibc, musl, macOS), exported
+/// bash functions, the locale, malloc tuning, and the interpreters' own.
+const INTERPRETED_PREFIXES: [&str; 10] = [
+    "LD_",
+    "DYLD_",
+    "BASH_FUNC_",
+    "LC_",
+    "MALLOC_",
+    "GLIBC_",
+    "PYTHON",
+    "PERL",
+    "RUBY",
+    "CREDLOCK_",
+];
+/// The rule, as the error states it (a unit test checks it names every entry above).
+const INTERPRETED_RULE: &str =
+    "pass the token in a variable of your own (the default is CREDLOCK_TOKEN); refused are the \
+     names the loader, shells, the C library and interpreters read: PATH, IFS, ENV, BASH_ENV, \
+     CDPATH, PS4, SHELLOPTS, BASHOPTS, GLOBIGNORE, PROMPT_COMMAND, HOME, SHELL, TMPDIR, \
+     GCONV_PATH, LOCPATH, HOSTALIASES, RES_OPTIONS, LOCALDOMAIN, NODE_OPTIONS, NODE_PATH, \
+     JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS, LANG, the commands EDITOR, VISUAL, \
+     PAGER, GIT_PAGER, LESSOPEN, BROWSER, SSH_ASKPASS, GIT_ASKPASS, GIT_SSH, GIT_SSH_COMMAND, \
+     GIT_EXEC_PATH, GIT_CONFIG_PARAMETERS, and every name starting with \
+     LD_, DYLD_, BASH_FUNC_, LC_, MALLOC_, GLIBC_, PYTHON, PERL, RUBY or CREDLOCK_ (other \
+     than CREDLOCK_TOKEN)";
+
+/// Whether `name` is read by something other than the program (see [`INTERPRETED_NAMES`]).
+fn interpreted_env_name(name: &str) -> bool {
+    // Windows looks variables up without regard to case (`Path` is `PATH`); unix does not.
+    let name = if cfg!(windows) {
+        name.to_ascii_uppercase()
+    } else {
+        name.to_owned()
+    };
+    name != "CREDLOCK_TOKEN"
+        && (INTERPRETED_NAMES.contains(&name.as_str())
+            || INTERPRETED_PREFIXES.iter().any(|p| name.starts_with(p)))
+}
+
 /// The header file: removed when dropped, so every way out of `run` removes it.
 struct HeaderFile(PathBuf);
 
@@ -141,6 +241,9 @@ pub fn run(args: &ExecArgs, config: Config) -> Result<u8, Failure> {
     if !valid_env_name(&args.env_name) {
         return Err(ExecError::BadEnvName(args.env_name.clone()).into());
     }
+    if interpreted_env_name(&args.env_name) {
+        return Err(ExecError::InterpretedEnvName(args.env_name.clone()).into());
+    }
     let mut store = Credlock::open(config)?;
     let t = store.token(&args.tenant, args.min_valid.saturating_mul(1000))?;
     let scheme = if t.token_type.eq_ignore_ascii_case("bearer") {
@@ -166,6 +269,7 @@ pub fn run(args: &ExecArgs, config: Config) -> Result<u8, Failure> {
     }
     drop(store);
     forward::install();
+    forward::die_with_parent(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| ExecError::Spawn(program.clone(), e))?;
@@ -248,6 +352,33 @@ mod forward {
         }
     }
 
+    /// Ask the kernel to send the program SIGTERM when credlock dies, so that a `kill -9` of
+    /// credlock does not leave it running unsupervised (Linux's `PR_SET_PDEATHSIG`; other
+    /// systems have no such request, and `--help` says so).
+    #[cfg(target_os = "linux")]
+    pub fn die_with_parent(command: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let credlock = i32::try_from(std::process::id()).expect("pids fit in pid_t");
+        // SAFETY: the closure runs in the child between fork and exec and calls only prctl,
+        // getppid and _exit, which are async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // credlock may have died before the request was made: then no signal comes.
+                if libc::getppid() != credlock {
+                    libc::_exit(128 + libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn die_with_parent(_command: &mut std::process::Command) {}
+
     pub fn to(pid: u32) {
         let pid = i32::try_from(pid).expect("pids fit in pid_t");
         CHILD.store(pid, Ordering::SeqCst);
@@ -266,5 +397,34 @@ mod forward {
 mod forward {
     //! Windows has no signals to pass on: Ctrl-C reaches every process of the console.
     pub fn install() {}
+    pub fn die_with_parent(_command: &mut std::process::Command) {}
     pub fn to(_pid: u32) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stated_rule_names_every_refused_name() {
+        for name in INTERPRETED_NAMES.iter().chain(&INTERPRETED_PREFIXES) {
+            assert!(
+                INTERPRETED_RULE.contains(name),
+                "{name} is missing from the rule"
+            );
+        }
+        for refused in [
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "PATH",
+            "PYTHONSTARTUP",
+            "BASH_FUNC_x%%",
+            "CREDLOCK_STORE",
+        ] {
+            assert!(interpreted_env_name(refused), "{refused}");
+        }
+        for fine in ["CREDLOCK_TOKEN", "GH_TOKEN", "TOKEN_PATH", "MY_LD_PRELOAD"] {
+            assert!(!interpreted_env_name(fine), "{fine}");
+        }
+    }
 }

@@ -57,6 +57,14 @@ fn valid_schema(s: &str) -> bool {
         && b.all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_'))
 }
 
+/// Schemas a store must not use: PostgreSQL's own (`pg_catalog`, `information_schema`, and
+/// every `pg_` name, which it reserves) and `public`, the database's default, where every
+/// role may create objects and the application's tables live: credlock's tables there
+/// would share their grants and their search path with everything else.
+fn system_schema(s: &str) -> bool {
+    s.starts_with("pg_") || s == "information_schema" || s == "public"
+}
+
 fn valid_store(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -89,6 +97,11 @@ impl Database {
         if !valid_schema(&schema) {
             return Err(format!(
                 "schema={schema:?} is not a plain identifier: use 1-63 characters from a-z, 0-9 and _, not starting with a digit"
+            ));
+        }
+        if system_schema(&schema) {
+            return Err(format!(
+                "schema={schema} is PostgreSQL's own or the database's shared default schema: credlock's tables there would mix with other objects and their grants; name a schema of credlock's own (the default is credlock), e.g. schema=credlock"
             ));
         }
         if !valid_store(&store) {
@@ -301,6 +314,14 @@ mod tests {
                 .unwrap_err()
                 .contains("identifier")
         );
+        // Issue 22, item 8: system schemas were accepted.
+        for schema in ["pg_catalog", "public", "information_schema", "pg_toast"] {
+            let e = Database::parse(&format!("postgres://u@localhost/app?schema={schema}"))
+                .map(|_| ())
+                .unwrap_err();
+            assert!(e.contains("schema of credlock's own"), "{schema}: {e}");
+        }
+        assert!(Database::parse("postgres://u@localhost/app?schema=public_creds").is_ok());
         assert!(Database::parse("postgres://u:pw@localhost/app?bogus=1")
             .map(|_| ())
             .unwrap_err()

@@ -562,10 +562,12 @@ pub(crate) fn io_error(db: &Database, what: &str, e: &postgres::Error) -> IoErro
         dbe.code().code()
     );
     let code = dbe.code();
-    if *code == SqlState::INSUFFICIENT_PRIVILEGE
-        || *code == SqlState::INVALID_PASSWORD
-        || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
     {
+        // Refused at the door (a wrong password, an unknown role, pg_hba.conf): grants are
+        // not the problem, and the advice must not send the user to them.
+        IoError::AuthFailed(detail)
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
         IoError::PermissionDenied(format!(
             "{detail}; the database role needs USAGE and CREATE on the schema, SELECT, INSERT, UPDATE on its tables, and DELETE on its records (FORMAT.md, \"PostgreSQL\")"
         ))
@@ -614,6 +616,7 @@ pub(crate) fn io_text(e: &IoError) -> String {
         | IoError::OtherLockProtocol(d)
         | IoError::Unreachable(d)
         | IoError::Fenced(d)
+        | IoError::AuthFailed(d)
         | IoError::Other(d) => d.clone(),
     }
 }

@@ -38,6 +38,7 @@ fn io(e: types::IoError) -> p::IoError {
         types::IoError::OtherLockProtocol(d) => p::IoError::OtherLockProtocol(d),
         types::IoError::Unreachable(d) => p::IoError::Unreachable(d),
         types::IoError::Fenced(d) => p::IoError::Fenced(d),
+        types::IoError::AuthFailed(d) => p::IoError::AuthFailed(d),
         types::IoError::Other(d) => p::IoError::Other(d),
     }
 }
@@ -52,22 +53,7 @@ fn error(e: api::StoreError) -> StoreError {
         W::Expired(t) => StoreError::Expired(t),
         W::ReauthNeeded(t) => StoreError::ReauthNeeded(t),
         W::RefreshOutcomeUnknown(t) => StoreError::RefreshOutcomeUnknown(t),
-        W::Endpoint(e) => StoreError::Endpoint(match e {
-            api::EndpointError::Oauth(o) => EndpointError::OAuth {
-                status: o.status,
-                error: o.error,
-                description: o.error_description,
-            },
-            api::EndpointError::Server(s) => EndpointError::Server(s),
-            api::EndpointError::MalformedReply(d) => EndpointError::MalformedReply(d),
-            api::EndpointError::Transport(t) => EndpointError::Transport(match t {
-                token_endpoint::TransportError::BadUrl(d) => p::TransportError::BadUrl(d),
-                token_endpoint::TransportError::Connect(d) => p::TransportError::Connect(d),
-                token_endpoint::TransportError::Timeout => p::TransportError::Timeout,
-                token_endpoint::TransportError::Interrupted(d) => p::TransportError::Interrupted(d),
-                token_endpoint::TransportError::ReplyTooLarge => p::TransportError::ReplyTooLarge,
-            }),
-        }),
+        W::Endpoint(e) => StoreError::Endpoint(endpoint_error(e)),
         W::LockTimeout(l) => StoreError::LockTimeout {
             lock: l.lock,
             waited_ms: l.waited_ms,
@@ -120,6 +106,10 @@ fn error(e: api::StoreError) -> StoreError {
                 L::Callback(d) => C::Callback(d),
                 L::Unsupported(d) => C::Unsupported(d),
                 L::IssuerMismatch(d) => C::IssuerMismatch(d),
+                L::Endpoint(f) => C::Endpoint {
+                    endpoint: f.endpoint,
+                    error: endpoint_error(f.error),
+                },
             }
         }),
     }
@@ -340,6 +330,8 @@ fn main() -> ExitCode {
     let opts = api::Options {
         lock_timeout_ms: seconds_env("CREDLOCK_LOCK_TIMEOUT", 10.0),
         http_timeout_ms: seconds_env("CREDLOCK_HTTP_TIMEOUT", 30.0).max(1),
+        // The rule of its wasi:http client (wasi-platform's http.rs), applied at `put` too.
+        allow_insecure_http: std::env::var("CREDLOCK_ALLOW_INSECURE_HTTP").as_deref() == Ok("1"),
     };
     let flag = |name: &str| {
         args.iter()
@@ -461,5 +453,25 @@ fn main() -> ExitCode {
             );
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The WIT's endpoint error as the core's (for `store-error` and `login-error`).
+fn endpoint_error(e: api::EndpointError) -> EndpointError {
+    match e {
+        api::EndpointError::Oauth(o) => EndpointError::OAuth {
+            status: o.status,
+            error: o.error,
+            description: o.error_description,
+        },
+        api::EndpointError::Server(s) => EndpointError::Server(s),
+        api::EndpointError::MalformedReply(d) => EndpointError::MalformedReply(d),
+        api::EndpointError::Transport(t) => EndpointError::Transport(match t {
+            token_endpoint::TransportError::BadUrl(d) => p::TransportError::BadUrl(d),
+            token_endpoint::TransportError::Connect(d) => p::TransportError::Connect(d),
+            token_endpoint::TransportError::Timeout => p::TransportError::Timeout,
+            token_endpoint::TransportError::Interrupted(d) => p::TransportError::Interrupted(d),
+            token_endpoint::TransportError::ReplyTooLarge => p::TransportError::ReplyTooLarge,
+        }),
     }
 }

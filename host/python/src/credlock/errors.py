@@ -155,7 +155,8 @@ class StoreIOError(CredlockError):
     """The filesystem failed. `io_kind`: `not-a-regular-file`, `permission-denied`,
     `no-space`, `unsafe-permissions`, `other-lock-protocol`, `unreachable` (a database store's
     server, or the session that held a lock, is gone), `fenced` (a write refused because the
-    lock was lost), `other`, or `too-large` (then `size` is set)."""
+    lock was lost), `auth-failed` (a database store's server refused the role or its
+    password), `other`, or `too-large` (then `size` is set)."""
 
     kind = "io"
     io_kind: str = "other"
@@ -242,7 +243,10 @@ class LoginFailed(CredlockError):
     `access-denied`, `expired`, `pending` (another process's login is in progress; `token`
     says so), `joined-failed`, `superseded` (newer tokens were kept), `revocation-failed`
     (`logout(local=True)` deletes anyway), `callback`, `unsupported`, `issuer-mismatch` (the
-    browser callback came from another authorization server, RFC 9207)."""
+    browser callback came from another authorization server, RFC 9207), `endpoint` (a request
+    of the login to the server failed: `endpoint` names which, `metadata`,
+    `device_authorization_endpoint` or `token_endpoint`; the other fields as for
+    `EndpointError`)."""
 
     kind = "login"
     tenant: Optional[str] = None
