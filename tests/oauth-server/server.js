@@ -65,7 +65,10 @@ const SCOPES = ['openid', 'offline_access', 'api'];
 const DEFAULT_SCOPE = SCOPES.join(' ');
 const FAULT_MODES = new Set([
   'http500', 'http503_html', 'hang', 'malformed', 'no_expires_in', 'cut_after_rotate', 'slow',
+  'redirect', 'huge', 'huge_chunked',
 ]);
+// What the `huge` faults send: more than any client should read as a token response.
+const HUGE_BYTES = 2 * 1024 * 1024;
 // Faults for device-code polls (POST /test/device-fault), one consumed per poll.
 const DEVICE_FAULT_MODES = new Set([
   'slow_down', 'malformed', 'wrong_token_type', 'missing_access_token', 'huge',
@@ -709,6 +712,26 @@ async function tokenEndpoint(ctx, next) {
       ctx.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', Connection: 'close' });
       ctx.res.end('{"access_token": "x",');
       return undefined;
+    case 'redirect':
+      // A client must not follow a token endpoint's redirect (it would carry the refresh
+      // token elsewhere): a port nothing listens on.
+      record('fault:redirect');
+      ctx.status = 302;
+      ctx.set('Location', 'http://127.0.0.1:1/elsewhere');
+      ctx.body = '';
+      return undefined;
+    case 'huge':
+    case 'huge_chunked': {
+      record(`fault:${fault.mode}`);
+      // 2 MiB of JSON whitespace, with a Content-Length or chunked without one.
+      ctx.respond = false;
+      const headers = { 'Content-Type': 'application/json', Connection: 'close' };
+      if (fault.mode === 'huge') headers['Content-Length'] = String(HUGE_BYTES);
+      ctx.res.writeHead(200, headers);
+      ctx.res.write(Buffer.alloc(HUGE_BYTES / 2, 0x20));
+      ctx.res.end(Buffer.alloc(HUGE_BYTES / 2, 0x20));
+      return undefined;
+    }
     case 'hang': {
       record('fault:hang');
       // Never answer. Hold the socket until holdMs passes or the client gives up.
