@@ -82,6 +82,11 @@ class OAuthServer:
         assert status == 200, (status, reply)
         return reply
 
+    def reset(self) -> None:
+        """Zero the counters, forget which refresh tokens were presented and drop pending
+        faults; tokens and grants stay valid."""
+        self._post("/test/reset", {})
+
     def fault(self, mode: str, count: int = 1, **extra: int) -> None:
         """Make the next `count` refresh requests meet `mode` (tests/oauth-server/README.md:
         http500, http503_html, hang, malformed, no_expires_in, cut_after_rotate, slow,
