@@ -2,7 +2,9 @@
 //! `credlock::Store`, 8 more each open their own, and 4 `credlock` processes run beside them,
 //! all on one store against the real OAuth server with 2-second access tokens. Every
 //! acknowledged put must be in the store at the end, the server must see no refresh token
-//! twice and no revoked grant, and an expiry must cost about one refresh, not one per thread.
+//! twice and no revoked grant, every token a thread was handed must be accepted unless its
+//! own expiry shows it was used late (`oauth::use_token`), and an expiry must cost about one
+//! refresh, not one per thread.
 //!
 //! This is the process-local lock TOCTOU one agent runtime shipped (a check of an in-process
 //! flag, then the file lock): here each call takes the store's own flock on a descriptor of
