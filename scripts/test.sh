@@ -23,8 +23,15 @@ suites=$((suites + 1))
 echo "== the composed WASI command (target/credlock-cli.wasm)"
 bash scripts/build-cli-wasm.sh
 suites=$((suites + 1))
+echo "== the OAuth test server every refresh and login test runs against (tests/oauth-server)"
+bash tests/oauth-server/selftest.sh
+suites=$((suites + 1))
+took "OAuth server self-test"
 echo "== tests"
 cargo test --workspace --all-targets
+suites=$((suites + 1))
+# --all-targets leaves out the doctests: the examples in the docs must compile and pass too.
+cargo test --workspace --doc
 suites=$((suites + 1))
 took "Rust tests"
 echo "== the Python binding (host/python)"
@@ -47,10 +54,12 @@ echo "== simulator: random seeds, the bug zoo, exhaustive small cases, the shipp
 # The native seeds need no wasmtime: without the `component` feature the release build
 # compiles no host.
 cargo build --release -p credlock-sim --no-default-features
+# credlock-sim refuses --seeds 0 (and a number it cannot read) rather than pass on nothing.
 target/release/credlock-sim --seeds "${CREDLOCK_SIM_SEEDS:-3000}"
 suites=$((suites + 1))
 target/release/credlock-sim --zoo
 suites=$((suites + 1))
+# Fails (exit 3) if a case is cut short at its schedule limit: "bounded" is not "exhaustive".
 target/release/credlock-sim --exhaustive --preemptions 2
 suites=$((suites + 1))
 # The shipped .wasm, in wasmtime with the simulated platform as its imports, against the

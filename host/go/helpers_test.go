@@ -186,15 +186,71 @@ func (s *oauthServer) grant(t testing.TB) []byte {
 	return b
 }
 
-func (s *oauthServer) stats(t testing.TB) map[string]any {
+// serverStats is what GET /test/stats said. Reading a counter it does not have is a
+// failure, never a zero: a renamed counter must not pass "== 0" checks.
+type serverStats struct {
+	t testing.TB
+	m map[string]any
+}
+
+func (s *oauthServer) stats(t testing.TB) serverStats {
 	r, err := client.Get(s.base + "/test/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Body.Close()
 	var v map[string]any
-	json.NewDecoder(r.Body).Decode(&v)
-	return v
+	if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+		t.Fatalf("/test/stats: %v", err)
+	}
+	return serverStats{t, v}
+}
+
+// num is the counter k, which must be there and be a number.
+func (st serverStats) num(k string) int {
+	st.t.Helper()
+	v, ok := st.m[k].(float64)
+	if !ok {
+		st.t.Fatalf("the server's stats have no number %q: %v", k, st.m)
+	}
+	return int(v)
+}
+
+func (st serverStats) String() string { return fmt.Sprint(st.m) }
+
+// reset zeroes the server's counters and forgets which refresh tokens were presented.
+func (s *oauthServer) reset(t testing.TB) {
+	s.postJSON(t, "/test/reset", map[string]any{})
+}
+
+// use calls the protected resource with an access token credlock handed out, promising it
+// valid for promised after it decided, which was after started. It returns "" when the
+// resource accepted it, "late" when the resource refused it only because it expired and
+// its expiry as the server issued it kept that promise (the use came late on a loaded
+// machine), and otherwise what the server said: a revoked or unknown token, or one that
+// expired before started+promised, is a broken promise however long the round trip took.
+func (s *oauthServer) use(t testing.TB, accessToken string, started time.Time, promised time.Duration) string {
+	req, _ := http.NewRequest("GET", s.base+"/resource", nil)
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	r, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	if r.StatusCode == 200 {
+		return ""
+	}
+	body, _ := io.ReadAll(r.Body)
+	var said struct {
+		Reason      string `json:"reason"`
+		ExpiresAtMs *int64 `json:"expires_at_ms"`
+	}
+	json.Unmarshal(body, &said)
+	bound := started.UnixMilli() + promised.Milliseconds()
+	if said.Reason == "expired" && said.ExpiresAtMs != nil && *said.ExpiresAtMs >= bound {
+		return "late"
+	}
+	return fmt.Sprintf("%d %s: asked at %d ms, promised valid for %v after that", r.StatusCode, body, started.UnixMilli(), promised)
 }
 
 // resource reports whether the protected resource accepts accessToken.

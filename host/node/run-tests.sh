@@ -36,4 +36,19 @@ for v in $(env | grep -o '^CREDLOCK_[A-Z_]*' || true); do
   [ "$v" = CREDLOCK_CLI ] || unset "$v"
 done
 if [ "$#" -gt 0 ]; then files=("$@"); else files=(test/*.test.mjs); fi
-exec node --test --test-concurrency=1 "${files[@]}"
+# The spec report on the terminal, and a TAP copy whose totals say whether anything was
+# skipped: a skipped test proved nothing, so a skip fails the run as in the other suites.
+tap="$(mktemp)"
+trap 'rm -f "$tap"' EXIT
+set +e
+node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap" "${files[@]}"
+status=$?
+set -e
+skipped="$(awk '/^# (skipped|todo) [0-9]+$/ { n += $3 } END { print n + 0 }' "$tap")"
+grep -qE '^# pass [0-9]+$' "$tap" || { echo "run-tests: node --test wrote no totals" >&2; exit 1; }
+if [ "$skipped" -ne 0 ]; then
+  echo "run-tests: $skipped test(s) skipped or todo; a skip is a failure here" >&2
+  [ "$status" -ne 0 ] || status=1
+fi
+exit "$status"

@@ -21,9 +21,11 @@ wasmtime::component::bindgen!({
     },
 });
 
+// `self::`: the generated module `credlock` (the WIT package), not this crate, which rustdoc
+// passes to the crate as `--extern credlock` when it builds the doctests.
 /// The WIT `sealing` types, for the crate API.
-pub use credlock::store::sealing as sealing_types;
-use credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
+pub use self::credlock::store::sealing as sealing_types;
+use self::credlock::store::{clock, files, locks, random, sealing, token_endpoint, types};
 pub use exports::credlock::store::store as api;
 
 /// The component this host was built with (see build.rs).

@@ -14,7 +14,7 @@ mod http;
 mod oauth;
 use common::*;
 use oauth::OAuthServer;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -417,7 +417,7 @@ fn commit(env: &Env, work: &Path, name: &str) {
 struct Forge {
     env: Env,
     home: tempfile::TempDir,
-    work: std::path::PathBuf,
+    work: PathBuf,
     server: GitServer,
     origin: String,
 }
@@ -457,7 +457,7 @@ fn forge(oauth: &OAuthServer) -> Forge {
 }
 
 /// `git clone` over HTTP with credlock as the helper; returns the clone's path.
-fn clone(f: &Forge) -> std::path::PathBuf {
+fn clone(f: &Forge) -> PathBuf {
     let clone = f.home.path().join("clone");
     let url = format!("{}/repo.git", f.origin);
     let r = run_cmd(
@@ -707,16 +707,33 @@ fn docker_credential_helper_protocol() {
     );
 }
 
-/// The real docker client (if installed) fetching a manifest from a loopback registry that
-/// accepts only a token valid at the OAuth server, with credlock as its credential helper.
+/// The docker client scripts/setup.sh installs (Debian's, in target/tools; `CREDLOCK_DOCKER`
+/// names another). Missing is a failure, never a skip: a test nobody runs proves nothing.
+fn docker_client() -> PathBuf {
+    let p = std::env::var_os("CREDLOCK_DOCKER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/tools/docker-cli/docker"
+            ))
+        });
+    let version = Command::new(&p).arg("--version").output();
+    assert!(
+        version.as_ref().is_ok_and(|o| o.status.success()),
+        "no docker client at {}: bash scripts/setup.sh installs it ({version:?})",
+        p.display()
+    );
+    p
+}
+
+/// The real docker client fetching a manifest from a loopback registry that accepts only a
+/// token valid at the OAuth server, with credlock as its credential helper.
 /// `docker manifest inspect` talks to the registry itself, so no docker daemon is needed.
 #[test]
 fn real_docker_client_uses_the_helper() {
     use sha2::Digest;
-    if Command::new("docker").arg("--version").output().is_err() {
-        eprintln!("skipped: no docker client installed");
-        return;
-    }
+    let docker_bin = docker_client();
     warm();
     let oauth = OAuthServer::start(3600);
     let env = Env::new();
@@ -797,7 +814,7 @@ fn real_docker_client_uses_the_helper() {
     )
     .unwrap();
     let mut c = env.command(&[]);
-    let mut docker = Command::new("docker");
+    let mut docker = Command::new(&docker_bin);
     for (k, v) in c.get_envs() {
         match v {
             Some(v) => docker.env(k, v),

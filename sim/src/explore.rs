@@ -170,8 +170,27 @@ fn one(case: &Case, script: Script) -> (Vec<String>, Script, u64) {
     (st.world.history.failures.clone(), script, st.steps)
 }
 
-/// Explore `case` up to `preemptions`; returns (schedules checked, first failure).
-pub fn explore(case: &Case, preemptions: usize, limit: u64) -> (u64, Option<(Vec<usize>, String)>) {
+/// How an exploration ended.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Every schedule up to the preemption bound ran and passed.
+    All,
+    /// The schedule limit was reached first: every schedule run passed, but not every
+    /// schedule up to the preemption bound was run.
+    Bounded,
+    /// This schedule (its choice prefix) failed.
+    Failed { prefix: Vec<usize>, why: String },
+}
+
+/// What [`explore`] did: how many schedules it ran and how it ended.
+#[derive(Debug)]
+pub struct Exploration {
+    pub schedules: u64,
+    pub outcome: Outcome,
+}
+
+/// Explore `case` up to `preemptions`, running at most `limit` schedules.
+pub fn explore(case: &Case, preemptions: usize, limit: u64) -> Exploration {
     let mut prefix: Vec<usize> = Vec::new();
     let mut count = 0;
     loop {
@@ -184,10 +203,13 @@ pub fn explore(case: &Case, preemptions: usize, limit: u64) -> (u64, Option<(Vec
         let (failures, script, _) = one(case, script);
         count += 1;
         if let Some(f) = failures.first() {
-            return (count, Some((prefix, f.clone())));
-        }
-        if count >= limit {
-            return (count, None);
+            return Exploration {
+                schedules: count,
+                outcome: Outcome::Failed {
+                    prefix,
+                    why: f.clone(),
+                },
+            };
         }
         // Next schedule: the deepest choice point with an untried alternative.
         let taken: Vec<usize> = (0..script.seen.len())
@@ -210,8 +232,21 @@ pub fn explore(case: &Case, preemptions: usize, limit: u64) -> (u64, Option<(Vec
             }
         }
         match next {
+            // More schedules remain: only the limit can stop the exploration here, and it
+            // is then reported as bounded, never as complete.
+            Some(_) if count >= limit => {
+                return Exploration {
+                    schedules: count,
+                    outcome: Outcome::Bounded,
+                }
+            }
             Some(p) => prefix = p,
-            None => return (count, None),
+            None => {
+                return Exploration {
+                    schedules: count,
+                    outcome: Outcome::All,
+                }
+            }
         }
     }
 }

@@ -1,10 +1,13 @@
 //! `credlock-sim`: deterministic multi-process simulation of the credlock core.
 //!
 //! ```text
-//! credlock-sim --seeds N [--from S]   N random seeds; stop at the first failure
+//! credlock-sim --seeds N [--from S]   N random seeds (N > 0); stop at the first failure
 //! credlock-sim --seed S [--trace-hash] replay one seed
 //! credlock-sim --zoo                  every bug-zoo scenario, naive vs real core
-//! credlock-sim --exhaustive [--preemptions P]   all schedules of small cases
+//! credlock-sim --exhaustive [--preemptions P] [--max-schedules N] [--allow-bounded]
+//!                                     every schedule of small cases up to P preemptions;
+//!                                     a case cut short at N schedules (200000) is reported
+//!                                     "bounded at N" and fails (exit 3) unless allowed
 //! credlock-sim --component --seeds N [--from S]  each seed on the native core and on the
 //!                                     shipped component: both pass, same trace and
 //!                                     world hashes
@@ -26,15 +29,34 @@ use credlock_sim::{explore, run, zoo};
 use std::process::ExitCode;
 use std::time::Instant;
 
-fn arg(args: &[String], name: &str) -> Option<u64> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
+/// The number after `name`, if `name` is given; a missing or unparsable number is an error
+/// (never the default: `--seeds ''` must not quietly run the default count).
+fn arg(args: &[String], name: &str) -> Result<Option<u64>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => match args.get(i + 1).map(|v| v.parse::<u64>()) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(format!("{name} takes a number")),
+        },
+    }
 }
+
+/// The schedules `--exhaustive` runs per case unless `--max-schedules` says otherwise.
+const MAX_SCHEDULES: u64 = 200_000;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match run_main(args) {
+        Ok(code) => code,
+        Err(why) => {
+            eprintln!("{why}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The run `args` ask for; Err for arguments that ask for nothing or make no sense (exit 2).
+fn run_main(args: Vec<String>) -> Result<ExitCode, String> {
     let has = |f: &str| args.iter().any(|a| a == f);
     let known_core_bugs = match args.iter().position(|a| a == "--known-core-bugs") {
         None => KnownBugs::default(),
@@ -47,7 +69,7 @@ fn main() -> ExitCode {
                         "--known-core-bugs takes a comma-separated list of {}",
                         KnownBugs::NAMES.join(", ")
                     );
-                    return ExitCode::from(2);
+                    return Ok(ExitCode::from(2));
                 }
             },
         },
@@ -62,39 +84,72 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(why) => {
             eprintln!("{why}");
-            return ExitCode::from(2);
+            return Ok(ExitCode::from(2));
         }
     };
     if has("--zoo") {
         let ok = zoo::run_zoo(has("--verbose"));
-        return if ok {
+        return Ok(if ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
-        };
+        });
     }
     if has("--exhaustive") {
-        let preemptions = arg(&args, "--preemptions").unwrap_or(2) as usize;
+        let preemptions = arg(&args, "--preemptions")?.unwrap_or(2) as usize;
+        let limit = arg(&args, "--max-schedules")?.unwrap_or(MAX_SCHEDULES);
+        if limit == 0 {
+            return Err("--max-schedules 0 would check nothing".into());
+        }
         let mut total = 0;
+        let mut bounded = Vec::new();
         for case in explore::cases() {
             let started = Instant::now();
-            let (n, failure) = explore::explore(&case, preemptions, 200_000);
-            total += n;
-            println!(
-                "exhaustive: {} ({} preemptions): {n} schedules in {:.1} s",
-                case.name,
-                preemptions,
-                started.elapsed().as_secs_f64()
-            );
-            if let Some((prefix, why)) = failure {
-                println!("FAILED on schedule {prefix:?}: {why}");
-                return ExitCode::FAILURE;
+            let e = explore::explore(&case, preemptions, limit);
+            total += e.schedules;
+            let secs = started.elapsed().as_secs_f64();
+            let n = e.schedules;
+            match e.outcome {
+                explore::Outcome::All => println!(
+                    "exhaustive: {} ({preemptions} preemptions): all {n} schedules in {secs:.1} s",
+                    case.name
+                ),
+                explore::Outcome::Bounded => {
+                    println!(
+                        "exhaustive: {} ({preemptions} preemptions): bounded at {n} schedules in {secs:.1} s, not all of them",
+                        case.name
+                    );
+                    bounded.push(case.name);
+                }
+                explore::Outcome::Failed { prefix, why } => {
+                    println!(
+                        "exhaustive: {} ({preemptions} preemptions): schedule {n} failed",
+                        case.name
+                    );
+                    println!("FAILED on schedule {prefix:?}: {why}");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
         }
-        println!("exhaustive: {total} schedules checked, all passed");
-        return ExitCode::SUCCESS;
+        if bounded.is_empty() {
+            println!(
+                "exhaustive: {total} schedules checked, every schedule up to {preemptions} preemptions, all passed"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Every schedule run passed, but the run was not the exhaustive one asked for.
+        println!(
+            "exhaustive: {total} schedules checked and passed, but bounded at {limit} per case in {} case(s) ({}): not every schedule up to {preemptions} preemptions ran; raise --max-schedules, or pass --allow-bounded to accept a partial run",
+            bounded.len(),
+            bounded.join("; ")
+        );
+        return Ok(if has("--allow-bounded") {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        });
     }
-    if let Some(seed) = arg(&args, "--seed") {
+    if let Some(seed) = arg(&args, "--seed")? {
         let plan = match args
             .iter()
             .position(|a| a == "--scenario")
@@ -103,7 +158,7 @@ fn main() -> ExitCode {
             Some(name) => {
                 let Some(s) = zoo::scenarios().into_iter().find(|s| s.name == name) else {
                     eprintln!("no scenario {name}");
-                    return ExitCode::from(2);
+                    return Ok(ExitCode::from(2));
                 };
                 (s.plan)(seed, has("--naive"))
             }
@@ -111,7 +166,7 @@ fn main() -> ExitCode {
         };
         if build != CoreBuild::Native && has("--naive") {
             eprintln!("--naive switches exist only in the native build, not with --component");
-            return ExitCode::from(2);
+            return Ok(ExitCode::from(2));
         }
         let out = run::run_on(&plan, build);
         println!(
@@ -128,17 +183,20 @@ fn main() -> ExitCode {
         if has("--trace-hash") {
             println!("{}", out.trace_hash);
         }
-        return if out.failures.is_empty() {
+        return Ok(if out.failures.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
-        };
+        });
     }
-    let n = arg(&args, "--seeds").unwrap_or(100);
-    let from = arg(&args, "--from").unwrap_or(0);
+    let n = arg(&args, "--seeds")?.unwrap_or(100);
+    let from = arg(&args, "--from")?.unwrap_or(0);
+    if n == 0 {
+        return Err("--seeds 0 would check nothing: give at least one seed".into());
+    }
     #[cfg(feature = "component")]
     if build != CoreBuild::Native {
-        return compare_builds(build, from, n, &random_plan, &extra);
+        return Ok(compare_builds(build, from, n, &random_plan, &extra));
     }
     let started = Instant::now();
     let mut steps = 0;
@@ -160,7 +218,7 @@ fn main() -> ExitCode {
             println!(
                 "replay: cargo run --release -p credlock-sim -- --seed {seed} --trace-hash{extra}"
             );
-            return ExitCode::FAILURE;
+            return Ok(ExitCode::FAILURE);
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -184,7 +242,7 @@ fn main() -> ExitCode {
     if !maintenance.is_empty() {
         println!("maintenance operations done: {}", maintenance.join(", "));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Which build `--component` and `--perturb` ask for.

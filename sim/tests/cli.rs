@@ -58,3 +58,50 @@ fn a_failing_batch_prints_its_replay_command() {
     assert!(out.contains("replay: credlock-sim --scenario"), "{out}");
     assert_eq!(out.matches("credlock=PASS").count(), 13, "{out}");
 }
+
+#[test]
+fn an_exploration_cut_short_says_so_and_fails() {
+    // 10 schedules cannot cover any case at 2 preemptions: "bounded", never "all passed".
+    let (code, out) = run(&[
+        "--exhaustive",
+        "--preemptions",
+        "2",
+        "--max-schedules",
+        "10",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("bounded at 10 schedules"), "{out}");
+    assert!(!out.contains("all passed"), "{out}");
+    // Accepted when asked for, and still reported as bounded.
+    let (code, out) = run(&[
+        "--exhaustive",
+        "--preemptions",
+        "2",
+        "--max-schedules",
+        "10",
+        "--allow-bounded",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("but bounded at 10 per case"), "{out}");
+    // A complete exploration says it covered every schedule.
+    let (code, out) = run(&["--exhaustive", "--preemptions", "0"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("every schedule up to 0 preemptions, all passed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_run_that_checks_nothing_is_refused() {
+    for args in [
+        &["--seeds", "0"][..],
+        &["--seeds", ""],
+        &["--seeds", "many"],
+        &["--exhaustive", "--max-schedules", "0"],
+    ] {
+        let (code, out) = run(args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(!out.contains("passed"), "{args:?}: {out}");
+    }
+}

@@ -127,6 +127,7 @@ check "resource: valid AT -> 200" 200 "$STATUS"
 check "resource: ok/account" "true alice" "$(j ok) $(j account)"
 resource "not-a-token"
 check "resource: bogus AT -> 401" 401 "$STATUS"
+check "resource: bogus AT reason unknown, no expiry" "unknown null" "$(j reason) $(j expires_at_ms)"
 req "$URL/resource"
 check "resource: no Authorization -> 401" 401 "$STATUS"
 
@@ -192,6 +193,7 @@ refresh conf-basic "$RT3"
 check "reuse: newest RT3 now also invalid_grant (grant revoked)" "400 invalid_grant" "$STATUS $(j error)"
 resource "$AT3"
 check "reuse: AT of the revoked grant -> 401" 401 "$STATUS"
+check "reuse: reason revoked" revoked "$(j reason)"
 refresh conf-post "$P2"
 check "reuse: other grants unaffected (conf-post P2 still works)" 200 "$STATUS"
 
@@ -254,6 +256,9 @@ check "defaults: seed expires_in = 2" 2 "$(j expires_in)"
 sleep 2.2
 resource "$EXP_AT"
 check "defaults: AT rejected after 2s" 401 "$STATUS"
+check "defaults: reason expired" expired "$(j reason)"
+check "defaults: expired at most 2 s after it was issued, before now" 1 \
+  "$(printf '%s' "$BODY" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);process.stdout.write(String(Number(r.now_ms>=r.expires_at_ms&&r.expires_at_ms<=Date.now()&&r.expires_at_ms>Date.now()-10000)))})')"
 refresh public-app "$EXP_RT"
 check "defaults: refresh after AT expiry 200, expires_in 2" "200 2" "$STATUS $(j expires_in)"
 check "defaults: instances do not share state" "<undefined>" "$(stats_get "by_grant.$G_BASIC")"
@@ -334,6 +339,19 @@ check "slow: delayed >= 1500ms (took ${TIME_MS}ms)" 1 "$([ "$TIME_MS" -ge 1500 ]
 check "slow: expires_in present" "$ATTL" "$(j expires_in)"
 F_RT="$(j refresh_token)"
 
+fault '{"mode":"redirect","count":1}'
+refresh conf-basic "$F_RT"
+check "redirect: 302, not followed" 302 "$STATUS"
+fault '{"mode":"huge","count":1}'
+refresh conf-basic "$F_RT"
+check "huge: 200 with 2 MiB" "200 2097152" "$STATUS ${#BODY}"
+fault '{"mode":"huge_chunked","count":1}'
+refresh conf-basic "$F_RT"
+check "huge_chunked: 200 with 2 MiB" "200 2097152" "$STATUS ${#BODY}"
+refresh conf-basic "$F_RT"
+check "redirect, huge: token untouched" 200 "$STATUS"
+F_RT="$(j refresh_token)"
+
 fault '{"mode":"cut_after_rotate","count":1}'
 refresh conf-basic "$F_RT"
 check "cut_after_rotate: no reply (curl rc 52 empty reply)" 52 "$CURL_RC"
@@ -344,15 +362,17 @@ check "cut_after_rotate: retrying the old token -> invalid_grant (it was rotated
 
 req "$URL/test/stats"
 S="$BODY"
-# frank: 3 (http500 x2, ok) + 2 (503, ok) + 2 (malformed, ok) + 2 (hang, ok) + 2 (no_exp, ok) + 1 slow + 2 (cut, reuse) = 14
-check "fault stats: refresh_requests" 14 "$(j refresh_requests "$S")"
-check "fault stats: refresh_successes (incl. cut_after_rotate)" 8 "$(j refresh_successes "$S")"
+# frank: 3 (http500 x2, ok) + 2 (503, ok) + 2 (malformed, ok) + 2 (hang, ok) + 2 (no_exp, ok) + 1 slow
+#        + 4 (redirect, huge, huge_chunked, ok) + 2 (cut, reuse) = 18
+check "fault stats: refresh_requests" 18 "$(j refresh_requests "$S")"
+check "fault stats: refresh_successes (incl. cut_after_rotate)" 9 "$(j refresh_successes "$S")"
 check "fault stats: invalid_grant" 1 "$(j invalid_grant "$S")"
-# same token re-presented after each of http500 (x2), 503, malformed, hang, and after cut
-check "fault stats: duplicate_presentations" 6 "$(j duplicate_presentations "$S")"
+# same token re-presented after each of http500 (x2), 503, malformed, hang, redirect, huge,
+# huge_chunked, and after cut
+check "fault stats: duplicate_presentations" 9 "$(j duplicate_presentations "$S")"
 check "fault stats: grants_revoked" 1 "$(j grants_revoked "$S")"
-check "fault stats: faults_injected" '{"http500":2,"http503_html":1,"malformed":1,"hang":1,"no_expires_in":1,"slow":1,"cut_after_rotate":1}' "$(j faults_injected "$S")"
-check "fault stats: by_grant frank revoked" "14 true" "$(j "by_grant.$F_GID.refresh_requests" "$S") $(j "by_grant.$F_GID.revoked" "$S")"
+check "fault stats: faults_injected" '{"http500":2,"http503_html":1,"malformed":1,"hang":1,"no_expires_in":1,"slow":1,"redirect":1,"huge":1,"huge_chunked":1,"cut_after_rotate":1}' "$(j faults_injected "$S")"
+check "fault stats: by_grant frank revoked" "18 true" "$(j "by_grant.$F_GID.refresh_requests" "$S") $(j "by_grant.$F_GID.revoked" "$S")"
 check "fault stats: nothing pending" "[]" "$(j faults_pending "$S")"
 
 echo "# device flow (RFC 8628), browser flow (PKCE) and revocation"

@@ -65,7 +65,10 @@ const SCOPES = ['openid', 'offline_access', 'api'];
 const DEFAULT_SCOPE = SCOPES.join(' ');
 const FAULT_MODES = new Set([
   'http500', 'http503_html', 'hang', 'malformed', 'no_expires_in', 'cut_after_rotate', 'slow',
+  'redirect', 'huge', 'huge_chunked',
 ]);
+// What the `huge` faults send: more than any client should read as a token response.
+const HUGE_BYTES = 2 * 1024 * 1024;
 // Faults for device-code polls (POST /test/device-fault), one consumed per poll.
 const DEVICE_FAULT_MODES = new Set([
   'slow_down', 'malformed', 'wrong_token_type', 'missing_access_token', 'huge',
@@ -124,7 +127,26 @@ class TtlStore {
 }
 
 const store = new TtlStore();
-setInterval(() => store.sweep(), 60_000).unref();
+
+// Every access token's expiry as issued (sha256 of the token -> exp in ms), kept after the
+// token itself is gone: a rejected /resource call says whether the token had expired, and
+// since when, or was never valid or revoked. Tests judge a rejection by the token's own
+// expiry, not by how long their round trip took. Forgotten an hour after the expiry.
+const accessExpiryMs = new Map();
+class RecordingAdapter extends MemoryAdapter {
+  async upsert(id, payload, expiresIn) {
+    if (this.model === 'AccessToken' && typeof payload.exp === 'number') {
+      accessExpiryMs.set(sha256(id), payload.exp * 1000);
+    }
+    return super.upsert(id, payload, expiresIn);
+  }
+}
+
+setInterval(() => {
+  store.sweep();
+  const forget = Date.now() - 3600_000;
+  for (const [hash, expMs] of accessExpiryMs) if (expMs < forget) accessExpiryMs.delete(hash);
+}, 60_000).unref();
 
 // ---------------------------------------------------------------------------
 // Counters (GET /test/stats, POST /test/reset)
@@ -303,7 +325,7 @@ const provider = new Provider(ISSUER, {
   scopes: SCOPES,
   jwks: { keys: [signingJwk] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
-  adapter: (name) => new MemoryAdapter(name, store, 0),
+  adapter: (name) => new RecordingAdapter(name, store, 0),
 
   // Accounts are whatever /test/grant says; every account id exists.
   async findAccount(_ctx, sub) {
@@ -570,8 +592,18 @@ async function resource(ctx) {
   const at = m ? await provider.AccessToken.find(m[1]) : undefined;
   if (!at || at.isExpired) {
     stats.resource_rejected += 1;
+    // Why, for the tests: "expired" (at or after expires_at_ms, the token's exp as issued,
+    // on the server's clock now_ms), "revoked" (issued here, not expired, gone with its
+    // grant) or "unknown" (never issued here). The isExpired check is exp <= now in whole
+    // seconds, which is now_ms >= expires_at_ms.
+    const nowMs = Date.now();
+    const expiresAtMs = m ? accessExpiryMs.get(sha256(m[1])) ?? null : null;
+    let reason = 'unknown';
+    if (expiresAtMs !== null) reason = nowMs >= expiresAtMs ? 'expired' : 'revoked';
     ctx.set('WWW-Authenticate', `Bearer realm="${ISSUER}", error="invalid_token"`);
-    return sendJson(ctx, 401, { ok: false, error: 'invalid_token' });
+    return sendJson(ctx, 401, {
+      ok: false, error: 'invalid_token', reason, expires_at_ms: expiresAtMs, now_ms: nowMs,
+    });
   }
   return sendJson(ctx, 200, {
     ok: true, account: at.accountId, client_id: at.clientId, scope: at.scope ?? null,
@@ -684,6 +716,26 @@ async function tokenEndpoint(ctx, next) {
       ctx.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', Connection: 'close' });
       ctx.res.end('{"access_token": "x",');
       return undefined;
+    case 'redirect':
+      // A client must not follow a token endpoint's redirect (it would carry the refresh
+      // token elsewhere): a port nothing listens on.
+      record('fault:redirect');
+      ctx.status = 302;
+      ctx.set('Location', 'http://127.0.0.1:1/elsewhere');
+      ctx.body = '';
+      return undefined;
+    case 'huge':
+    case 'huge_chunked': {
+      record(`fault:${fault.mode}`);
+      // 2 MiB of JSON whitespace, with a Content-Length or chunked without one.
+      ctx.respond = false;
+      const headers = { 'Content-Type': 'application/json', Connection: 'close' };
+      if (fault.mode === 'huge') headers['Content-Length'] = String(HUGE_BYTES);
+      ctx.res.writeHead(200, headers);
+      ctx.res.write(Buffer.alloc(HUGE_BYTES / 2, 0x20));
+      ctx.res.end(Buffer.alloc(HUGE_BYTES / 2, 0x20));
+      return undefined;
+    }
     case 'hang': {
       record('fault:hang');
       // Never answer. Hold the socket until holdMs passes or the client gives up.

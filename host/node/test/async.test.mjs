@@ -69,16 +69,17 @@ describe('the event loop stays responsive', () => {
     const srv = await oauthServer();
     try {
       const s = Store.open(tmpStore());
-      s.put('acme', {
-        access_token: 'AT-1', refresh_token: 'RT-1', expires_at: Math.floor(Date.now() / 1000) - 10,
-        token_endpoint: srv.url, client_id: 'cli',
-      });
-      // The server answers a refresh after 150 ms.
+      const stale = await srv.expiredGrant();
+      s.put('acme', stale);
+      // The server answers the refresh after 300 ms.
+      await srv.fault('slow', 1, { delay_ms: 300 });
       const r = await ticking(s.refreshAsync('acme'));
-      assert.equal(r.value.token, 'AT-2');
+      assert.notEqual(r.value.token, stale.access_token);
+      assert.ok(await srv.resource(r.value.token), 'the server accepts the new token');
       assert.equal(r.value.refreshed, true);
       assert.ok(r.ticks >= 8, `only ${r.ticks} ticks`);
-      assert.equal((await srv.stats()).counts['/token'], 1);
+      assert.equal(await srv.counter('refresh_successes'), 1);
+      assert.equal(await srv.counter('duplicate_presentations'), 0);
     } finally {
       srv.stop();
     }
@@ -135,14 +136,12 @@ describe('many Node processes and the Rust CLI against a token endpoint', () => 
     const dir = tmpStore();
     await srv.reset();
     const s = Store.open(dir);
-    const expired = (n) => ({
-      access_token: `AT-${n}`, refresh_token: `RT-${n}`, expires_at: Math.floor(Date.now() / 1000) - 10,
-      token_endpoint: srv.url, client_id: 'cli',
-    });
-    let n = 1;
     for (let round = 0; round < 3; round++) {
-      // Expire the current token (a put keeps the chain: RT-n is the one the server expects).
-      s.put('shared', expired(n));
+      // A new expiry: the tenant's token expired, with a grant fresh at the server.
+      const stale = await srv.expiredGrant();
+      s.put('shared', stale);
+      // The refresh is slow, so that the others find it in flight.
+      await srv.fault('slow', 1, { delay_ms: 150 });
       const env = { CREDLOCK_STORE: dir, CREDLOCK_LOCK_TIMEOUT: '60' };
       const node = [...Array(4)].map(() => runNode('async-call.mjs', [dir, 'tokenAsync', '"shared"', '{"minValid":60}'], env));
       const rust = [...Array(3)].map(() => startChild(CLI, ['token', 'shared'], { env }).then((c) => c.done));
@@ -153,9 +152,11 @@ describe('many Node processes and the Rust CLI against a token endpoint', () => 
         ...rustR.map((r) => (assert.equal(r.code, 0, r.stderr), r.stdout.trim())),
         ...ownR,
       ];
-      n += 1;
-      assert.deepEqual(got, Array(9).fill(`AT-${n}`), `round ${round}`);
-      assert.equal((await srv.stats()).counts['/token'], round + 1, 'one refresh per expiry');
+      assert.notEqual(got[0], stale.access_token, `round ${round}`);
+      assert.deepEqual(got, Array(9).fill(got[0]), `round ${round}`);
+      assert.ok(await srv.resource(got[0]), 'the server accepts the new token');
+      assert.equal(await srv.counter('refresh_requests'), round + 1, 'one refresh per expiry');
+      assert.equal(await srv.counter('duplicate_presentations'), 0);
     }
     const t = s.list()[0];
     // Three puts, and three refreshes of two writes each (the durable intent, then the result).

@@ -3,29 +3,12 @@
 // the tokens are stored so that `token` and `logout` work, and a pending login is reported.
 // Guards the binding's conversions; the flows themselves are tested in Rust.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { test } from 'node:test';
 
 import { Store } from '../src/index.js';
-import { repo, tmpStore } from './helpers.mjs';
+import { oauthServer, tmpStore } from './helpers.mjs';
 
 const SCOPE = 'openid offline_access api';
-
-function startServer() {
-  const dir = fs.mkdtempSync(path.join(path.dirname(tmpStore()), 'oauth-'));
-  const portFile = path.join(dir, 'url');
-  const r = spawnSync('bash', [path.join(repo, 'tests/oauth-server/start.sh'), portFile], {
-    env: { ...process.env, ACCESS_TTL_SECONDS: '60' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  assert.equal(r.status, 0, 'the OAuth test server starts');
-  return {
-    url: fs.readFileSync(portFile, 'utf8').trim(),
-    stop: () => spawnSync('bash', [path.join(repo, 'tests/oauth-server/stop.sh'), `${portFile}.pid`]),
-  };
-}
 
 async function approve(issuer, userCode) {
   const r = await fetch(`${issuer}/test/device`, {
@@ -37,16 +20,16 @@ async function approve(issuer, userCode) {
 }
 
 test('a device login prompts through the callback, stores, and logs out', async () => {
-  const srv = startServer();
+  const srv = await oauthServer({ accessTtlS: 60 });
   try {
     const store = Store.open({ dir: tmpStore() });
     const prompts = [];
     const result = await store.loginAsync(
       'acme',
-      { issuer: srv.url, clientId: 'device-app', scope: SCOPE },
+      { issuer: srv.base, clientId: 'device-app', scope: SCOPE },
       (p) => {
         prompts.push(p);
-        approve(srv.url, p.userCode);
+        approve(srv.base, p.userCode);
       },
     );
     assert.equal(prompts.length, 1);
@@ -65,18 +48,18 @@ test('a device login prompts through the callback, stores, and logs out', async 
 });
 
 test('token during a pending login says so', async () => {
-  const srv = startServer();
+  const srv = await oauthServer({ accessTtlS: 60 });
   try {
     const store = Store.open({ dir: tmpStore() });
     let code;
     const gotCode = new Promise((resolve) => {
       code = resolve;
     });
-    const login = store.loginAsync('acme', { issuer: srv.url, clientId: 'device-app', scope: SCOPE }, (p) => code(p.userCode));
+    const login = store.loginAsync('acme', { issuer: srv.base, clientId: 'device-app', scope: SCOPE }, (p) => code(p.userCode));
     const userCode = await gotCode;
     assert.deepEqual(store.pendingLogins().map((p) => p.tenant), ['acme']);
     assert.throws(() => store.token('acme'), (e) => e.code === 'login' && e.kind === 'pending' && e.exitCode === 12);
-    await approve(srv.url, userCode);
+    await approve(srv.base, userCode);
     const result = await login;
     assert.equal(store.token('acme'), result.token.token);
     store.close();

@@ -134,60 +134,71 @@ describe('refresh through a token endpoint', () => {
   });
   after(() => srv.stop());
 
-  const expiring = (n) => ({
-    // Already expired, so that every token() call must refresh.
-    access_token: `AT-${n}`, refresh_token: `RT-${n}`, expires_at: Math.floor(Date.now() / 1000) - 10, token_type: 'Bearer',
-    token_endpoint: srv.url, client_id: 'cli', client_secret: 'sekrit', client_auth: 'basic',
-  });
-
   test('token refreshes an expiring token; refresh with rejected only refreshes the refused one', async () => {
     await srv.reset();
     const s = Store.open(tmpStore());
-    s.put('acme', expiring(1));
+    const stale = await srv.expiredGrant('conf-basic');
+    s.put('acme', stale);
     const t = s.tokenInfo('acme', { minValid: 60 });
-    assert.equal(t.token, 'AT-2');
+    assert.notEqual(t.token, stale.access_token);
     assert.equal(t.refreshed, true);
-    assert.equal(s.token('acme', { minValid: 60 }), 'AT-2', 'fresh now: no second refresh');
-    const { counts, last } = await srv.stats();
-    assert.equal(counts['/token'], 1);
-    assert.equal(last.headers.authorization, `Basic ${Buffer.from('cli:sekrit').toString('base64')}`);
-    assert.match(last.body, /grant_type=refresh_token/);
-    // A stale rejection (of AT-1, no longer stored) returns the stored token without a refresh.
-    assert.equal(s.refresh('acme', { rejected: 'AT-1' }).token, 'AT-2');
-    assert.equal((await srv.stats()).counts['/token'], 1);
+    assert.ok(await srv.resource(t.token), 'the server accepts the new token');
+    assert.equal(s.token('acme', { minValid: 60 }), t.token, 'fresh now: no second refresh');
+    const stats = await srv.stats();
+    assert.equal(stats.refresh_successes, 1);
+    // client_secret_basic, as the tenant asked: the server saw the Basic header.
+    assert.deepEqual(stats.by_auth_method, { client_secret_basic: 1 });
+    // A stale rejection (of the first token, no longer stored) returns the stored token
+    // without a refresh.
+    assert.equal(s.refresh('acme', { rejected: stale.access_token }).token, t.token);
+    const sha = (x) => crypto.createHash('sha256').update(x).digest('hex');
+    assert.equal(s.refresh('acme', { rejectedSha256: sha(stale.access_token).slice(0, 16) }).token, t.token);
+    assert.equal(await srv.counter('refresh_requests'), 1);
     // Rejecting the stored one refreshes.
-    const sha = (t) => crypto.createHash('sha256').update(t).digest('hex');
-    assert.equal(s.refresh('acme', { rejectedSha256: sha('AT-1').slice(0, 16) }).token, 'AT-2');
-    const r = s.refresh('acme', { rejected: 'AT-2' });
-    assert.equal(r.token, 'AT-3');
+    const r = s.refresh('acme', { rejected: t.token });
+    assert.notEqual(r.token, t.token);
     assert.equal(r.refreshed, true);
-    assert.equal(s.refresh('acme').token, 'AT-4');
-    assert.equal((await srv.stats()).counts['/token'], 3);
+    const forced = s.refresh('acme');
+    assert.notEqual(forced.token, r.token);
+    assert.ok(await srv.resource(forced.token));
+    assert.equal(await srv.counter('refresh_successes'), 3);
+    assert.equal(await srv.counter('duplicate_presentations'), 0);
   });
 
   test('invalid_grant is reauth-needed, and stays so', async () => {
     await srv.reset();
     const s = Store.open(tmpStore());
-    s.put('acme', { ...expiring(1), refresh_token: 'spent-one' });
+    const stale = await srv.expiredGrant();
+    await srv.revoke(stale.refresh_token);
+    s.put('acme', stale);
     assert.throws(() => s.token('acme', { minValid: 60 }), (e) => e.code === 'reauth-needed' && e.exitCode === 4);
     assert.throws(() => s.token('acme', { minValid: 60 }), (e) => e.code === 'reauth-needed');
     assert.equal(s.list()[0].needsReauth, true);
+    // The server said invalid_grant once; the second call presented nothing.
+    assert.equal(await srv.counter('invalid_grant'), 1);
+    assert.equal(await srv.counter('refresh_requests'), 1);
   });
 
-  test('endpoint failures are specific: refused connection, HTTP 500, plain http off loopback', async () => {
+  test('endpoint failures are specific: refused connection, an HTTP 503 page, plain http off loopback', async () => {
+    await srv.reset();
     const s = Store.open(tmpStore());
-    s.put('down', { ...expiring(1), token_endpoint: 'http://127.0.0.1:9/token' });
+    s.put('down', await srv.expiredGrant('conf-basic', { token_endpoint: 'http://127.0.0.1:9/token' }));
     assert.throws(() => s.token('down', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'transport' && e.detail.transport === 'connect');
-    s.put('five', { ...expiring(1), token_endpoint: `${srv.base}/status500` });
-    assert.throws(() => s.token('five', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'server' && e.detail.status === 500);
+    s.put('five', await srv.expiredGrant());
+    await srv.fault('http503_html');
+    assert.throws(() => s.token('five', { minValid: 60 }), (e) => e.code === 'endpoint' && e.kind === 'server' && e.detail.status === 503);
+    assert.deepEqual((await srv.stats()).faults_injected, { http503_html: 1 });
     // Plain http off loopback is refused when stored, not at the first refresh.
-    assert.throws(() => s.put('far', { ...expiring(1), token_endpoint: 'http://192.0.2.1/token' }), (e) => e.code === 'invalid-token-response' && e.message.includes('plain http'));
+    const far = await srv.expiredGrant('conf-basic', { token_endpoint: 'http://192.0.2.1/token' });
+    assert.throws(() => s.put('far', far), (e) => e.code === 'invalid-token-response' && e.message.includes('plain http'));
   });
 
   test('at most one refresh when 4 Node and 4 Rust processes find the token expired at once', async () => {
     await srv.reset();
     const dir = tmpStore();
-    Store.open(dir).put('shared', expiring(1));
+    const stale = await srv.expiredGrant();
+    Store.open(dir).put('shared', stale);
+    await srv.fault('slow', 1, { delay_ms: 150 });
     const env = { CREDLOCK_STORE: dir };
     const node = [...Array(4)].map(() => runNode('store-call.mjs', [dir, 'token', '"shared"', '{"minValid":60}'], env));
     const rust = [...Array(4)].map(() => startChild(CLI, ['token', 'shared'], { env }).then((c) => c.done));
@@ -196,9 +207,12 @@ describe('refresh through a token endpoint', () => {
       ...results.slice(0, 4).map((r) => JSON.parse(r.stdout).ok),
       ...results.slice(4).map((r) => (assert.equal(r.code, 0, r.stderr), r.stdout.trim())),
     ];
-    assert.deepEqual(tokens, Array(8).fill('AT-2'));
-    assert.equal((await srv.stats()).counts['/token'], 1, 'the refresh token was presented once');
-    assert.equal(cli(['token', 'shared'], { store: dir }).stdout.trim(), 'AT-2');
+    assert.notEqual(tokens[0], stale.access_token);
+    assert.deepEqual(tokens, Array(8).fill(tokens[0]));
+    assert.ok(await srv.resource(tokens[0]), 'the server accepts the new token');
+    assert.equal(await srv.counter('refresh_requests'), 1, 'the refresh token was presented once');
+    assert.equal(await srv.counter('duplicate_presentations'), 0);
+    assert.equal(cli(['token', 'shared'], { store: dir }).stdout.trim(), tokens[0]);
   });
 });
 

@@ -15,7 +15,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from oauth_server import TokenServer  # noqa: E402
+from oauth_server import OAuthServer  # noqa: E402
 
 ROOT = HERE.parent.parent.parent
 RUST_CLI = Path(os.environ.get("CREDLOCK_CLI", ROOT / "target" / "debug" / "credlock"))
@@ -39,20 +39,30 @@ def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
-@pytest.fixture
-def oauth() -> Iterator[TokenServer]:
-    server = TokenServer()
+@pytest.fixture(scope="session")
+def _oauth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
+    server = OAuthServer(tmp_path_factory.mktemp("oauth-server"))
     yield server
     server.close()
 
 
-def rust_available() -> bool:
-    return RUST_CLI.is_file() and os.access(RUST_CLI, os.X_OK)
+@pytest.fixture
+def oauth(_oauth_server: OAuthServer) -> OAuthServer:
+    """The real OAuth server (tests/oauth-server), started once (about 2 s to start and stop)
+    and reset for each test: counters zero, no faults pending. Each test mints its own
+    grants."""
+    _oauth_server.reset()
+    return _oauth_server
 
 
-needs_rust = pytest.mark.skipif(
-    not rust_available(), reason=f"the Rust CLI is not built ({RUST_CLI})"
-)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A skipped test proved nothing: a skip fails the run, as a missing keyring or tool
+    does in the Rust, Node and Go suites."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped and session.exitstatus == 0:
+        reporter.write_line(f"{skipped} test(s) skipped: a skip is a failure here", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @dataclass

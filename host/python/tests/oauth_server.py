@@ -1,118 +1,116 @@
-"""A small OAuth 2.0 token endpoint on 127.0.0.1 for the refresh tests.
+"""The real OAuth server (tests/oauth-server: oidc-provider with refresh-token rotation and
+reuse detection) on 127.0.0.1, as the Rust and Go tests run it, for the refresh tests.
 
-Refresh tokens rotate: each successful refresh spends the presented refresh token and issues a
-new one. Presenting a spent token is answered `invalid_grant` and counted as a reuse, the
-thing credlock promises never to cause. `mode` switches the server's behaviour."""
+Guards against testing the refresh flow against a server written to agree with the client:
+the tokens, the rotation, the client authentication and the reuse detection are the
+provider's own; the test layer in front of it counts presentations and injects faults."""
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
+import os
+import subprocess
+import urllib.error
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+SERVER_DIR = Path(__file__).resolve().parents[3] / "tests" / "oauth-server"
+
+#: The test server's clients and how each authenticates (tests/oauth-server/README.md).
+CLIENTS = {
+    "conf-basic": {"client_secret": "basic-secret", "client_auth": "basic"},
+    "conf-post": {"client_secret": "post-secret", "client_auth": "post"},
+    "public-app": {"client_auth": "none"},
+}
+
+# Loopback only, never through a proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class TokenServer:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.valid: Dict[str, str] = {}  # refresh token -> its grant name
-        self.spent: set = set()
-        self.requests: List[dict] = []
-        self.refreshes = 0
-        self.reuses = 0
-        self.counter = 0
-        #: ok | invalid_grant | invalid_client | server_error | slow | drop | redirect | huge
-        self.mode = "ok"
-        self.delay = 0.0
-        self.expires_in = 3600
-        server = self
+class OAuthServer:
+    def __init__(self, run_dir: Path, access_ttl_s: int = 3600) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._port_file = run_dir / "oauth"
+        env = {**os.environ, "ACCESS_TTL_SECONDS": str(access_ttl_s)}
+        subprocess.run(["bash", str(SERVER_DIR / "start.sh"), str(self._port_file)],
+                       check=True, env=env)
+        self.base = self._port_file.read_text().strip()
+        assert self.base.startswith("http://127.0.0.1:"), self.base
+        self.url = f"{self.base}/token"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def _call(self, method: str, path: str, body: Optional[dict] = None,
+              headers: Optional[Dict[str, str]] = None) -> tuple:
+        data = json.dumps(body).encode() if body is not None else None
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers=h)
+        try:
+            with _opener.open(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
 
-            def log_message(self, *args: object) -> None:
-                pass
+    def _post(self, path: str, body: dict) -> Any:
+        status, reply = self._call("POST", path, body)
+        assert 200 <= status < 300, (path, status, reply)
+        return reply
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length).decode()
-                form = dict(urllib.parse.parse_qsl(body))
-                with server.lock:
-                    server.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "form": form}
-                    )
-                    mode = server.mode
-                if server.delay:
-                    time.sleep(server.delay)
-                if mode == "drop":
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if mode == "redirect":
-                    return self._send(302, b"", {"Location": "http://127.0.0.1:1/elsewhere"})
-                if mode == "huge":
-                    return self._send(200, b"x" * (1024 * 1024 + 10))
-                if mode == "server_error":
-                    return self._send(503, b"<html>down</html>", ctype="text/html")
-                if mode in ("invalid_client",):
-                    return self._json(401, {"error": "invalid_client", "error_description": "bad client"})
-                reply = server.refresh(form, mode)
-                self._json(200 if "access_token" in reply else 400, reply)
+    def grant(self, client_id: str = "conf-basic", **doc: Any) -> dict:
+        """Mint a grant at the server and return a `put` document for it (its access token
+        valid for the server's TTL); `doc` adds or replaces fields."""
+        t = self._post("/test/grant", {"client_id": client_id, "account": "alice",
+                                       "scope": "openid offline_access api"})
+        t.pop("grant_id")
+        t.update(token_endpoint=self.url, client_id=client_id, **CLIENTS[client_id])
+        t.update(doc)
+        return t
 
-            def _json(self, status: int, obj: dict) -> None:
-                self._send(status, json.dumps(obj).encode(), ctype="application/json")
+    def expired_grant(self, client_id: str = "conf-basic", **doc: Any) -> dict:
+        """As `grant`, with the access token stored as already expired, so that the next
+        `token` refreshes it."""
+        t = self.grant(client_id, **doc)
+        t.pop("expires_in", None)
+        t.setdefault("expires_at", 1)
+        return t
 
-            def _send(self, status: int, data: bytes, headers: Optional[dict] = None,
-                      ctype: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+    def stats(self) -> dict:
+        """The server's counters. Index them (`stats()["invalid_grant"]`): a missing counter
+        is a KeyError, never a zero."""
+        status, reply = self._call("GET", "/test/stats")
+        assert status == 200, (status, reply)
+        return reply
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/token"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def reset(self) -> None:
+        """Zero the counters, forget which refresh tokens were presented and drop pending
+        faults; tokens and grants stay valid."""
+        self._post("/test/reset", {})
 
-    def grant(self, name: str = "grant") -> str:
-        """A fresh refresh token."""
-        with self.lock:
-            self.counter += 1
-            rt = f"rt-{name}-{self.counter}"
-            self.valid[rt] = name
-            return rt
+    def fault(self, mode: str, count: int = 1, **extra: int) -> None:
+        """Make the next `count` refresh requests meet `mode` (tests/oauth-server/README.md:
+        http500, http503_html, hang, malformed, no_expires_in, cut_after_rotate, slow,
+        redirect, huge, huge_chunked); `delay_ms` / `hold_ms` in `extra`."""
+        self._post("/test/fault", {"mode": mode, "count": count, **extra})
 
-    def refresh(self, form: dict, mode: str) -> dict:
-        with self.lock:
-            rt = form.get("refresh_token", "")
-            if form.get("grant_type") != "refresh_token":
-                return {"error": "unsupported_grant_type"}
-            if rt in self.spent:
-                self.reuses += 1
-                return {"error": "invalid_grant", "error_description": "reused"}
-            if mode == "invalid_grant" or rt not in self.valid:
-                return {"error": "invalid_grant"}
-            name = self.valid.pop(rt)
-            self.spent.add(rt)
-            self.refreshes += 1
-            self.counter += 1
-            new_rt = f"rt-{name}-{self.counter}"
-            self.valid[new_rt] = name
-            return {
-                "access_token": f"at-{name}-{self.counter}",
-                "token_type": "Bearer",
-                "expires_in": self.expires_in,
-                "refresh_token": new_rt,
-            }
+    def revoke(self, refresh_token: str, client_id: str = "conf-basic") -> None:
+        """Revoke a refresh token at the server (RFC 7009), as an administrator would."""
+        form = {"token": refresh_token, "token_type_hint": "refresh_token",
+                "client_id": client_id, **{k: v for k, v in CLIENTS[client_id].items()
+                                           if k == "client_secret"}}
+        data = urllib.parse.urlencode(form).encode()
+        req = urllib.request.Request(f"{self.base}/token/revocation", data=data, method="POST")
+        with _opener.open(req, timeout=30) as r:
+            assert r.status == 200, r.status
+
+    def resource(self, access_token: str) -> bool:
+        """Whether the protected resource accepts `access_token`."""
+        status, _ = self._call("GET", "/resource",
+                               headers={"Authorization": f"Bearer {access_token}"})
+        return status == 200
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        # stop.sh ends only the pid start.sh recorded, after checking it is our server.
+        subprocess.run(["bash", str(SERVER_DIR / "stop.sh"), f"{self._port_file}.pid"],
+                       check=False)
+

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 import credlock
-from conftest import RUST_CLI, needs_rust, rust
+from conftest import RUST_CLI, rust
 
-pytestmark = needs_rust
 
 WORKER = str(Path(__file__).with_name("worker.py"))
 PY_WRITERS = 8
@@ -153,10 +152,9 @@ def test_many_python_and_rust_processes_lose_nothing(store_dir: Path, tmp_path: 
 
 
 def test_refresh_storm_spends_the_refresh_token_once(store_dir: Path, tmp_path: Path, oauth) -> None:
-    rust(store_dir, "put", "acme", input=json.dumps({
-        "access_token": "at-0", "refresh_token": oauth.grant("acme"), "expires_at": int(time.time()) - 5,
-        "token_endpoint": oauth.url, "client_id": "c"}))
-    oauth.delay = 0.3
+    stale = oauth.expired_grant()
+    rust(store_dir, "put", "acme", input=json.dumps(stale))
+    oauth.fault("slow", delay_ms=300)  # the refresh is in flight while the others arrive
     go = str(tmp_path / "go")
     env = _env(store_dir)
     py = [subprocess.Popen([sys.executable, WORKER, "token", str(store_dir), go, "acme"],
@@ -179,8 +177,11 @@ def test_refresh_storm_spends_the_refresh_token_once(store_dir: Path, tmp_path: 
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         tokens.append(out.strip())
-    assert oauth.refreshes == 1 and oauth.reuses == 0
-    assert len(set(tokens)) == 1 and tokens[0] != "at-0"
+    stats = oauth.stats()
+    assert (stats["refresh_requests"], stats["refresh_successes"]) == (1, 1), stats
+    assert (stats["duplicate_presentations"], stats["invalid_grant"]) == (0, 0), stats
+    assert len(set(tokens)) == 1 and tokens[0] != stale["access_token"]
+    assert oauth.resource(tokens[0])
     assert refreshed <= 1
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 import credlock
-from conftest import held_lock, FAST_KDF_ARGS, needs_rust, rust
+from conftest import held_lock, FAST_KDF_ARGS, rust
 
-pytestmark = needs_rust
 FAST = credlock.KdfParams(**FAST_KDF_ARGS)
 
 
@@ -82,9 +81,7 @@ def test_both_slots_and_explicit_key_file(store_dir: Path, tmp_path: Path) -> No
 
 
 def test_refresh_by_either_host_spends_the_token_once(store_dir: Path, oauth) -> None:
-    rust(store_dir, "put", "acme", input=json.dumps({
-        "access_token": "at-0", "refresh_token": oauth.grant("acme"), "expires_at": int(time.time()) - 5,
-        "token_endpoint": oauth.url, "client_id": "c"}))
+    rust(store_dir, "put", "acme", input=json.dumps(oauth.expired_grant()))
     with credlock.Store.open(store_dir) as s:
         t = s.token_info("acme", min_valid=60)
         assert t.refreshed
@@ -93,7 +90,10 @@ def test_refresh_by_either_host_spends_the_token_once(store_dir: Path, oauth) ->
     with credlock.Store.open(store_dir) as s:
         assert s.token("acme") == new
         assert s.refresh("acme", rejected=t.token).token == new  # stale 401: nothing to do
-    assert oauth.refreshes == 2 and oauth.reuses == 0
+    assert oauth.resource(new)
+    stats = oauth.stats()
+    assert (stats["refresh_requests"], stats["refresh_successes"]) == (2, 2), stats
+    assert (stats["duplicate_presentations"], stats["invalid_grant"]) == (0, 0), stats
 
 
 def test_python_lock_blocks_rust_on_the_same_file(store_dir: Path) -> None:
@@ -104,37 +104,34 @@ def test_python_lock_blocks_rust_on_the_same_file(store_dir: Path) -> None:
     assert rust(store_dir, "list").code == 0
 
 
-def test_rust_lock_blocks_python(store_dir: Path) -> None:
+def test_rust_lock_blocks_python(store_dir: Path, oauth) -> None:
     """While a Rust process holds the refresh lock across a slow token-endpoint call, a
     Python refresh of the same tenant waits for it and then uses its result."""
     import subprocess
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from oauth_server import TokenServer
+    from conftest import RUST_CLI
 
-    server = TokenServer()
+    rust(store_dir, "put", "acme", input=json.dumps(oauth.expired_grant()))
+    oauth.fault("slow", delay_ms=1000)
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CREDLOCK_")}
+    e["CREDLOCK_STORE"] = str(store_dir)
+    p = subprocess.Popen([str(RUST_CLI), "token", "acme"], env=e, stdout=subprocess.PIPE, text=True)
     try:
-        rust(store_dir, "put", "acme", input=json.dumps({
-            "access_token": "at-0", "refresh_token": server.grant("acme"), "expires_at": int(time.time()) - 5,
-            "token_endpoint": server.url, "client_id": "c"}))
-        server.delay = 1.0
-        e = {k: v for k, v in os.environ.items() if not k.startswith("CREDLOCK_")}
-        e["CREDLOCK_STORE"] = str(store_dir)
-        from conftest import RUST_CLI
-
-        p = subprocess.Popen([str(RUST_CLI), "token", "acme"], env=e, stdout=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 5
-        while not server.requests and time.monotonic() < deadline:
+        while oauth.stats()["refresh_requests"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert server.requests, "the Rust refresh did not start"
+        assert oauth.stats()["refresh_requests"] == 1, "the Rust refresh did not start"
         with credlock.Store.open(store_dir) as s:
             t = s.token_info("acme", min_valid=60)
         out, _ = p.communicate(timeout=10)
         assert not t.refreshed and t.token == out.strip()
-        assert server.refreshes == 1 and server.reuses == 0
+        stats = oauth.stats()
+        assert (stats["refresh_requests"], stats["refresh_successes"]) == (1, 1), stats
+        assert stats["duplicate_presentations"] == 0, stats
     finally:
-        server.close()
+        if p.poll() is None:
+            p.kill()  # only the process this test started
+            p.wait()
 
 
 # ----- maintenance across hosts -----

@@ -4,19 +4,12 @@ oversized replies."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import credlock
-
-
-def _expired(oauth, url: str) -> dict:
-    return {"access_token": "old", "refresh_token": oauth.grant(), "expires_in": 0,
-            "token_endpoint": url, "client_id": "c"}
 
 
 def test_refuses_a_symlinked_lock_file(store_dir: Path, tmp_path: Path) -> None:
@@ -35,41 +28,29 @@ def test_refuses_a_symlinked_lock_file(store_dir: Path, tmp_path: Path) -> None:
 
 
 def test_silence_after_connect_is_a_timeout_at_the_deadline(store_dir: Path, oauth) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/token"
-    held = []
-
-    def accept() -> None:
-        c, _ = listener.accept()
-        held.append(c)  # read nothing, answer nothing
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        with credlock.Store.open(store_dir, http_timeout=0.5) as s:
-            s.put("acme", _expired(oauth, url))
-            t = time.monotonic()
-            with pytest.raises(credlock.EndpointError) as e:
-                s.token("acme")
-            assert time.monotonic() - t < 3
-            assert (e.value.reason, e.value.transport) == ("transport", "timeout")
-            assert e.value.request_may_have_arrived is True
-    finally:
-        for c in held:
-            c.close()
-        listener.close()
+    with credlock.Store.open(store_dir, http_timeout=0.5) as s:
+        s.put("acme", oauth.expired_grant())
+        oauth.fault("hang")  # the server reads the request and never answers
+        t = time.monotonic()
+        with pytest.raises(credlock.EndpointError) as e:
+            s.token("acme")
+        assert time.monotonic() - t < 3
+        assert (e.value.reason, e.value.transport) == ("transport", "timeout")
+        assert e.value.request_may_have_arrived is True
+    assert oauth.stats()["faults_injected"] == {"hang": 1}
 
 
 def test_redirects_are_not_followed_and_huge_replies_refused(store_dir: Path, oauth) -> None:
     with credlock.Store.open(store_dir) as s:
-        s.put("acme", _expired(oauth, oauth.url))
-        oauth.mode = "redirect"
+        s.put("acme", oauth.expired_grant())
+        oauth.fault("redirect")
         with pytest.raises(credlock.EndpointError) as e:
             s.token("acme")
         assert (e.value.reason, e.value.status) == ("server", 302)
-        oauth.mode = "huge"
+        oauth.fault("huge")
         with pytest.raises(credlock.EndpointError) as e:
             s.token("acme")
         assert e.value.transport == "reply-too-large"
-        assert oauth.refreshes == 0
+        stats = oauth.stats()
+        assert stats["faults_injected"] == {"redirect": 1, "huge": 1}, stats
+        assert stats["refresh_successes"] == 0, stats

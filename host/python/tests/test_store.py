@@ -93,38 +93,43 @@ def test_closed_store(store_dir: Path) -> None:
         s.list()
 
 
-def _tenant(oauth, name="acme", **extra) -> dict:
-    """A tenant whose access token has expired (so `token` must refresh it)."""
-    return {"access_token": f"at-{name}-0", "refresh_token": oauth.grant(name),
-            "expires_at": int(time.time()) - 5, "token_endpoint": oauth.url, "client_id": "cli",
-            **extra}
+def _presented_once(oauth) -> dict:
+    """The server's counters, after checking that no refresh token was presented twice."""
+    stats = oauth.stats()
+    assert (stats["duplicate_presentations"], stats["grants_revoked"]) == (0, 0), stats
+    return stats
 
 
 def test_refresh_when_expiring(store_dir: Path, oauth) -> None:
     with credlock.Store.open(store_dir) as s:
-        s.put("acme", _tenant(oauth, client_secret="SECRET-CS", client_auth="post"))
+        stale = oauth.expired_grant("conf-post")
+        s.put("acme", stale)
         t = s.token_info("acme", min_valid=60)
-        assert t.refreshed and t.token.startswith("at-acme-")
-        assert oauth.refreshes == 1
-        form = oauth.requests[-1]["form"]
-        assert form["grant_type"] == "refresh_token" and form["client_secret"] == "SECRET-CS"
+        assert t.refreshed and t.token != stale["access_token"] and oauth.resource(t.token)
+        stats = _presented_once(oauth)
+        # client_secret_post: the secret in the form, as the tenant asked.
+        assert (stats["refresh_successes"], stats["by_auth_method"]) == (
+            1, {"client_secret_post": 1}), stats
         assert s.token("acme", min_valid=60) == t.token  # fresh now: no second refresh
-        assert oauth.refreshes == 1
+        assert oauth.stats()["refresh_requests"] == 1
         forced = s.refresh("acme")
-        assert forced.refreshed and forced.token != t.token and oauth.refreshes == 2
+        assert forced.refreshed and forced.token != t.token
+        assert oauth.stats()["refresh_requests"] == 2
         # A 401 on an old token: the stored one is newer, so no refresh.
         again = s.refresh("acme", rejected=t.token)
-        assert not again.refreshed and again.token == forced.token and oauth.refreshes == 2
+        assert not again.refreshed and again.token == forced.token
+        assert oauth.stats()["refresh_requests"] == 2
         by_hash = s.refresh("acme", rejected_sha256=hashlib.sha256(forced.token.encode()).hexdigest())
-        assert by_hash.refreshed and oauth.refreshes == 3
-        assert oauth.reuses == 0
+        assert by_hash.refreshed and oauth.resource(by_hash.token)
+        stats = _presented_once(oauth)
+        assert (stats["refresh_requests"], stats["refresh_successes"]) == (3, 3), stats
 
 
 def test_threads_sharing_one_store_refresh_once(store_dir: Path, oauth) -> None:
     s = credlock.Store.open(store_dir)
     other = credlock.Store.open(store_dir)  # a second Store in the same process
-    s.put("acme", _tenant(oauth))
-    oauth.delay = 0.2
+    s.put("acme", oauth.expired_grant())
+    oauth.fault("slow", delay_ms=200)  # the refresh is in flight while the others arrive
     results, errors = [], []
 
     def worker(store) -> None:
@@ -138,31 +143,39 @@ def test_threads_sharing_one_store_refresh_once(store_dir: Path, oauth) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert not errors and len(set(results)) == 1
-    assert oauth.refreshes == 1 and oauth.reuses == 0
+    assert not errors and len(set(results)) == 1 and len(results) == 6
+    assert oauth.resource(results[0])
+    stats = _presented_once(oauth)
+    assert (stats["refresh_requests"], stats["refresh_successes"]) == (1, 1), stats
 
 
 def test_endpoint_errors(store_dir: Path, oauth) -> None:
     with credlock.Store.open(store_dir) as s:
-        s.put("acme", _tenant(oauth, client_secret="SECRET-CS"))
-        oauth.mode = "server_error"
+        # A wrong client secret: the server's own invalid_client, after a 503 page.
+        s.put("acme", oauth.expired_grant(client_secret="SECRET-CS"))
+        oauth.fault("http503_html")
         with pytest.raises(credlock.EndpointError) as e:
             s.token("acme")
         assert (e.value.reason, e.value.status) == ("server", 503)
-        oauth.mode = "invalid_client"
         with pytest.raises(credlock.EndpointError) as e:
             s.token("acme")
-        assert (e.value.reason, e.value.error, e.value.error_description) == (
-            "oauth", "invalid_client", "bad client")
-        assert "SECRET" not in str(e.value) and "rt-" not in str(e.value)
-        oauth.mode = "invalid_grant"
+        assert (e.value.reason, e.value.error) == ("oauth", "invalid_client")
+        assert e.value.error_description  # the server's words, whatever they are
+        assert "SECRET" not in str(e.value)
+        # A refresh token the server revoked: invalid_grant, and a re-login is needed.
+        gone = oauth.expired_grant()
+        s.put("gone", gone)
+        oauth.revoke(gone["refresh_token"])
         with pytest.raises(credlock.ReauthNeeded):
-            s.token("acme")
-        oauth.mode = "ok"
+            s.token("gone")
+        presented = oauth.stats()["refresh_requests"]
         with pytest.raises(credlock.ReauthNeeded):  # remembered: never presented again
-            s.token("acme")
-        assert s.list()[0].needs_reauth
-        assert oauth.reuses == 0
+            s.token("gone")
+        assert oauth.stats()["refresh_requests"] == presented
+        assert {t.tenant: t.needs_reauth for t in s.list()}["gone"]
+        # The one presentation seen twice is acme's after the 503 page, which the server
+        # answered without looking at the token.
+        assert oauth.stats()["duplicate_presentations"] == 1
 
 
 def test_connect_and_interrupted(store_dir: Path, oauth) -> None:
@@ -173,24 +186,25 @@ def test_connect_and_interrupted(store_dir: Path, oauth) -> None:
     port = sock.getsockname()[1]
     sock.close()
     with credlock.Store.open(store_dir, http_timeout=2) as s:
-        s.put("down", {**_tenant(oauth, "down"), "token_endpoint": f"http://127.0.0.1:{port}/t"})
+        s.put("down", oauth.expired_grant(token_endpoint=f"http://127.0.0.1:{port}/t"))
         with pytest.raises(credlock.EndpointError) as e:
             s.token("down")
         assert (e.value.reason, e.value.transport) == ("transport", "connect")
         assert not e.value.request_may_have_arrived
-        s.put("drop", _tenant(oauth, "drop"))
-        oauth.mode = "drop"
+        # The server takes the request and closes the connection without a reply.
+        s.put("drop", oauth.expired_grant())
+        oauth.fault("hang", hold_ms=100)
         with pytest.raises(credlock.EndpointError) as e:
             s.token("drop")
         assert e.value.transport == "interrupted" and e.value.request_may_have_arrived
-        oauth.mode = "ok"
         # The refresh token may have been spent: never presented blindly again.
         with pytest.raises(credlock.RefreshOutcomeUnknown):
             s.token("drop")
-        assert oauth.reuses == 0
+        stats = _presented_once(oauth)
+        assert stats["refresh_requests"] == 1, stats
         # Plain http off loopback is refused when stored, not at the first refresh.
         with pytest.raises(credlock.InvalidTokenResponse) as refused:
-            s.put("far", {**_tenant(oauth, "far"), "token_endpoint": "http://192.0.2.1/token"})
+            s.put("far", oauth.expired_grant(token_endpoint="http://192.0.2.1/token"))
         assert "plain http" in str(refused.value)
 
 
@@ -252,27 +266,44 @@ def test_environment_like_the_cli(store_dir: Path, monkeypatch) -> None:
 
 
 def test_secrets_never_in_errors_or_reprs(store_dir: Path, oauth) -> None:
-    secrets = ["SECRET-AT", "SECRET-CS", "SECRET-PASS"]
+    """No token, client secret or passphrase in any repr or in the text of any error a
+    refresh can meet. Each error must really be raised, by its own tenant: a text that was
+    never produced proves nothing."""
+    docs = {
+        "fresh": oauth.grant(),
+        "down": oauth.expired_grant(),
+        "client": oauth.expired_grant(client_secret="SECRET-CS"),  # the server says invalid_client
+        "drop": oauth.expired_grant(),
+        "revoked": oauth.expired_grant(),
+    }
+    secrets = ["SECRET-CS", "SECRET-PASS"]
+    for d in docs.values():
+        secrets += [d["access_token"], d["refresh_token"]]
+    oauth.revoke(docs["revoked"]["refresh_token"])
+    texts = []
+
+    def caught(cls, call, *args) -> None:
+        with pytest.raises(cls) as e:
+            call(*args)
+        texts.extend([str(e.value), repr(e.value), e.value.recommendation])
+
     with credlock.Store.open(store_dir, passphrase="SECRET-PASS", _kdf=FAST) as s:
-        s.put("acme", {"access_token": "SECRET-AT", "refresh_token": oauth.grant(),
-                       "expires_at": int(time.time()) - 5, "token_endpoint": oauth.url, "client_id": "c",
-                       "client_secret": "SECRET-CS"})
-        texts = [repr(s), repr(s.list()), repr(s.info()), repr(s.token_info("acme", 0))]
-        for mode in ("server_error", "invalid_client", "drop", "invalid_grant"):
-            oauth.mode = mode
-            try:
-                s.refresh("acme")
-            except credlock.CredlockError as e:
-                texts += [str(e), repr(e), e.recommendation]
+        for tenant, doc in docs.items():
+            s.put(tenant, doc)
+        texts += [repr(s), repr(s.list()), repr(s.info()), repr(s.token_info("fresh", 0))]
+        oauth.fault("http503_html")
+        caught(credlock.EndpointError, s.refresh, "down")
+        caught(credlock.EndpointError, s.refresh, "client")
+        oauth.fault("hang", hold_ms=100)
+        caught(credlock.EndpointError, s.refresh, "drop")
+        caught(credlock.RefreshOutcomeUnknown, s.refresh, "drop")
+        caught(credlock.ReauthNeeded, s.refresh, "revoked")
+    assert oauth.stats()["refresh_requests"] == 4
     with credlock.Store.open(store_dir, passphrase="SECRET-PASS-WRONG") as s:
-        try:
-            s.list()
-        except credlock.CredlockError as e:
-            texts += [str(e), repr(e)]
+        caught(credlock.KeyUnavailable, s.list)
     blob = "\n".join(texts)
     for secret in secrets:
         assert secret not in blob
-    assert "rt-" not in blob
 
 
 def test_a_store_keeps_working_in_a_forked_child(store_dir: Path) -> None:
@@ -286,7 +317,8 @@ def test_a_store_keeps_working_in_a_forked_child(store_dir: Path) -> None:
             except BaseException:
                 os._exit(2)
         _, status = os.waitpid(pid, 0)
-        assert os.WEXITSTATUS(status) == 0
+        # A child ended by a signal is a negative code here, not exit 0 (WEXITSTATUS reads 0).
+        assert os.waitstatus_to_exitcode(status) == 0
         assert s.token("child", 0) == "child"
 
 

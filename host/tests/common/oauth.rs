@@ -116,6 +116,11 @@ impl OAuthServer {
             .as_u16()
     }
 
+    /// Zero the counters and forget which refresh tokens were presented (tokens stay valid).
+    pub fn reset(&self) {
+        self.post_json("/test/reset", serde_json::json!({}));
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         let mut r = Self::agent()
             .get(format!("{}/test/stats", self.base))
@@ -155,6 +160,59 @@ impl OAuthServer {
             .call()
             .unwrap();
         r.status().as_u16() == 200
+    }
+}
+
+/// Milliseconds since the epoch on this machine's clock, which the server shares.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        // The clock is after 1970 on any machine these tests run on.
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// How the protected resource took an access token credlock handed out.
+#[derive(Debug, PartialEq)]
+pub enum Use {
+    Accepted,
+    /// Refused because it expired, and its expiry shows credlock kept its promise: the use
+    /// came late (a loaded machine), not the token.
+    Late,
+    /// Refused, and nothing excuses it: what the server said, for the failure message.
+    Refused(String),
+}
+
+/// Use `access_token` at the server's protected resource. credlock promised it valid for
+/// `promised_ms` after it decided, and it decided after `started_ms` (from [`wall_ms`]):
+/// so the token's expiry as the server issued it must fall at or after
+/// `started_ms + promised_ms`. A refusal counts as late only when the server says the token
+/// expired and its expiry keeps that bound; a revoked or unknown token, or one that expired
+/// before the bound, is a broken promise however long the round trip took.
+pub fn use_token(
+    agent: &ureq::Agent,
+    base: &str,
+    access_token: &str,
+    started_ms: u64,
+    promised_ms: u64,
+) -> Use {
+    let mut r = agent
+        .get(format!("{base}/resource"))
+        .header("Authorization", format!("Bearer {access_token}"))
+        .call()
+        .expect("the protected resource answers");
+    if r.status().as_u16() == 200 {
+        return Use::Accepted;
+    }
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    let said: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let expired = said["reason"] == "expired";
+    match said["expires_at_ms"].as_u64() {
+        Some(expires_at_ms) if expired && expires_at_ms >= started_ms + promised_ms => Use::Late,
+        _ => Use::Refused(format!(
+            "{} {body}: asked at {started_ms} ms, promised valid for {promised_ms} ms after that",
+            r.status()
+        )),
     }
 }
 
