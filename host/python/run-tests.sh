@@ -20,6 +20,13 @@ if ! .venv/bin/python -c 'import maturin, pytest' 2>/dev/null \
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "maturin==1.16.*" "pytest>=7"
 fi
 
+# The HTTP clients the adapters serve (credlock.httpx_auth, credlock.requests_auth): their
+# tests drive the real libraries.
+if ! .venv/bin/python -c 'import httpx, requests' 2>/dev/null; then
+    echo "run-tests: installing httpx and requests into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "httpx==0.28.*" "requests>=2.32,<3"
+fi
+
 # The Rust CLI, for the interop and concurrency tests (built only if missing).
 if [[ -z "${CREDLOCK_CLI:-}" && ! -x "$root/target/debug/credlock" ]]; then
     echo "run-tests: building the Rust CLI (target/debug/credlock)" >&2
