@@ -29,11 +29,11 @@ import (
 // server is tests/oauth-server on 127.0.0.1, for one test.
 type server struct{ base string }
 
-func start(t *testing.T) *server {
+func start(t *testing.T, accessTTLSeconds int) *server {
 	t.Helper()
 	urlFile := filepath.Join(t.TempDir(), "url")
 	cmd := exec.Command("bash", filepath.Join(os.Getenv("CREDLOCK_ROOT"), "tests/oauth-server/start.sh"), urlFile)
-	cmd.Env = append(os.Environ(), "ACCESS_TTL_SECONDS=3600")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("ACCESS_TTL_SECONDS=%d", accessTTLSeconds))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("tests/oauth-server did not start: %v", err)
@@ -171,7 +171,7 @@ func TestGoTokensKeepTheirExpiry(t *testing.T) {
 	if os.Getenv("CREDLOCK_CLI") == "" || os.Getenv("CREDLOCK_ROOT") == "" {
 		t.Fatal("CREDLOCK_CLI and CREDLOCK_ROOT must be set: run host/go/run-tests.sh")
 	}
-	srv := start(t)
+	srv := start(t, 3600)
 	dir := t.TempDir()
 	s, err := credlock.Open(filepath.Join(dir, "binding"), nil)
 	if err != nil {
