@@ -326,6 +326,13 @@ describe('import', () => {
     assert.ok(r.sourceRemoved && !fs.existsSync(one));
     assert.equal(s.token('acme', { minValid: 0 }), 'at-acme-2');
     assert.equal(caught(() => s.importTokens(tok('x'))).code, 'invalid-token-response', 'a single response needs its tenant named');
+    // The tools' files: detected, or named with `kind` (a file not of its kind names it).
+    const claude = { claudeAiOauth: { accessToken: 'at-claude', expiresAt: FAR * 1000, scopes: ['user:inference'] } };
+    assert.deepEqual(s.importTokens(claude, { tenant: 'claude' }).imported, ['claude']);
+    assert.equal(s.tokenInfo('claude', { minValid: 0 }).expiresAtMs, FAR * 1000);
+    const wrong = caught(() => s.importTokens(tok('x'), { tenant: 'x', kind: 'claude-code' }));
+    assert.ok(wrong.code === 'invalid-token-response' && wrong.message.includes("not Claude Code's .credentials.json"), wrong.message);
+    assert.equal(caught(() => s.importTokens(tok('x'), { tenant: 'x', kind: 'gcloud' })).code, 'invalid-options');
     assert.equal(caught(() => s.importFile(`${dir}-missing.json`)).code, 'invalid-token-response');
     const fifo = `${dir}-fifo.json`;
     assert.equal(spawnSync('mkfifo', [fifo]).status, 0);

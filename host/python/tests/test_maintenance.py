@@ -381,3 +381,35 @@ def test_import_keeps_a_source_that_changed_or_is_a_symlink(store_dir: Path, tmp
         link.symlink_to(src)
         r = s.import_file(link, remove_source=True, replace=True)
         assert not r.source_removed and link.is_symlink() and src.exists()
+
+
+def test_import_kinds_are_detected_or_named(store_dir: Path, tmp_path: Path) -> None:
+    """The tools' files (README, "Import") through the binding: detected, or named with
+    `kind`; an MSAL cache's account chosen with `account`; a file not of its kind refused
+    naming the kind, nothing stored."""
+    claude = {"claudeAiOauth": {"accessToken": "at-claude", "refreshToken": "rt-claude",
+                                "expiresAt": FAR * 1000, "scopes": ["user:inference"]}}
+    msal = {
+        "RefreshToken": {k: {"home_account_id": f"{k}.tid", "environment": "login.example.com",
+                             "credential_type": "RefreshToken", "client_id": "cli",
+                             "secret": f"rt-{k}"} for k in ("alice", "bob")},
+        "Account": {k: {"home_account_id": f"{k}.tid", "environment": "login.example.com",
+                        "realm": "tid", "username": f"{k}@example.com"} for k in ("alice", "bob")},
+    }
+    with credlock.Store.open(store_dir) as s:
+        r = s.import_tokens(claude, "claude")
+        assert r.imported == ("claude",)
+        assert s.token_info("claude", 0).expires_at_ms == FAR * 1000
+        with pytest.raises(credlock.InvalidTokenResponse) as e:
+            s.import_tokens({"access_token": "a"}, "x", kind="claude-code")
+        assert "not Claude Code's .credentials.json" in str(e.value)
+        with pytest.raises(credlock.InvalidTokenResponse) as e:
+            s.import_tokens(msal, "azure")
+        assert "several accounts" in str(e.value)
+        src = tmp_path / "msal_token_cache.json"
+        src.write_text(json.dumps(msal))
+        r = s.import_file(src, "azure", kind="msal", account="bob@example.com")
+        assert r.imported == ("azure",) and [n for n, _ in r.skipped] == ["alice@example.com/cli"]
+        (azure,) = [t for t in s.list() if t.tenant == "azure"]
+        assert azure.token_endpoint == "https://login.example.com/tid/oauth2/v2.0/token"
+        assert [t.tenant for t in s.list()] == ["azure", "claude"]
