@@ -228,30 +228,35 @@ int credlock_rekey(const struct credlock_store *store,
                    char **error);
 
 // Import plaintext tokens from `source` (one tenant's tokens for `tenant`, in any shape the
-// CLI's `import --from` lists, detected; or with `tenant` NULL a JSON map of tenants) in one
-// atomic write. Result: `{"imported": [...],
-// "skipped": [{"tenant", "reason"}], "generation": n}`.
+// CLI's `import --from` lists: `kind`, or detected when NULL; `account` chooses among an
+// MSAL cache's accounts; or with `tenant` NULL a JSON map of tenants) in one atomic write.
+// Result: `{"imported": [...], "skipped": [{"tenant", "reason"}], "generation": n}`.
 //
 // # Safety
-// As `credlock_put`; `tenant` may be NULL.
+// As `credlock_put`; `tenant`, `kind` and `account` may be NULL.
 int credlock_import_tokens(const struct credlock_store *store,
                            const char *source,
                            const char *tenant,
                            bool replace,
+                           const char *kind,
+                           const char *account,
                            char **result,
                            char **error);
 
-// `credlock_import_tokens` of the file at `path`; with `remove_source`, the file is removed
-// once the import is durable, only if everything in it was imported. Result: as
+// `credlock_import_tokens` of the file at `path` (a token kept with only `expires_in` is
+// taken as received when the file was last written); with `remove_source`, the file is
+// removed once the import is durable, only if everything in it was imported. Result: as
 // `credlock_import_tokens` plus `"source_removed": bool, "kept_reason": string | null`.
 //
 // # Safety
-// As `credlock_put`; `tenant` may be NULL.
+// As `credlock_put`; `tenant`, `kind` and `account` may be NULL.
 int credlock_import_file(const struct credlock_store *store,
                          const char *path,
                          const char *tenant,
                          bool replace,
                          bool remove_source,
+                         const char *kind,
+                         const char *account,
                          char **result,
                          char **error);
 

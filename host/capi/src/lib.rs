@@ -663,19 +663,36 @@ pub unsafe extern "C" fn credlock_rekey(
     })
 }
 
+/// How to import: `replace`, and the kind of file and account (NULL: detected; see the
+/// CLI's `import --from` and `--account`).
+fn import_options(
+    replace: bool,
+    kind: *const c_char,
+    account: *const c_char,
+) -> Result<credlock::ImportOptions, Error> {
+    Ok(credlock::ImportOptions {
+        replace,
+        kind: opt_arg(kind, "kind", options_error)?.map(str::to_owned),
+        account: opt_arg(account, "account", options_error)?.map(str::to_owned),
+        saved_at_ms: None,
+    })
+}
+
 /// Import plaintext tokens from `source` (one tenant's tokens for `tenant`, in any shape the
-/// CLI's `import --from` lists, detected; or with `tenant` NULL a JSON map of tenants) in one
-/// atomic write. Result: `{"imported": [...],
-/// "skipped": [{"tenant", "reason"}], "generation": n}`.
+/// CLI's `import --from` lists: `kind`, or detected when NULL; `account` chooses among an
+/// MSAL cache's accounts; or with `tenant` NULL a JSON map of tenants) in one atomic write.
+/// Result: `{"imported": [...], "skipped": [{"tenant", "reason"}], "generation": n}`.
 ///
 /// # Safety
-/// As `credlock_put`; `tenant` may be NULL.
+/// As `credlock_put`; `tenant`, `kind` and `account` may be NULL.
 #[no_mangle]
 pub unsafe extern "C" fn credlock_import_tokens(
     store: *const credlock_store,
     source: *const c_char,
     tenant: *const c_char,
     replace: bool,
+    kind: *const c_char,
+    account: *const c_char,
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
@@ -683,28 +700,28 @@ pub unsafe extern "C" fn credlock_import_tokens(
         let s = self::store(store)?;
         let source = arg(source, "source", token_error)?;
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
-        // The kind of file is detected (README, "Import").
-        let how = credlock::ImportOptions {
-            replace,
-            ..Default::default()
-        };
+        let how = import_options(replace, kind, account)?;
         json_out(&import_out(&s.import_tokens(source, tenant, &how)?))
     })
 }
 
-/// `credlock_import_tokens` of the file at `path`; with `remove_source`, the file is removed
-/// once the import is durable, only if everything in it was imported. Result: as
+/// `credlock_import_tokens` of the file at `path` (a token kept with only `expires_in` is
+/// taken as received when the file was last written); with `remove_source`, the file is
+/// removed once the import is durable, only if everything in it was imported. Result: as
 /// `credlock_import_tokens` plus `"source_removed": bool, "kept_reason": string | null`.
 ///
 /// # Safety
-/// As `credlock_put`; `tenant` may be NULL.
+/// As `credlock_put`; `tenant`, `kind` and `account` may be NULL.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn credlock_import_file(
     store: *const credlock_store,
     path: *const c_char,
     tenant: *const c_char,
     replace: bool,
     remove_source: bool,
+    kind: *const c_char,
+    account: *const c_char,
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
@@ -712,10 +729,7 @@ pub unsafe extern "C" fn credlock_import_file(
         let s = self::store(store)?;
         let path = arg(path, "path", options_error)?;
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
-        let how = credlock::ImportOptions {
-            replace,
-            ..Default::default()
-        };
+        let how = import_options(replace, kind, account)?;
         let r = s.import_file(path.as_ref(), tenant, &how, remove_source)?;
         let mut v = import_out(&r.report);
         v["source_removed"] = r.source_removed.into();

@@ -269,6 +269,16 @@ export class Store {
     file: string,
     options?: { tenant?: string; replace?: boolean; removeSource?: boolean; kind?: string; account?: string },
   ): Promise<ImportFileReport>;
+  slotsAsync(): Promise<KeySlotInfo[]>;
+  addSlotAsync(kind: string, options?: { passphrase?: string }): Promise<KeySlotInfo[]>;
+  removeSlotAsync(index: number, options?: { allowVolatileOnly?: boolean }): Promise<KeySlotInfo[]>;
+  rekeyAsync(): Promise<StoreInfo>;
+  importTokensAsync(
+    source: string | Uint8Array | object,
+    options?: { tenant?: string; replace?: boolean; kind?: string; account?: string },
+  ): Promise<ImportReport>;
+  recoverAsync(options?: { force?: boolean }): Promise<RecoverReport>;
+  quarantineAsync(options?: { force?: boolean }): Promise<string>;
   /**
    * Log `tenant` in at an OAuth server and store the tokens as `put` would (device flow by
    * default; `flow: 'browser'` for authorization code + PKCE on a loopback redirect). A login
@@ -286,6 +296,7 @@ export class Store {
   logoutAsync(tenant: string, options?: { local?: boolean }): Promise<LogoutReport>;
   /** Logins in progress (never a code or verifier). */
   pendingLogins(): PendingLogin[];
+  pendingLoginsAsync(): Promise<PendingLogin[]>;
   /** Release the store (its pooled instances); later calls throw. Calls already running finish. */
   close(): void;
   [Symbol.dispose](): void;

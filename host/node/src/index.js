@@ -170,6 +170,17 @@ export class Store {
   importFileAsync(file, opts) {
     return callAsync(() => this.#n.importFileAsync(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource), str(opts?.kind), str(opts?.account)));
   }
+  slotsAsync() { return callAsync(() => this.#n.slotsAsync()); }
+  addSlotAsync(kind, opts) { return callAsync(() => this.#n.addSlotAsync(String(kind), opt(opts?.passphrase))); }
+  removeSlotAsync(index, opts) {
+    return callAsync(() => this.#n.removeSlotAsync(num(index), opt(opts?.allowVolatileOnly)));
+  }
+  rekeyAsync() { return callAsync(() => this.#n.rekeyAsync()); }
+  importTokensAsync(src, opts) {
+    return callAsync(() => this.#n.importTokensAsync(source(src), str(opts?.tenant), opt(opts?.replace), str(opts?.kind), str(opts?.account)));
+  }
+  recoverAsync(opts) { return callAsync(() => this.#n.recoverAsync(opt(opts?.force))); }
+  quarantineAsync(opts) { return callAsync(() => this.#n.quarantineAsync(opt(opts?.force))); }
 
   // ----- login and logout -----
   /**
@@ -183,6 +194,7 @@ export class Store {
   logout(tenant, opts) { return call(() => this.#n.logout(tenant, opt(opts?.local))); }
   logoutAsync(tenant, opts) { return callAsync(() => this.#n.logoutAsync(tenant, opt(opts?.local))); }
   pendingLogins() { return call(() => this.#n.pendingLogins()); }
+  pendingLoginsAsync() { return callAsync(() => this.#n.pendingLoginsAsync()); }
 
   /** Release the store; later calls throw. Calls already running finish. */
   close() { this.#n.close(); }

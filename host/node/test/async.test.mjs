@@ -113,6 +113,32 @@ describe('the Promise API', () => {
     assert.equal(await Store.open(dir).tokenAsync('late'), 'l');
   });
 
+  test('every maintenance call has its Promise twin', async () => {
+    const dir = tmpStore();
+    const s = Store.open(dir);
+    await s.initAsync();
+    const slots = await s.slotsAsync();
+    assert.deepEqual(slots.map((x) => x.kind), ['key-file']);
+    await assert.rejects(s.removeSlotAsync(0), (e) => e.code === 'slot-change');
+    await assert.rejects(s.addSlotAsync('key-file', { passphrase: 'p' }), (e) => e.code === 'invalid-options');
+    const claude = { claudeAiOauth: { accessToken: 'at-claude', expiresAt: 4102444800000 } };
+    assert.deepEqual((await s.importTokensAsync(claude, { tenant: 'claude' })).imported, ['claude']);
+    await assert.rejects(s.importTokensAsync(claude, { tenant: 'x', kind: 'codex' }), (e) => e.code === 'invalid-token-response');
+    const before = (await s.infoAsync()).keyId;
+    assert.notEqual((await s.rekeyAsync()).keyId, before);
+    assert.equal(await s.tokenAsync('claude', { minValid: 0 }), 'at-claude');
+    assert.deepEqual(await s.pendingLoginsAsync(), []);
+    await assert.rejects(s.recoverAsync(), (e) => e.code === 'recover');
+    await assert.rejects(s.quarantineAsync(), (e) => e.code === 'recover');
+    // Damaged: quarantine moves it aside, and names where.
+    const sealed = path.join(dir, 'credentials.sealed');
+    const b = fs.readFileSync(sealed);
+    b[b.length - 1] ^= 1;
+    fs.writeFileSync(sealed, b);
+    assert.match(await s.quarantineAsync(), /corrupt/);
+    s.close();
+  });
+
   test('64 concurrent puts from one process: nothing lost', async () => {
     const dir = tmpStore();
     const s = Store.open(dir, { lockTimeout: 60 });

@@ -413,3 +413,28 @@ def test_import_kinds_are_detected_or_named(store_dir: Path, tmp_path: Path) -> 
         (azure,) = [t for t in s.list() if t.tenant == "azure"]
         assert azure.token_endpoint == "https://login.example.com/tid/oauth2/v2.0/token"
         assert [t.tenant for t in s.list()] == ["azure", "claude"]
+
+
+def test_every_maintenance_call_has_its_async_twin(store_dir: Path) -> None:
+    import asyncio
+
+    async def run() -> None:
+        with credlock.Store.open(store_dir) as s:
+            assert await s.init_async()
+            assert [x.kind for x in await s.slots_async()] == ["key-file"]
+            with pytest.raises(credlock.SlotChangeRefused):
+                await s.remove_slot_async(0)
+            claude = {"claudeAiOauth": {"accessToken": "at-claude", "expiresAt": FAR * 1000}}
+            assert (await s.import_tokens_async(claude, "claude")).imported == ("claude",)
+            with pytest.raises(credlock.InvalidTokenResponse):
+                await s.import_tokens_async(claude, "x", kind="codex")
+            key_id = (await s.info_async()).key_id
+            assert (await s.rekey_async()).key_id != key_id
+            assert await s.pending_logins_async() == []
+            with pytest.raises(credlock.RecoverRefused):
+                await s.recover_async()
+            with pytest.raises(credlock.RecoverRefused):
+                await s.quarantine_async()
+            assert s.token("claude", 0) == "at-claude"
+
+    asyncio.run(run())

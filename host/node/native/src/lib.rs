@@ -501,15 +501,7 @@ impl NativeStore {
         kind: String,
         passphrase: Option<String>,
     ) -> napi::Result<Vec<KeySlotInfo>> {
-        let s = self.store()?;
-        to_napi((|| {
-            if passphrase.is_some() && kind != "passphrase" {
-                return Err(invalid_options(
-                    "a passphrase is given only for a passphrase slot",
-                ));
-            }
-            Ok(slots(s.add_slot(&kind, passphrase.map(Zeroizing::new))?))
-        })())
+        to_napi(add_slot(&*self.store()?, &kind, passphrase))
     }
 
     #[napi]
@@ -518,13 +510,7 @@ impl NativeStore {
         index: f64,
         allow_volatile_only: Option<bool>,
     ) -> napi::Result<Vec<KeySlotInfo>> {
-        let s = self.store()?;
-        to_napi((|| {
-            Ok(slots(s.remove_slot(
-                slot_index(index)?,
-                allow_volatile_only.unwrap_or(false),
-            )?))
-        })())
+        to_napi(remove_slot(&*self.store()?, index, allow_volatile_only))
     }
 
     #[napi]
@@ -694,6 +680,85 @@ impl NativeStore {
             .into())
         })
     }
+
+    #[napi]
+    pub fn slots_async(&self) -> AsyncTask<StoreTask<Vec<KeySlotInfo>>> {
+        self.spawn(|s| Ok(slots(s.slots()?)))
+    }
+
+    #[napi]
+    pub fn add_slot_async(
+        &self,
+        kind: String,
+        passphrase: Option<String>,
+    ) -> AsyncTask<StoreTask<Vec<KeySlotInfo>>> {
+        self.spawn(move |s| add_slot(s, &kind, passphrase))
+    }
+
+    #[napi]
+    pub fn remove_slot_async(
+        &self,
+        index: f64,
+        allow_volatile_only: Option<bool>,
+    ) -> AsyncTask<StoreTask<Vec<KeySlotInfo>>> {
+        self.spawn(move |s| remove_slot(s, index, allow_volatile_only))
+    }
+
+    #[napi]
+    pub fn rekey_async(&self) -> AsyncTask<StoreTask<StoreInfo>> {
+        self.spawn(|s| Ok(s.rekey()?.into()))
+    }
+
+    /// The source is copied out of the JS value on this thread; the import runs on the pool.
+    #[napi]
+    pub fn import_tokens_async(
+        &self,
+        source: Either<String, Buffer>,
+        tenant: Option<String>,
+        replace: Option<bool>,
+        kind: Option<String>,
+        account: Option<String>,
+    ) -> napi::Result<AsyncTask<StoreTask<ImportReport>>> {
+        let text = to_napi(token_source(source))?;
+        let how = import_options(replace, kind, account);
+        Ok(self.spawn(move |s| Ok(s.import_tokens(&text, tenant.as_deref(), &how)?.into())))
+    }
+
+    #[napi]
+    pub fn recover_async(&self, force: Option<bool>) -> AsyncTask<StoreTask<RecoverReport>> {
+        self.spawn(move |s| Ok(s.recover(force.unwrap_or(false))?.into()))
+    }
+
+    #[napi]
+    pub fn quarantine_async(&self, force: Option<bool>) -> AsyncTask<StoreTask<String>> {
+        self.spawn(move |s| s.quarantine(force.unwrap_or(false)))
+    }
+}
+
+/// `addSlot`, on whichever thread runs it.
+fn add_slot(
+    s: &credlock::Store,
+    kind: &str,
+    passphrase: Option<String>,
+) -> CResult<Vec<KeySlotInfo>> {
+    if passphrase.is_some() && kind != "passphrase" {
+        return Err(invalid_options(
+            "a passphrase is given only for a passphrase slot",
+        ));
+    }
+    Ok(slots(s.add_slot(kind, passphrase.map(Zeroizing::new))?))
+}
+
+/// `removeSlot`, on whichever thread runs it.
+fn remove_slot(
+    s: &credlock::Store,
+    index: f64,
+    allow_volatile_only: Option<bool>,
+) -> CResult<Vec<KeySlotInfo>> {
+    Ok(slots(s.remove_slot(
+        slot_index(index)?,
+        allow_volatile_only.unwrap_or(false),
+    )?))
 }
 
 /// `importTokens`/`importFile`'s options: the kind of file is detected unless named.

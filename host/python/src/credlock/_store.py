@@ -405,6 +405,72 @@ class Store:
     async def info_async(self) -> StoreInfo:
         return await self._run(self.info)
 
+    # The maintenance calls, awaitable like the rest (each the sync call on a worker thread).
+
+    async def init_async(self) -> bool:
+        return await self._run(self.init)
+
+    async def slots_async(self) -> List[KeySlotInfo]:
+        return await self._run(self.slots)
+
+    async def add_slot_async(
+        self, kind: str, passphrase: Union[str, bytes, None] = None
+    ) -> List[KeySlotInfo]:
+        return await self._run(self.add_slot, kind, passphrase)
+
+    async def remove_slot_async(
+        self, index: int, allow_volatile_only: bool = False
+    ) -> List[KeySlotInfo]:
+        return await self._run(self.remove_slot, index, allow_volatile_only)
+
+    async def rekey_async(self) -> StoreInfo:
+        return await self._run(self.rekey)
+
+    async def import_tokens_async(
+        self,
+        source: Union[Mapping[str, Any], str, bytes],
+        tenant: Optional[str] = None,
+        *,
+        replace: bool = False,
+        kind: Optional[str] = None,
+        account: Optional[str] = None,
+    ) -> ImportReport:
+        return await self._run(
+            self.import_tokens, source, tenant, replace=replace, kind=kind, account=account
+        )
+
+    async def import_file_async(
+        self,
+        path: PathLike,
+        tenant: Optional[str] = None,
+        *,
+        replace: bool = False,
+        remove_source: bool = False,
+        kind: Optional[str] = None,
+        account: Optional[str] = None,
+    ) -> ImportReport:
+        return await self._run(
+            self.import_file,
+            path,
+            tenant,
+            replace=replace,
+            remove_source=remove_source,
+            kind=kind,
+            account=account,
+        )
+
+    async def recover_async(self, force: bool = False) -> RecoverReport:
+        return await self._run(self.recover, force)
+
+    async def quarantine_async(self, force: bool = False) -> str:
+        return await self._run(self.quarantine, force)
+
+    async def logout_async(self, tenant: str, local: bool = False) -> "LogoutReport":
+        return await self._run(self.logout, tenant, local)
+
+    async def pending_logins_async(self) -> "List[PendingLogin]":
+        return await self._run(self.pending_logins)
+
     # ----- lifetime -----
 
     def close(self) -> None:
