@@ -16,14 +16,20 @@ use std::time::{Duration, Instant};
 
 const PROCESSES: usize = 32;
 const SECONDS: u64 = 20;
-const ACCESS_TTL_S: u32 = 2;
-/// What each call asks for; capped at half a token's (conservatively dated) lifetime.
+/// Long enough that half the lifetime credlock dates (TTL less a second of granularity, less
+/// the refresh's own round trip) stays above MIN_VALID_S: the promise is then exactly
+/// MIN_VALID_S. With 2 s tokens the cap bound instead, a few ms under what the test could
+/// compute, and a token used late could be miscounted as refused.
+const ACCESS_TTL_S: u32 = 4;
+/// What each call asks for.
 const MIN_VALID_S: u64 = 1;
 
 /// How long credlock promises a token valid after it decides: the min-valid each call asks
 /// for, capped at half the lifetime it dates (the server's TTL less a second of granularity).
 fn promised_ms() -> u64 {
     let lifetime_ms = u64::from(ACCESS_TTL_S) * 1000 - credlock_core::oauth::EXPIRY_GRANULARITY_MS;
+    // The cap must not bind (see ACCESS_TTL_S), with room for the refresh's round trip.
+    assert!(lifetime_ms / 2 >= MIN_VALID_S * 1000 + 250);
     (MIN_VALID_S * 1000).min(lifetime_ms / 2)
 }
 
