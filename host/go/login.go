@@ -52,6 +52,9 @@ type LoginPrompt struct {
 type LoginResult struct {
 	Token  *AccessToken
 	Joined bool // another process ran the flow and this one joined it
+	// Refreshable: the stored tokens include a refresh token (a login that asked for
+	// offline_access and got none can only be repeated when the token expires).
+	Refreshable bool
 }
 
 // LogoutReport says what Logout did at the server and locally.
@@ -112,8 +115,9 @@ func (s *Store) Login(ctx context.Context, tenant string, req LoginRequest) (*Lo
 
 func loginResult(out []byte, err error) (*LoginResult, error) {
 	res, err := decode[struct {
-		Token  tokenJSON `json:"token"`
-		Joined bool      `json:"joined"`
+		Token       tokenJSON `json:"token"`
+		Joined      bool      `json:"joined"`
+		Refreshable bool      `json:"refreshable"`
 	}](out, err)
 	for i := range out {
 		out[i] = 0
@@ -125,7 +129,7 @@ func loginResult(out []byte, err error) (*LoginResult, error) {
 	if res.Token.ExpiresAtMs != nil {
 		t.ExpiresAt = time.UnixMilli(int64(*res.Token.ExpiresAtMs))
 	}
-	return &LoginResult{Token: t, Joined: res.Joined}, nil
+	return &LoginResult{Token: t, Joined: res.Joined, Refreshable: res.Refreshable}, nil
 }
 
 // Logout revokes the tenant's refresh token where the server offers revocation (RFC 7009),

@@ -30,7 +30,7 @@ func TestDeviceLoginPromptsStoresAndLogsOut(t *testing.T) {
 	if len(prompts) != 1 || prompts[0].Kind != "device" || prompts[0].UserCode == "" || prompts[0].Joined {
 		t.Fatalf("prompts: %+v", prompts)
 	}
-	if res.Joined || res.Token.Revision != 1 {
+	if res.Joined || res.Token.Revision != 1 || !res.Refreshable {
 		t.Fatalf("result: %+v", res)
 	}
 	tok, err := s.Token(ctx, "acme", time.Second)

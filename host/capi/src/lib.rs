@@ -832,7 +832,8 @@ impl PromptContext {
 /// "authorization_endpoint"?, "token_endpoint"?, "device_authorization_endpoint"?,
 /// "revocation_endpoint"?}`. `on_prompt` (NULL: the prompt goes to standard error) is called
 /// with the code or URL to show. Blocks until the user finishes or the code expires.
-/// Result (a secret): `{"token": {as credlock_token}, "joined": bool}`.
+/// Result (a secret): `{"token": {as credlock_token}, "joined": bool, "refreshable": bool}`
+/// (`refreshable`: the stored tokens include a refresh token).
 ///
 /// # Safety
 /// As `credlock_put`; `on_prompt` is NULL or a function safe to call with the documented
@@ -905,6 +906,7 @@ pub unsafe extern "C" fn credlock_login(
                 "revision": t.revision, "refreshed": t.refreshed,
             },
             "joined": o.joined,
+            "refreshable": o.refreshable,
         }));
         t.token.zeroize();
         out

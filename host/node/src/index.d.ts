@@ -329,6 +329,8 @@ export interface LoginPrompt {
 export interface LoginResult {
   token: AccessToken;
   joined: boolean;
+  /** The stored tokens include a refresh token (a login asking offline_access that got none is repeated when the token expires). */
+  refreshable: boolean;
 }
 
 export interface LogoutReport {

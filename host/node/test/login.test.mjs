@@ -36,6 +36,7 @@ test('a device login prompts through the callback, stores, and logs out', async 
     assert.equal(prompts[0].kind, 'device');
     assert.ok(prompts[0].url.endsWith('/device') && prompts[0].userCode);
     assert.equal(result.joined, false);
+    assert.equal(result.refreshable, true, 'offline_access was asked for, and granted');
     assert.equal(store.token('acme'), result.token.token);
     assert.deepEqual(store.pendingLogins(), []);
     const out = store.logout('acme');

@@ -393,7 +393,7 @@ impl NativeStore {
         device_authorization_endpoint: Option<String>,
         revocation_endpoint: Option<String>,
         on_prompt: Option<Py<PyAny>>,
-    ) -> PyResult<(TokenTuple, bool)> {
+    ) -> PyResult<(TokenTuple, bool, bool)> {
         let request = credlock::LoginRequest {
             issuer,
             client_id,
@@ -433,7 +433,7 @@ impl NativeStore {
             })
         });
         let o = call(py, || self.inner.login(tenant, &request, sink))?;
-        Ok((token_tuple(o.token), o.joined))
+        Ok((token_tuple(o.token), o.joined, o.refreshable))
     }
 
     /// `(revocation, why, deleted)`: revocation is `revoked`, `not-offered` or `failed`.

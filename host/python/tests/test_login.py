@@ -54,6 +54,7 @@ def test_device_login_calls_back_stores_and_logs_out(store_dir: Path, issuer: st
         assert [p.kind for p in prompts] == ["device"]
         assert prompts[0].user_code and prompts[0].url.endswith("/device")
         assert not prompts[0].joined and not r.joined
+        assert r.refreshable  # offline_access was asked for, and granted
         assert r.token.revision == 1
         assert s.token("acme") == r.token.token
         assert s.pending_logins() == []

@@ -43,6 +43,8 @@ pub struct LoginOptions {
 pub struct LoginResult {
     pub token: AccessToken,
     pub joined: bool,
+    /// The stored tokens include a refresh token.
+    pub refreshable: bool,
 }
 
 #[napi(object)]
@@ -137,6 +139,7 @@ impl NativeStore {
             Ok(LoginResult {
                 token: o.token.into(),
                 joined: o.joined,
+                refreshable: o.refreshable,
             })
         })
     }

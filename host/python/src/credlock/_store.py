@@ -348,12 +348,12 @@ class Store:
             def callback(d: Mapping[str, Any]) -> None:
                 user_callback(types.LoginPrompt(**d))
 
-        token, joined = self._n.login(
+        token, joined, refreshable = self._n.login(
             tenant, client_id, issuer, client_secret, scope, flow == "browser", open_browser,
             audience, resource, authorization_endpoint, token_endpoint,
             device_authorization_endpoint, revocation_endpoint, callback,
         )
-        return types.LoginResult(_access_token(token), joined)
+        return types.LoginResult(_access_token(token), joined, refreshable)
 
     def logout(self, tenant: str, local: bool = False) -> "LogoutReport":
         """Revoke the tenant's refresh token where the server offers revocation (RFC 7009),

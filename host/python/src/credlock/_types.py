@@ -136,6 +136,9 @@ class LoginResult:
     token: AccessToken
     #: True when another process ran the flow and this one joined it.
     joined: bool
+    #: True when the stored tokens include a refresh token (a login that asked for
+    #: `offline_access` and got none can only be repeated when the token expires).
+    refreshable: bool
 
 
 @dataclass(frozen=True)
