@@ -1,0 +1,327 @@
+//! Every operation the component exports (`wit/store.wit`) and every setting of `OpenOptions`
+//! exists in every binding, or is in [`ABSENT`] with the reason it does not. A binding that
+//! drifts (an operation added to the WIT and the C ABI but not to Go, a Promise twin missing
+//! in Node) fails here, not in a user's hands.
+//!
+//! Names are mapped, not guessed: a WIT name `import-tokens` is `import_tokens` (Python, C),
+//! `importTokens` (Node) and `ImportTokens` (Go); the asynchronous twins are `*_async`
+//! (Python) and `*Async` (Node). Go has no twins: every call takes a `context.Context`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// What a binding leaves out on purpose: (binding, name as that binding would spell it,
+/// why). Anything absent and not listed fails the test; anything listed and present too.
+const ABSENT: &[(&str, &str, &str)] = &[
+    // The host moves a store between a directory and a database with these (`credlock
+    // migrate`); a program migrates with the CLI, never through a binding.
+    (
+        "python",
+        "export_sealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "python",
+        "adopt_sealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "python",
+        "export_sealed_async",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "python",
+        "adopt_sealed_async",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "node",
+        "exportSealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "node",
+        "adoptSealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "node",
+        "exportSealedAsync",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "node",
+        "adoptSealedAsync",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "c",
+        "credlock_export_sealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "c",
+        "credlock_adopt_sealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "go",
+        "ExportSealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    (
+        "go",
+        "AdoptSealed",
+        "used by `credlock migrate` inside the host only",
+    ),
+    // A login waits minutes for a person: Node has only the Promise form, so the event loop
+    // never blocks on it; Python's releases the GIL and takes a callback, and an asyncio
+    // program runs it in an executor (the prompt callback would run on that thread).
+    (
+        "node",
+        "login",
+        "a login takes minutes: Promise only (loginAsync)",
+    ),
+    (
+        "python",
+        "login_async",
+        "the blocking login releases the GIL; run it in an executor",
+    ),
+    // Settings.
+    (
+        "python",
+        "new_passphrase",
+        "add_slot takes the new passphrase as its argument",
+    ),
+    (
+        "node",
+        "newPassphrase",
+        "addSlot takes the new passphrase as its argument",
+    ),
+    (
+        "python",
+        "ignore_env",
+        "bindings read CREDLOCK_* as the CLI does; tests clear them",
+    ),
+    (
+        "node",
+        "ignoreEnv",
+        "bindings read CREDLOCK_* as the CLI does; tests clear them",
+    ),
+    (
+        "python",
+        "kdf",
+        "only as the private _kdf: argon2id costs are the CLI's, tests lower them",
+    ),
+];
+
+fn read(rel: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The operations `store.wit` exports: `name: func(opts: options, ...)`.
+fn wit_operations() -> Vec<String> {
+    let wit = read("wit/store.wit");
+    let ops: Vec<String> = wit
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().split_once(": func(")?;
+            // `%list`: WIT's escape for a keyword.
+            rest.starts_with("opts: options")
+                .then(|| name.trim_start_matches('%').to_owned())
+        })
+        .collect();
+    assert!(
+        ops.len() >= 17 && ops.contains(&"import-tokens".to_owned()),
+        "store.wit's operations not found: {ops:?}"
+    );
+    ops
+}
+
+/// The settings of `OpenOptions` (host/src/open.rs): its `pub` fields.
+fn settings() -> Vec<String> {
+    let src = read("host/src/open.rs");
+    let body = src
+        .split("pub struct OpenOptions {")
+        .nth(1)
+        .and_then(|s| s.split("\n}").next())
+        .expect("OpenOptions in host/src/open.rs");
+    let fields: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':'))
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    assert!(
+        fields.len() >= 10,
+        "OpenOptions' fields not found: {fields:?}"
+    );
+    fields
+}
+
+fn snake(wit: &str) -> String {
+    wit.replace('-', "_")
+}
+
+fn camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut up = false;
+    for c in snake.chars() {
+        if c == '_' || c == '-' {
+            up = true;
+        } else if up {
+            out.extend(c.to_uppercase());
+            up = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn pascal(snake: &str) -> String {
+    let c = camel(snake);
+    let mut chars = c.chars();
+    chars
+        .next()
+        .map(|f| f.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Go spells initialisms in capitals (`HTTPTimeout`, `KDF`).
+fn go_name(snake: &str) -> String {
+    pascal(snake)
+        .replace("Http", "HTTP")
+        .replace("Kdf", "KDF")
+        .replace("Id", "ID")
+}
+
+/// The identifiers a binding's source defines that look like `prefix NAME(`.
+fn defined(src: &str, prefix: &str) -> BTreeSet<String> {
+    src.match_indices(prefix)
+        .filter_map(|(i, _)| {
+            let rest = &src[i + prefix.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty() && rest[name.len()..].starts_with('(')).then_some(name)
+        })
+        .collect()
+}
+
+/// Methods of the JS class (`  name(` at the start of a line of index.js).
+fn node_methods(src: &str) -> BTreeSet<String> {
+    src.lines()
+        .filter_map(|l| {
+            let t = l.strip_prefix("  ")?;
+            let name: String = t
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty() && t[name.len()..].starts_with('(')).then_some(name)
+        })
+        .collect()
+}
+
+#[test]
+fn every_operation_and_setting_is_in_every_binding_or_listed() {
+    let py_store = read("host/python/src/credlock/_store.py");
+    let node_js = read("host/node/src/index.js");
+    let node_dts = read("host/node/src/index.d.ts");
+    let header = read("host/capi/include/credlock.h");
+    let go_src = ["credlock.go", "login.go", "maintenance.go"]
+        .iter()
+        .map(|f| read(&format!("host/go/{f}")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let capi = read("host/capi/src/lib.rs");
+
+    let py_defs: BTreeSet<String> = defined(&py_store, "def ");
+    let node_defs = node_methods(&node_js);
+    let c_defs = defined(&header, " ");
+    let go_defs = defined(&go_src, "func (s *Store) ");
+
+    // Python's open() keywords, Node's OpenOptions, Go's Options, the C ABI's open JSON.
+    let py_open = py_store
+        .split("    def open(")
+        .nth(1)
+        .and_then(|s| s.split(") -> \"Store\"").next())
+        .expect("Store.open in _store.py");
+    let node_open = node_dts
+        .split("export interface OpenOptions {")
+        .nth(1)
+        .and_then(|s| s.split("\n}").next())
+        .expect("OpenOptions in index.d.ts");
+    let go_options = go_src
+        .split("type Options struct {")
+        .nth(1)
+        .and_then(|s| s.split("\n}").next())
+        .expect("Options in credlock.go");
+    let c_open = capi
+        .split("struct OpenJson {")
+        .nth(1)
+        .and_then(|s| s.split("\n}").next())
+        .expect("OpenJson in host/capi/src/lib.rs");
+
+    let mut missing = Vec::new();
+    let mut check = |binding: &str, name: String, present: bool| {
+        let listed = ABSENT.iter().any(|(b, n, _)| *b == binding && *n == name);
+        match (present, listed) {
+            (false, false) => missing.push(format!("{binding}: {name} is missing")),
+            (true, true) => missing.push(format!(
+                "{binding}: {name} exists but is listed as absent (remove it from ABSENT)"
+            )),
+            _ => {}
+        }
+    };
+    for op in wit_operations() {
+        let s = snake(&op);
+        check("python", s.clone(), py_defs.contains(&s));
+        check(
+            "python",
+            format!("{s}_async"),
+            py_defs.contains(&format!("{s}_async")),
+        );
+        check("node", camel(&s), node_defs.contains(&camel(&s)));
+        let node_async = format!("{}Async", camel(&s));
+        check("node", node_async.clone(), node_defs.contains(&node_async));
+        // The C ABI's token call is credlock_token (and credlock_refresh_rejected beside
+        // credlock_refresh): the WIT name is enough.
+        let c = format!("credlock_{s}");
+        check("c", c.clone(), c_defs.contains(&c));
+        check("go", go_name(&s), go_defs.contains(&go_name(&s)));
+    }
+    for setting in settings() {
+        // The store's directory is the first argument everywhere.
+        if setting == "store_dir" {
+            continue;
+        }
+        check(
+            "python",
+            setting.clone(),
+            py_open.contains(&format!(" {setting}:")),
+        );
+        check(
+            "node",
+            camel(&setting),
+            node_open.contains(&format!(" {}?:", camel(&setting))),
+        );
+        check(
+            "go",
+            go_name(&setting),
+            go_options.contains(&format!("\t{} ", go_name(&setting))),
+        );
+        check(
+            "c",
+            setting.clone(),
+            c_open.contains(&format!(" {setting}:")),
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "the bindings drifted from the WIT and OpenOptions:\n  {}",
+        missing.join("\n  ")
+    );
+}
