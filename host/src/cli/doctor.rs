@@ -264,6 +264,31 @@ fn directory(out: &mut impl Write, layout: &credlock::layout::Layout) -> usize {
     problems
 }
 
+/// Where the compiled component came from. A cache that cannot be written is said here, once,
+/// and never on a call: it costs every process a compile (about a second), not correctness.
+fn compiled_text(
+    from: &credlock::component::LoadedFrom,
+    cache_dir: Option<&std::path::Path>,
+) -> String {
+    use credlock::component::LoadedFrom;
+    match (from, cache_dir) {
+        (LoadedFrom::Cache(p), _) => format!("loaded compiled from the cache ({})", p.display()),
+        (LoadedFrom::Compiled { cached_to: Some(p) }, _) => {
+            format!("compiled now and cached ({})", p.display())
+        }
+        (LoadedFrom::Compiled { cached_to: None }, Some(dir)) => format!(
+            "compiled now and NOT cached: {} cannot be written, so every process compiles it \
+             (about a second each); point XDG_CACHE_HOME at a directory this user can write",
+            dir.display()
+        ),
+        (LoadedFrom::Compiled { cached_to: None }, None) => {
+            "compiled now; no cache directory (no home directory?), so every process compiles it \
+             (about a second each); set XDG_CACHE_HOME to a directory this user can write"
+                .to_owned()
+        }
+    }
+}
+
 pub fn run(config: Config) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let layout = credlock::layout::Layout::new(&config.store_dir);
@@ -318,9 +343,9 @@ pub fn run(config: Config) -> Result<(), Failure> {
             if let Some(rt) = store.runtime() {
                 let _ = writeln!(
                     out,
-                    "component: {} bytes, {:?}",
+                    "component: {} bytes, {}",
                     credlock::component::COMPONENT_WASM.len(),
-                    rt.loaded_from
+                    compiled_text(&rt.loaded_from, config.cache_dir.as_deref())
                 );
             }
             match store.info() {
