@@ -396,6 +396,10 @@ type WriteReceipt struct {
 // Put stores a token response (the token endpoint's JSON, plus token_endpoint, client_id,
 // ... to enable refresh) for tenant. It is durable when Put returns nil. If ctx is
 // canceled first, Put returns ctx.Err() and the write may still complete (atomically).
+// The expiry may be in any shape programs write (the README's "Token expiry"), an
+// oauth2.Token marshalled to JSON included: its `expiry` is honoured, and Go's zero time
+// means no expiry. Fields that disagree, or one named like an expiry that credlock does not
+// understand, are an invalid-token-response error: an expiry is never dropped.
 func (s *Store) Put(ctx context.Context, tenant string, tokenResponse []byte) (WriteReceipt, error) {
 	if err := nulError(map[string]string{"tenant": tenant}); err != nil {
 		return WriteReceipt{}, err

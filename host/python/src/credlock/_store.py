@@ -171,8 +171,14 @@ class Store:
 
     def put(self, tenant: str, token_response: Union[Mapping[str, Any], str, bytes]) -> WriteReceipt:
         """Store a token response (RFC 6749 §5.1, plus `token_endpoint`, `client_id`,
-        `client_secret`, `client_auth`, `retry_unknown_refresh`) for `tenant`, creating the
-        store if needed. Durable when this returns."""
+        `client_secret`, `client_auth`, `retry_unknown_refresh`, `refresh_scope`) for
+        `tenant`, creating the store if needed. Durable when this returns.
+
+        Its expiry may be in any shape programs write (README, "Token expiry"): `expires_in`,
+        or an absolute `expires_at`, `expiry` (Go's oauth2.Token), `expiresAt` or
+        `expires_on` as RFC 3339 or Unix seconds or milliseconds. Fields that disagree, or a
+        field named like an expiry that credlock does not understand, raise
+        InvalidTokenResponse: an expiry is never dropped."""
         return _t().WriteReceipt(*self._n.put(tenant, _json_text(token_response)))
 
     def token_info(self, tenant: str, min_valid: float = 60.0) -> AccessToken:
