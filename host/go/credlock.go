@@ -304,6 +304,15 @@ type tokenJSON struct {
 	Refreshed   bool    `json:"refreshed"`
 }
 
+// decodePtr is decode for a result returned by pointer.
+func decodePtr[T any](b []byte, err error) (*T, error) {
+	v, err := decode[T](b, err)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
 func toAccessToken(b []byte, err error) (*AccessToken, error) {
 	t, err := decode[tokenJSON](b, err)
 	for i := range b {
@@ -470,13 +479,9 @@ type StoreInfo struct {
 
 // Info returns the store's header.
 func (s *Store) Info(ctx context.Context) (*StoreInfo, error) {
-	v, err := decode[StoreInfo](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
+	return decodePtr[StoreInfo](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
 		return C.credlock_info(h, r, e)
 	}))
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
 }
 
 // Slot is one key slot (never the key).
@@ -518,11 +523,7 @@ func (s *Store) RemoveSlot(ctx context.Context, index uint32, allowVolatileOnly 
 
 // Rekey re-seals the store under a new data key from the same sources.
 func (s *Store) Rekey(ctx context.Context) (*StoreInfo, error) {
-	v, err := decode[StoreInfo](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
+	return decodePtr[StoreInfo](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
 		return C.credlock_rekey(h, r, e)
 	}))
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
 }

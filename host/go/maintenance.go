@@ -133,11 +133,3 @@ func (s *Store) PendingLogins(ctx context.Context) ([]PendingLogin, error) {
 		return C.credlock_pending_logins(h, r, e)
 	}))
 }
-
-func decodePtr[T any](b []byte, err error) (*T, error) {
-	v, err := decode[T](b, err)
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
-}

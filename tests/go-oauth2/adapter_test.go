@@ -45,6 +45,16 @@ func (s *server) grantDoc(t *testing.T, access string, expiresIn int) []byte {
 	return b
 }
 
+// openStore opens a new store for one test, closed when it ends.
+func openStore(t *testing.T) *credlock.Store {
+	s, err := credlock.Open(filepath.Join(t.TempDir(), "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 type workerResult struct {
 	Calls  int      `json:"calls"`
 	Failed []string `json:"failed"`
@@ -185,11 +195,7 @@ func TestAdapterStorm(t *testing.T) {
 
 func TestAdapterA401CostsOneRefresh(t *testing.T) {
 	srv := start(t, 3600)
-	s, err := credlock.Open(filepath.Join(t.TempDir(), "store"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	ctx := context.Background()
 	// A token the resource refuses while credlock deems it fresh for an hour.
 	refused := "an-access-token-the-server-does-not-know"
@@ -219,11 +225,7 @@ func TestAdapterA401CostsOneRefresh(t *testing.T) {
 
 func TestStoreTokenFeedsCredlock(t *testing.T) {
 	srv := start(t, 3600)
-	s, err := credlock.Open(filepath.Join(t.TempDir(), "store"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	ctx := context.Background()
 	// What Config.Exchange returns, already expired: the first use must refresh it with
 	// the Config's endpoint and client.
