@@ -759,7 +759,7 @@ A token saved with only expires_in is taken as received when its file was last w
 fn import(
     store: &mut Credlock,
     map: bool,
-    mut how: credlock::ImportOptions,
+    how: credlock::ImportOptions,
     remove_source: bool,
     args: &[String],
 ) -> Result<(), Failure> {
@@ -781,16 +781,13 @@ fn import(
         let source = read_stdin("the tokens to import")?;
         (store.import_tokens(&source, tenant, &how)?, None)
     } else {
-        let path = std::path::Path::new(file);
-        let (source, identity) = credlock::source::read_source(path).map_err(Error::Store)?;
-        how.saved_at_ms = identity.saved_at_ms();
-        let report = store.import_tokens(&source, tenant, &how)?;
-        let kept = if remove_source {
-            Some(credlock::source::remove_source(path, identity, &report))
-        } else {
-            None
-        };
-        (report, kept)
+        let r = credlock::source::import_file(
+            std::path::Path::new(file),
+            &how,
+            remove_source,
+            |text, how| store.import_tokens(text, tenant, how),
+        )?;
+        (r.report, remove_source.then_some(r.kept_reason))
     };
     eprintln!(
         "credlock: imported {} tenant(s){}",

@@ -215,21 +215,8 @@ impl Store {
         how: &ImportOptions,
         remove_source: bool,
     ) -> Result<ImportFileReport, Error> {
-        let (text, identity) = source::read_source(path)?;
-        let how = ImportOptions {
-            saved_at_ms: identity.saved_at_ms(),
-            ..how.clone()
-        };
-        let report = self.import_tokens(&text, tenant, &how)?;
-        let kept_reason = if remove_source {
-            source::remove_source(path, identity, &report)
-        } else {
-            None
-        };
-        Ok(ImportFileReport {
-            source_removed: remove_source && kept_reason.is_none(),
-            kept_reason,
-            report,
+        source::import_file(path, how, remove_source, |text, how| {
+            self.import_tokens(text, tenant, how)
         })
     }
 

@@ -3,8 +3,9 @@
 //! binding (`import FILE --remove-source`, `Store.import_file(..., remove_source=True)`).
 
 use crate::io_util::sync_dir;
-use credlock_core::ImportReport;
+use crate::Error;
 use credlock_core::StoreError;
+use credlock_core::{ImportOptions, ImportReport};
 use std::io::Read;
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -30,6 +31,33 @@ impl Identity {
             .ok()
             .filter(|ms| *ms > 0)
     }
+}
+
+/// Import the file at `path` with `import` (one store's `import_tokens`): read once, dated
+/// by its mtime (a token kept with only `expires_in` was received no later), and with
+/// `remove` removed once the import is durable, only if it is still the file read.
+pub fn import_file(
+    path: &Path,
+    how: &ImportOptions,
+    remove: bool,
+    import: impl FnOnce(&str, &ImportOptions) -> Result<ImportReport, Error>,
+) -> Result<ImportFileReport, Error> {
+    let (text, identity) = read_source(path)?;
+    let how = ImportOptions {
+        saved_at_ms: identity.saved_at_ms(),
+        ..how.clone()
+    };
+    let report = import(&text, &how)?;
+    let kept_reason = if remove {
+        remove_source(path, identity, &report)
+    } else {
+        None
+    };
+    Ok(ImportFileReport {
+        source_removed: remove && kept_reason.is_none(),
+        kept_reason,
+        report,
+    })
 }
 
 /// The outcome of importing a file.
