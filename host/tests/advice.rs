@@ -10,6 +10,8 @@
 #![cfg(unix)]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/pg.rs"]
 mod pg;
 use common::*;
@@ -44,74 +46,35 @@ enum Reply {
 }
 
 /// An HTTP server on 127.0.0.1 answering canned replies by path (`{BASE}` in a body is
-/// its own address), for replies the real OAuth server never sends. Its thread ends with
-/// the test process.
+/// its own address), for replies the real OAuth server never sends: the tests' one server
+/// (`common/http.rs`), with a table of routes.
 fn fake_server(routes: Vec<(&str, Reply)>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let routes: Vec<(String, Reply)> = routes
-        .into_iter()
-        .map(|(p, r)| {
-            let r = match r {
-                Reply::Json(s, b) => Reply::Json(s, b.replace("{BASE}", &base)),
-                Reply::Never => Reply::Never,
-            };
-            (p.to_owned(), r)
-        })
-        .collect();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
+    let routes: Vec<(String, Reply)> = routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect();
+    // The address is known once the server listens; no request comes before that.
+    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let own = std::sync::Arc::clone(&base);
+    let server = http::Server::start(move |req| {
+        let reply = routes
+            .iter()
+            .find(|(p, _)| *p == req.path)
+            .map(|(_, r)| r.clone())
+            .unwrap_or(Reply::Json(404, "{}".into()));
+        match reply {
+            Reply::Json(status, body) => {
+                let base = own.get().expect("the address is set before any request");
+                http::Response::new(status, body.replace("{BASE}", base))
+                    .header("Content-Type", "application/json")
             }
-            // Read the whole request, its body included: a reply sent over unread bytes
-            // makes the close a reset, and the client would see a broken connection.
-            let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-            let end = text.find("\r\n\r\n").map_or(head.len(), |i| i + 4);
-            let length: usize = text
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while head.len() < end + length {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&head);
-            let path = head.split(' ').nth(1).unwrap_or("");
-            let path = path.split('?').next().unwrap_or("");
-            let reply = routes
-                .iter()
-                .find(|(p, _)| p == path)
-                .map(|(_, r)| r.clone())
-                .unwrap_or(Reply::Json(404, "{}".into()));
-            match reply {
-                Reply::Json(status, body) => {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-                // Kept open past any client timeout the tests set, then dropped.
-                Reply::Never => {
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_secs(30));
-                        drop(stream);
-                    });
-                }
+            // Held past any client timeout the tests set (each connection has its thread).
+            Reply::Never => {
+                std::thread::sleep(Duration::from_secs(30));
+                http::Response::new(503, "")
             }
         }
     });
-    base
+    let url = format!("http://127.0.0.1:{}", server.port);
+    base.set(url.clone()).expect("set once");
+    url
 }
 
 fn metadata() -> (&'static str, Reply) {

@@ -5,6 +5,8 @@
 //! logins collected, and a logout that really revokes.
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/oauth.rs"]
 mod oauth;
 use common::*;
@@ -374,40 +376,25 @@ fn hostile_token_replies_give_a_specific_error_and_store_nothing() {
 }
 
 /// A one-route-per-path HTTP server on 127.0.0.1 answering canned replies, for metadata and
-/// replies the real server would never send.
+/// replies the real server would never send (`{BASE}` in a body is its own address): the
+/// tests' one server (`common/http.rs`), with a table of routes.
 fn fake_server(routes: Vec<(String, u16, String)>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let routes: Vec<(String, u16, String)> = routes
-        .into_iter()
-        .map(|(p, s, b)| (p, s, b.replace("{BASE}", &base)))
-        .collect();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&head);
-            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-            let (status, body) = routes
-                .iter()
-                .find(|(p, _, _)| *p == path)
-                .map(|(_, s, b)| (*s, b.clone()))
-                .unwrap_or((404, "{}".into()));
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
+    // The address is known once the server listens; no request comes before that.
+    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let own = std::sync::Arc::clone(&base);
+    let server = http::Server::start(move |req| {
+        let (status, body) = routes
+            .iter()
+            .find(|(p, _, _)| *p == req.path)
+            .map(|(_, s, b)| (*s, b.clone()))
+            .unwrap_or((404, "{}".into()));
+        let base = own.get().expect("the address is set before any request");
+        http::Response::new(status, body.replace("{BASE}", base))
+            .header("Content-Type", "application/json")
     });
-    base
+    let url = format!("http://127.0.0.1:{}", server.port);
+    base.set(url.clone()).expect("set once");
+    url
 }
 
 #[test]
@@ -884,6 +871,21 @@ fn a_browser_login_asking_for_offline_access_gets_a_refresh_token() {
 /// process's URL as "joining" (its loopback port closed: following it fails), then a second
 /// URL, and a user who followed the first waited out the full 5 minutes. A browser login
 /// whose owner is gone is now taken over at once: only the new URL is shown.
+/// A login that found a dead one's pending entry showed its own URL, never the dead one's,
+/// and never said it was joining.
+fn assert_taken_over(login: &Login, url: &str, dead_url: &str) {
+    assert_ne!(
+        url, dead_url,
+        "the dead login's URL was shown: {:#?}",
+        login.seen
+    );
+    assert!(
+        !login.seen.iter().any(|l| l.contains("joining")),
+        "{:#?}",
+        login.seen
+    );
+}
+
 #[test]
 fn a_killed_browser_login_is_taken_over_not_joined() {
     warm();
@@ -900,16 +902,7 @@ fn a_killed_browser_login_is_taken_over_not_joined() {
     let mut second = start_browser(&env, &server, SCOPE);
     let url = second.line_after("To log in, open this URL in a browser:");
     let took = started.elapsed();
-    assert_ne!(
-        url, dead_url,
-        "the dead login's URL was shown: {:#?}",
-        second.seen
-    );
-    assert!(
-        !second.seen.iter().any(|l| l.contains("joining")),
-        "{:#?}",
-        second.seen
-    );
+    assert_taken_over(&second, &url, &dead_url);
     eprintln!(
         "measured: the new URL shown {} ms after the login started",
         took.as_millis()
@@ -945,16 +938,7 @@ fn a_killed_browser_login_is_taken_over_not_joined() {
     std::thread::sleep(Duration::from_millis(1500));
     lock.unlock().unwrap();
     let url = second.line_after("To log in, open this URL in a browser:");
-    assert_ne!(
-        url, dead_url,
-        "the dead login's URL was shown: {:#?}",
-        second.seen
-    );
-    assert!(
-        !second.seen.iter().any(|l| l.contains("joining")),
-        "{:#?}",
-        second.seen
-    );
+    assert_taken_over(&second, &url, &dead_url);
     let callback = follow_to_callback(&url, &server.base);
     assert_eq!(agent().get(&callback).call().unwrap().status(), 200);
     let run = second.finish();
