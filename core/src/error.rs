@@ -125,6 +125,9 @@ pub enum StoreError {
     InvalidTenant(String),
     InvalidTokenResponse(String),
     InvalidOptions(String),
+    /// An attachment's name or value is not acceptable, or the tenant has too many
+    /// (payload: why).
+    InvalidAttachment(String),
     NotFound(String),
     // The credential's state.
     Expired(String),
@@ -132,7 +135,10 @@ pub enum StoreError {
     RefreshOutcomeUnknown(String),
     Endpoint(EndpointError),
     // The environment.
-    LockTimeout { lock: String, waited_ms: u32 },
+    LockTimeout {
+        lock: String,
+        waited_ms: u32,
+    },
     RefreshContended(String),
     Io(FileError),
     Key(KeyError),
@@ -209,6 +215,7 @@ impl std::fmt::Display for StoreError {
             InvalidTenant(why) => write!(f, "invalid tenant name: {why}"),
             InvalidTokenResponse(why) => write!(f, "invalid token response: {why}"),
             InvalidOptions(why) => write!(f, "invalid options: {why}"),
+            InvalidAttachment(why) => write!(f, "invalid attachment: {why}"),
             NotFound(t) => write!(f, "no credentials stored for tenant '{t}'"),
             Expired(t) => write!(f, "the access token of '{t}' has expired and cannot be refreshed (no refresh token or token endpoint)"),
             ReauthNeeded(t) => write!(f, "the server rejected the refresh token of '{t}' (invalid_grant)"),
@@ -295,6 +302,7 @@ impl StoreError {
             InvalidTenant(_) => "invalid-tenant",
             InvalidTokenResponse(_) => "invalid-token-response",
             InvalidOptions(_) => "invalid-options",
+            InvalidAttachment(_) => "invalid-attachment",
             NotFound(_) => "not-found",
             Expired(_) => "expired",
             ReauthNeeded(_) => "reauth-needed",
@@ -368,7 +376,10 @@ impl StoreError {
     pub fn exit_code(&self) -> u8 {
         use StoreError::*;
         match self {
-            InvalidTenant(_) | InvalidTokenResponse(_) | InvalidOptions(_) => exit::USAGE,
+            InvalidTenant(_)
+            | InvalidTokenResponse(_)
+            | InvalidOptions(_)
+            | InvalidAttachment(_) => exit::USAGE,
             NotFound(_) => exit::NOT_FOUND,
             Expired(_) | ReauthNeeded(_) | RefreshOutcomeUnknown(_) => exit::REAUTH,
             Endpoint(_) => exit::ENDPOINT,
@@ -410,6 +421,7 @@ impl StoreError {
             InvalidTenant(_) => "use 1-128 characters from letters, digits and . _ @ + : -",
             InvalidTokenResponse(_) => "fix what is named above: pass a token response with access_token, an expiry in a form the README's `put` section lists and endpoints that are https (or http to this machine); for `import`, a file of a kind `credlock import --help` lists (--from KIND names one); nothing was stored",
             InvalidOptions(_) => "fix the option named above (the store's URL or directory, a timeout, an import's --from or --account, or for a login the issuer, client id and endpoints)",
+            InvalidAttachment(_) => "name attachments with 1 to 64 of a-z, 0-9 and . _ - (starting with a letter or digit), keep each value under 64 KiB and at most 16 per tenant; nothing was stored",
             NotFound(_) => "log in with `credlock login` (or store tokens with `credlock put`)",
             Expired(_) | ReauthNeeded(_) => "log in again with `credlock login` (or store new tokens with `credlock put`)",
             RefreshOutcomeUnknown(_) => "log in again; if your server tolerates one reuse, set retry_unknown_refresh for this tenant",

@@ -8,6 +8,7 @@
 //! would break this.
 #![forbid(unsafe_code)]
 
+pub mod attachment;
 pub mod error;
 
 /// Whether this build has the bug zoo's naive switches compiled in: only the

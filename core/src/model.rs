@@ -202,6 +202,9 @@ pub struct Entry {
     /// Fields of the token response credlock does not interpret (`id_token`, ...), kept.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub response_extra: Map<String, Value>,
+    /// Small named values a program keeps with the tenant (`crate::attachment`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attachments: BTreeMap<String, String>,
     /// Entry fields written by a newer credlock, kept.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
@@ -256,5 +259,36 @@ impl Entry {
 
     pub fn can_refresh(&self) -> bool {
         self.refresh_token.is_some() && self.token_endpoint.is_some()
+    }
+
+    /// Whether the entry holds tokens at all. One that holds only attachments (a client
+    /// registered before its first login) has none to serve or refresh.
+    pub fn holds_credentials(&self) -> bool {
+        !self.access_token.is_empty() || self.refresh_token.is_some()
+    }
+
+    /// A tenant that has attachments and no tokens yet. Its revision is 1, as every entry's
+    /// first (a store with a revision 0 is corrupt to every credlock, older ones included).
+    pub fn without_credentials(now_ms: u64) -> Entry {
+        Entry {
+            access_token: String::new(),
+            token_type: String::new(),
+            expires_at_ms: None,
+            refresh_token: None,
+            scope: None,
+            token_endpoint: None,
+            client_id: None,
+            client_auth: ClientAuth::default(),
+            revocation_endpoint: None,
+            refresh_scope: None,
+            revision: 1,
+            updated_at_ms: now_ms,
+            needs_reauth: false,
+            refresh_intent: None,
+            retry_unknown_refresh: false,
+            response_extra: Map::new(),
+            attachments: BTreeMap::new(),
+            unknown: Map::new(),
+        }
     }
 }

@@ -777,12 +777,14 @@ impl<'p, P: Platform> Store<'p, P> {
         }
     }
 
-    /// The entry of `tenant` as read under the shared lock.
+    /// The entry of `tenant` as read under the shared lock; one that holds only attachments
+    /// is no credentials (`not-found`).
     pub(crate) fn entry_shared(&mut self, tenant: &TenantName) -> Result<Entry, StoreError> {
         let loaded = self.read_shared(Scope::Tenant(tenant))?;
         loaded
             .body()
             .and_then(|b| b.tenants.get(tenant.as_str()))
+            .filter(|e| e.holds_credentials())
             .cloned()
             .ok_or_else(|| StoreError::NotFound(tenant.to_string()))
     }
@@ -862,6 +864,10 @@ pub(crate) fn login_entry(
         refresh_intent: None,
         retry_unknown_refresh: retry,
         response_extra: grant.extra,
+        attachments: old
+            .as_ref()
+            .map(|o| o.attachments.clone())
+            .unwrap_or_default(),
         unknown: old.map(|o| o.unknown).unwrap_or_default(),
     }
 }

@@ -1432,3 +1432,76 @@ fn refresh_scope_is_sent_only_when_set() {
         "grant_type=refresh_token&refresh_token=rt&scope=https%3A%2F%2Fgraph.example%2F.default+offline_access&client_id=c"
     );
 }
+
+/// Attachments ride along with the tenant: a refresh (which writes the entry twice) and a
+/// new login keep them, they never change what `token` serves or the revision, a tenant with
+/// only attachments has no token, and on a records platform each lives in its tenant's record.
+#[test]
+fn attachments_survive_refreshes_and_logins_and_go_with_the_tenant() {
+    for records in [false, true] {
+        let world = Rc::new(RefCell::new(World::default()));
+        world.borrow_mut().records_layout = records;
+        let mut p = Mem::new(&world);
+        let client = r#"{"client_id":"dyn-1","client_secret":"cs-attached"}"#;
+        let r = store(&mut p)
+            .set_attachment("acme", "client-information", Some(client))
+            .unwrap();
+        assert_eq!(r.revision, 1);
+        assert!(matches!(
+            store(&mut p).token("acme", 0),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store(&mut p).refresh("acme", None),
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(store(&mut p).put("acme", REFRESHABLE).unwrap().revision, 2);
+        p.now_ms += 3_600_000;
+        world
+            .borrow_mut()
+            .replies
+            .push_back(ok_reply(r#"{"access_token":"at-2","expires_in":600}"#));
+        assert_eq!(store(&mut p).token("acme", 10_000).unwrap().token, "at-2");
+        let got = store(&mut p)
+            .attachment("acme", "client-information")
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(client), "records: {records}");
+        let before = store(&mut p).list().unwrap()[0].revision;
+        store(&mut p)
+            .set_attachment("acme", "code-verifier", Some("v-1"))
+            .unwrap();
+        assert_eq!(store(&mut p).list().unwrap()[0].revision, before);
+        assert_eq!(store(&mut p).token("acme", 10_000).unwrap().token, "at-2");
+        // Every write's sealed bytes: the attachment's secret never appears in clear.
+        let w = world.borrow();
+        let sealed: Vec<&Vec<u8>> = w.files.values().chain(w.records.values()).collect();
+        assert!(sealed
+            .iter()
+            .all(|b| !b.windows(11).any(|x| x == b"cs-attached")));
+        drop(w);
+        assert!(store(&mut p).delete("acme").unwrap());
+        assert_eq!(
+            store(&mut p)
+                .attachment("acme", "client-information")
+                .unwrap(),
+            None
+        );
+        // The sixteenth is the last one a tenant may have.
+        for i in 0..16 {
+            store(&mut p)
+                .set_attachment("many", &format!("a{i}"), Some("x"))
+                .unwrap();
+        }
+        assert!(matches!(
+            store(&mut p).set_attachment("many", "a16", Some("x")),
+            Err(StoreError::InvalidAttachment(_))
+        ));
+        // Removing them all removes the tenant, which never had tokens.
+        for i in 0..16 {
+            store(&mut p)
+                .set_attachment("many", &format!("a{i}"), None)
+                .unwrap();
+        }
+        assert!(store(&mut p).list().unwrap().is_empty());
+    }
+}

@@ -55,11 +55,15 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("shapes") {
         return token_shapes();
     }
+    if std::env::args().nth(1).as_deref() == Some("attachments") {
+        return attachments();
+    }
     keyring_vectors();
     if std::env::args().nth(1).as_deref() == Some("keyring") {
         return;
     }
     token_shapes();
+    attachments();
     let tmp = tempfile::tempdir().unwrap();
     let kdir = tmp.path().join("keyfile");
     let mut s = store(&kdir, false);
@@ -280,6 +284,55 @@ fn keyring_vectors() {
             ],
             "unchanged": true,
             "absent_after": ["key"],
+        }),
+    );
+}
+
+/// Attachments (`set-attachment`, `attachment`): kept beside the tokens, never changing
+/// them; a tenant with attachments and no tokens has no token to serve. `-- attachments`
+/// writes only this vector.
+fn attachments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("attachments");
+    store(&dir, false).init().unwrap();
+    let key = std::fs::read_to_string(dir.join("key")).unwrap();
+    let client =
+        r#"{"client_id":"mcp-client","redirect_uris":["http://127.0.0.1:33418/callback"]}"#;
+    let steps = json!([
+        // A client registers before its first login: the tenant exists, without tokens.
+        {"op": "set-attachment", "tenant": "mcp", "name": "client-information", "value": client, "expect": {"revision": 1}},
+        {"op": "attachment", "tenant": "mcp", "name": "client-information", "expect": {"value": client}},
+        {"op": "token", "tenant": "mcp", "expect": {"error": "not-found"}},
+        {"op": "list", "expect": {"tenants": [{"tenant": "mcp", "revision": 1}]}},
+        // Tokens stored later keep the attachment; attachments do not change the revision.
+        {"op": "put", "tenant": "mcp", "response": {"access_token": "mcp-1", "expires_at": 4_102_444_800u64}, "expect": {"revision": 2}},
+        {"op": "set-attachment", "tenant": "mcp", "name": "code-verifier", "value": "v".repeat(43), "expect": {"revision": 2}},
+        {"op": "put", "tenant": "mcp", "response": {"access_token": "mcp-2", "expires_at": 4_102_444_800u64}, "expect": {"revision": 3}},
+        {"op": "token", "tenant": "mcp", "expect": {"token": "mcp-2"}},
+        {"op": "attachment", "tenant": "mcp", "name": "client-information", "expect": {"value": client}},
+        {"op": "set-attachment", "tenant": "mcp", "name": "code-verifier", "value": null, "expect": {"revision": 3}},
+        {"op": "attachment", "tenant": "mcp", "name": "code-verifier", "expect": {"value": null}},
+        {"op": "attachment", "tenant": "nobody", "name": "client-information", "expect": {"value": null}},
+        // Hostile or oversized input is refused, naming what is wrong; nothing is stored.
+        {"op": "set-attachment", "tenant": "mcp", "name": "../key", "value": "x", "expect": {"error": "invalid-attachment"}},
+        {"op": "set-attachment", "tenant": "mcp", "name": "Client", "value": "x", "expect": {"error": "invalid-attachment"}},
+        {"op": "set-attachment", "tenant": "mcp", "name": "big", "value": "x".repeat(64 * 1024 + 1), "expect": {"error": "invalid-attachment"}},
+        {"op": "attachment", "tenant": "../etc", "name": "x", "expect": {"error": "invalid-tenant"}},
+        // Removing the last attachment of a tenant without tokens removes the tenant.
+        {"op": "set-attachment", "tenant": "reg-only", "name": "client-information", "value": client, "expect": {"revision": 1}},
+        {"op": "set-attachment", "tenant": "reg-only", "name": "client-information", "value": null, "expect": {"revision": 1}},
+        // A delete removes the attachments with the tenant.
+        {"op": "delete", "tenant": "mcp", "expect": {"deleted": true}},
+        {"op": "attachment", "tenant": "mcp", "name": "client-information", "expect": {"value": null}},
+        {"op": "list", "expect": {"tenants": []}},
+    ]);
+    write(
+        "attachments",
+        json!({
+            "description": "attachments kept beside a tenant's tokens: set before the first login, kept by later puts, removed with the tenant; bad names and sizes refused",
+            "files": {"key": format!("text:{key}")},
+            "steps": steps,
+            "unchanged": false,
         }),
     );
 }

@@ -457,6 +457,47 @@ func (s *Store) Delete(ctx context.Context, tenant string) (bool, error) {
 	return v.Deleted, err
 }
 
+// Attachment returns a small value kept, sealed, with the tenant (an MCP client's
+// registration, a PKCE verifier); ok is false when the tenant or the attachment is absent.
+// Names are 1 to 64 of a-z, 0-9 and . _ - (starting with a letter or digit).
+func (s *Store) Attachment(ctx context.Context, tenant, name string) (value string, ok bool, err error) {
+	if err := nulError(map[string]string{"tenant": tenant, "name": name}); err != nil {
+		return "", false, err
+	}
+	ct, cn := cString(tenant), cString(name)
+	v, err := decode[struct {
+		Value *string `json:"value"`
+	}](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
+		return C.credlock_attachment(h, ct, cn, r, e)
+	}, ct, cn))
+	if err != nil || v.Value == nil {
+		return "", false, err
+	}
+	return *v.Value, true, nil
+}
+
+// SetAttachment sets (value non-nil, at most 64 KiB) or removes (nil) an attachment, leaving
+// the tenant's tokens as they are. Writes of tokens keep attachments; Delete and Logout
+// remove them. Setting one on a tenant without tokens creates it (Token still fails with
+// ErrNotFound until tokens are stored). At most 16 per tenant. Durable when this returns.
+func (s *Store) SetAttachment(ctx context.Context, tenant, name string, value *string) (WriteReceipt, error) {
+	args := map[string]string{"tenant": tenant, "name": name}
+	if value != nil {
+		args["value"] = *value
+	}
+	if err := nulError(args); err != nil {
+		return WriteReceipt{}, err
+	}
+	ct, cn := cString(tenant), cString(name)
+	var cv *C.char
+	if value != nil {
+		cv = C.CString(*value)
+	}
+	return decode[WriteReceipt](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
+		return C.credlock_set_attachment(h, ct, cn, cv, r, e)
+	}, ct, cn, cv))
+}
+
 // Init creates the store if it does not exist; true if it did now.
 func (s *Store) Init(ctx context.Context) (bool, error) {
 	v, err := decode[struct {

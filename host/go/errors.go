@@ -62,6 +62,7 @@ var (
 	ErrInvalidTenant         = sentinel("invalid-tenant", "")
 	ErrInvalidTokenResponse  = sentinel("invalid-token-response", "")
 	ErrInvalidOptions        = sentinel("invalid-options", "")
+	ErrInvalidAttachment     = sentinel("invalid-attachment", "")
 	ErrNotFound              = sentinel("not-found", "")
 	ErrExpired               = sentinel("expired", "")
 	ErrReauthNeeded          = sentinel("reauth-needed", "")

@@ -250,6 +250,20 @@ func TestVectors(t *testing.T) {
 				case "delete":
 					d, err := s.Delete(ctx, tenant)
 					got = outcome(map[string]any{"deleted": d}, err)
+				case "attachment":
+					v, ok, err := s.Attachment(ctx, tenant, step["name"].(string))
+					var value any
+					if ok {
+						value = v
+					}
+					got = outcome(map[string]any{"value": value}, err)
+				case "set-attachment":
+					var value *string
+					if v, ok := step["value"].(string); ok {
+						value = &v
+					}
+					r, err := s.SetAttachment(ctx, tenant, step["name"].(string), value)
+					got = outcome(map[string]any{"revision": float64(r.Revision)}, err)
 				case "expires":
 					l, err := s.List(ctx)
 					if err != nil {

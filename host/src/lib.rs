@@ -130,14 +130,29 @@ impl From<StoreError> for Error {
     }
 }
 
-/// The runtime is shared by every store of a process: compiling is the expensive part.
+/// The runtime is shared by every store of a process: compiling is the expensive part. A
+/// child of `fork` loads its own (once): the parent's instance pool may have been locked by
+/// another thread at the fork, a lock no thread of the child would ever release.
 fn runtime(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, Error> {
-    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    if let Some(r) = RUNTIME.get() {
-        return Ok(Arc::clone(r));
+    static FIRST: OnceLock<(u32, Arc<Runtime>)> = OnceLock::new();
+    static FORKED: OnceLock<(u32, Arc<Runtime>)> = OnceLock::new();
+    let pid = std::process::id();
+    for cell in [&FIRST, &FORKED] {
+        if let Some((p, r)) = cell.get() {
+            if *p == pid {
+                return Ok(Arc::clone(r));
+            }
+        }
     }
     let r = Arc::new(Runtime::load(cache_dir).map_err(Error::Runtime)?);
-    Ok(Arc::clone(RUNTIME.get_or_init(|| r)))
+    let cell = if FIRST.get().is_none() {
+        &FIRST
+    } else {
+        &FORKED
+    };
+    let (p, kept) = cell.get_or_init(|| (pid, Arc::clone(&r)));
+    // A grandchild of the first loader finds both taken: its runtime is its store's own.
+    Ok(if *p == pid { Arc::clone(kept) } else { r })
 }
 
 /// An open credential store.
@@ -367,6 +382,39 @@ impl Credlock {
             |i, s, o| i.credlock_store_store().call_delete(s, *o, tenant),
             |s| s.delete(tenant),
             |b| b,
+        )
+    }
+
+    /// The attachment `name` of `tenant` (`credlock_core::attachment`); none when the tenant
+    /// or the attachment is absent.
+    pub fn attachment(&mut self, tenant: &str, name: &str) -> Result<Option<String>, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_attachment(s, *o, tenant, name)
+            },
+            |s| s.attachment(tenant, name),
+            |v| v,
+        )
+    }
+
+    /// Set (`Some`) or remove (`None`) an attachment, leaving the tenant's tokens as they are.
+    pub fn set_attachment(
+        &mut self,
+        tenant: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<WriteReceipt, Error> {
+        self.call(
+            |i, s, o| {
+                i.credlock_store_store()
+                    .call_set_attachment(s, *o, tenant, name, value)
+            },
+            |s| s.set_attachment(tenant, name, value),
+            |r| WriteReceipt {
+                revision: r.revision,
+                generation: r.generation,
+            },
         )
     }
 

@@ -60,9 +60,10 @@ fn detail(e: &StoreError) -> Map<String, Value> {
         m.insert(k.to_owned(), v);
     };
     match e {
-        InvalidTenant(why) | InvalidTokenResponse(why) | InvalidOptions(why) => {
-            put("reason", why.as_str().into())
-        }
+        InvalidTenant(why)
+        | InvalidTokenResponse(why)
+        | InvalidOptions(why)
+        | InvalidAttachment(why) => put("reason", why.as_str().into()),
         NotFound(t)
         | Expired(t)
         | ReauthNeeded(t)

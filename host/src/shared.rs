@@ -7,6 +7,11 @@
 //! flock protocol exactly as two processes do: there is no process-local lock whose check
 //! and act could drift apart. The key cache is shared by the pool, so a passphrase is
 //! derived and a keyring asked once per process, not once per thread.
+//!
+//! After `fork` the child never touches the parent's pool, key cache or runtime: another
+//! thread of the parent may have held their locks at the moment of the fork, and in the child
+//! no thread would ever release them (a pre-forking server that opened the store before
+//! forking its workers hung in its first call, or at exit). The child builds its own, once.
 
 use crate::keys::{describe_slot, Keyring};
 use crate::source::{self, ImportFileReport};
@@ -15,7 +20,7 @@ use crate::{
     StoreInfo, TenantSummary, WriteReceipt,
 };
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use zeroize::Zeroizing;
 
 /// Idle instances kept for reuse; more concurrent calls than this make throwaway ones.
@@ -49,10 +54,50 @@ pub fn slot_infos(slots: &[KeySlot]) -> Vec<SlotInfo> {
 /// An open credential store, safe to share between threads (`Send + Sync`).
 pub struct Store {
     config: Config,
+    /// The pool of the process that opened the store.
+    home: Pool,
+    /// The pool of a child of `fork` (the first child process to call; a grandchild, whose
+    /// parent's pool this would be, pools nothing).
+    forked: OnceLock<Pool>,
+}
+
+/// The instances and the key cache of one process.
+struct Pool {
+    pid: u32,
     keyring: Keyring,
     idle: Mutex<Vec<Credlock>>,
-    /// The process the idle instances belong to: after `fork` a child starts afresh.
-    pid: u32,
+}
+
+impl Pool {
+    fn new(config: &Config) -> Pool {
+        Pool {
+            pid: std::process::id(),
+            keyring: Keyring::new(config.keys.clone()),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Credlock>> {
+        // The pool holds whole instances only; a panic elsewhere leaves nothing half-done.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // In a child of `fork`, the parent's instances belong to the parent's runtime, whose
+        // locks may be held by a thread the child does not have: dropping them could hang.
+        // The child's memory goes with it when it exits; leaking them is what is safe.
+        let pid = std::process::id();
+        for pool in std::iter::once(&mut self.home).chain(self.forked.get_mut()) {
+            if pool.pid != pid {
+                // get_mut takes no lock.
+                let idle = pool.idle.get_mut().unwrap_or_else(|p| p.into_inner());
+                std::mem::forget(std::mem::take(idle));
+                std::mem::forget(pool.keyring.clone());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -67,13 +112,13 @@ impl Store {
     /// Open the store `config` describes. Touches no store file (the first call does), but
     /// loads the component, so a broken installation fails here.
     pub fn open(config: Config) -> Result<Store, Error> {
-        let keyring = Keyring::new(config.keys.clone());
-        let first = Credlock::open_with_keyring(config.clone(), keyring.clone())?;
+        let home = Pool::new(&config);
+        let first = Credlock::open_with_keyring(config.clone(), home.keyring.clone())?;
+        home.idle().push(first);
         Ok(Store {
             config,
-            keyring,
-            idle: Mutex::new(vec![first]),
-            pid: std::process::id(),
+            home,
+            forked: OnceLock::new(),
         })
     }
 
@@ -90,25 +135,35 @@ impl Store {
         &self.config
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Credlock>> {
-        // The pool holds whole instances only; a panic elsewhere leaves nothing half-done.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    /// This process's pool: the opener's, or the one a child of `fork` made for itself.
+    fn pool(&self) -> Option<&Pool> {
+        let pid = std::process::id();
+        if self.home.pid == pid {
+            return Some(&self.home);
+        }
+        let pool = self.forked.get_or_init(|| Pool::new(&self.config));
+        (pool.pid == pid).then_some(pool)
     }
 
     /// Run `f` on an instance of this process's own.
     fn with<R>(&self, f: impl FnOnce(&mut Credlock) -> Result<R, Error>) -> Result<R, Error> {
-        let forked = std::process::id() != self.pid;
-        let pooled = if forked { None } else { self.idle().pop() };
+        let Some(pool) = self.pool() else {
+            // A grandchild of the opener: an instance and a key cache for this call only.
+            let keyring = Keyring::new(self.config.keys.clone());
+            return f(&mut Credlock::open_with_keyring(
+                self.config.clone(),
+                keyring,
+            )?);
+        };
+        let pooled = pool.idle().pop();
         let mut c = match pooled {
             Some(c) => c,
-            None => Credlock::open_with_keyring(self.config.clone(), self.keyring.clone())?,
+            None => Credlock::open_with_keyring(self.config.clone(), pool.keyring.clone())?,
         };
         let result = f(&mut c);
-        if !forked {
-            let mut idle = self.idle();
-            if idle.len() < MAX_IDLE {
-                idle.push(c);
-            }
+        let mut idle = pool.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(c);
         }
         result
     }
@@ -147,6 +202,22 @@ impl Store {
 
     pub fn delete(&self, tenant: &str) -> Result<bool, Error> {
         self.with(|c| c.delete(tenant))
+    }
+
+    /// The attachment `name` of `tenant`: a small value kept, sealed, with the tenant (an MCP
+    /// client's registration, a PKCE verifier); none when the tenant or attachment is absent.
+    pub fn attachment(&self, tenant: &str, name: &str) -> Result<Option<String>, Error> {
+        self.with(|c| c.attachment(tenant, name))
+    }
+
+    /// Set (`Some`) or remove (`None`) an attachment, leaving the tenant's tokens as they are.
+    pub fn set_attachment(
+        &self,
+        tenant: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<WriteReceipt, Error> {
+        self.with(|c| c.set_attachment(tenant, name, value))
     }
 
     pub fn info(&self) -> Result<StoreInfo, Error> {
@@ -250,8 +321,12 @@ impl Store {
         self.with(|c| c.pending_logins())
     }
 
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// This process's key cache (a fresh one in a grandchild of the opener).
+    pub fn keyring(&self) -> Keyring {
+        match self.pool() {
+            Some(pool) => pool.keyring.clone(),
+            None => Keyring::new(self.config.keys.clone()),
+        }
     }
 }
 

@@ -109,6 +109,8 @@ fn every_vector_passes() {
                 "list" => outcome(s.list().map(|l| json!({"tenants": l.iter().map(|t| json!({"tenant": t.tenant, "revision": t.revision})).collect::<Vec<_>>()}))),
                 "put" => outcome(s.put(tenant, &step["response"].to_string()).map(|r| json!({"revision": r.revision}))),
                 "delete" => outcome(s.delete(tenant).map(|d| json!({"deleted": d}))),
+                "attachment" => outcome(s.attachment(tenant, step["name"].as_str().unwrap()).map(|v| json!({"value": v}))),
+                "set-attachment" => outcome(s.set_attachment(tenant, step["name"].as_str().unwrap(), step["value"].as_str()).map(|r| json!({"revision": r.revision}))),
                 "expires" => outcome(s.list().map(|l| match l.iter().find(|t| t.tenant == tenant) {
                     Some(t) => json!({"expires_at_ms": t.expires_at_ms}),
                     None => json!({"error": "not-found"}),

@@ -687,6 +687,7 @@ fn store_error(e: api::StoreError) -> StoreError {
         api::StoreError::InvalidTenant(d) => S::InvalidTenant(d),
         api::StoreError::InvalidTokenResponse(d) => S::InvalidTokenResponse(d),
         api::StoreError::InvalidOptions(d) => S::InvalidOptions(d),
+        api::StoreError::InvalidAttachment(d) => S::InvalidAttachment(d),
         api::StoreError::NotFound(t) => S::NotFound(t),
         api::StoreError::Expired(t) => S::Expired(t),
         api::StoreError::ReauthNeeded(t) => S::ReauthNeeded(t),

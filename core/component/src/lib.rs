@@ -332,6 +332,7 @@ fn store_error(e: StoreError) -> api::StoreError {
         StoreError::InvalidTenant(d) => W::InvalidTenant(d),
         StoreError::InvalidTokenResponse(d) => W::InvalidTokenResponse(d),
         StoreError::InvalidOptions(d) => W::InvalidOptions(d),
+        StoreError::InvalidAttachment(d) => W::InvalidAttachment(d),
         StoreError::NotFound(t) => W::NotFound(t),
         StoreError::Expired(t) => W::Expired(t),
         StoreError::ReauthNeeded(t) => W::ReauthNeeded(t),
@@ -448,6 +449,28 @@ impl api::Guest for Component {
 
     fn delete(opts: api::Options, tenant: String) -> Result<bool, api::StoreError> {
         with_store(opts, |s| s.delete(&tenant))
+    }
+
+    fn attachment(
+        opts: api::Options,
+        tenant: String,
+        name: String,
+    ) -> Result<Option<String>, api::StoreError> {
+        with_store(opts, |s| s.attachment(&tenant, &name))
+    }
+
+    fn set_attachment(
+        opts: api::Options,
+        tenant: String,
+        name: String,
+        value: Option<String>,
+    ) -> Result<api::WriteReceipt, api::StoreError> {
+        with_store(opts, |s| s.set_attachment(&tenant, &name, value.as_deref())).map(|r| {
+            api::WriteReceipt {
+                revision: r.revision,
+                generation: r.generation,
+            }
+        })
     }
 
     fn info(opts: api::Options) -> Result<api::StoreInfo, api::StoreError> {

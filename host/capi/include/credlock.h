@@ -180,6 +180,30 @@ int credlock_delete(const struct credlock_store *store,
                     char **result,
                     char **error);
 
+// A small value kept, sealed, with the tenant (an MCP client's registration, a PKCE
+// verifier). Result (may be a secret: free it with credlock_string_free, which zeroes it):
+// `{"value": "..." | null}`, null when the tenant or the attachment is absent.
+//
+// # Safety
+// As `credlock_put`; `name` is a NUL-terminated string.
+int credlock_attachment(const struct credlock_store *store,
+                        const char *tenant,
+                        const char *name,
+                        char **result,
+                        char **error);
+
+// Set an attachment to `value`, or remove it when `value` is NULL, leaving the tenant's
+// tokens as they are. Durable when this returns. Result: `{"revision": n, "generation": n}`.
+//
+// # Safety
+// As `credlock_put`; `name` is a NUL-terminated string, `value` one or NULL.
+int credlock_set_attachment(const struct credlock_store *store,
+                            const char *tenant,
+                            const char *name,
+                            const char *value,
+                            char **result,
+                            char **error);
+
 // The store's header. Result: `{"exists", "generation", "format_version", "key_id",
 // "slot_kinds", "tenants"}`.
 //

@@ -62,6 +62,10 @@ fn token_error(why: String) -> StoreError {
     StoreError::InvalidTokenResponse(why)
 }
 
+fn attachment_error(why: String) -> StoreError {
+    StoreError::InvalidAttachment(why)
+}
+
 /// Counts what a serializer writes, so the output buffer is allocated once, at its final
 /// size: a growing buffer would leave copies of a token behind in freed memory.
 struct Count(usize);
@@ -413,6 +417,7 @@ pub unsafe extern "C" fn credlock_nul_error(
         Err(match name {
             "tenant" => tenant_error(why),
             "token_response" | "source" => token_error(why),
+            "name" | "value" => attachment_error(why),
             _ => options_error(why),
         }
         .into())
@@ -573,6 +578,52 @@ pub unsafe extern "C" fn credlock_delete(
         let s = self::store(store)?;
         let tenant = arg(tenant, "tenant", tenant_error)?;
         json_out(&json!({ "deleted": s.delete(tenant)? }))
+    })
+}
+
+/// A small value kept, sealed, with the tenant (an MCP client's registration, a PKCE
+/// verifier). Result (may be a secret: free it with credlock_string_free, which zeroes it):
+/// `{"value": "..." | null}`, null when the tenant or the attachment is absent.
+///
+/// # Safety
+/// As `credlock_put`; `name` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_attachment(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    name: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        let name = arg(name, "name", attachment_error)?;
+        json_out(&json!({ "value": s.attachment(tenant, name)? }))
+    })
+}
+
+/// Set an attachment to `value`, or remove it when `value` is NULL, leaving the tenant's
+/// tokens as they are. Durable when this returns. Result: `{"revision": n, "generation": n}`.
+///
+/// # Safety
+/// As `credlock_put`; `name` is a NUL-terminated string, `value` one or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn credlock_set_attachment(
+    store: *const credlock_store,
+    tenant: *const c_char,
+    name: *const c_char,
+    value: *const c_char,
+    result: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    run(result, error, || {
+        let s = self::store(store)?;
+        let tenant = arg(tenant, "tenant", tenant_error)?;
+        let name = arg(name, "name", attachment_error)?;
+        let value = opt_arg(value, "value", attachment_error)?;
+        let r = s.set_attachment(tenant, name, value)?;
+        json_out(&json!({"revision": r.revision, "generation": r.generation}))
     })
 }
 

@@ -145,6 +145,7 @@ export type CredlockErrorCode =
   | 'invalid-tenant'
   | 'invalid-token-response'
   | 'invalid-options'
+  | 'invalid-attachment'
   | 'not-found'
   | 'expired'
   | 'reauth-needed'
@@ -214,6 +215,19 @@ export class Store {
   list(): TenantSummary[];
   /** Remove a tenant. False if it did not exist. */
   delete(tenant: string): boolean;
+  /**
+   * A small value kept, sealed, with the tenant (an MCP client's registration, a PKCE
+   * verifier); null when the tenant or the attachment is absent. Names are 1 to 64 of
+   * a-z, 0-9 and . _ - (starting with a letter or digit).
+   */
+  attachment(tenant: string, name: string): string | null;
+  /**
+   * Set (a string of at most 64 KiB) or remove (null) an attachment, leaving the tenant's
+   * tokens as they are. Writes of tokens keep attachments; `delete` and `logout` remove them.
+   * Setting one on a tenant without tokens creates it (`token` still fails with `not-found`
+   * until tokens are stored). At most 16 per tenant. Durable when this returns.
+   */
+  setAttachment(tenant: string, name: string, value: string | null): WriteReceipt;
   info(): StoreInfo;
   /** The header's key slots, in order. Opens the store. An absent store has none. */
   slots(): KeySlotInfo[];
@@ -264,6 +278,8 @@ export class Store {
   refreshAsync(tenant: string, options?: { rejected?: string; rejectedSha256?: string }): Promise<AccessToken>;
   listAsync(): Promise<TenantSummary[]>;
   deleteAsync(tenant: string): Promise<boolean>;
+  attachmentAsync(tenant: string, name: string): Promise<string | null>;
+  setAttachmentAsync(tenant: string, name: string, value: string | null): Promise<WriteReceipt>;
   infoAsync(): Promise<StoreInfo>;
   importFileAsync(
     file: string,

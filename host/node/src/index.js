@@ -82,6 +82,13 @@ const num = (v) => (typeof v === 'number' ? v : Number.NaN);
 const minValid = (o) => (o?.minValid === undefined || o?.minValid === null ? undefined : num(o.minValid));
 const seconds = (v) => (typeof v === 'number' || typeof v === 'string' ? v : v == null ? undefined : Number.NaN);
 const str = (v) => (v == null ? undefined : String(v));
+// An attachment is text: a program that keeps an object stringifies it itself, so what it
+// reads back is exactly what it wrote. null or undefined removes the attachment.
+function attachmentValue(v) {
+  if (v == null) return undefined;
+  if (typeof v !== 'string') throw new TypeError('an attachment value is a string (or null to remove it)');
+  return v;
+}
 
 /** `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock` (the CLI's default). */
 export function defaultStoreDir() {
@@ -140,6 +147,10 @@ export class Store {
   }
   list() { return call(() => this.#n.list()); }
   delete(tenant) { return call(() => this.#n.delete(tenant)); }
+  attachment(tenant, name) { return call(() => this.#n.attachment(tenant, String(name))); }
+  setAttachment(tenant, name, value) {
+    return call(() => this.#n.setAttachment(tenant, String(name), attachmentValue(value)));
+  }
   info() { return call(() => this.#n.info()); }
   slots() { return call(() => this.#n.slots()); }
   addSlot(kind, opts) { return call(() => this.#n.addSlot(String(kind), opt(opts?.passphrase))); }
@@ -166,6 +177,10 @@ export class Store {
   }
   listAsync() { return callAsync(() => this.#n.listAsync()); }
   deleteAsync(tenant) { return callAsync(() => this.#n.deleteAsync(tenant)); }
+  attachmentAsync(tenant, name) { return callAsync(() => this.#n.attachmentAsync(tenant, String(name))); }
+  setAttachmentAsync(tenant, name, value) {
+    return callAsync(() => this.#n.setAttachmentAsync(tenant, String(name), attachmentValue(value)));
+  }
   infoAsync() { return callAsync(() => this.#n.infoAsync()); }
   importFileAsync(file, opts) {
     return callAsync(() => this.#n.importFileAsync(String(file), str(opts?.tenant), opt(opts?.replace), opt(opts?.removeSource), str(opts?.kind), str(opts?.account)));

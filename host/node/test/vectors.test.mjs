@@ -69,6 +69,8 @@ for (const file of files) {
           case 'list': got = outcome(() => ({ tenants: s.list().map((x) => ({ tenant: x.tenant, revision: Number(x.revision) })) })); break;
           case 'put': got = outcome(() => ({ revision: Number(s.put(t, step.response).revision) })); break;
           case 'delete': got = outcome(() => ({ deleted: s.delete(t) })); break;
+          case 'attachment': got = outcome(() => ({ value: s.attachment(t, step.name) })); break;
+          case 'set-attachment': got = outcome(() => ({ revision: Number(s.setAttachment(t, step.name, step.value).revision) })); break;
           case 'expires': {
             const found = s.list().find((x) => x.tenant === t);
             got = found ? { expires_at_ms: found.expiresAtMs ?? null } : { error: 'not-found' };

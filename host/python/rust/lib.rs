@@ -278,6 +278,23 @@ impl NativeStore {
         call(py, || self.inner.delete(tenant))
     }
 
+    fn attachment(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<Option<String>> {
+        call(py, || self.inner.attachment(tenant, name))
+    }
+
+    /// `(revision, generation)`.
+    #[pyo3(signature = (tenant, name, value=None))]
+    fn set_attachment(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> PyResult<(u64, u64)> {
+        let r = call(py, || self.inner.set_attachment(tenant, name, value))?;
+        Ok((r.revision, r.generation))
+    }
+
     fn info(&self, py: Python<'_>) -> PyResult<InfoTuple> {
         call(py, || self.inner.info()).map(info_tuple)
     }

@@ -88,6 +88,10 @@ def _run_steps(v: Dict[str, Any], path: Path, store_dir: Path) -> None:
                 got = _outcome(lambda: {"revision": s.put(tenant, step["response"]).revision})
             elif op == "delete":
                 got = _outcome(lambda: {"deleted": s.delete(tenant)})
+            elif op == "attachment":
+                got = _outcome(lambda: {"value": s.attachment(tenant, step["name"])})
+            elif op == "set-attachment":
+                got = _outcome(lambda: {"revision": s.set_attachment(tenant, step["name"], step["value"]).revision})
             elif op == "expires":
                 found = [t for t in s.list() if t.tenant == tenant]
                 got = {"expires_at_ms": found[0].expires_at_ms} if found else {"error": "not-found"}

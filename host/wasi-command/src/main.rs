@@ -49,6 +49,7 @@ fn error(e: api::StoreError) -> StoreError {
         W::InvalidTenant(d) => StoreError::InvalidTenant(d),
         W::InvalidTokenResponse(d) => StoreError::InvalidTokenResponse(d),
         W::InvalidOptions(d) => StoreError::InvalidOptions(d),
+        W::InvalidAttachment(d) => StoreError::InvalidAttachment(d),
         W::NotFound(t) => StoreError::NotFound(t),
         W::Expired(t) => StoreError::Expired(t),
         W::ReauthNeeded(t) => StoreError::ReauthNeeded(t),

@@ -485,6 +485,32 @@ impl NativeStore {
     }
 
     #[napi]
+    pub fn attachment(
+        &self,
+        tenant: serde_json::Value,
+        name: String,
+    ) -> napi::Result<Option<String>> {
+        let s = self.store()?;
+        to_napi((|| s.attachment(self::tenant(&tenant)?, &name))())
+    }
+
+    #[napi]
+    pub fn set_attachment(
+        &self,
+        tenant: serde_json::Value,
+        name: String,
+        value: Option<String>,
+    ) -> napi::Result<WriteReceipt> {
+        let s = self.store()?;
+        to_napi((|| {
+            Ok(
+                s.set_attachment(self::tenant(&tenant)?, &name, value.as_deref())?
+                    .into(),
+            )
+        })())
+    }
+
+    #[napi]
     pub fn info(&self) -> napi::Result<StoreInfo> {
         to_napi(self.store()?.info().map(Into::into))
     }
@@ -647,6 +673,30 @@ impl NativeStore {
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn delete_async(&self, tenant: serde_json::Value) -> AsyncTask<StoreTask<bool>> {
         self.spawn(move |s| s.delete(self::tenant(&tenant)?))
+    }
+
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn attachment_async(
+        &self,
+        tenant: serde_json::Value,
+        name: String,
+    ) -> AsyncTask<StoreTask<Option<String>>> {
+        self.spawn(move |s| s.attachment(self::tenant(&tenant)?, &name))
+    }
+
+    #[napi(ts_return_type = "Promise<WriteReceipt>")]
+    pub fn set_attachment_async(
+        &self,
+        tenant: serde_json::Value,
+        name: String,
+        value: Option<String>,
+    ) -> AsyncTask<StoreTask<WriteReceipt>> {
+        self.spawn(move |s| {
+            Ok(
+                s.set_attachment(self::tenant(&tenant)?, &name, value.as_deref())?
+                    .into(),
+            )
+        })
     }
 
     #[napi(ts_return_type = "Promise<StoreInfo>")]

@@ -216,6 +216,19 @@ class Store:
         """Remove a tenant; False if it did not exist."""
         return self._n.delete(tenant)
 
+    def attachment(self, tenant: str, name: str) -> Optional[str]:
+        """A small value kept, sealed, with the tenant (an MCP client's registration, a PKCE
+        verifier); None when the tenant or the attachment is absent. Names are 1 to 64 of
+        a-z, 0-9 and . _ - (starting with a letter or digit)."""
+        return self._n.attachment(tenant, name)
+
+    def set_attachment(self, tenant: str, name: str, value: Optional[str]) -> WriteReceipt:
+        """Set (a string of at most 64 KiB) or remove (None) an attachment, leaving the
+        tenant's tokens as they are. Writes of tokens keep attachments; delete and logout
+        remove them. Setting one on a tenant without tokens creates it (`token` still raises
+        NotFound until tokens are stored). At most 16 per tenant. Durable when this returns."""
+        return _t().WriteReceipt(*self._n.set_attachment(tenant, name, value))
+
     def info(self) -> StoreInfo:
         """What the store is, without decrypting more than needed."""
         return _store_info(self._n.info())
@@ -407,6 +420,14 @@ class Store:
 
     async def delete_async(self, tenant: str) -> bool:
         return await self._run(self.delete, tenant)
+
+    async def attachment_async(self, tenant: str, name: str) -> Optional[str]:
+        return await self._run(self.attachment, tenant, name)
+
+    async def set_attachment_async(
+        self, tenant: str, name: str, value: Optional[str]
+    ) -> WriteReceipt:
+        return await self._run(self.set_attachment, tenant, name, value)
 
     async def info_async(self) -> StoreInfo:
         return await self._run(self.info)

@@ -12,7 +12,8 @@ Hierarchy::
     ├── InvalidInput (also ValueError)
     │   ├── InvalidTenant
     │   ├── InvalidTokenResponse
-    │   └── InvalidOptions
+    │   ├── InvalidOptions
+    │   └── InvalidAttachment
     ├── NotFound (also LookupError)
     ├── LoginRequired                      exit code 4 of the CLI
     │   ├── Expired
@@ -86,6 +87,12 @@ class InvalidTokenResponse(InvalidInput):
 
 class InvalidOptions(InvalidInput):
     kind = "invalid-options"
+
+
+class InvalidAttachment(InvalidInput):
+    """An attachment's name or value is not acceptable, or the tenant has too many."""
+
+    kind = "invalid-attachment"
 
 
 class NotFound(CredlockError, LookupError):
@@ -263,7 +270,7 @@ class InternalError(CredlockError):
 _CLASSES: Dict[str, Type[CredlockError]] = {
     cls.kind: cls
     for cls in (
-        InvalidTenant, InvalidTokenResponse, InvalidOptions, NotFound, Expired, ReauthNeeded,
+        InvalidTenant, InvalidTokenResponse, InvalidOptions, InvalidAttachment, NotFound, Expired, ReauthNeeded,
         RefreshOutcomeUnknown, EndpointError, LockTimeout, RefreshContended, StoreIOError,
         KeyUnavailable,
         NotAStore, UnsupportedVersion, Corrupt, SlotChangeRefused, RecoverRefused,
