@@ -32,6 +32,7 @@ pub mod privacy;
 pub mod report;
 pub mod shared;
 pub mod source;
+pub mod storage;
 
 pub use credlock_core::error::exit;
 pub use credlock_core::login::{
