@@ -1,7 +1,7 @@
 //! The `credlock` command line. Its output and exit codes are an API (README, "CLI").
 
 use clap::{CommandFactory, Parser, Subcommand};
-use credlock::{Backend, Config, Credlock, Error, OpenOptions, StoreError};
+use credlock::{Backend, Config, Credlock, Error, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -444,37 +444,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             std::process::exit(i32::from(code));
         }
         Command::GitCredential { action } => return cli::git::run(*action, config),
-        Command::Migrate { to } => {
-            let dest = OpenOptions {
-                store_dir: Some(to.clone()),
-                ..Default::default()
-            }
-            .resolve()
-            .map_err(|e| Failure::from(Error::Store(e)))?;
-            // Its own refusals (a store already there, a source that changed) are neither
-            // bad options nor damage: say that nothing changed.
-            let r = credlock::migrate::migrate(&config, &dest).map_err(|e| match e {
-                Error::Store(StoreError::InvalidOptions(why)) => Failure {
-                    code: exit::REFUSED,
-                    message: why,
-                    hint: Some("the source store is unchanged, and nothing was written"),
-                },
-                e => Failure::from(e),
-            })?;
-            eprintln!(
-                "credlock: copied {} ({} bytes, generation {}, {} tenant(s)) to {}, and opened the copy; {} is unchanged: point every process at the new store, then remove the old one",
-                r.from, r.bytes, r.generation, r.tenants, r.to, r.from
-            );
-            if dest.database.is_some() && config.keys.passphrase.is_none() {
-                if let Some(k) = &config.keys.key_file {
-                    eprintln!(
-                        "credlock: every machine opens it with the same key: give each a copy of {} (a mounted secret) as CREDLOCK_KEY_FILE",
-                        k.display()
-                    );
-                }
-            }
-            return Ok(());
-        }
+        Command::Migrate { to } => return cli::migrate::run(&config, to),
         _ => {}
     }
     let helper_policy = cli::helper_map::Policy::of(&config);
@@ -527,63 +497,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let t = store.refresh(tenant, hash.as_deref())?;
             let _ = writeln!(out, "{}", t.token);
         }
-        Command::List { json } => {
-            let tenants = store.list()?;
-            let pending = store.pending_logins()?;
-            if *json {
-                let v: Vec<serde_json::Value> = tenants
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!({
-                            "tenant": t.tenant, "token_type": t.token_type, "expires_at_ms": t.expires_at_ms,
-                            "has_refresh_token": t.has_refresh_token, "scope": t.scope,
-                            "token_endpoint": t.token_endpoint, "client_id": t.client_id,
-                            "revision": t.revision, "needs_reauth": t.needs_reauth,
-                        })
-                    })
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialise")
-                );
-            } else {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "{:<32} {:<14} {:<8} {:<8} STATUS",
-                    "TENANT", "EXPIRES", "REFRESH", "REVISION"
-                );
-                for t in tenants {
-                    let expires = match t.expires_at_ms {
-                        None => "unknown".to_owned(),
-                        Some(ms) if ms <= now => "expired".to_owned(),
-                        Some(ms) => format!("in {}", human((ms - now) / 1000)),
-                    };
-                    let status = if t.needs_reauth {
-                        "re-login needed"
-                    } else if pending.iter().any(|p| p.tenant == t.tenant) {
-                        "login pending"
-                    } else {
-                        "ok"
-                    };
-                    let refresh = if t.has_refresh_token && t.token_endpoint.is_some() {
-                        "yes"
-                    } else {
-                        "no"
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{:<32} {:<14} {:<8} {:<8} {status}",
-                        t.tenant, expires, refresh, t.revision
-                    );
-                }
-                let _ = write!(out, "{}", credlock::login::pending_text(&pending, now));
-            }
-        }
+        Command::List { json } => cli::list::run(&mut store, *json, &mut out)?,
         Command::Delete { tenant } => {
             if !store.delete(tenant)? {
                 return Err(Failure {
@@ -595,28 +509,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             eprintln!("credlock: deleted '{tenant}'");
         }
         Command::Slot { action } => {
-            match action {
-                SlotAction::List { json } => print_slots(&mut out, &store.slots()?, *json),
-                SlotAction::Add { kind, .. } => {
-                    let slots = store.add_slot(kind)?;
-                    eprintln!("credlock: added a {kind} slot");
-                    print_slots(&mut out, &slots, false);
-                }
-                SlotAction::Remove { index } => {
-                    // The flag or CREDLOCK_ALLOW_VOLATILE_ONLY, as OpenOptions resolved them.
-                    let slots = store.remove_slot(*index, allow_volatile_only)?;
-                    eprintln!("credlock: removed slot {index}; the backup, which still had it, is gone too");
-                    print_slots(&mut out, &slots, false);
-                }
-            }
+            cli::maintenance::slot(&mut store, action, allow_volatile_only, &mut out)?
         }
-        Command::Rekey => {
-            let info = store.rekey()?;
-            eprintln!(
-                "credlock: re-sealed {} tenant(s) under a new data key {} (generation {}); the old backup was removed",
-                info.tenants, info.key_id, info.generation
-            );
-        }
+        Command::Rekey => cli::maintenance::rekey(&mut store)?,
         Command::Import {
             map,
             from,
@@ -631,25 +526,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 account: account.clone(),
                 saved_at_ms: None,
             };
-            import(&mut store, *map, how, *remove_source, args)?
+            cli::maintenance::import(&mut store, *map, how, *remove_source, args)?
         }
-        Command::Recover { force } => {
-            let r = store.recover(*force)?;
-            if let Some(q) = &r.quarantined_as {
-                eprintln!("credlock: moved the store file aside to {q}");
-            }
-            eprintln!(
-                "credlock: restored the backup: {} tenant(s), generation {}",
-                r.tenants, r.generation
-            );
-            if !r.refresh_unknown.is_empty() {
-                eprintln!(
-                    "credlock: warning: the refresh tokens of {} may have been spent after the backup was written; \
-                     they will not be presented again (log in again if their access tokens expire)",
-                    r.refresh_unknown.join(", ")
-                );
-            }
-        }
+        Command::Recover { force } => cli::maintenance::recover(&mut store, *force)?,
         Command::Quarantine { force } => {
             let name = store.quarantine(*force)?;
             eprintln!("credlock: moved the unreadable store aside to {name}");
@@ -666,81 +545,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Migrate { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => unreachable!("handled above"),
-        Command::Login(a) => {
-            let client_secret = match a.client_secret_fd {
-                Some(fd) => {
-                    let s = read_fd(fd, "--client-secret-fd")?;
-                    Some(s.trim_end_matches(['\n', '\r']).to_owned())
-                }
-                None => None,
-            };
-            let request = credlock::LoginRequest {
-                issuer: a.issuer.clone(),
-                client_id: a.client_id.clone(),
-                client_secret,
-                scope: a.scope.clone(),
-                flow: if a.browser {
-                    credlock::LoginFlow::Browser { open: !a.no_open }
-                } else {
-                    credlock::LoginFlow::Device
-                },
-                audience: a.audience.clone(),
-                resource: a.resource.clone(),
-                authorization_endpoint: a.authorization_endpoint.clone(),
-                token_endpoint: a.token_endpoint.clone(),
-                device_authorization_endpoint: a.device_authorization_endpoint.clone(),
-                revocation_endpoint: a.revocation_endpoint.clone(),
-            };
-            let outcome = store.login(&a.tenant, &request, None)?;
-            eprintln!("{}", credlock::login::outcome_text(&a.tenant, &outcome));
-            if let Some(warning) =
-                credlock::login::no_refresh_token_text(&a.tenant, &request, &outcome)
-            {
-                eprintln!("{warning}");
-            }
-            let _ = writeln!(
-                out,
-                "{}",
-                credlock::login::outcome_json(&a.tenant, &outcome)
-            );
-        }
+        Command::Login(a) => cli::login::run(&mut store, a, &mut out)?,
         Command::Logout { tenant, local } => {
             let report = store.logout(tenant, *local)?;
             eprintln!("{}", credlock::login::logout_text(tenant, &report));
         }
     }
     Ok(())
-}
-
-fn print_slots(out: &mut impl Write, slots: &[credlock::KeySlot], json: bool) {
-    if json {
-        let v: Vec<serde_json::Value> = slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                serde_json::json!({
-                    "index": i, "kind": s.kind,
-                    "durable": credlock_core::platform::slot_is_durable(&s.kind),
-                    "description": credlock::keys::describe_slot(s),
-                })
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).expect("JSON values serialise")
-        );
-        return;
-    }
-    let _ = writeln!(out, "{:<6} {:<15} WHAT", "INDEX", "KIND");
-    for (i, s) in slots.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "{i:<6} {:<15} {}",
-            s.kind,
-            credlock::keys::describe_slot(s)
-        );
-    }
 }
 
 /// The kinds of file `import` reads, for `import --help` (README, "Import").
@@ -755,80 +566,3 @@ Kinds of file (--from KIND; detected when not given):
   mcp          the MCP SDKs' stored OAuthTokens (issuer kept)
   rmcp         rmcp's StoredCredentials JSON
 A token saved with only expires_in is taken as received when its file was last written.";
-
-fn import(
-    store: &mut Credlock,
-    map: bool,
-    how: credlock::ImportOptions,
-    remove_source: bool,
-    args: &[String],
-) -> Result<(), Failure> {
-    let (tenant, file) = match (map, args) {
-        (true, [file]) => (None, file.as_str()),
-        (false, [tenant, file]) => (Some(tenant.as_str()), file.as_str()),
-        (true, _) => return Err(usage("import --map takes one FILE")),
-        (false, _) => {
-            return Err(usage(
-                "import takes TENANT FILE (or --map FILE for a map of tenants)",
-            ))
-        }
-    };
-    // Durable when it returns: the one atomic write of the whole import is fsync'd.
-    let (report, kept) = if file == "-" {
-        if remove_source {
-            return Err(usage("--remove-source needs a FILE, not standard input"));
-        }
-        let source = read_stdin("the tokens to import")?;
-        (store.import_tokens(&source, tenant, &how)?, None)
-    } else {
-        let r = credlock::source::import_file(
-            std::path::Path::new(file),
-            &how,
-            remove_source,
-            |text, how| store.import_tokens(text, tenant, how),
-        )?;
-        (r.report, remove_source.then_some(r.kept_reason))
-    };
-    eprintln!(
-        "credlock: imported {} tenant(s){}",
-        report.imported.len(),
-        if report.imported.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", report.imported.join(", "))
-        }
-    );
-    for (name, why) in &report.skipped {
-        eprintln!("credlock: skipped {name:?}: {why}");
-    }
-    // A tenant that cannot refresh serves its token until it expires, then fails: say so now,
-    // while the user still has the file in mind.
-    if !report.imported.is_empty() {
-        for t in store.list()? {
-            if report.imported.contains(&t.tenant)
-                && !(t.has_refresh_token && t.token_endpoint.is_some())
-            {
-                eprintln!(
-                    "credlock: {} cannot be refreshed (no {}): add a token_endpoint and client_id with `credlock put`, or log in with `credlock login`",
-                    t.tenant,
-                    if t.has_refresh_token { "token endpoint" } else { "refresh token" }
-                );
-            }
-        }
-    }
-    match kept {
-        Some(None) => eprintln!("credlock: removed {file}"),
-        Some(Some(why)) => eprintln!("credlock: kept {file}: {why}"),
-        None => {}
-    }
-    Ok(())
-}
-
-fn human(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}

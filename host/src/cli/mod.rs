@@ -8,4 +8,8 @@ pub mod exec;
 pub mod generate;
 pub mod git;
 pub mod helper_map;
+pub mod list;
+pub mod login;
+pub mod maintenance;
+pub mod migrate;
 pub mod status;

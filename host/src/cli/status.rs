@@ -146,7 +146,7 @@ pub fn run(
                 out,
                 "  login:         {} login in progress (expires in {}){}",
                 p.kind,
-                crate::human(left),
+                crate::cli::list::human(left),
                 if p.understood {
                     "; `credlock login` joins it"
                 } else {
@@ -164,7 +164,7 @@ pub fn run(
             Some(ms) => format!(
                 "{} (in {})",
                 rfc3339(ms),
-                crate::human((ms - now_ms) / 1000)
+                crate::cli::list::human((ms - now_ms) / 1000)
             ),
         };
         let _ = writeln!(out, "  access token:  {} {expires}", t.token_type);
