@@ -434,6 +434,9 @@ type TenantSummary struct {
 	ClientID        *string `json:"client_id"`
 	Revision        uint64  `json:"revision"`
 	NeedsReauth     bool    `json:"needs_reauth"`
+	// RefreshIntent: a refresh of this tenant is in flight now, or one was interrupted
+	// (then NeedsReauth says whether it may be retried).
+	RefreshIntent bool `json:"refresh_intent"`
 }
 
 // List returns the tenants, sorted by name.

@@ -163,7 +163,8 @@ int credlock_refresh_rejected(const struct credlock_store *store,
                               char **error);
 
 // The tenants, sorted. Result: `[{"tenant", "token_type", "expires_at_ms", "has_refresh_token",
-// "scope", "token_endpoint", "client_id", "revision", "needs_reauth"}, ...]` (no secrets).
+// "scope", "token_endpoint", "client_id", "revision", "needs_reauth", "refresh_intent"}, ...]`
+// (no secrets).
 //
 // # Safety
 // `store` is a live handle; `result` and `error` are NULL or point to writable pointers.

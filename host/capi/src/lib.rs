@@ -531,7 +531,8 @@ pub unsafe extern "C" fn credlock_refresh_rejected(
 }
 
 /// The tenants, sorted. Result: `[{"tenant", "token_type", "expires_at_ms", "has_refresh_token",
-/// "scope", "token_endpoint", "client_id", "revision", "needs_reauth"}, ...]` (no secrets).
+/// "scope", "token_endpoint", "client_id", "revision", "needs_reauth", "refresh_intent"}, ...]`
+/// (no secrets).
 ///
 /// # Safety
 /// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
@@ -556,6 +557,7 @@ pub unsafe extern "C" fn credlock_list(
                     "client_id": t.client_id,
                     "revision": t.revision,
                     "needs_reauth": t.needs_reauth,
+                    "refresh_intent": t.refresh_intent,
                 })
             })
             .collect();

@@ -83,6 +83,11 @@ export interface TenantSummary {
   revision: number;
   /** The refresh token was rejected or its outcome is unknown: log in again. */
   needsReauth: boolean;
+  /**
+   * A refresh intent is recorded: a refresh of this tenant is in flight now, or one was
+   * interrupted (then `needsReauth` says whether it may be retried).
+   */
+  refreshIntent: boolean;
 }
 
 export interface StoreInfo {

@@ -254,6 +254,7 @@ impl NativeStore {
             Option<String>,
             u64,
             bool,
+            bool,
         )>,
     > {
         let v = call(py, || self.inner.list())?;
@@ -269,6 +270,7 @@ impl NativeStore {
                     t.client_id,
                     t.revision,
                     t.needs_reauth,
+                    t.refresh_intent,
                 )
             })
             .collect())

@@ -204,6 +204,7 @@ pub struct TenantSummary {
     pub client_id: Option<String>,
     pub revision: f64,
     pub needs_reauth: bool,
+    pub refresh_intent: bool,
 }
 
 #[napi(object)]
@@ -281,6 +282,7 @@ fn tenants(v: Vec<credlock::TenantSummary>) -> Vec<TenantSummary> {
             client_id: t.client_id,
             revision: t.revision as f64,
             needs_reauth: t.needs_reauth,
+            refresh_intent: t.refresh_intent,
         })
         .collect()
 }

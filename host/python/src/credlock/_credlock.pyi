@@ -9,7 +9,9 @@ _TokenTuple = Tuple[str, str, Optional[int], int, bool]
 _InfoTuple = Tuple[bool, int, int, str, List[str], int]
 _SlotTuple = Tuple[int, str, str, bool]
 _ImportTuple = Tuple[List[str], List[Tuple[str, str]], int]
-_SummaryTuple = Tuple[str, str, Optional[int], bool, Optional[str], Optional[str], Optional[str], int, bool]
+_SummaryTuple = Tuple[
+    str, str, Optional[int], bool, Optional[str], Optional[str], Optional[str], int, bool, bool
+]
 
 class NativeStore:
     def __new__(

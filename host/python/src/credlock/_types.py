@@ -57,6 +57,9 @@ class TenantSummary:
     revision: int
     #: The refresh token was rejected or its outcome is unknown: log in again.
     needs_reauth: bool
+    #: A refresh intent is recorded: a refresh of this tenant is in flight now, or one was
+    #: interrupted (then `needs_reauth` says whether it may be retried).
+    refresh_intent: bool
 
 
 @dataclass(frozen=True)
