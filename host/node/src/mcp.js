@@ -154,6 +154,12 @@ export class CredlockOAuthProvider {
   #hiddenSha256;
   /** The last access token the MCP server refused (401) through this provider's fetch. */
   #refusedSha256;
+  /**
+   * The issuer `tokens()` reports, for the tokens' revision it was read at: the transport
+   * calls `tokens()` before every request, and the stamp changes only with new tokens (a
+   * login) or with this provider's own saves, which forget it.
+   */
+  #issuerFor;
 
   /**
    * @param store a credlock `Store`
@@ -240,7 +246,8 @@ export class CredlockOAuthProvider {
     const sha = sha256Hex(info.token);
     if (sha === this.#hiddenSha256) return undefined;
     this.#servedSha256 = sha;
-    return this.#oauthTokens(info, sha, await this.#issuer());
+    if (this.#issuerFor?.revision !== info.revision) this.#issuerFor = { revision: info.revision, issuer: await this.#issuer() };
+    return this.#oauthTokens(info, sha, this.#issuerFor.issuer);
   }
 
   #oauthTokens(info, sha, issuer) {
@@ -276,6 +283,7 @@ export class CredlockOAuthProvider {
       if (handle.tenant !== this.#tenant) throw new CredlockMcpError('foreign-handle', { tenant: this.#tenant, handleTenant: handle.tenant });
       if (tokens.issuer && (await this.#attachment(ATTACHMENTS.issuer)) !== tokens.issuer) {
         await this.#setAttachment(ATTACHMENTS.issuer, tokens.issuer);
+        this.#issuerFor = undefined;
       }
       return;
     }
@@ -285,6 +293,7 @@ export class CredlockOAuthProvider {
     const { issuer, ...response } = tokens;
     await this.#store.putAsync(this.#tenant, { ...response, ...(await this.#refreshSettings()) });
     this.#hiddenSha256 = undefined;
+    this.#issuerFor = undefined;
     if (issuer) await this.#setAttachment(ATTACHMENTS.issuer, issuer);
   }
 
@@ -327,6 +336,7 @@ export class CredlockOAuthProvider {
 
   async saveDiscoveryState(state) {
     await this.#setAttachment(ATTACHMENTS.discovery, JSON.stringify(state));
+    this.#issuerFor = undefined;
   }
 
   async discoveryState() {
@@ -345,6 +355,7 @@ export class CredlockOAuthProvider {
     if (scope === 'client' || scope === 'all') await this.#setAttachment(ATTACHMENTS.client, null);
     if (scope === 'verifier' || scope === 'all') await this.#setAttachment(ATTACHMENTS.verifier, null);
     if (scope === 'discovery' || scope === 'all') await this.#setAttachment(ATTACHMENTS.discovery, null);
+    this.#issuerFor = undefined;
   }
 
   /**

@@ -36,11 +36,11 @@ async function mcpServer(oauthBase) {
 }
 
 /** Run `n` MCP client processes calling the tool from `startAtMs` for `durationMs`. */
-async function clients(n, store, tenant, url, { startAtMs, durationMs, intervalMs }) {
+async function clients(n, store, tenant, url, { startAtMs, durationMs, intervalMs, together = false }) {
   const script = path.join(fixtures, 'mcp-client.mjs');
   const runs = [];
   for (let i = 0; i < n; i++) {
-    runs.push(startChild(process.execPath, [script, store, tenant, url, String(startAtMs), String(durationMs), String(intervalMs)]).then((c) => c.done));
+    runs.push(startChild(process.execPath, [script, store, tenant, url, String(startAtMs), String(durationMs), String(intervalMs), together ? 'together' : 'apart']).then((c) => c.done));
   }
   const done = await Promise.all(runs);
   return done.map((r) => {
@@ -89,7 +89,9 @@ describe('the MCP SDK client through credlock/mcp', () => {
       + `${stats.grants_revoked} grants revoked, ${after.refused - before.refused} tokens refused by the MCP server`);
     for (const r of results) assert.deepEqual(r.failures, [], 'every call succeeds');
     assert.equal(ok, calls);
-    assert.ok(calls >= PROCESSES * 50, `only ${calls} calls`);
+    // Each process calls until the end (6.5 s, 65 calls on an idle machine); a loaded 2-core
+    // machine makes fewer, and the bound only proves that every process lived through the run.
+    assert.ok(calls >= PROCESSES * 20, `only ${calls} calls`);
     assert.equal(stats.duplicate_presentations, 0);
     assert.equal(stats.grants_revoked, 0);
     assert.equal(stats.invalid_grant, 0);
@@ -125,13 +127,15 @@ describe('a token the MCP server refuses, through credlock/mcp', () => {
     s.put('acme', { ...(await oauth.grant('conf-basic')), access_token: 'never-issued', expires_in: 3600 });
     await oauth.reset();
     const before = await mcp.stats();
-    const results = await clients(PROCESSES, dir, 'acme', mcp.url, { startAtMs: Date.now() + 3000, durationMs: 0, intervalMs: 0 });
+    const results = await clients(PROCESSES, dir, 'acme', mcp.url, { startAtMs: Date.now() + 3000, durationMs: 0, intervalMs: 0, together: true });
     const stats = await oauth.stats();
     const after = await mcp.stats();
     console.log(`mcp 401: ${PROCESSES} processes met the refused token ${after.refused - before.refused} times, `
       + `${stats.refresh_requests} refresh, ${stats.duplicate_presentations} duplicates`);
     for (const r of results) assert.deepEqual(r.failures, []);
-    assert.ok(after.refused - before.refused >= 1, 'the refused token was met');
+    // Processes that connect after the first refresh committed get the new token at once;
+    // at least two meeting the refused token make one refresh a claim about concurrency.
+    assert.ok(after.refused - before.refused >= 2, `the refused token was met ${after.refused - before.refused} times`);
     assert.equal(stats.refresh_requests, 1);
     assert.equal(stats.duplicate_presentations, 0);
     assert.equal(stats.grants_revoked, 0);
