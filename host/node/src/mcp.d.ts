@@ -44,6 +44,8 @@ export interface CredlockOAuthProviderOptions {
   fetch?: typeof fetch;
   /** The OAuth `state` of a login. */
   state?: () => string | Promise<string>;
+  /** The SDK's hook choosing a login's RFC 8707 `resource` (credlock's refresh sends none). */
+  validateResourceURL?: (serverUrl: string | URL, resource?: string) => Promise<URL | undefined>;
 }
 
 /**
@@ -58,6 +60,7 @@ export class CredlockOAuthProvider implements OAuthClientProvider {
   get redirectUrl(): string | URL;
   get clientMetadata(): OAuthClientMetadata;
   state?(): string | Promise<string>;
+  validateResourceURL?(serverUrl: string | URL, resource?: string): Promise<URL | undefined>;
   clientInformation(): Promise<OAuthClientInformationMixed | undefined>;
   saveClientInformation(info: OAuthClientInformationMixed): Promise<void>;
   /** credlock's fresh token, a handle for its refresh token, `expires_in` and `expires_at` (Unix s). */

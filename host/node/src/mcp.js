@@ -178,6 +178,10 @@ export class CredlockOAuthProvider {
     /** The fetch to give the transport (`fetch` option): it answers refreshes of handles. */
     this.fetch = (input, init) => this.#fetch(base, input, init);
     if (options.state) this.state = options.state;
+    // The SDK's own hook for the RFC 8707 resource indicator of logins (its default: the
+    // protected resource metadata's `resource`). A refresh answered by credlock sends none:
+    // RFC 8707 §2.2 lets a refresh omit it, and the server keeps the grant's audience.
+    if (options.validateResourceURL) this.validateResourceURL = options.validateResourceURL;
   }
 
   get tenant() {

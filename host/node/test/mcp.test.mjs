@@ -194,6 +194,78 @@ describe('a token the MCP server refuses, through credlock/mcp', () => {
   });
 });
 
+/** Play the browser: follow the authorization URL's redirects (with cookies) to the callback's code. */
+async function browse(authorizationUrl, callbackPrefix) {
+  const jar = new Map();
+  let at = String(authorizationUrl);
+  for (let i = 0; i < 8 && !at.startsWith(callbackPrefix); i++) {
+    const res = await fetch(at, { redirect: 'manual', headers: { Cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const eq = pair.indexOf('=');
+      jar.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+    await res.body?.cancel();
+    const next = res.headers.get('location');
+    if (!next) throw new Error(`the authorization server stopped at ${res.status} without a redirect`);
+    at = String(new URL(next, at));
+  }
+  const code = new URL(at).searchParams.get('code');
+  if (!code) throw new Error(`no code in the callback ${new URL(at).search.replace(/code=[^&]*/, 'code=...')}`);
+  return code;
+}
+
+describe("the SDK's own login through credlock/mcp", () => {
+  let oauth;
+  let mcp;
+  before(async () => {
+    oauth = await oauthServer({ accessTtlS: 3600 });
+    mcp = await mcpServer(oauth.base);
+  });
+  after(() => {
+    mcp?.stop();
+    oauth?.stop();
+  });
+
+  test('authorization code + PKCE: the verifier kept with the tenant, the tokens stored in credlock and refreshed by it', async () => {
+    const dir = tmpStore();
+    const s = Store.open(dir);
+    const shown = [];
+    const options = {
+      clientInformation: { client_id: 'device-app' },
+      clientMetadata: { redirect_uris: ['http://127.0.0.1/callback'], scope: 'openid offline_access api' },
+      onRedirect: (u) => shown.push(u),
+      // The test server (oidc-provider) knows no resource servers, so it refuses any RFC 8707
+      // resource indicator (invalid_target): the login asks for none, through the SDK's hook.
+      validateResourceURL: async () => undefined,
+    };
+    const p = new CredlockOAuthProvider(s, 'acme', options);
+    const transport = new StreamableHTTPClientTransport(new URL(mcp.url), { authProvider: p, fetch: p.fetch });
+    const client = new Client({ name: 'credlock-test', version: '1.0.0' });
+    await assert.rejects(client.connect(transport), (e) => e instanceof UnauthorizedError);
+    assert.equal(shown.length, 1);
+    // The tenant holds the login's verifier and discovery before it has tokens.
+    assert.ok(s.attachment('acme', ATTACHMENTS.verifier));
+    assert.throws(() => s.token('acme'), (e) => e.code === 'not-found');
+    const code = await browse(shown[0], 'http://127.0.0.1/callback');
+    await transport.finishAuth(code);
+    const [t] = s.list();
+    assert.deepEqual([t.tenant, t.tokenEndpoint, t.clientId, t.hasRefreshToken], ['acme', `${oauth.base}/token`, 'device-app', true]);
+    // Another process's provider (a new one over the same store) connects with them at once.
+    const other = new CredlockOAuthProvider(Store.open(dir), 'acme', options);
+    const c2 = await connect(other, mcp.url);
+    assert.equal((await c2.callTool({ name: 'echo', arguments: {} })).content[0].text, 'ok');
+    await c2.close();
+    assert.equal((await other.tokens()).issuer, oauth.base);
+    // credlock refreshes the SDK's login with the client the SDK used.
+    await oauth.reset();
+    const fresh = s.refresh('acme');
+    assert.equal(fresh.refreshed, true);
+    assert.ok(await oauth.resource(fresh.token));
+    assert.equal((await oauth.stats()).by_auth_method.none, 1);
+  });
+});
+
 describe('invalidateCredentials', () => {
   let oauth;
   before(async () => {
