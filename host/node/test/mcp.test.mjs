@@ -14,7 +14,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Store } from '../src/index.js';
-import { ATTACHMENTS, CredlockMcpError, CredlockOAuthProvider, HANDLE_PREFIX, authFetch } from '../src/mcp.js';
+import { ATTACHMENTS, CredlockMcpError, CredlockOAuthProvider, HANDLE_PREFIX } from '../src/mcp.js';
+import { authFetch } from 'credlock/fetch';
 import { fixtures, oauthServer, startChild, tmpStore, cli } from './helpers.mjs';
 
 const PROCESSES = 8;
