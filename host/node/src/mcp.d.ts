@@ -18,7 +18,7 @@ export const DEFAULT_REDIRECT_URL: string;
 /** The tenant and access-token hash a handle names; undefined for anything else. */
 export function parseHandle(value: unknown): { tenant: string; sha256: string } | undefined;
 
-export type CredlockMcpErrorCode = 'login-needed' | 'no-code-verifier' | 'foreign-handle' | 'handle-not-stored';
+export type CredlockMcpErrorCode = 'login-needed' | 'no-code-verifier' | 'foreign-handle' | 'malformed-handle' | 'handle-not-stored';
 
 /** A failure of the adapter itself; store failures stay `CredlockError`. */
 export class CredlockMcpError extends Error {

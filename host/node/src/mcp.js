@@ -71,6 +71,10 @@ const PROBLEMS = {
     message: (d) => `a credlock refresh handle for tenant ${d.handleTenant} reached the provider of tenant ${d.tenant}`,
     hint: 'give each transport the fetch of its own provider: { authProvider: provider, fetch: provider.fetch }',
   },
+  'malformed-handle': {
+    message: () => 'a refresh presented a credlock handle this version cannot read',
+    hint: 'call again: the SDK reads tokens() anew, whose handle this provider reads; if it persists, report it as a credlock bug',
+  },
   'handle-not-stored': {
     message: () => 'saveTokens received a credlock handle in place of a refresh token that credlock did not issue to this provider',
     hint: 'pass the provider\'s fetch to the transport ({ authProvider: provider, fetch: provider.fetch }) so that refreshes are answered by credlock',
@@ -88,7 +92,7 @@ export class CredlockMcpError extends Error {
   }
 }
 
-/** `credlock-mcp.v1:<tenant>:<sha256 prefix>`; the tenant as JSON text cannot contain `:` ambiguity. */
+/** `credlock-mcp.v1:<tenant, URI-encoded so that its own colons are escaped>:<sha256 prefix>`. */
 function makeHandle(tenant, sha) {
   return `${HANDLE_PREFIX}${encodeURIComponent(tenant)}:${sha.slice(0, HANDLE_SHA_HEX)}`;
 }
@@ -371,8 +375,12 @@ export class CredlockOAuthProvider {
     const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
     if (method === 'POST') {
       const form = formOf(init?.body);
-      const handle = form?.get('grant_type') === 'refresh_token' ? parseHandle(form.get('refresh_token')) : undefined;
-      if (handle) return this.#answerRefresh(handle);
+      const presented = form?.get('grant_type') === 'refresh_token' ? form.get('refresh_token') : null;
+      // Nothing that looks like a handle goes out: it is no refresh token anywhere else.
+      if (presented?.startsWith(HANDLE_PREFIX)) {
+        const handle = parseHandle(presented);
+        return handle ? this.#answerRefresh(handle) : errorReply(new CredlockMcpError('malformed-handle'));
+      }
     }
     const bearer = bearerOf(input, init);
     const reply = await base(input, init);

@@ -267,7 +267,7 @@ describe("the SDK's own login through credlock/mcp", () => {
   });
 });
 
-describe('invalidateCredentials', () => {
+describe("the provider's state: invalidation, handles, saved tokens", () => {
   let oauth;
   before(async () => {
     oauth = await oauthServer({ accessTtlS: 3600 });
@@ -298,6 +298,33 @@ describe('invalidateCredentials', () => {
     assert.deepEqual(s.list().map((t) => [t.tenant, t.hasRefreshToken]), [['acme', true]]);
     const t3 = s.refresh('acme').token;
     assert.equal((await loser.tokens()).access_token, t3);
+  });
+
+  test("no handle reaches the network: another tenant's or an unreadable one is refused by the provider's fetch", async () => {
+    const s = Store.open(tmpStore());
+    s.put('acme', await oauth.grant('conf-basic'));
+    const p = new CredlockOAuthProvider(s, 'acme');
+    await oauth.reset();
+    const post = (rt) => p.fetch(`${oauth.base}/token`, {
+      method: 'POST',
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rt }),
+    });
+    for (const [rt, code] of [[`${HANDLE_PREFIX}other:${'a'.repeat(32)}`, /tenant other reached the provider of tenant acme/], [`${HANDLE_PREFIX}garbage`, /cannot read/]]) {
+      const r = await post(rt);
+      assert.equal(r.status, 503);
+      const body = await r.json();
+      assert.equal(body.error, 'temporarily_unavailable');
+      assert.match(body.error_description, code);
+      assert.match(body.error_description, /what to do: /);
+    }
+    assert.equal(await oauth.counter('refresh_requests'), 0);
+    // The provider's own handle is answered by credlock, with a new handle.
+    const own = await post((await p.tokens()).refresh_token);
+    assert.equal(own.status, 200);
+    const reply = await own.json();
+    assert.ok(reply.refresh_token.startsWith(HANDLE_PREFIX));
+    assert.equal(reply.access_token, s.token('acme'));
+    assert.equal(await oauth.counter('refresh_requests'), 1);
   });
 
   test("'client', 'verifier', 'discovery' remove their attachments; tokens stay", async () => {
