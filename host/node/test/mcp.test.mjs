@@ -169,6 +169,20 @@ describe('a token the MCP server refuses, through credlock/mcp', () => {
     assert.equal(JSON.parse(s.attachment('acme', ATTACHMENTS.discovery)).authorizationServerUrl, oauth.base);
   });
 
+  test('authFetch as the transport\'s fetch without an authProvider: the 401 is answered below the SDK', async () => {
+    const s = Store.open(tmpStore());
+    s.put('acme', { ...(await oauth.grant('conf-basic')), access_token: 'never-issued', expires_in: 3600 });
+    await oauth.reset();
+    const before = await mcp.stats();
+    const transport = new StreamableHTTPClientTransport(new URL(mcp.url), { fetch: authFetch(s, 'acme') });
+    const client = new Client({ name: 'credlock-test', version: '1.0.0' });
+    await client.connect(transport);
+    assert.equal((await client.callTool({ name: 'echo', arguments: {} })).content[0].text, 'ok');
+    await client.close();
+    assert.equal((await mcp.stats()).refused - before.refused, 1);
+    assert.equal(await oauth.counter('refresh_requests'), 1);
+  });
+
   test('a refresh token the server revoked: the SDK is told invalid_grant and asked to log in, nothing is deleted', async () => {
     const s = Store.open(tmpStore());
     const grant = await oauth.grant('conf-basic');
