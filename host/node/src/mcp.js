@@ -170,7 +170,8 @@ export class CredlockOAuthProvider {
    * @param tenant the tenant whose tokens this MCP connection uses
    * @param options `clientMetadata`, `redirectUrl`, `onRedirect(url)`, `clientInformation`
    *   (a pre-registered client), `minValid` (seconds, default credlock's 60), `fetch` (the
-   *   fetch to send everything else through, default the global one), `state()`
+   *   fetch to send everything else through, default the global one), `state()`,
+   *   `validateResourceURL(serverUrl, resource)` (the SDK's hook)
    */
   constructor(store, tenant, options = {}) {
     if (typeof tenant !== 'string') throw new TypeError('CredlockOAuthProvider: tenant is a string');
@@ -220,14 +221,16 @@ export class CredlockOAuthProvider {
   }
 
   /**
-   * The registration kept with the tenant, else the one given as `clientInformation`, else
-   * the client the tenant's tokens were stored with (a tenant logged in through credlock:
-   * the SDK needs a client to refresh, and credlock holds its secret).
+   * The client given as `clientInformation` (as kept with the tenant once the SDK stamped it
+   * with its issuer), else the registration kept with the tenant, else the client the
+   * tenant's tokens were stored with (a tenant logged in through credlock: the SDK needs a
+   * client to refresh, and credlock holds its secret).
    */
   async clientInformation() {
     const kept = parseJson(await this.#attachment(ATTACHMENTS.client));
+    const given = this.#opts.clientInformation;
+    if (given) return kept?.client_id === given.client_id ? { ...given, issuer: kept.issuer } : given;
     if (kept) return kept;
-    if (this.#opts.clientInformation) return this.#opts.clientInformation;
     const summary = (await this.#store.listAsync()).find((t) => t.tenant === this.#tenant);
     return summary?.clientId ? { client_id: summary.clientId } : undefined;
   }
