@@ -204,6 +204,10 @@ const DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// A binding's name, its declaration of a record (none: not found), and how it spells a WIT
+/// field.
+type Declared = (&'static str, Option<BTreeSet<String>>, fn(&str) -> String);
+
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
@@ -367,7 +371,7 @@ fn every_binding_declares_every_result_field_of_the_wit() {
             .get(record)
             .unwrap_or_else(|| panic!("the WIT has no record {record}"));
         assert!(!fields.is_empty(), "{record}: no fields parsed");
-        let bindings: [(&str, Option<BTreeSet<String>>, fn(&str) -> String); 3] = [
+        let bindings: [Declared; 3] = [
             ("python", python_fields(&python, py), snake),
             ("node", node_fields(&node, js), camel),
             ("go", go_fields(&go, gostruct), snake),
