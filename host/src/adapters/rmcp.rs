@@ -229,7 +229,11 @@ impl State {
             .insert(caller, (seen.clone(), self.sequence))
             .map(|(s, _)| s);
         if self.handed.len() > MAX_CALLERS {
-            let oldest = self.handed.iter().min_by_key(|(_, (_, n))| *n).map(|(c, _)| *c);
+            let oldest = self
+                .handed
+                .iter()
+                .min_by_key(|(_, (_, n))| *n)
+                .map(|(c, _)| *c);
             if let Some(c) = oldest {
                 self.handed.remove(&c);
             }
@@ -503,7 +507,11 @@ impl CredlockCredentialStore {
 
     /// As [`CredlockCredentialStore::new`], with tokens valid at least `min_valid_ms` when
     /// handed out (capped by credlock at half the token's lifetime).
-    pub fn with_min_valid_ms(store: Arc<Store>, tenant: impl Into<String>, min_valid_ms: u64) -> Self {
+    pub fn with_min_valid_ms(
+        store: Arc<Store>,
+        tenant: impl Into<String>,
+        min_valid_ms: u64,
+    ) -> Self {
         CredlockCredentialStore {
             shared: Arc::new(Shared {
                 store,
@@ -659,10 +667,7 @@ fn classify(request: &http::Request<Vec<u8>>) -> Request {
     }
     let params = form(request.body());
     match params.get("grant_type").map(|g| g.as_str()) {
-        Some("refresh_token") => match params
-            .get("refresh_token")
-            .and_then(|r| Handle::parse(r))
-        {
+        Some("refresh_token") => match params.get("refresh_token").and_then(|r| Handle::parse(r)) {
             Some(h) => Request::Refresh(h),
             None => Request::Other,
         },
@@ -800,7 +805,10 @@ mod tests {
             panic!("not read as a code exchange");
         };
         assert_eq!(x.client_id.as_deref(), Some("my client"));
-        assert_eq!(x.client_secret.as_deref().map(|s| s.as_str()), Some("s3cr:t"));
+        assert_eq!(
+            x.client_secret.as_deref().map(|s| s.as_str()),
+            Some("s3cr:t")
+        );
         assert_eq!(x.client_auth, "basic");
         assert_eq!(x.token_endpoint, "http://127.0.0.1/token");
     }
