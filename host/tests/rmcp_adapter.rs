@@ -84,7 +84,7 @@ fn main() {
         return worker(&mode);
     }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "eight_processes_of_rmcp_refresh_once_per_expiry",
             eight_processes_of_rmcp_refresh_once_per_expiry,
@@ -96,6 +96,10 @@ fn main() {
         (
             "a_rejection_or_clear_after_another_process_rotated_keeps_the_newer_tokens",
             a_rejection_or_clear_after_another_process_rotated_keeps_the_newer_tokens,
+        ),
+        (
+            "rmcps_own_login_is_stored_so_that_credlock_refreshes_it",
+            rmcps_own_login_is_stored_so_that_credlock_refreshes_it,
         ),
     ];
     warm();
@@ -466,4 +470,123 @@ fn a_rejection_or_clear_after_another_process_rotated_keeps_the_newer_tokens() {
         assert!(resource(&agent(), &server.base, &relogged));
     });
     eprintln!("figures: a rejection and a clear() after another process rotated: the newer tokens kept, served, accepted");
+}
+
+/// Follow an authorization URL through the server's redirects, carrying its cookies as a
+/// browser would, to the client's callback (tests/oauth-server/README.md, browser flow).
+fn follow_to_callback(url: &str, base: &str) -> String {
+    let browser: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into();
+    let mut cookies: Vec<String> = Vec::new();
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        if url.contains("/callback?") {
+            return url;
+        }
+        let mut req = browser.get(&url);
+        if !cookies.is_empty() {
+            req = req.header("Cookie", cookies.join("; "));
+        }
+        let r = req.call().unwrap();
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
+            cookies.push(pair);
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{url}: {} without a redirect", r.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        url = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+    }
+    panic!("too many redirects");
+}
+
+fn query_param(url: &str, name: &str) -> String {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("{name} in {url}"))
+        .1
+        .into_owned()
+}
+
+/// rmcp's own authorization-code login (PKCE, client_secret_basic) through the adapter:
+/// `save` stores it with the exchange's token endpoint and client authentication, so that
+/// credlock refreshes it, and rmcp is then handed credlock's tokens.
+fn rmcps_own_login_is_stored_so_that_credlock_refreshes_it() {
+    use rmcp::transport::auth::OAuthClientConfig;
+    let server = OAuthServer::start(60);
+    let env = Env::new();
+    let dir = env.store_dir().display().to_string();
+    let store = open(&dir);
+    store.init().unwrap();
+    runtime().block_on(async {
+        let mut m = authorization_manager(Arc::clone(&store), TENANT, &server.base)
+            .await
+            .unwrap();
+        assert!(!m.initialize_from_store().await.unwrap(), "an empty store");
+        let resolved = m.resolve_metadata().await.expect("discovery at the server");
+        m.set_metadata(resolved.metadata);
+        m.configure_client(
+            OAuthClientConfig::new("conf-basic", "http://127.0.0.1/callback")
+                .with_client_secret("basic-secret"),
+        )
+        .unwrap();
+        let url = m
+            .get_authorization_url(&["openid", "offline_access", "api"])
+            .await
+            .unwrap();
+        // OpenID Connect keeps offline_access (a refresh token) only with prompt=consent.
+        let (url2, base) = (format!("{url}&prompt=consent"), server.base.clone());
+        let callback = tokio::task::spawn_blocking(move || follow_to_callback(&url2, &base))
+            .await
+            .unwrap();
+        let (code, state, iss) = (
+            query_param(&callback, "code"),
+            query_param(&callback, "state"),
+            query_param(&callback, "iss"),
+        );
+        let issued = m
+            .exchange_code_for_token_with_issuer(&code, &state, Some(&iss))
+            .await
+            .expect("rmcp's code exchange, saved through the adapter");
+        let issued = secret(&issued);
+        let status: Value =
+            serde_json::from_str(&env.ok(&["status", TENANT, "--json"], "")).unwrap();
+        let t = &status[0];
+        assert_eq!(t["has_refresh_token"], true, "{status}");
+        assert_eq!(t["client_id"], "conf-basic", "{status}");
+        assert_eq!(
+            t["token_endpoint"],
+            format!("{}/token", server.base),
+            "{status}"
+        );
+        assert_eq!(current(&env), issued);
+        assert_eq!(m.get_access_token().await.unwrap(), issued);
+        // credlock refreshes it with the client authentication rmcp used.
+        server.reset();
+        env.ok(&["refresh", TENANT], "");
+        let stats = server.stats();
+        assert_eq!(stats["refresh_successes"], 1, "{stats}");
+        assert_eq!(stats["by_auth_method"]["client_secret_basic"], 1, "{stats}");
+        let refreshed = current(&env);
+        assert_ne!(refreshed, issued);
+        assert_eq!(m.get_access_token().await.unwrap(), refreshed);
+        assert!(resource(&agent(), &server.base, &refreshed));
+    });
+    eprintln!("figures: rmcp's own login stored with its token endpoint and client_secret_basic, refreshed once by credlock");
 }
