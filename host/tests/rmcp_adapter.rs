@@ -364,6 +364,7 @@ fn revoke(server: &OAuthServer, refresh_token: &str) {
             secret: "basic-secret".into(),
         },
         None,
+        None,
     );
     let body = format!("token={refresh_token}&token_type_hint=refresh_token");
     let r = agent()
@@ -514,6 +515,18 @@ fn follow_to_callback(url: &str, base: &str) -> String {
     panic!("too many redirects");
 }
 
+/// The resource the server issued `token` for (`null`: none), from its protected resource.
+fn audience(server: &OAuthServer, token: &str) -> Value {
+    let mut r = agent()
+        .get(format!("{}/resource", server.base))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .expect("the protected resource answers");
+    assert_eq!(r.status().as_u16(), 200, "the token was refused");
+    let body: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    body["audience"].clone()
+}
+
 fn query_param(url: &str, name: &str) -> String {
     url::Url::parse(url)
         .unwrap()
@@ -586,7 +599,15 @@ fn rmcps_own_login_is_stored_so_that_credlock_refreshes_it() {
         let refreshed = current(&env);
         assert_ne!(refreshed, issued);
         assert_eq!(m.get_access_token().await.unwrap(), refreshed);
-        assert!(resource(&agent(), &server.base, &refreshed));
+        // Refreshed for the resource rmcp's login named (its MCP server): the refresh sent
+        // it (refresh_resource), or the server would have issued a token for no audience.
+        let (issued_for, refreshed_for) =
+            (audience(&server, &issued), audience(&server, &refreshed));
+        assert!(
+            issued_for.is_string(),
+            "the login named no resource: {issued_for}"
+        );
+        assert_eq!(refreshed_for, issued_for);
     });
     eprintln!("figures: rmcp's own login stored with its token endpoint and client_secret_basic, refreshed once by credlock");
 }

@@ -625,6 +625,8 @@ async function resource(ctx) {
   }
   return sendJson(ctx, 200, {
     ok: true, account: at.accountId, client_id: at.clientId, scope: at.scope ?? null,
+    // The RFC 8707 resource the token is for (null: none was named).
+    audience: at.aud ?? null,
   });
 }
 

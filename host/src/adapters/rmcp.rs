@@ -30,8 +30,9 @@
 //!   registration, the authorization-code exchange) goes to the client it wraps.
 //!
 //! Tokens rmcp obtains itself (its own authorization-code login) are stored through
-//! [`Store::put`] by `save`, with the token endpoint, client and client authentication the
-//! wrapped exchange used, so that credlock can refresh them. `clear` and a rejected refresh
+//! [`Store::put`] by `save`, with the token endpoint, client, client authentication and RFC
+//! 8707 resource (the MCP server, as `refresh_resource`) the wrapped exchange used, so that
+//! credlock refreshes them as rmcp would have. `clear` and a rejected refresh
 //! never delete anything: credlock records a rejected refresh token itself (the tenant then
 //! needs a new login, and `load` reports no credentials, which is rmcp's cue to authorize),
 //! and `clear` hides from this adapter only the tokens rmcp last saw: a newer login or
@@ -204,6 +205,8 @@ struct Exchange {
     client_id: Option<String>,
     client_secret: Option<Zeroizing<String>>,
     client_auth: &'static str,
+    /// The RFC 8707 resource rmcp named (its MCP server), which every refresh must name too.
+    resource: Option<String>,
 }
 
 #[derive(Default)]
@@ -390,6 +393,9 @@ impl Shared {
                 doc.insert("client_secret".into(), secret.as_str().into());
             }
             doc.insert("client_auth".into(), x.client_auth.into());
+            if let Some(resource) = &x.resource {
+                doc.insert("refresh_resource".into(), resource.clone().into());
+            }
         }
         let doc = Zeroizing::new(Value::Object(doc).to_string());
         self.store.put(&self.tenant, &doc)?;
@@ -688,6 +694,7 @@ fn classify(request: &http::Request<Vec<u8>>) -> Request {
                 client_id,
                 client_secret,
                 client_auth,
+                resource: params.get("resource").map(|r| r.to_string()),
             })
         }
         _ => Request::Other,
