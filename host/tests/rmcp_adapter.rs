@@ -552,6 +552,28 @@ fn rmcps_own_login_is_stored_so_that_credlock_refreshes_it() {
             .await
             .unwrap();
         assert!(!m.initialize_from_store().await.unwrap(), "an empty store");
+        // Tokens with a refresh token that came by another route than the adapter's HTTP
+        // client: credlock could not refresh them, so nothing is stored, and the error says
+        // what to do.
+        let foreign = rmcp::transport::auth::StoredCredentials::new(
+            "conf-basic".into(),
+            Some(
+                serde_json::from_value(json!({"access_token": "at", "token_type": "Bearer",
+                    "expires_in": 60, "refresh_token": "rt"}))
+                .unwrap(),
+            ),
+            vec![],
+            None,
+        );
+        let adapter = CredlockCredentialStore::new(Arc::clone(&store), TENANT);
+        match adapter.save(foreign).await {
+            Err(AuthError::CredentialStoreError(why)) => assert!(
+                why.contains("no token endpoint is known") && why.contains("what to do:"),
+                "{why}"
+            ),
+            other => panic!("a refresh token credlock cannot refresh was stored: {other:?}"),
+        }
+        assert!(store.list().unwrap().is_empty(), "something was stored");
         let resolved = m.resolve_metadata().await.expect("discovery at the server");
         m.set_metadata(resolved.metadata);
         m.configure_client(
