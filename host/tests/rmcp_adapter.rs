@@ -469,6 +469,30 @@ fn a_rejection_or_clear_after_another_process_rotated_keeps_the_newer_tokens() {
         assert_ne!(relogged, dead);
         assert_eq!(manager.get_access_token().await.unwrap(), relogged);
         assert!(resource(&agent(), &server.base, &relogged));
+
+        // A manager whose HTTP client belongs to another tenant's adapter: its refresh is
+        // refused before the network, saying why, and spends nothing.
+        env.ok(&["put", "other"], &server.grant("conf-basic").to_string());
+        let theirs = CredlockCredentialStore::new(Arc::clone(&store), "other");
+        let http = adapter.http_client(Arc::new(
+            rmcp::transport::auth::default_oauth_http_client().unwrap(),
+        ));
+        let mut crossed =
+            AuthorizationManager::new_with_oauth_http_client(server.base.as_str(), Arc::new(http))
+                .await
+                .unwrap();
+        crossed.set_credential_store(theirs);
+        assert!(crossed.initialize_from_store().await.unwrap());
+        server.reset();
+        match crossed.refresh_token().await {
+            Err(AuthError::TokenRefreshFailed(why)) => assert!(
+                why.contains("of tenant 'other' to the adapter of another tenant")
+                    && why.contains("what to do:"),
+                "{why}"
+            ),
+            other => panic!("a foreign handle was not refused: {other:?}"),
+        }
+        assert_eq!(server.stats()["refresh_requests"], 0);
     });
     eprintln!("figures: a rejection and a clear() after another process rotated: the newer tokens kept, served, accepted");
 }

@@ -92,6 +92,12 @@ pub enum AdapterError {
     UnknownTokenEndpoint,
     /// rmcp asked to handle a refresh token that is not one of this adapter's handles.
     ForeignRefreshToken,
+    /// rmcp presented a refresh token that starts like a handle but cannot be read. It was
+    /// answered here, never sent.
+    MalformedHandle,
+    /// rmcp presented the handle of another tenant (its credentials store and HTTP client
+    /// belong to different adapters). It was answered here, never sent.
+    ForeignHandle { tenant: String },
     /// A store call stopped on its blocking thread (a panic in credlock: a bug).
     Blocking(String),
 }
@@ -103,6 +109,8 @@ impl AdapterError {
             AdapterError::Store(e) => e.report().recommendation,
             AdapterError::UnknownTokenEndpoint => "build the AuthorizationManager with credlock::adapters::rmcp::authorization_manager (or wrap its HTTP client in CredlockOAuthHttpClient) so that the adapter sees the code exchange, then log in again; or store the tokens with `credlock put` including token_endpoint and client_id",
             AdapterError::ForeignRefreshToken => "use one CredlockCredentialStore with the CredlockOAuthHttpClient made from it (credlock::adapters::rmcp::authorization_manager does both); a handle reached a token endpoint that is not the adapter's, which refuses it without effect",
+            AdapterError::MalformedHandle => "authorize again: the stored refresh handle is damaged (the tokens in the credlock store are unaffected)",
+            AdapterError::ForeignHandle { .. } => "build the AuthorizationManager's credential store and HTTP client from one CredlockCredentialStore (credlock::adapters::rmcp::authorization_manager does both)",
             AdapterError::Blocking(_) => "report this as a credlock bug, with the message above",
         }
     }
@@ -114,6 +122,8 @@ impl std::fmt::Display for AdapterError {
             AdapterError::Store(e) => e.fmt(f),
             AdapterError::UnknownTokenEndpoint => f.write_str("rmcp obtained a refresh token credlock cannot refresh: no token endpoint is known for it (the code exchange did not go through the adapter's HTTP client)"),
             AdapterError::ForeignRefreshToken => f.write_str("the refresh token rmcp presented is not a credlock handle"),
+            AdapterError::MalformedHandle => f.write_str("rmcp presented a credlock refresh handle that cannot be read"),
+            AdapterError::ForeignHandle { tenant } => write!(f, "rmcp presented a refresh handle of tenant '{tenant}' to the adapter of another tenant"),
             AdapterError::Blocking(why) => write!(f, "a credlock call stopped on its thread: {why}"),
         }
     }
@@ -316,7 +326,7 @@ impl Shared {
         // token, even when another process has replaced it since (its refresh then costs
         // nothing). A first load names its own token.
         let named = self.state().hand(caller, &seen).unwrap_or(seen);
-        let response = token_response(&t, &info, &named)?;
+        let response = token_response(&t, &info, &named, &self.tenant)?;
         let granted = info
             .scope
             .as_deref()
@@ -346,7 +356,7 @@ impl Shared {
         let info = self.info(&t)?;
         let seen = Seen::of(&t);
         self.state().hand(caller, &seen);
-        let body = token_json(&t, &info, &seen);
+        let body = token_json(&t, &info, &seen, &self.tenant);
         Ok(Reply::Token(body))
     }
 
@@ -416,23 +426,32 @@ enum Reply {
     InvalidGrant(crate::Error),
 }
 
-/// A refresh handle: what rmcp stores and presents as its refresh token.
+/// A refresh handle: what rmcp stores and presents as its refresh token,
+/// `credlock-rmcp.v1.<sha256 hex of the access token>.<tenant>`. No secret is in it.
 #[derive(Debug, PartialEq, Eq)]
 struct Handle {
     /// SHA-256 (hex) of the access token it names.
     sha256: String,
+    tenant: String,
 }
 
 impl Handle {
-    fn encode(seen: &Seen) -> String {
-        format!("{HANDLE_PREFIX}{}", seen.sha256)
+    fn encode(seen: &Seen, tenant: &str) -> String {
+        format!("{HANDLE_PREFIX}{}.{tenant}", seen.sha256)
     }
 
-    fn parse(s: &str) -> Option<Handle> {
-        let sha = s.strip_prefix(HANDLE_PREFIX)?;
-        (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Handle {
-            sha256: sha.to_owned(),
-        })
+    /// `None` unless it starts like a handle; `Some(Err)` when it does but cannot be read.
+    fn parse(s: &str) -> Option<Result<Handle, AdapterError>> {
+        let rest = s.strip_prefix(HANDLE_PREFIX)?;
+        let read = || {
+            let sha = rest.get(..64)?;
+            let tenant = rest.get(64..)?.strip_prefix('.')?;
+            (sha.bytes().all(|b| b.is_ascii_hexdigit()) && !tenant.is_empty()).then(|| Handle {
+                sha256: sha.to_owned(),
+                tenant: tenant.to_owned(),
+            })
+        };
+        Some(read().ok_or(AdapterError::MalformedHandle))
     }
 }
 
@@ -446,7 +465,7 @@ fn now_ms() -> u64 {
 
 /// The token response rmcp reads for `t`: a handle naming `named` where a refresh token
 /// would be, when credlock can refresh the tenant.
-fn token_json(t: &AccessToken, info: &TenantInfo, named: &Seen) -> Value {
+fn token_json(t: &AccessToken, info: &TenantInfo, named: &Seen, tenant: &str) -> Value {
     let mut m = Map::new();
     m.insert("access_token".into(), t.token.clone().into());
     // rmcp writes the header's scheme itself; the type only has to parse.
@@ -459,7 +478,7 @@ fn token_json(t: &AccessToken, info: &TenantInfo, named: &Seen) -> Value {
         );
     }
     if info.refreshable {
-        m.insert("refresh_token".into(), Handle::encode(named).into());
+        m.insert("refresh_token".into(), Handle::encode(named, tenant).into());
     }
     if let Some(scope) = &info.scope {
         m.insert("scope".into(), scope.clone().into());
@@ -471,8 +490,9 @@ fn token_response(
     t: &AccessToken,
     info: &TenantInfo,
     named: &Seen,
+    tenant: &str,
 ) -> Result<OAuthTokenResponse, crate::Error> {
-    serde_json::from_value(token_json(t, info, named)).map_err(|e| {
+    serde_json::from_value(token_json(t, info, named, tenant)).map_err(|e| {
         crate::Error::Runtime(anyhow::anyhow!(
             "rmcp did not accept a token response credlock built: {e}"
         ))
@@ -571,7 +591,7 @@ impl CredentialStore for CredlockCredentialStore {
             .as_ref()
             .and_then(|r| serde_json::to_value(r).ok())
             .and_then(|v| v.get("refresh_token")?.as_str().and_then(Handle::parse))
-            .is_some();
+            .is_some_and(|h| h.is_ok_and(|h| h.tenant == self.shared.tenant));
         if ours {
             Ok(())
         } else {
@@ -602,8 +622,9 @@ impl std::fmt::Debug for CredlockOAuthHttpClient {
 
 /// What an OAuth request rmcp sends asks for.
 enum Request {
-    /// A refresh presenting one of the adapter's handles.
-    Refresh(Handle),
+    /// A refresh presenting one of the adapter's handles (or something that starts like
+    /// one: never sent, whatever it is).
+    Refresh(Result<Handle, AdapterError>),
     /// The authorization-code exchange: forwarded, and its client authentication kept.
     CodeExchange(Exchange),
     /// Anything else, a refresh token that is not a handle included: forwarded untouched.
@@ -751,11 +772,26 @@ impl CredlockOAuthHttpClient {
 impl OAuthHttpClient for CredlockOAuthHttpClient {
     fn execute(&self, request: OAuthHttpRequest) -> OAuthHttpClientFuture<'_> {
         match classify(&request.request) {
-            Request::Refresh(handle) => Box::pin(async move {
-                self.answer_refresh(handle)
-                    .await
-                    .map_err(|e| Box::new(e) as rmcp::transport::auth::OAuthHttpClientError)
-            }),
+            Request::Refresh(Ok(handle)) if handle.tenant == self.store.shared.tenant => {
+                Box::pin(async move {
+                    self.answer_refresh(handle)
+                        .await
+                        .map_err(|e| Box::new(e) as rmcp::transport::auth::OAuthHttpClientError)
+                })
+            }
+            // Not this tenant's, or unreadable: refused here, with what to do. Not as
+            // invalid_grant, which would ask for a new login that cannot cure it.
+            Request::Refresh(refused) => {
+                let e = match refused {
+                    Ok(h) => AdapterError::ForeignHandle { tenant: h.tenant },
+                    Err(e) => e,
+                };
+                let reply = json_reply(
+                    http::StatusCode::BAD_REQUEST,
+                    &json!({"error": "invalid_request", "error_description": format!("{e} (what to do: {})", e.recommendation())}),
+                );
+                Box::pin(async move { Ok(reply) })
+            }
             Request::CodeExchange(exchange) => {
                 self.store.shared.state().exchange = Some(exchange);
                 self.inner.execute(request)
@@ -793,10 +829,21 @@ mod tests {
             revision: 3,
             expires_at_ms: Some(5),
         };
-        let h = Handle::encode(&seen);
-        assert_eq!(Handle::parse(&h).unwrap().sha256, seen.sha256);
+        let h = Handle::parse(&Handle::encode(&seen, "acme.prod"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h.sha256, h.tenant.as_str()),
+            (seen.sha256.clone(), "acme.prod")
+        );
         assert!(Handle::parse("a-real-refresh-token").is_none());
-        assert!(Handle::parse(&format!("{HANDLE_PREFIX}abc")).is_none());
+        // Starts like one: read as a damaged handle, so it is refused and never sent.
+        for damaged in ["abc", &format!("{}.", seen.sha256), &seen.sha256] {
+            assert!(matches!(
+                Handle::parse(&format!("{HANDLE_PREFIX}{damaged}")),
+                Some(Err(AdapterError::MalformedHandle))
+            ));
+        }
     }
 
     #[test]
