@@ -17,6 +17,8 @@ echo "== clippy (the core may not touch files, clocks or randomness: core/clippy
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p credlock-component -p credlock-wasi-platform -p credlock-command --target wasm32-wasip2 -- -D warnings
 cargo clippy -p credlock-wasi-platform --features http --target wasm32-wasip2 -- -D warnings
+# The rmcp adapter is an optional feature the workspace build leaves out.
+cargo clippy -p credlock --features rmcp --all-targets -- -D warnings
 echo "== a newcomer's first build: cargo build --workspace links every crate natively"
 cargo build --workspace
 suites=$((suites + 1))
@@ -34,6 +36,12 @@ suites=$((suites + 1))
 cargo test --workspace --doc
 suites=$((suites + 1))
 took "Rust tests"
+echo "== the rmcp adapter (feature rmcp): rmcp's AuthorizationManager in 8 processes, its doc example"
+cargo test -p credlock --features rmcp --test rmcp_adapter
+cargo test -p credlock --features rmcp --doc adapters
+cargo test -p credlock --features rmcp --lib adapters
+suites=$((suites + 1))
+took "rmcp adapter: build and tests"
 echo "== the Python binding (host/python)"
 bash host/python/run-tests.sh
 suites=$((suites + 1))

@@ -187,6 +187,9 @@ pub struct Entry {
     /// endpoint); none is sent when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_scope: Option<String>,
+    /// Sent as `resource` (RFC 8707) with every refresh; none is sent when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_resource: Option<String>,
     /// Grows by one with every write to this entry.
     pub revision: u64,
     pub updated_at_ms: u64,
@@ -281,6 +284,7 @@ impl Entry {
             client_auth: ClientAuth::default(),
             revocation_endpoint: None,
             refresh_scope: None,
+            refresh_resource: None,
             revision: 1,
             updated_at_ms: now_ms,
             needs_reauth: false,

@@ -42,6 +42,9 @@ pub struct RefreshConfig {
     /// Sent as `scope` with every refresh, for servers that require it (Microsoft's v2.0
     /// endpoint does); RFC 6749 §6 makes it optional, so credlock sends none otherwise.
     pub refresh_scope: Option<String>,
+    /// Sent as `resource` (RFC 8707) with every refresh: the resource the tokens are for, as
+    /// MCP clients name their server, so that a refreshed token keeps its audience.
+    pub refresh_resource: Option<String>,
 }
 
 /// Fields credlock reads from a token response itself (and the expiry fields
@@ -56,6 +59,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "retry_unknown_refresh",
     "revocation_endpoint",
     "refresh_scope",
+    "refresh_resource",
 ];
 
 /// Parse a token response: a reply a token endpoint just sent, or tokens a program kept
@@ -136,6 +140,7 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
     let token_endpoint = string("token_endpoint")?;
     let revocation_endpoint = string("revocation_endpoint")?;
     let refresh_scope = string("refresh_scope")?;
+    let refresh_resource = string("refresh_resource")?;
     let client_id = string("client_id")?;
     let secret = string("client_secret")?;
     let method = string("client_auth")?;
@@ -179,6 +184,7 @@ pub fn parse_refresh_config(mut config: Map<String, Value>) -> Result<RefreshCon
         retry_unknown_refresh,
         revocation_endpoint,
         refresh_scope,
+        refresh_resource,
     })
 }
 
@@ -248,12 +254,14 @@ pub(crate) fn base64(data: &[u8]) -> String {
     out
 }
 
-/// The form body and `Authorization` header of a refresh request (RFC 6749 §6).
+/// The form body and `Authorization` header of a refresh request (RFC 6749 §6), with
+/// `resource` (RFC 8707) when given.
 pub fn refresh_request_parts(
     refresh_token: &str,
     client_id: Option<&str>,
     auth: &ClientAuth,
     scope: Option<&str>,
+    resource: Option<&str>,
 ) -> (String, Option<String>) {
     let mut body = format!(
         "grant_type=refresh_token&refresh_token={}",
@@ -262,6 +270,10 @@ pub fn refresh_request_parts(
     if let Some(scope) = scope {
         body.push_str("&scope=");
         body.push_str(&form_encode(scope));
+    }
+    if let Some(resource) = resource {
+        body.push_str("&resource=");
+        body.push_str(&form_encode(resource));
     }
     let id = client_id.unwrap_or("");
     let authorization = match auth {
@@ -442,6 +454,7 @@ mod tests {
                 secret: "p:w".into(),
             },
             None,
+            None,
         );
         assert_eq!(body, "grant_type=refresh_token&refresh_token=r+t%2B%2F");
         // RFC 6749 §2.3.1: form-encode, then "id:secret", then base64.
@@ -455,13 +468,14 @@ mod tests {
             Some("c"),
             &ClientAuth::Post { secret: "s".into() },
             Some("a b"),
+            None,
         );
         assert_eq!(
             body,
             "grant_type=refresh_token&refresh_token=rt&scope=a+b&client_id=c&client_secret=s"
         );
         assert_eq!(auth, None);
-        let (body, _) = refresh_request_parts("rt", Some("c"), &ClientAuth::None, None);
+        let (body, _) = refresh_request_parts("rt", Some("c"), &ClientAuth::None, None, None);
         assert!(body.ends_with("&client_id=c"));
     }
 

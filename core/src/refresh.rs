@@ -455,6 +455,7 @@ impl<'p, P: Platform> Store<'p, P> {
             e.client_id.as_deref(),
             &e.client_auth,
             e.refresh_scope.as_deref(),
+            e.refresh_resource.as_deref(),
         );
         let request = TokenRequest {
             url,

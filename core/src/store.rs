@@ -828,25 +828,27 @@ pub(crate) fn login_entry(
     now: u64,
 ) -> Entry {
     let revision = old.as_ref().map_or(0, |e| e.revision) + 1;
-    let (token_endpoint, client_id, client_auth, retry, revocation_endpoint, refresh_scope) =
-        match (&old, config_given) {
-            (Some(o), false) => (
-                o.token_endpoint.clone(),
-                o.client_id.clone(),
-                o.client_auth.clone(),
-                o.retry_unknown_refresh,
-                o.revocation_endpoint.clone(),
-                o.refresh_scope.clone(),
-            ),
-            _ => (
-                config.token_endpoint,
-                config.client_id,
-                config.client_auth,
-                config.retry_unknown_refresh,
-                config.revocation_endpoint,
-                config.refresh_scope,
-            ),
-        };
+    let config = match (&old, config_given) {
+        (Some(o), false) => crate::oauth::RefreshConfig {
+            token_endpoint: o.token_endpoint.clone(),
+            client_id: o.client_id.clone(),
+            client_auth: o.client_auth.clone(),
+            retry_unknown_refresh: o.retry_unknown_refresh,
+            revocation_endpoint: o.revocation_endpoint.clone(),
+            refresh_scope: o.refresh_scope.clone(),
+            refresh_resource: o.refresh_resource.clone(),
+        },
+        _ => config,
+    };
+    let crate::oauth::RefreshConfig {
+        token_endpoint,
+        client_id,
+        client_auth,
+        retry_unknown_refresh: retry,
+        revocation_endpoint,
+        refresh_scope,
+        refresh_resource,
+    } = config;
     Entry {
         access_token: grant.access_token,
         token_type: grant.token_type,
@@ -858,6 +860,7 @@ pub(crate) fn login_entry(
         client_auth,
         revocation_endpoint,
         refresh_scope,
+        refresh_resource,
         revision,
         updated_at_ms: now,
         needs_reauth: false,

@@ -1505,3 +1505,55 @@ fn attachments_survive_refreshes_and_logins_and_go_with_the_tenant() {
         assert!(store(&mut p).list().unwrap().is_empty());
     }
 }
+
+/// A tenant whose tokens are for one resource (RFC 8707; an MCP client's login names its
+/// server) sends `refresh_resource` as `resource` with every refresh, so that the refreshed
+/// token keeps its audience; a put without it keeps what the tenant had only when it gives
+/// no refresh settings at all.
+#[test]
+fn refresh_resource_is_sent_as_resource_with_every_refresh() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p)
+        .put(
+            "mcp",
+            r#"{"access_token":"a","expires_in":60,"refresh_token":"rt","client_id":"c",
+            "token_endpoint":"https://as.example/token",
+            "refresh_resource":"https://mcp.example/mcp"}"#,
+        )
+        .unwrap();
+    p.now_ms += 3_600_000;
+    world.borrow_mut().replies.push_back(ok_reply(
+        r#"{"access_token":"b","expires_in":60,"refresh_token":"rt2"}"#,
+    ));
+    assert_eq!(store(&mut p).token("mcp", 0).unwrap().token, "b");
+    assert_eq!(
+        world.borrow().requests[0].body,
+        "grant_type=refresh_token&refresh_token=rt&resource=https%3A%2F%2Fmcp.example%2Fmcp&client_id=c"
+    );
+    // Kept across the refresh, and by a put of tokens alone.
+    store(&mut p)
+        .put(
+            "mcp",
+            r#"{"access_token":"c","expires_in":60,"refresh_token":"rt3"}"#,
+        )
+        .unwrap();
+    p.now_ms += 3_600_000;
+    world
+        .borrow_mut()
+        .replies
+        .push_back(ok_reply(r#"{"access_token":"d","expires_in":60}"#));
+    assert_eq!(store(&mut p).token("mcp", 0).unwrap().token, "d");
+    assert!(
+        world.borrow().requests[1]
+            .body
+            .contains("&resource=https%3A%2F%2Fmcp.example%2Fmcp&"),
+        "{}",
+        world.borrow().requests[1].body
+    );
+    assert!(store(&mut p)
+        .put("mcp", r#"{"access_token":"e","refresh_resource":7}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("`refresh_resource` is not a non-empty string"));
+}

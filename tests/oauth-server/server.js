@@ -15,7 +15,7 @@
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 // The built-in memory adapter, used as-is (it keeps the per-grant index that
 // revokeByGrantId needs). Only its backing store is replaced, see TtlStore.
 // oidc-provider has no "exports" map, so this deep import is allowed, and the
@@ -380,6 +380,19 @@ const provider = new Provider(ISSUER, {
       enabled: true,
       allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
     },
+    // RFC 8707, on by default: MCP clients (rmcp) name the MCP server a token is for with
+    // `resource` in the authorization request and every token request. Any http URL on
+    // 127.0.0.1 is a resource here, with opaque tokens like every other (the default
+    // refuses every resource). A request without `resource` is unchanged.
+    resourceIndicators: {
+      enabled: true,
+      getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        if (!/^http:\/\/127\.0\.0\.1(:\d+)?(\/|$)/.test(resourceIndicator)) {
+          throw new errors.InvalidTarget();
+        }
+        return { scope: 'api', audience: resourceIndicator, accessTokenFormat: 'opaque' };
+      },
+    },
   },
 });
 
@@ -510,6 +523,11 @@ async function completeInteraction(ctx) {
   const scope = String(details.params.scope ?? '').split(' ').filter((s) => SCOPES.includes(s)).join(' ');
   const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(scope);
+  // A resource the request names (RFC 8707, as MCP clients send it) is granted `api`, the
+  // one scope a resource here serves, when it was asked for.
+  if (scope.split(' ').includes('api')) {
+    for (const resource of [details.params.resource ?? []].flat()) grant.addResourceScope(resource, 'api');
+  }
   const grantId = await grant.save();
   grantStats(grantId, { clientId: details.params.client_id, accountId });
   stats.authorizations += 1;
@@ -607,6 +625,8 @@ async function resource(ctx) {
   }
   return sendJson(ctx, 200, {
     ok: true, account: at.accountId, client_id: at.clientId, scope: at.scope ?? null,
+    // The RFC 8707 resource the token is for (null: none was named).
+    audience: at.aud ?? null,
   });
 }
 

@@ -673,6 +673,7 @@ impl<'p, P: LoginPlatform> Store<'p, P> {
             retry_unknown_refresh: false,
             revocation_endpoint: p.revocation_endpoint.clone(),
             refresh_scope: None,
+            refresh_resource: None,
         };
         let name = tenant.as_str().to_owned();
         // What would have been stored, kept to revoke if newer tokens win (below).

@@ -45,6 +45,8 @@ export interface TokenResponse {
   expires_on?: number | string;
   /** Sent as `scope` with every refresh, for servers that require it. */
   refresh_scope?: string;
+  /** Sent as `resource` (RFC 8707) with every refresh: the resource the tokens are for. */
+  refresh_resource?: string;
   refresh_token?: string;
   scope?: string;
   token_endpoint?: string;

@@ -250,8 +250,8 @@ describe("the SDK's own login through credlock/mcp", () => {
       clientInformation: { client_id: 'device-app' },
       clientMetadata: { redirect_uris: ['http://127.0.0.1/callback'], scope: 'openid offline_access api' },
       onRedirect: (u) => shown.push(u),
-      // The test server (oidc-provider) knows no resource servers, so it refuses any RFC 8707
-      // resource indicator (invalid_target): the login asks for none, through the SDK's hook.
+      // The login asks for no RFC 8707 resource indicator, through the SDK's hook (the test
+      // server accepts loopback ones since the rmcp adapter's tests, which send one).
       validateResourceURL: async () => undefined,
     };
     const p = new CredlockOAuthProvider(s, 'acme', options);

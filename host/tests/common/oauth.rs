@@ -105,6 +105,7 @@ impl OAuthServer {
             Some(client_id),
             &auth,
             None,
+            None,
         );
         Self::agent()
             .post(self.token_endpoint())

@@ -171,7 +171,8 @@ class Store:
 
     def put(self, tenant: str, token_response: Union[Mapping[str, Any], str, bytes]) -> WriteReceipt:
         """Store a token response (RFC 6749 §5.1, plus `token_endpoint`, `client_id`,
-        `client_secret`, `client_auth`, `retry_unknown_refresh`, `refresh_scope`) for
+        `client_secret`, `client_auth`, `retry_unknown_refresh`, `refresh_scope`,
+        `refresh_resource`) for
         `tenant`, creating the store if needed. Durable when this returns.
 
         Its expiry may be in any shape programs write (README, "Token expiry"): `expires_in`,
