@@ -17,6 +17,7 @@ pub fn run(store: &mut Credlock, json: bool, out: &mut impl Write) -> Result<(),
                     "has_refresh_token": t.has_refresh_token, "scope": t.scope,
                     "token_endpoint": t.token_endpoint, "client_id": t.client_id,
                     "revision": t.revision, "needs_reauth": t.needs_reauth,
+                        "refresh_intent": t.refresh_intent,
                 })
             })
             .collect();
