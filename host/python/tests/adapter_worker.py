@@ -1,14 +1,18 @@
 """One process of the adapter tests (`python adapter_worker.py KIND STORE TENANT URL GO
 SECONDS [INTERVAL]`): waits for the file GO, then GETs URL through credlock's adapter for KIND
-(`httpx`, `httpx-async`, `requests`) until SECONDS have passed (0: one request), and prints
-one JSON object: how many calls, and every status that was not 200."""
+(`httpx`, `httpx-async`, `requests`, `mcp`: the MCP SDK's OAuth client over
+credlock.mcp_auth) until SECONDS have passed (0: one request), and prints one JSON object: how
+many calls, and every status that was not 200 (`mcp` adds how many requests its HTTP client
+sent to the token endpoint: the SDK's own, which must be none)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 import time
+from typing import Any, Callable
 
 import credlock
 from worker import wait_for  # this directory is on sys.path: the script's own
@@ -19,6 +23,9 @@ def main() -> None:
     interval = float(sys.argv[7]) if len(sys.argv) > 7 else 0.05
     store = credlock.Store.open(store_dir, lock_timeout=60)
     calls, failed = 0, []
+    extra: dict = {}
+    if kind == "mcp":
+        importlib.import_module("credlock.mcp_auth")  # the SDK takes a while to import: before GO
     wait_for(go)
     end = time.monotonic() + float(seconds)
 
@@ -66,9 +73,49 @@ def main() -> None:
                 if time.monotonic() >= end:
                     break
                 time.sleep(interval)
+    elif kind == "mcp":
+        extra.update(asyncio.run(mcp_calls(store, tenant, url, end, interval, record)))
     else:
         raise SystemExit(f"unknown kind {kind}")
-    print(json.dumps({"kind": kind, "calls": calls, "failed": failed}))
+    print(json.dumps({"kind": kind, "calls": calls, "failed": failed, **extra}))
+
+
+async def mcp_calls(store: credlock.Store, tenant: str, url: str, end: float, interval: float,
+                    record: Callable[[int, str], None]) -> dict:
+    """The MCP SDK's OAuthClientProvider (over credlock) authenticating an AsyncClient of the
+    HTTP library the SDK is written for. Tokens and the client registration are the store's:
+    a login (the redirect handler) would be a failure."""
+    from mcp.shared.auth import OAuthClientMetadata
+
+    from credlock.mcp_auth import CredlockOAuthClientProvider, CredlockTokenStorage, _http
+
+    async def no_login(*args: object) -> Any:
+        raise RuntimeError("the MCP SDK started a login: credlock's tokens were not used")
+
+    provider = CredlockOAuthClientProvider(
+        server_url=url,
+        client_metadata=OAuthClientMetadata(redirect_uris=["http://127.0.0.1/callback"]),
+        storage=CredlockTokenStorage(store, tenant),
+        redirect_handler=no_login,
+        callback_handler=no_login,
+    )
+    sent = {"token_endpoint_requests": 0}
+
+    async def count(request: Any) -> None:
+        if request.url.path.endswith("/token"):
+            sent["token_endpoint_requests"] += 1
+
+    async with _http.AsyncClient(auth=provider, trust_env=False, event_hooks={"request": [count]}) as c:
+        while True:
+            try:
+                r = await c.get(url)
+                record(r.status_code, r.text)
+            except Exception as e:  # the flow raised: a call that failed, with its reason
+                record(0, f"{type(e).__name__}: {e}")
+            if time.monotonic() >= end:
+                break
+            await asyncio.sleep(interval)
+    return sent
 
 
 if __name__ == "__main__":
