@@ -10,6 +10,7 @@ credlock to refresh."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -31,6 +32,8 @@ from credlock.mcp_auth import (
 from oauth_server import OAuthServer
 
 REDIRECT_URI = "http://127.0.0.1/callback"
+#: Which SDK these tests ran against (run-tests.sh runs them under 2.x and 1.x).
+MCP_VERSION = importlib.metadata.version("mcp")
 
 
 def test_the_sdk_in_eight_processes_through_expiries_refreshes_once_per_expiry(
@@ -54,7 +57,7 @@ def test_the_sdk_in_eight_processes_through_expiries_refreshes_once_per_expiry(
     calls = sum(r["calls"] for r in results)
     failed = [f for r in results for f in r["failed"]]
     sdk_token_requests = sum(r["token_endpoint_requests"] for r in results)
-    print(f"mcp: {len(results)} processes, {calls} calls in {elapsed:.1f} s, "
+    print(f"mcp {MCP_VERSION}: {len(results)} processes, {calls} calls in {elapsed:.1f} s, "
           f"{stats['refresh_requests']} refreshes (all credlock's; the SDK sent {sdk_token_requests} "
           f"token requests), {stats['duplicate_presentations']} duplicates, "
           f"{stats['grants_revoked']} revoked, {stats['resource_rejected']} 401s")
@@ -178,7 +181,7 @@ def test_the_sdks_login_goes_to_credlock_and_its_refreshes_are_answered_by_credl
     assert stats["refresh_requests"] == stats["refresh_successes"] >= 2, stats
     assert stats["duplicate_presentations"] == 0, stats
     assert stats["invalid_grant"] == 0 and stats["grants_revoked"] == 0, stats
-    print(f"mcp login: {stats['code_exchanges']} code exchange by the SDK, "
+    print(f"mcp {MCP_VERSION} login: {stats['code_exchanges']} code exchange by the SDK, "
           f"{stats['refresh_requests']} refreshes by credlock, 0 by the SDK")
 
 
