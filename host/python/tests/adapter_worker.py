@@ -87,7 +87,7 @@ async def mcp_calls(store: credlock.Store, tenant: str, url: str, end: float, in
     a login (the redirect handler) would be a failure."""
     from mcp.shared.auth import OAuthClientMetadata
 
-    from credlock.mcp_auth import CredlockOAuthClientProvider, CredlockTokenStorage, _http
+    from credlock.mcp_auth import CredlockOAuthClientProvider, CredlockTokenStorage, SDK_HTTP
 
     async def no_login(*args: object) -> Any:
         raise RuntimeError("the MCP SDK started a login: credlock's tokens were not used")
@@ -105,7 +105,7 @@ async def mcp_calls(store: credlock.Store, tenant: str, url: str, end: float, in
         if request.url.path.endswith("/token"):
             sent["token_endpoint_requests"] += 1
 
-    async with _http.AsyncClient(auth=provider, trust_env=False, event_hooks={"request": [count]}) as c:
+    async with SDK_HTTP.AsyncClient(auth=provider, trust_env=False, event_hooks={"request": [count]}) as c:
         while True:
             try:
                 r = await c.get(url)

@@ -27,7 +27,7 @@ from credlock.mcp_auth import (
     HELD_REFRESH_TOKEN,
     CredlockOAuthClientProvider,
     CredlockTokenStorage,
-    _http,
+    SDK_HTTP,
 )
 from oauth_server import OAuthServer
 
@@ -91,7 +91,7 @@ class Browser:
         # offline_access (and the refresh token); 2.x does.
         params.setdefault("prompt", "consent")
         url = urlunsplit(parts._replace(query=urlencode(params)))
-        async with _http.AsyncClient(trust_env=False) as c:
+        async with SDK_HTTP.AsyncClient(trust_env=False) as c:
             for _ in range(10):
                 r = await c.get(url)
                 assert r.status_code in (302, 303), (r.status_code, r.text[:300])
@@ -129,7 +129,7 @@ async def _get(provider: CredlockOAuthClientProvider, url: str, wire: List[Tuple
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()} if request.method == "POST" else {}
         wire.append((request.url.path, form))
 
-    async with _http.AsyncClient(auth=provider, trust_env=False, event_hooks={"request": [record]}) as c:
+    async with SDK_HTTP.AsyncClient(auth=provider, trust_env=False, event_hooks={"request": [record]}) as c:
         return await c.get(url)
 
 
@@ -183,6 +183,33 @@ def test_the_sdks_login_goes_to_credlock_and_its_refreshes_are_answered_by_credl
     assert stats["invalid_grant"] == 0 and stats["grants_revoked"] == 0, stats
     print(f"mcp {MCP_VERSION} login: {stats['code_exchanges']} code exchange by the SDK, "
           f"{stats['refresh_requests']} refreshes by credlock, 0 by the SDK")
+
+
+def test_a_grant_the_server_revoked_sends_the_sdk_to_its_login_which_credlock_keeps(
+        oauth: OAuthServer, store_dir: Path) -> None:
+    """When credlock cannot refresh (the server refused the refresh token), the SDK's own
+    remedy runs: its authorization. Its new grant replaces the dead one in credlock."""
+    url = f"{oauth.base}/resource"
+    grant = oauth.expired_grant()
+    store = credlock.Store.open(store_dir)
+    store.put("mcp", grant)
+    oauth.revoke(grant["refresh_token"])
+    store.set_attachment("mcp", CLIENT_INFORMATION, OAuthClientInformationFull(
+        client_id="device-app", token_endpoint_auth_method="none",
+        redirect_uris=[REDIRECT_URI]).model_dump_json(exclude_none=True))
+    oauth.reset()
+    browser = Browser()
+    wire: List[Tuple[str, dict]] = []
+    r = asyncio.run(_get(_provider(store, url, browser), url, wire))
+    assert r.status_code == 200, r.text
+    assert browser.logins == 1
+    assert [f["grant_type"] for p, f in wire if p == "/token"] == ["authorization_code"], wire
+    stats = oauth.stats()
+    # credlock's one refresh met invalid_grant; the SDK sent no refresh of its own.
+    assert stats["refresh_requests"] == 1 and stats["invalid_grant"] == 1, stats
+    [tenant] = [t for t in store.list() if t.tenant == "mcp"]
+    assert tenant.client_id == "device-app" and not tenant.needs_reauth, tenant
+    assert oauth.resource(store.token("mcp"))
 
 
 def test_the_registration_is_kept_sealed_with_the_tenant(store_dir: Path) -> None:

@@ -76,9 +76,10 @@ from ._store import Store
 from ._types import AccessToken
 from .errors import LoginRequired, NotFound
 
-# The HTTP library the installed SDK is written against: httpx2 for mcp 2.x, httpx for 1.x.
-# The replies made here must be its Response class.
-_http: Any = getattr(_sdk, "httpx2", None) or _sdk.httpx
+#: The HTTP library the installed SDK is written against (the module): httpx2 for mcp 2.x,
+#: httpx for 1.x. The provider is an Auth of that library, so a client built by hand for it
+#: is `SDK_HTTP.AsyncClient(auth=provider)`; the replies made here are its Responses.
+SDK_HTTP: Any = getattr(_sdk, "httpx2", None) or _sdk.httpx
 
 #: What stands in the SDK's memory for the refresh token credlock keeps: a handle, not a
 #: secret. The SDK never sends it (every refresh request is answered by the provider), and a
@@ -190,7 +191,7 @@ def _is_refresh(request: Any) -> bool:
 
 
 def _reply(request: Any, status: int, body: dict) -> Any:
-    return _http.Response(status, headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
+    return SDK_HTTP.Response(status, headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
                           content=json.dumps(body).encode(), request=request)
 
 
