@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
 import pytest
@@ -72,6 +74,58 @@ def test_the_sdk_in_eight_processes_through_expiries_refreshes_once_per_expiry(
     assert stats["grants_revoked"] == 0, stats
     assert stats["refresh_requests"] == stats["refresh_successes"], stats
     # One refresh per expiry across the eight processes (see test_adapters.py for the bound).
+    interval_s = (ACCESS_TTL_S - EXPIRY_GRANULARITY_S) / 2
+    assert 4 <= stats["refresh_requests"] <= elapsed / interval_s + 2, stats
+
+
+@pytest.fixture
+def mcp_server(short_tokens: OAuthServer, tmp_path: Path) -> Iterator[str]:
+    """An MCP server of the SDK itself (mcp_server.py) whose tool needs a token the OAuth
+    server accepts; yields its endpoint URL."""
+    port_file = tmp_path / "mcp-port"
+    log = open(tmp_path / "mcp-server.log", "w")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "mcp_server.py"), short_tokens.base,
+                             str(port_file)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "mcp-server.log").read_text()
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text()}/mcp"
+    finally:
+        proc.terminate()  # ours, by its Popen: nothing else is signalled
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_mcp_sessions_in_four_processes_through_expiries_reach_an_mcp_server(
+        short_tokens: OAuthServer, mcp_server: str, store_dir: Path, tmp_path: Path) -> None:
+    """The same through the SDK's streamable HTTP transport to a real MCP server: one session
+    per process lives through every token change, each tool call carries credlock's token.
+    Four processes: the one MCP server checks every request's token at the OAuth server."""
+    srv = short_tokens
+    srv.reset()
+    with credlock.Store.open(store_dir) as s:
+        s.put("acme", srv.expired_grant())
+        s.token("acme")
+    srv.reset()
+    started = time.monotonic()
+    results = adapter_workers(store_dir, tmp_path, mcp_server, 10.0, ["mcp-session"] * 4)
+    elapsed = time.monotonic() - started
+    stats = srv.stats()
+    calls = sum(r["calls"] for r in results)
+    failed = [f for r in results for f in r["failed"]]
+    print(f"mcp {MCP_VERSION} sessions: {len(results)} processes, {calls} tool calls in {elapsed:.1f} s, "
+          f"{stats['refresh_requests']} refreshes (the SDK sent "
+          f"{sum(r['token_endpoint_requests'] for r in results)} token requests), "
+          f"{stats['duplicate_presentations']} duplicates, {stats['grants_revoked']} revoked, "
+          f"{stats['resource_calls']} tokens checked by the MCP server, {stats['resource_rejected']} refused")
+    assert failed == [], failed
+    assert all(r["calls"] >= 5 for r in results), results
+    assert all(r["token_endpoint_requests"] == 0 for r in results), results
+    assert stats["duplicate_presentations"] == 0, stats
+    assert stats["invalid_grant"] == 0 and stats["grants_revoked"] == 0, stats
+    assert stats["refresh_requests"] == stats["refresh_successes"], stats
     interval_s = (ACCESS_TTL_S - EXPIRY_GRANULARITY_S) / 2
     assert 4 <= stats["refresh_requests"] <= elapsed / interval_s + 2, stats
 
