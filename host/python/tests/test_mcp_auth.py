@@ -240,6 +240,17 @@ def test_the_sdks_login_goes_to_credlock_and_its_refreshes_are_answered_by_credl
     print(f"mcp {MCP_VERSION} login: {stats['code_exchanges']} code exchange by the SDK, "
           f"{stats['refresh_requests']} refreshes by credlock, 0 by the SDK")
 
+    # `credlock logout` in another process: the SDK's next refresh is answered "invalid_grant"
+    # by the provider (nothing is sent), the request meets a 401 and the SDK logs in again.
+    store.delete("mcp")
+    time.sleep(ACCESS_TTL_S + 0.5)
+    wire.clear()
+    r = asyncio.run(_get(provider, url, wire))
+    assert r.status_code == 200, r.text
+    assert browser.logins == 2
+    assert [f["grant_type"] for p, f in wire if p == "/token"] == ["authorization_code"], wire
+    assert store.token("mcp") and srv.stats()["duplicate_presentations"] == 0
+
 
 def test_a_grant_the_server_revoked_sends_the_sdk_to_its_login_which_credlock_keeps(
         oauth: OAuthServer, store_dir: Path) -> None:
