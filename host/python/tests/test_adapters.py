@@ -1,5 +1,6 @@
-"""credlock behind httpx's and requests' auth interfaces, in many processes at once, against
-the real OAuth server: the adapters must route every refresh through credlock (one per
+"""credlock behind httpx's and requests' auth interfaces (and, for a 401, the MCP SDK's OAuth
+provider: test_mcp_auth.py has its other tests), in many processes at once, against the real
+OAuth server: the adapters must route every refresh through credlock (one per
 expiry across all processes, no refresh token presented twice, no grant revoked), and a 401
 must cost one refresh across the processes that met it, not one each.
 
