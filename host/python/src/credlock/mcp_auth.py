@@ -38,7 +38,10 @@ httpx contract (`async_auth_flow` wraps the SDK's):
    (`token_info`) with a 200 reply whose `refresh_token` is `HELD_REFRESH_TOKEN`, a handle
    that is not a refresh token. Requests are recognised by `grant_type=refresh_token`, not
    by the handle, so even the refresh token the SDK's own login received, which it keeps in
-   memory, is never POSTed by the SDK.
+   memory, is never POSTed by the SDK. The answer is `token_info`, not a forced refresh: the
+   SDK decides on its own clock from a rounded-down lifetime, while `token_info` refreshes
+   exactly when credlock's rule (the one every other process follows) says so, and hands
+   over a token another process has just refreshed instead of refreshing it again.
 3. A 401 to credlock's token reports it rejected (`Store.refresh(rejected=...)`: one refresh
    across the processes that met it; the others get the winner's token) and sends the
    request once more. Only a second 401, or credlock saying a login is needed (no tokens,
