@@ -179,14 +179,22 @@ def _provider(store: credlock.Store, url: str, browser: Browser) -> CredlockOAut
 
 
 async def _get(provider: CredlockOAuthClientProvider, url: str, wire: List[Tuple[str, dict]]) -> Any:
-    """One GET through the provider; `wire` gets (path, form) of every request the SDK's
+    """One GET through the provider, as an MCP client of protocol 2025-06-18 (which names the
+    resource, RFC 8707, in its logins); `wire` gets (path, form) of every request the SDK's
     HTTP client really sent."""
     async def record(request: Any) -> None:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()} if request.method == "POST" else {}
         wire.append((request.url.path, form))
 
     async with SDK_HTTP.AsyncClient(auth=provider, trust_env=False, event_hooks={"request": [record]}) as c:
-        return await c.get(url)
+        return await c.get(url, headers={"MCP-Protocol-Version": "2025-06-18"})
+
+
+def _audience(srv: OAuthServer, token: str) -> Optional[str]:
+    """The resource (RFC 8707) the OAuth server issued `token` for."""
+    status, reply = srv._call("GET", "/resource", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, reply
+    return reply["audience"]
 
 
 def test_the_sdks_login_goes_to_credlock_and_its_refreshes_are_answered_by_credlock(
@@ -213,6 +221,10 @@ def test_the_sdks_login_goes_to_credlock_and_its_refreshes_are_answered_by_credl
     assert tenant.has_refresh_token and tenant.client_id == "device-app", tenant
     assert tenant.token_endpoint == f"{srv.base}/token", tenant
     assert srv.stats()["code_exchanges"] == 1
+    # The login named the resource (RFC 8707): its token is for it, and so is every token
+    # credlock's refreshes bring (they send it again, as refresh_resource).
+    assert [f.get("resource") for p, f in wire if p == "/token"] == [url], wire
+    assert _audience(srv, store.token("mcp")) == url
 
     # The SDK now deems its token expired (it dated it itself) and refreshes with the refresh
     # token its login received: the provider answers from credlock, which refreshes once.
@@ -225,6 +237,7 @@ def test_the_sdks_login_goes_to_credlock_and_its_refreshes_are_answered_by_credl
     assert stats["refresh_requests"] == 1 and stats["refresh_successes"] == 1, stats
     assert provider.context.current_tokens.refresh_token == HELD_REFRESH_TOKEN
     assert browser.logins == 1
+    assert _audience(srv, store.token("mcp")) == url
 
     # Another process: the login is credlock's, with nothing for it to do.
     with credlock.Store.open(store_dir) as other:

@@ -53,13 +53,14 @@ the handle as refresh token, so that the SDK, once its own expiry passes, asks t
 which 2 answers, rather than sending no token). `set_tokens` of the handle is credlock's own
 token coming back and writes nothing; anything else is a login the SDK ran, stored by
 `Store.put` with the token endpoint the SDK discovered (or its `/token` fallback), the
-registered client (`client_id`, secret and `token_endpoint_auth_method`) and the revocation
-endpoint, so credlock refreshes it from then on. The client registration is kept sealed with
+registered client (`client_id`, secret and `token_endpoint_auth_method`), the revocation
+endpoint and the resource, so credlock refreshes it from then on. The client registration is kept sealed with
 the tenant as the attachment `client-information` (the RFC 7591 JSON the SDK reads), shared
 by every process and by the other languages' MCP adapters.
 
-Not carried over: the SDK sends RFC 8707 `resource` with its refreshes; credlock's refresh
-sends none, which RFC 8707 §2.2 answers with tokens for the resources the grant was issued for.
+The RFC 8707 `resource` the SDK names in a login (when the server publishes resource
+metadata or speaks MCP 2025-06-18 or later) is stored as `refresh_resource`, so credlock's
+refreshes send it as the SDK's own would have.
 """
 
 from __future__ import annotations
@@ -226,6 +227,10 @@ class CredlockOAuthClientProvider(OAuthClientProvider):
         else:  # the SDK's fallback for servers without metadata
             endpoint = urljoin(ctx.get_authorization_base_url(ctx.server_url), "/token")
         doc: dict = {"token_endpoint": endpoint}
+        # The RFC 8707 resource the SDK named in this login, which its own refreshes would
+        # have sent again: credlock's send it too, so refreshed tokens keep their audience.
+        if ctx.should_include_resource_param(ctx.protocol_version):
+            doc["refresh_resource"] = ctx.get_resource_url()
         if meta is not None and meta.revocation_endpoint:
             doc["revocation_endpoint"] = str(meta.revocation_endpoint)
         client = ctx.client_info
