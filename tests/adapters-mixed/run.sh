@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # The mixed adapters test (tests/adapters-mixed/test_mixed.py): one tenant used at once by
-# processes of every adapter (Python httpx, the Python MCP SDK, Go golang.org/x/oauth2) and
-# the CLI, against the real OAuth server. Needs host/python's venv (host/python/run-tests.sh
-# makes it, with httpx and mcp) and Go with Debian's golang.org/x/oauth2 (scripts/setup.sh):
-# scripts/test.sh runs the bindings' suites first.
+# processes of every adapter (Python httpx, the Python and Node MCP SDKs, Go
+# golang.org/x/oauth2, Rust rmcp) and the CLI, against the real OAuth server. Needs
+# host/python's venv (host/python/run-tests.sh makes it, with httpx and mcp), host/node's
+# node_modules (host/node/run-tests.sh) and Go with Debian's golang.org/x/oauth2
+# (scripts/setup.sh): scripts/test.sh runs the bindings' suites first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
-cargo build -p credlock -p credlock-capi
+cargo build -p credlock -p credlock-capi -p credlock-node
 lib="$root/target/debug"
+[ -d host/node/node_modules/@modelcontextprotocol/sdk ] || { echo "host/node/node_modules is missing: run host/node/run-tests.sh" >&2; exit 1; }
+mkdir -p host/node/build
+ln -f "$lib/libcredlock_node.so" host/node/build/credlock.node 2>/dev/null \
+  || cp "$lib/libcredlock_node.so" host/node/build/credlock.node
+
+# The rmcp adapter's test binary, whose main is also the worker (RMCP_WORKER=calls).
+rmcp_worker="$(cargo test -p credlock --features rmcp --test rmcp_adapter --no-run --message-format=json \
+  | host/python/.venv/bin/python -c 'import json, sys
+print(next(m["executable"] for m in map(json.loads, sys.stdin)
+           if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "rmcp_adapter" and m.get("executable")))')"
+export CREDLOCK_MIXED_RMCP_WORKER="$rmcp_worker"
 
 # The Go worker, in GOPATH mode as host/go/run-tests.sh builds the oauth2 adapter's tests (no
 # module proxy is reachable): credlock.dev/credlock is host/go, beside the directories its cgo
