@@ -58,6 +58,10 @@ echo "== Rust, Python, Node and Go processes on one store (tests/interop)"
 bash tests/interop/run.sh
 suites=$((suites + 1))
 took "interop"
+echo "== every adapter and the CLI on one tenant through token expiries (tests/adapters-mixed)"
+bash tests/adapters-mixed/run.sh
+suites=$((suites + 1))
+took "adapters mixed"
 echo "== simulator: random seeds, the bug zoo, exhaustive small cases, the shipped component"
 # The native seeds need no wasmtime: without the `component` feature the release build
 # compiles no host.

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -42,6 +44,20 @@ def store_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def _oauth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
     server = OAuthServer(tmp_path_factory.mktemp("oauth-server"))
+    yield server
+    server.close()
+
+
+#: The access-token lifetime of `short_tokens`' server, for tests through several expiries.
+ACCESS_TTL_S = 2
+#: What credlock takes off a lifetime for the server's rounding (core/src/expiry.rs).
+EXPIRY_GRANULARITY_S = 1
+
+
+@pytest.fixture(scope="session")
+def short_tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
+    """tests/oauth-server issuing 2-second access tokens (started once; reset it yourself)."""
+    server = OAuthServer(tmp_path_factory.mktemp("oauth-short"), access_ttl_s=ACCESS_TTL_S)
     yield server
     server.close()
 
@@ -105,3 +121,22 @@ def held_lock(path: Path, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def adapter_workers(store_dir: Path, tmp_path: Path, url: str, seconds: float, kinds: List[str]) -> List[dict]:
+    """Run adapter_worker.py once per kind on one store, released together, and return what
+    each printed."""
+    go = str(tmp_path / "GO")
+    procs = [
+        subprocess.Popen([sys.executable, str(HERE / "adapter_worker.py"), kind, str(store_dir), "acme", url, go, str(seconds)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for kind in kinds
+    ]
+    time.sleep(1.0)  # every process has opened the store
+    Path(go).touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    return results

@@ -1,5 +1,6 @@
-"""credlock behind httpx's and requests' auth interfaces, in many processes at once, against
-the real OAuth server: the adapters must route every refresh through credlock (one per
+"""credlock behind httpx's and requests' auth interfaces (and, for a 401, the MCP SDK's OAuth
+provider: test_mcp_auth.py has its other tests), in many processes at once, against the real
+OAuth server: the adapters must route every refresh through credlock (one per
 expiry across all processes, no refresh token presented twice, no grant revoked), and a 401
 must cost one refresh across the processes that met it, not one each.
 
@@ -8,48 +9,17 @@ ecosystem's in-process token source has), or retries a 401 forever, or not at al
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
 import credlock
+from conftest import ACCESS_TTL_S, EXPIRY_GRANULARITY_S, adapter_workers
 from oauth_server import OAuthServer
 
-WORKER = str(Path(__file__).resolve().parent / "adapter_worker.py")
 KINDS = ["httpx", "httpx", "httpx", "httpx-async", "httpx-async", "httpx-async", "requests", "requests"]
-ACCESS_TTL_S = 2
-#: What credlock takes off a lifetime for the server's rounding (core/src/expiry.rs).
-EXPIRY_GRANULARITY_S = 1
-
-
-@pytest.fixture(scope="module")
-def short_tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
-    """tests/oauth-server issuing 2-second access tokens."""
-    server = OAuthServer(tmp_path_factory.mktemp("oauth-short"), access_ttl_s=ACCESS_TTL_S)
-    yield server
-    server.close()
-
-
-def _workers(store_dir: Path, tmp_path: Path, url: str, seconds: float, kinds: List[str]) -> List[dict]:
-    go = str(tmp_path / "GO")
-    procs = [
-        subprocess.Popen([sys.executable, WORKER, kind, str(store_dir), "acme", url, go, str(seconds)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for kind in kinds
-    ]
-    time.sleep(1.0)  # every process has opened the store
-    Path(go).touch()
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        results.append(json.loads(out))
-    return results
 
 
 def test_eight_processes_through_expiries_refresh_once_per_expiry(
@@ -61,7 +31,7 @@ def test_eight_processes_through_expiries_refresh_once_per_expiry(
         s.token("acme")  # the grant's own token was dated by put; count from a refresh
     srv.reset()
     started = time.monotonic()
-    results = _workers(store_dir, tmp_path, f"{srv.base}/resource", 8.0, KINDS)
+    results = adapter_workers(store_dir, tmp_path, f"{srv.base}/resource", 8.0, KINDS)
     elapsed = time.monotonic() - started
     stats = srv.stats()
     calls = sum(r["calls"] for r in results)
@@ -83,7 +53,7 @@ def test_eight_processes_through_expiries_refresh_once_per_expiry(
     assert 4 <= stats["refresh_requests"] <= elapsed / interval_s + 2, stats
 
 
-@pytest.mark.parametrize("kind", ["httpx", "httpx-async", "requests"])
+@pytest.mark.parametrize("kind", ["httpx", "httpx-async", "requests", "mcp"])
 def test_a_401_costs_one_refresh_across_the_processes_that_met_it(
         kind: str, oauth: OAuthServer, store_dir: Path, tmp_path: Path) -> None:
     # An access token the resource server does not accept while credlock deems it fresh for
@@ -93,7 +63,7 @@ def test_a_401_costs_one_refresh_across_the_processes_that_met_it(
         s.put("acme", {**oauth.grant(), "access_token": revoked, "expires_in": 3600})
     assert not oauth.resource(revoked)
     oauth.reset()
-    results = _workers(store_dir, tmp_path, f"{oauth.base}/resource", 0, [kind] * 8)
+    results = adapter_workers(store_dir, tmp_path, f"{oauth.base}/resource", 0, [kind] * 8)
     stats = oauth.stats()
     assert [r["failed"] for r in results] == [[]] * 8, results
     assert stats["refresh_requests"] == 1, stats
