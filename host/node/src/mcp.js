@@ -158,6 +158,8 @@ export class CredlockOAuthProvider {
   #hiddenSha256;
   /** The last access token the MCP server refused (401) through this provider's fetch. */
   #refusedSha256;
+  /** The RFC 8707 resource the SDK's last code exchange named (its login). */
+  #loginResource;
   /**
    * The issuer `tokens()` reports, for the tokens' revision it was read at: the transport
    * calls `tokens()` before every request, and the stamp changes only with new tokens (a
@@ -184,8 +186,8 @@ export class CredlockOAuthProvider {
     this.fetch = (input, init) => this.#fetch(base, input, init);
     if (options.state) this.state = options.state;
     // The SDK's own hook for the RFC 8707 resource indicator of logins (its default: the
-    // protected resource metadata's `resource`). A refresh answered by credlock sends none:
-    // RFC 8707 §2.2 lets a refresh omit it, and the server keeps the grant's audience.
+    // protected resource metadata's `resource`). The resource a login's code exchange named
+    // is put as `refresh_resource`, so credlock's refreshes keep the token's audience.
     if (options.validateResourceURL) this.validateResourceURL = options.validateResourceURL;
   }
 
@@ -317,6 +319,7 @@ export class CredlockOAuthProvider {
     const discovery = parseJson(await this.#attachment(ATTACHMENTS.discovery));
     const metadata = discovery?.authorizationServerMetadata;
     const out = {};
+    if (this.#loginResource) out.refresh_resource = this.#loginResource;
     if (metadata?.token_endpoint) out.token_endpoint = metadata.token_endpoint;
     else if (discovery?.authorizationServerUrl) out.token_endpoint = String(new URL('/token', discovery.authorizationServerUrl));
     const client = await this.clientInformation();
@@ -378,6 +381,9 @@ export class CredlockOAuthProvider {
     const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
     if (method === 'POST') {
       const form = formOf(init?.body);
+      // The SDK's own login: the resource its code exchange names is the one every refresh
+      // must name too (a server may otherwise issue a token for no audience).
+      if (form?.get('grant_type') === 'authorization_code') this.#loginResource = form.get('resource') ?? undefined;
       const presented = form?.get('grant_type') === 'refresh_token' ? form.get('refresh_token') : null;
       // Nothing that looks like a handle goes out: it is no refresh token anywhere else.
       if (presented?.startsWith(HANDLE_PREFIX)) {

@@ -250,9 +250,6 @@ describe("the SDK's own login through credlock/mcp", () => {
       clientInformation: { client_id: 'device-app' },
       clientMetadata: { redirect_uris: ['http://127.0.0.1/callback'], scope: 'openid offline_access api' },
       onRedirect: (u) => shown.push(u),
-      // The login asks for no RFC 8707 resource indicator, through the SDK's hook (the test
-      // server accepts loopback ones since the rmcp adapter's tests, which send one).
-      validateResourceURL: async () => undefined,
     };
     const p = new CredlockOAuthProvider(s, 'acme', options);
     const transport = new StreamableHTTPClientTransport(new URL(mcp.url), { authProvider: p, fetch: p.fetch });
@@ -276,7 +273,9 @@ describe("the SDK's own login through credlock/mcp", () => {
     await oauth.reset();
     const fresh = s.refresh('acme');
     assert.equal(fresh.refreshed, true);
-    assert.ok(await oauth.resource(fresh.token));
+    // With the RFC 8707 resource the SDK's login named (the MCP server's): same audience.
+    const seen = await (await fetch(`${oauth.base}/resource`, { headers: { Authorization: `Bearer ${fresh.token}` } })).json();
+    assert.deepEqual([seen.ok, seen.audience], [true, `${new URL(mcp.url).origin}/mcp`]);
     assert.equal((await oauth.stats()).by_auth_method.none, 1);
   });
 });
