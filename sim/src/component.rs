@@ -1,5 +1,6 @@
 //! The shipped component as a simulated process: the very `.wasm` the host embeds
-//! ([`credlock::component::COMPONENT_WASM`]), run by wasmtime, with its WIT imports answered
+//! ([`credlock::component::COMPONENT_WASM`]), as the machine code the build compiled it to
+//! ([`credlock::component::COMPILED_COMPONENT`]), run by wasmtime, with its WIT imports answered
 //! by the same [`SimPlatform`] the native build calls. Nothing here simulates anything: each
 //! import converts its arguments to the core's types, calls the platform, and converts the
 //! answer back, as `host/src/component.rs` does for the native platform. Lock guards and
@@ -22,7 +23,7 @@ use credlock_core::{
 };
 use std::sync::OnceLock;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
@@ -66,19 +67,17 @@ impl WasiView for HostState {
     }
 }
 
-/// The engine and the linked component, compiled once per simulator run and shared by
-/// every process of every seed (instantiating costs microseconds; compiling, a second).
+/// The engine and the linked component, loaded once per simulator run and shared by every
+/// process of every seed (instantiating costs microseconds).
 fn runtime() -> &'static (Engine, CredlockPre<HostState>) {
     static RUNTIME: OnceLock<(Engine, CredlockPre<HostState>)> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        // The host's engine configuration (host/src/component.rs): traps by explicit checks,
-        // not by catching SIGSEGV, so the guest runs as it does when shipped.
-        let mut config = Config::new();
-        config.signals_based_traps(false);
-        let engine = Engine::new(&config).expect("a wasmtime engine for the component");
-        let component =
-            wasmtime::component::Component::new(&engine, ::credlock::component::COMPONENT_WASM)
-                .expect("compiling the shipped credlock component");
+        // The host's engine (host/engine) and the machine code the host runs: the artifact
+        // the build embedded (compiled now only where wasmtime refuses it), so the seeds run
+        // exactly what ships.
+        let engine = ::credlock::component::engine().expect("a wasmtime engine for the component");
+        let (component, _) = ::credlock::component::shipped_component(&engine, None)
+            .expect("loading the shipped credlock component");
         let mut linker = Linker::<HostState>::new(&engine);
         // As in the host: Rust's std makes the guest import WASI p2; it gets an empty
         // context (no files, no clock it may use, no network). The world comes only
@@ -94,7 +93,7 @@ fn runtime() -> &'static (Engine, CredlockPre<HostState>) {
     })
 }
 
-/// Compile the component now (the first process would otherwise pay for it mid-run).
+/// Load the component now (the first process would otherwise pay for it mid-run).
 pub fn warm_up() {
     runtime();
 }
