@@ -66,7 +66,10 @@ fn first_call_with_a_read_only_home_uses_the_embedded_artifact_and_says_nothing(
     let r = env.run(&["put", "acme"], r#"{"access_token":"read-only-home"}"#);
     assert_eq!(r.code, 0, "{r:?}");
     // Its one line is the write's receipt; nothing about a cache or a compile.
-    assert!(!r.stderr.contains("cache") && !r.stderr.contains("compil"), "{r:?}");
+    assert!(
+        !r.stderr.contains("cache") && !r.stderr.contains("compil"),
+        "{r:?}"
+    );
     let r = env.run(&["token", "acme"], "");
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
