@@ -67,7 +67,8 @@ pub struct Config {
     pub keys: KeySources,
     pub options: Options,
     pub endpoint: EndpointPolicy,
-    /// Where to cache the compiled component (`None`: compile every time).
+    /// Where to cache the compiled component, used only where wasmtime refuses the artifact
+    /// built into this binary (`None`: then compile in every process).
     pub cache_dir: Option<PathBuf>,
     pub backend: Backend,
 }
@@ -130,7 +131,8 @@ impl From<StoreError> for Error {
     }
 }
 
-/// The runtime is shared by every store of a process: compiling is the expensive part.
+/// The runtime is shared by every store of a process: loading it (the embedded artifact, or
+/// a compile where that is refused) is the expensive part.
 fn runtime(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, Error> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     if let Some(r) = RUNTIME.get() {
