@@ -36,17 +36,13 @@ def oneshot(cmd, n=30):
 
 
 def measured(cmd, run_env):
-    """Wall seconds and peak resident bytes of one process run to its end."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if p.returncode != 0 or err:
-        raise SystemExit(f"{cmd} failed ({p.returncode}): {err}")
-    return wall, usage.ru_maxrss * 1024  # Linux: KiB
+    """Wall seconds and peak resident bytes of one process run to its end, measured by a
+    fresh `credlock-bench worker-measure`: Linux counts a child's peak from the memory of the
+    process that forked it, and this one has loaded the extension and opened a store."""
+    r = subprocess.run([str(REL / "credlock-bench"), "worker-measure", *cmd], env=run_env,
+                       check=True, capture_output=True, text=True)
+    wall_ns, peak = r.stdout.split()
+    return int(wall_ns) / 1e9, int(peak)
 
 
 HOMES = Path(tempfile.mkdtemp())

@@ -233,8 +233,33 @@ fn oneshot(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
     );
 }
 
-/// Wall time and peak resident memory (bytes) of one child process, run to its end.
-fn run_measured(cmd: &mut Command) -> (Duration, u64) {
+/// Wall time and peak resident memory (bytes) of one child process, run to its end, measured
+/// by a fresh `credlock-bench worker-measure` between this process and the child: Linux
+/// counts a child's peak from the memory of the process that forked it, so a child of this
+/// process, which has loaded the component and run stores by then, would be charged for it
+/// (a 17 MiB `credlock token` reads 313 MiB under a 300 MiB parent).
+fn run_measured(cmd: &Command) -> (Duration, u64) {
+    let mut outer = Command::new(std::env::current_exe().unwrap());
+    outer
+        .arg("worker-measure")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => outer.env(k, v),
+            None => outer.env_remove(k),
+        };
+    }
+    let out = outer.stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+    let (wall_ns, peak) = (it.next().unwrap(), it.next().unwrap());
+    (Duration::from_nanos(wall_ns), peak)
+}
+
+/// `worker-measure`'s work: spawn, wait4, and the child's own wall time and peak memory.
+fn measure_child(cmd: &mut Command) -> (Duration, u64) {
     let t = Instant::now();
     let mut child = cmd.stdout(Stdio::null()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
@@ -280,7 +305,7 @@ fn cold(r: &mut Report, dir: &Path, n: usize) {
             .env("CREDLOCK_STORE", &store_dir)
             .env("HOME", home)
             .env("XDG_CACHE_HOME", xdg);
-        run_measured(&mut c)
+        run_measured(&c)
     };
     // Warm: one HOME, used again and again, as every call after a user's first.
     let warm_home = homes.join("warm");
@@ -748,6 +773,15 @@ fn worker(mode: &str, args: &[String]) {
                 .skip(200)
                 .collect();
             println!("{:.1}", pct(samples, 0.5).as_secs_f64() * 1e6);
+        }
+        "worker-measure" => {
+            let (program, rest) = args
+                .split_first()
+                .expect("worker-measure PROGRAM [ARGS...]");
+            let mut c = Command::new(program);
+            c.args(rest);
+            let (wall, peak) = measure_child(&mut c);
+            println!("{} {peak}", wall.as_nanos());
         }
         "worker-floor-read" => {
             drop(Floor::new(Path::new(&args[0])).read());
