@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every language binding's figures in one run, beside the Rust host's (BENCHMARKS.md, "Per
 # language"): release builds of the host, the PyO3 wheel, the napi addon and libcredlock,
-# each installed as a user would, then bench/languages.py. ~10 minutes from a warm target dir.
+# each installed as a user would, then bench/languages.py: hot calls, one-shot processes, and
+# the first call of a process with an empty and with a read-only HOME beside the warm one
+# (issue 25's cold-start rows). ~10 minutes from a warm target dir.
 #   bash scripts/bench-languages.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

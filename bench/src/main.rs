@@ -112,6 +112,7 @@ fn main() {
 
     reads(&mut r, tmp.path(), &cache, if full { 5000 } else { 1000 });
     oneshot(&mut r, tmp.path(), &cache, if full { 200 } else { 50 });
+    cold(&mut r, tmp.path(), if full { 50 } else { 15 });
     update(&mut r, tmp.path(), &cache, if full { 500 } else { 100 });
     let ns: &[usize] = if full {
         &[1, 2, 4, 8, 16, 32]
@@ -232,6 +233,127 @@ fn oneshot(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
     );
 }
 
+/// Wall time and peak resident memory (bytes) of one child process, run to its end, measured
+/// by a fresh `credlock-bench worker-measure` between this process and the child: Linux
+/// counts a child's peak from the memory of the process that forked it, so a child of this
+/// process, which has loaded the component and run stores by then, would be charged for it
+/// (a 17 MiB `credlock token` reads 313 MiB under a 300 MiB parent).
+fn run_measured(cmd: &Command) -> (Duration, u64) {
+    let mut outer = Command::new(std::env::current_exe().unwrap());
+    outer
+        .arg("worker-measure")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => outer.env(k, v),
+            None => outer.env_remove(k),
+        };
+    }
+    let out = outer.stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+    let (wall_ns, peak) = (it.next().unwrap(), it.next().unwrap());
+    (Duration::from_nanos(wall_ns), peak)
+}
+
+/// `worker-measure`'s work: spawn, wait4, and the child's own wall time and peak memory.
+fn measure_child(cmd: &mut Command) -> (Duration, u64) {
+    let t = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid pointers to locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = t.elapsed();
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    // Reaped by wait4 above; this only tells `Child` so (it answers from the OS's ECHILD).
+    let _ = child.try_wait();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {status}"
+    );
+    // Linux reports ru_maxrss in KiB.
+    (wall, usage.ru_maxrss as u64 * 1024)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The first call of a process whose user has no compiled component cached (a new machine,
+/// a container, CI), and of one whose home cannot be written, beside the warm call of the
+/// same run: the build's embedded artifact must make the first call as cheap as any other
+/// (issue 25: at most 2× the warm wall time, at most 25 MB peak memory).
+///
+/// Each first call gets a HOME of its own. "Empty": HOME and XDG_CACHE_HOME point at a new
+/// empty directory. "Read-only": HOME is a directory of mode 0555 and XDG_CACHE_HOME lies
+/// below a regular file, so no user, root included, can create the cache.
+fn cold(r: &mut Report, dir: &Path, n: usize) {
+    let cli = credlock_bin();
+    let store_dir = dir.join("reads");
+    let homes = dir.join("cold-homes");
+    std::fs::create_dir_all(&homes).unwrap();
+    let blocker = homes.join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let token = |home: &Path, xdg: &Path| {
+        let mut c = Command::new(&cli);
+        c.args(["token", "acme"])
+            .env("CREDLOCK_STORE", &store_dir)
+            .env("HOME", home)
+            .env("XDG_CACHE_HOME", xdg);
+        run_measured(&c)
+    };
+    // Warm: one HOME, used again and again, as every call after a user's first.
+    let warm_home = homes.join("warm");
+    std::fs::create_dir_all(&warm_home).unwrap();
+    token(&warm_home, &warm_home);
+    let warm: Vec<_> = (0..n).map(|_| token(&warm_home, &warm_home)).collect();
+    let empty: Vec<_> = (0..n)
+        .map(|i| {
+            let home = homes.join(format!("empty-{i}"));
+            std::fs::create_dir_all(&home).unwrap();
+            token(&home, &home)
+        })
+        .collect();
+    let read_only: Vec<_> = (0..n)
+        .map(|i| {
+            use std::os::unix::fs::PermissionsExt;
+            let home = homes.join(format!("ro-{i}"));
+            std::fs::create_dir_all(&home).unwrap();
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o555)).unwrap();
+            token(&home, &blocker.join("cache"))
+        })
+        .collect();
+    let wall = |v: &[(Duration, u64)]| pct(v.iter().map(|x| x.0).collect(), 0.5);
+    let peak = |v: &[(Duration, u64)]| v.iter().map(|x| x.1).max().unwrap_or(0);
+    let warm_wall = wall(&warm);
+    r.row(
+        "CLI: warm `credlock token` (p50; peak memory the max)",
+        format!("{}, {}", ms(warm_wall), mib(peak(&warm))),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
+    for (what, v) in [
+        ("CLI: first `credlock token`, empty HOME", &empty),
+        ("CLI: first `credlock token`, read-only HOME", &read_only),
+    ] {
+        let (w, p) = (wall(v), peak(v));
+        let ratio = w.as_secs_f64() / warm_wall.as_secs_f64();
+        r.row(
+            &format!("{what} (p50 of {n}; peak memory the max)"),
+            format!("{}, {}", ms(w), mib(p)),
+            format!("warm {}", ms(warm_wall)),
+            format!("{ratio:.2}×"),
+            "≤ 2× warm and ≤ 25 MB",
+        );
+    }
+}
+
 fn update(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
     let store_dir = dir.join("update");
     let mut s = Credlock::open(config(&store_dir, cache)).unwrap();
@@ -280,7 +402,7 @@ fn spawn_workers(mode: &str, dir: &Path, n: usize, k: usize, cache: &Path) -> Du
 
 /// N processes doing read-modify-write on one store, against the floor's lock/read/modify/write loop.
 fn contention(r: &mut Report, dir: &Path, cache: &Path, ns: &[usize], k: usize) {
-    // Compile once into the cache so workers only load it.
+    // Load the component once before the workers start (their binary carries it compiled).
     Credlock::open(config(&dir.join("warm"), cache))
         .unwrap()
         .list()
@@ -372,7 +494,8 @@ fn handover(r: &mut Report, dir: &Path, rounds: usize) {
 }
 
 fn component_costs(r: &mut Report, dir: &Path, cache: &Path) {
-    let engine = wasmtime::Engine::default();
+    // The host's own engine configuration: the figure is what the fallback compile costs.
+    let engine = wasmtime::Engine::new(&credlock_engine::config()).unwrap();
     let t = Instant::now();
     let c =
         wasmtime::component::Component::new(&engine, credlock::component::COMPONENT_WASM).unwrap();
@@ -394,14 +517,14 @@ fn component_costs(r: &mut Report, dir: &Path, cache: &Path) {
         platform = Some(i.into_platform());
     }
     r.row(
-        "component: compile (release host)",
+        "component: compile at run time (release host; only where the embedded artifact is refused)",
         ms(compile),
         "—".into(),
         "—".into(),
         "—",
     );
     r.row(
-        "component: load cached artifact + link",
+        "component: load the embedded artifact + link",
         ms(load),
         "—".into(),
         "—".into(),
@@ -421,23 +544,26 @@ fn component_costs(r: &mut Report, dir: &Path, cache: &Path) {
         "—".into(),
         "—",
     );
+    r.row(
+        "component: embedded compiled artifact size",
+        format!(
+            "{} KiB",
+            credlock::component::COMPILED_COMPONENT.len() / 1024
+        ),
+        "—".into(),
+        "—".into(),
+        "—",
+    );
     // Peak memory of a one-shot CLI process.
-    let mut child = Command::new(credlock_bin())
-        .args(["token", "acme"])
-        .env("CREDLOCK_STORE", dir.join("reads"))
-        .env("XDG_CACHE_HOME", cache.parent().unwrap().join("xdg"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child, with valid pointers to locals.
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let _ = child.try_wait();
+    let (_, peak) = run_measured(
+        Command::new(credlock_bin())
+            .args(["token", "acme"])
+            .env("CREDLOCK_STORE", dir.join("reads"))
+            .env("XDG_CACHE_HOME", cache.parent().unwrap().join("xdg")),
+    );
     r.row(
         "CLI: peak memory of one `credlock token`",
-        format!("{} MiB", usage.ru_maxrss / 1024),
+        mib(peak),
         "—".into(),
         "—".into(),
         "—",
@@ -647,6 +773,15 @@ fn worker(mode: &str, args: &[String]) {
                 .skip(200)
                 .collect();
             println!("{:.1}", pct(samples, 0.5).as_secs_f64() * 1e6);
+        }
+        "worker-measure" => {
+            let (program, rest) = args
+                .split_first()
+                .expect("worker-measure PROGRAM [ARGS...]");
+            let mut c = Command::new(program);
+            c.args(rest);
+            let (wall, peak) = measure_child(&mut c);
+            println!("{} {peak}", wall.as_nanos());
         }
         "worker-floor-read" => {
             drop(Floor::new(Path::new(&args[0])).read());

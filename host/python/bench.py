@@ -43,7 +43,7 @@ def per_call(label: str, f, n: int) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
-        probe(os.path.join(d, "s1"))  # fills the compiled-component cache
+        probe(os.path.join(d, "s1"))  # reads the binary into the page cache
         warm = probe(os.path.join(d, "s2"))
         print("fresh process:")
         print(f"  import credlock              {warm['import'] * 1e3:8.1f} ms")

@@ -1,5 +1,14 @@
 //! The wasmtime embedding: the credlock component, its imports wired to the native
-//! platform, and a cache of the compiled artifact so a one-shot CLI call costs milliseconds.
+//! platform, and where its machine code comes from.
+//!
+//! A one-shot CLI call, or a binding's first `Store.open`, must cost milliseconds, not the
+//! second and 70 MB Cranelift takes to compile the component. So the build compiles it
+//! (`host/build.rs`, with the engine configuration of `credlock_engine`) and every binary
+//! that links this crate carries the artifact ([`COMPILED_COMPONENT`]). It is loaded first,
+//! and trusted because the build made it. Only where wasmtime refuses it (a CPU without the
+//! target's baseline features, a build for an architecture the precompiler cannot target,
+//! a wasmtime feature set that changed the engine's defaults) does the host fall back to
+//! compiling at run time, with the on-disk cache of the compiled artifact as before.
 
 use crate::keys::KeyHandle;
 use crate::native::Guard as LockGuard;
@@ -9,7 +18,7 @@ use credlock_core::platform as core_p;
 use credlock_core::Platform;
 use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
@@ -32,6 +41,10 @@ pub use exports::credlock::store::store as api;
 pub static COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/credlock.wasm"));
 /// Hex SHA-256 of [`COMPONENT_WASM`].
 pub static COMPONENT_SHA256: &str = include_str!(concat!(env!("OUT_DIR"), "/credlock.wasm.sha256"));
+/// [`COMPONENT_WASM`] compiled by the build for this binary's target, with its baseline CPU
+/// features (`credlock_engine::precompile_config`); empty where the build could not compile
+/// for the target.
+pub static COMPILED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/credlock.cwasm"));
 
 /// What one call's wasmtime `Store` holds.
 pub struct HostState {
@@ -57,20 +70,83 @@ pub struct Runtime {
     pub loaded_from: LoadedFrom,
 }
 
+/// Where the compiled component came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadedFrom {
-    Cache(PathBuf),
-    Compiled { cached_to: Option<PathBuf> },
+    /// The artifact the build embedded in this binary ([`COMPILED_COMPONENT`]).
+    Embedded,
+    /// The embedded artifact was refused (the reason), and an earlier process of this user
+    /// compiled and cached one here.
+    Cache {
+        path: PathBuf,
+        embedded_refused: String,
+    },
+    /// The embedded artifact was refused (the reason), so this process compiled the
+    /// component, and cached it for the next process where it could.
+    Compiled {
+        cached_to: Option<PathBuf>,
+        embedded_refused: String,
+    },
 }
 
-fn engine() -> anyhow::Result<Engine> {
-    let mut config = Config::new();
-    // Traps by explicit checks, not by catching SIGSEGV: the host is embedded in Node, Go and
-    // Python processes whose runtimes install their own signal handlers, and a wasm trap
-    // must never depend on which handler a runtime left in place. The core's calls are
-    // short; the checks cost little beside the store's I/O (BENCHMARKS.md).
-    config.signals_based_traps(false);
-    Ok(Engine::new(&config)?)
+/// An engine with the configuration the embedded artifact was compiled with.
+pub fn engine() -> anyhow::Result<Engine> {
+    Ok(Engine::new(&credlock_engine::config())?)
+}
+
+/// The component's machine code for `engine` (made by [`engine`]): the embedded artifact, or
+/// where wasmtime refuses it, the one cached in `cache_dir` or a compile cached there. For
+/// hosts with imports of their own (the simulator), so they run what the product runs.
+pub fn shipped_component(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<(Component, LoadedFrom)> {
+    match load_embedded(engine) {
+        Ok(c) => Ok((c, LoadedFrom::Embedded)),
+        Err(embedded_refused) => compile_or_cache(engine, cache_dir, embedded_refused),
+    }
+}
+
+/// The artifact to try first: the embedded one, or in a debug build one a test chose through
+/// `CREDLOCK_TEST_EMBEDDED_ARTIFACT` (`corrupt`: damaged bytes; `none`: as a build for a
+/// target the precompiler cannot compile for). The variable is read by no release build.
+fn embedded_artifact() -> std::borrow::Cow<'static, [u8]> {
+    #[cfg(debug_assertions)]
+    match std::env::var("CREDLOCK_TEST_EMBEDDED_ARTIFACT").as_deref() {
+        Ok("corrupt") => {
+            // wasmtime reads the artifact as an ELF object; a stray byte in its header
+            // must be refused, never run.
+            let mut bytes = COMPILED_COMPONENT.to_vec();
+            if let Some(b) = bytes.get_mut(4) {
+                *b ^= 0xff;
+            }
+            return bytes.into();
+        }
+        Ok("none") => return std::borrow::Cow::Borrowed(&[]),
+        _ => {}
+    }
+    std::borrow::Cow::Borrowed(COMPILED_COMPONENT)
+}
+
+/// The embedded artifact, if wasmtime accepts it for this engine on this CPU. `Err`: why
+/// not, in words for `doctor`.
+#[allow(unsafe_code)]
+fn load_embedded(engine: &Engine) -> Result<Component, String> {
+    let bytes = embedded_artifact();
+    if bytes.is_empty() {
+        return Err(
+            "this build carries none (its build could not compile the component for this target)"
+                .to_owned(),
+        );
+    }
+    // SAFETY: deserializing runs the artifact's machine code, so it must be what wasmtime
+    // wrote for this component. It is: the build compiled `COMPONENT_WASM` with
+    // `Engine::precompile_component` and the bytes are part of this binary, which nothing
+    // can change without changing the program itself. wasmtime checks before use that the
+    // artifact's version, target, Cranelift flags, tunables and wasm features suit this
+    // engine, and that every CPU feature it uses is present on this machine; a mismatch is
+    // an `Err`, never a crash.
+    unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| format!("{e:#}"))
 }
 
 /// The cache file name: component hash, wasmtime version and engine configuration, so a
@@ -110,31 +186,20 @@ fn ours_alone(meta: &std::fs::Metadata) -> bool {
 }
 
 /// Elsewhere (Windows) there is no owner and mode to check cheaply, and loading a cached
-/// artifact runs its machine code: never trust one; compile (36 ms in a release build).
+/// artifact runs its machine code: never trust one. Windows loads the embedded artifact as
+/// every other system does; only where wasmtime refuses that does each process compile.
 #[cfg(not(unix))]
 fn ours_alone(_meta: &std::fs::Metadata) -> bool {
     false
 }
 
 impl Runtime {
-    /// Compile (or load from `cache_dir`) and link the component.
+    /// Load the embedded artifact and link the component. Where wasmtime refuses the
+    /// artifact, load the one cached in `cache_dir`, or compile and cache one there; the
+    /// cache directory is touched only then.
     pub fn load(cache_dir: Option<&Path>) -> anyhow::Result<Runtime> {
         let engine = engine()?;
-        let cached = cache_dir.map(|d| cache_path(&engine, d));
-        let (component, loaded_from) = match cached
-            .as_deref()
-            .and_then(|p| load_cached(&engine, p).map(|c| (c, p)))
-        {
-            Some((c, p)) => (c, LoadedFrom::Cache(p.to_path_buf())),
-            None => {
-                let component = Component::new(&engine, COMPONENT_WASM)
-                    .map_err(anyhow::Error::from)
-                    .context("compiling the credlock component")?;
-                // A cache that cannot be written only costs speed.
-                let cached_to = cached.and_then(|p| write_cache(&component, &p).ok().map(|()| p));
-                (component, LoadedFrom::Compiled { cached_to })
-            }
-        };
+        let (component, loaded_from) = shipped_component(&engine, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         // Rust's std makes the guest import WASI p2. It gets an empty context: no files,
         // no environment, no network. Everything real goes through credlock's own imports.
@@ -184,6 +249,34 @@ impl Instance {
         // Dropping the table releases any lock guard the guest still held.
         self.store.into_data().platform
     }
+}
+
+/// The fallback for an engine that refused the embedded artifact: the cache, or Cranelift.
+fn compile_or_cache(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    embedded_refused: String,
+) -> anyhow::Result<(Component, LoadedFrom)> {
+    let cached = cache_dir.map(|d| cache_path(engine, d));
+    if let Some(p) = &cached {
+        if let Some(c) = load_cached(engine, p) {
+            let from = LoadedFrom::Cache {
+                path: p.clone(),
+                embedded_refused,
+            };
+            return Ok((c, from));
+        }
+    }
+    let component = Component::new(engine, COMPONENT_WASM)
+        .map_err(anyhow::Error::from)
+        .context("compiling the credlock component")?;
+    // A cache that cannot be written only costs speed; `doctor` says so, no call does.
+    let cached_to = cached.and_then(|p| write_cache(&component, &p).ok().map(|()| p));
+    let from = LoadedFrom::Compiled {
+        cached_to,
+        embedded_refused,
+    };
+    Ok((component, from))
 }
 
 fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {

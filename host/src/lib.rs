@@ -69,7 +69,8 @@ pub struct Config {
     pub keys: KeySources,
     pub options: Options,
     pub endpoint: EndpointPolicy,
-    /// Where to cache the compiled component (`None`: compile every time).
+    /// Where to cache the compiled component, used only where wasmtime refuses the artifact
+    /// built into this binary (`None`: then compile in every process).
     pub cache_dir: Option<PathBuf>,
     pub backend: Backend,
 }
@@ -132,9 +133,10 @@ impl From<StoreError> for Error {
     }
 }
 
-/// The runtime is shared by every store of a process: compiling is the expensive part. A
-/// child of `fork` loads its own (once): the parent's instance pool may have been locked by
-/// another thread at the fork, a lock no thread of the child would ever release.
+/// The runtime is shared by every store of a process: loading it (the embedded artifact, or
+/// a compile where that is refused) is the expensive part. A child of `fork` loads its own
+/// (once): the parent's instance pool may have been locked by another thread at the fork, a
+/// lock no thread of the child would ever release.
 fn runtime(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, Error> {
     static FIRST: OnceLock<(u32, Arc<Runtime>)> = OnceLock::new();
     static FORKED: OnceLock<(u32, Arc<Runtime>)> = OnceLock::new();

@@ -1,5 +1,6 @@
 //! The shipped component as a simulated process: the very `.wasm` the host embeds
-//! ([`credlock::component::COMPONENT_WASM`]), run by wasmtime, with its WIT imports answered
+//! ([`credlock::component::COMPONENT_WASM`]), as the machine code the build compiled it to
+//! ([`credlock::component::COMPILED_COMPONENT`]), run by wasmtime, with its WIT imports answered
 //! by the same [`SimPlatform`] the native build calls. Nothing here simulates anything: each
 //! import converts its arguments to the core's types, calls the platform, and converts the
 //! answer back, as `host/src/component.rs` does for the native platform. Lock guards and
@@ -15,6 +16,7 @@
 
 use crate::platform::{SimGuard, SimKey, SimPlatform};
 use crate::run::Process;
+use ::credlock::component::LoadedFrom;
 use credlock_core::platform::{self as core_p, Layout, Platform, RecordWrite, SealingKey};
 use credlock_core::{
     AccessToken, ImportReport, Options, RecoverReport, StoreError, StoreInfo, TenantSummary,
@@ -22,7 +24,7 @@ use credlock_core::{
 };
 use std::sync::OnceLock;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
@@ -66,19 +68,17 @@ impl WasiView for HostState {
     }
 }
 
-/// The engine and the linked component, compiled once per simulator run and shared by
-/// every process of every seed (instantiating costs microseconds; compiling, a second).
-fn runtime() -> &'static (Engine, CredlockPre<HostState>) {
-    static RUNTIME: OnceLock<(Engine, CredlockPre<HostState>)> = OnceLock::new();
+/// The engine and the linked component, loaded once per simulator run and shared by every
+/// process of every seed (instantiating costs microseconds).
+fn runtime() -> &'static (Engine, CredlockPre<HostState>, LoadedFrom) {
+    static RUNTIME: OnceLock<(Engine, CredlockPre<HostState>, LoadedFrom)> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        // The host's engine configuration (host/src/component.rs): traps by explicit checks,
-        // not by catching SIGSEGV, so the guest runs as it does when shipped.
-        let mut config = Config::new();
-        config.signals_based_traps(false);
-        let engine = Engine::new(&config).expect("a wasmtime engine for the component");
-        let component =
-            wasmtime::component::Component::new(&engine, ::credlock::component::COMPONENT_WASM)
-                .expect("compiling the shipped credlock component");
+        // The host's engine (host/engine) and the machine code the host runs: the artifact
+        // the build embedded (compiled now only where wasmtime refuses it), so the seeds run
+        // exactly what ships.
+        let engine = ::credlock::component::engine().expect("a wasmtime engine for the component");
+        let (component, loaded_from) = ::credlock::component::shipped_component(&engine, None)
+            .expect("loading the shipped credlock component");
         let mut linker = Linker::<HostState>::new(&engine);
         // As in the host: Rust's std makes the guest import WASI p2; it gets an empty
         // context (no files, no clock it may use, no network). The world comes only
@@ -90,13 +90,17 @@ fn runtime() -> &'static (Engine, CredlockPre<HostState>) {
             .instantiate_pre(&component)
             .expect("the component's imports are all linked");
         let pre = CredlockPre::new(pre).expect("the component exports the credlock world");
-        (engine, pre)
+        (engine, pre, loaded_from)
     })
 }
 
-/// Compile the component now (the first process would otherwise pay for it mid-run).
-pub fn warm_up() {
-    runtime();
+/// Load the component now (the first process would otherwise pay for it mid-run), and say
+/// where its machine code came from.
+pub fn warm_up() -> &'static str {
+    match runtime().2 {
+        LoadedFrom::Embedded => "loading the build's compiled artifact",
+        _ => "compiling it: wasmtime refused the build's compiled artifact",
+    }
 }
 
 /// A simulated process running the shipped component: one wasmtime store and instance for
@@ -113,7 +117,7 @@ impl ComponentProcess {
         opts: Options,
         perturbation: Option<Perturbation>,
     ) -> ComponentProcess {
-        let (engine, pre) = runtime();
+        let (engine, pre, _) = runtime();
         let mut store = Store::new(
             engine,
             HostState {

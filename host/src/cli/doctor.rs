@@ -264,28 +264,70 @@ fn directory(out: &mut impl Write, layout: &credlock::layout::Layout) -> usize {
     problems
 }
 
-/// Where the compiled component came from. A cache that cannot be written is said here, once,
-/// and never on a call: it costs every process a compile (about a second), not correctness.
+/// Where the compiled component came from. The embedded artifact needs no cache. Where it is
+/// refused, the reason is said here, and so is a cache that cannot be written, once, and
+/// never on a call: that costs every process a compile (about a second), not correctness.
 fn compiled_text(
     from: &credlock::component::LoadedFrom,
     cache_dir: Option<&std::path::Path>,
 ) -> String {
     use credlock::component::LoadedFrom;
+    let refused = |why: &str| {
+        format!(
+            "the compiled artifact built into this binary cannot be used here ({why}), so it is \
+             compiled at run time: "
+        )
+    };
     match (from, cache_dir) {
-        (LoadedFrom::Cache(p), _) => format!("loaded compiled from the cache ({})", p.display()),
-        (LoadedFrom::Compiled { cached_to: Some(p) }, _) => {
-            format!("compiled now and cached ({})", p.display())
-        }
-        (LoadedFrom::Compiled { cached_to: None }, Some(dir)) => format!(
-            "compiled now and NOT cached: {} cannot be written, so every process compiles it \
-             (about a second each); point XDG_CACHE_HOME at a directory this user can write",
-            dir.display()
-        ),
-        (LoadedFrom::Compiled { cached_to: None }, None) => {
-            "compiled now; no cache directory (no home directory?), so every process compiles it \
-             (about a second each); set XDG_CACHE_HOME to a directory this user can write"
+        (LoadedFrom::Embedded, _) => {
+            "loaded the compiled artifact built into this binary (no compile, no cache needed)"
                 .to_owned()
         }
+        (
+            LoadedFrom::Cache {
+                path,
+                embedded_refused,
+            },
+            _,
+        ) => format!(
+            "{}loaded compiled from the cache ({})",
+            refused(embedded_refused),
+            path.display()
+        ),
+        (
+            LoadedFrom::Compiled {
+                cached_to: Some(p),
+                embedded_refused,
+            },
+            _,
+        ) => format!(
+            "{}compiled now and cached ({})",
+            refused(embedded_refused),
+            p.display()
+        ),
+        (
+            LoadedFrom::Compiled {
+                cached_to: None,
+                embedded_refused,
+            },
+            Some(dir),
+        ) => format!(
+            "{}compiled now and NOT cached: {} cannot be written, so every process compiles it \
+             (about a second each); point XDG_CACHE_HOME at a directory this user can write",
+            refused(embedded_refused),
+            dir.display()
+        ),
+        (
+            LoadedFrom::Compiled {
+                cached_to: None,
+                embedded_refused,
+            },
+            None,
+        ) => format!(
+            "{}compiled now; no cache directory (no home directory?), so every process compiles \
+             it (about a second each); set XDG_CACHE_HOME to a directory this user can write",
+            refused(embedded_refused)
+        ),
     }
 }
 
