@@ -18,8 +18,10 @@ ln -f "$lib/libcredlock_node.so" host/node/build/credlock.node 2>/dev/null \
 # The rmcp adapter's test binary, whose main is also the worker (RMCP_WORKER=calls).
 rmcp_worker="$(cargo test -p credlock --features rmcp --test rmcp_adapter --no-run --message-format=json \
   | host/python/.venv/bin/python -c 'import json, sys
-print(next(m["executable"] for m in map(json.loads, sys.stdin)
-           if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "rmcp_adapter" and m.get("executable")))')"
+# Read every message: leaving before cargo has written its last one breaks its pipe.
+found = [m["executable"] for m in map(json.loads, sys.stdin)
+         if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "rmcp_adapter" and m.get("executable")]
+print(found[-1])')"
 export CREDLOCK_MIXED_RMCP_WORKER="$rmcp_worker"
 
 # The Go worker, in GOPATH mode as host/go/run-tests.sh builds the oauth2 adapter's tests (no
