@@ -10,7 +10,7 @@ mod http;
 #[path = "common/oauth.rs"]
 mod oauth;
 use common::*;
-use oauth::OAuthServer;
+use oauth::{follow_to_callback, OAuthServer};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -530,42 +530,6 @@ fn agent() -> ureq::Agent {
         .proxy(None)
         .build()
         .into()
-}
-
-/// Play the browser: follow `url`'s redirects through the server's login and consent (with
-/// its cookies) until one points at the loopback callback; return that URL, not visited.
-fn follow_to_callback(url: &str, base: &str) -> String {
-    let mut cookies: Vec<String> = Vec::new();
-    let mut url = url.to_owned();
-    for _ in 0..10 {
-        if url.contains("/callback?") {
-            return url;
-        }
-        let mut req = agent().get(&url);
-        if !cookies.is_empty() {
-            req = req.header("Cookie", cookies.join("; "));
-        }
-        let r = req.call().unwrap();
-        for c in r.headers().get_all("set-cookie") {
-            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
-            let name = pair.split('=').next().unwrap().to_owned();
-            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
-            cookies.push(pair);
-        }
-        let location = r
-            .headers()
-            .get("location")
-            .unwrap_or_else(|| panic!("{url}: {} without a redirect", r.status()))
-            .to_str()
-            .unwrap()
-            .to_owned();
-        url = if location.starts_with('/') {
-            format!("{base}{location}")
-        } else {
-            location
-        };
-    }
-    panic!("too many redirects");
 }
 
 #[test]

@@ -16,7 +16,7 @@ mod oauth;
 use common::*;
 use credlock::adapters::rmcp::{authorization_manager, CredlockCredentialStore};
 use credlock::{OpenOptions, Store};
-use oauth::{OAuthServer, Use};
+use oauth::{follow_to_callback, OAuthServer, Use};
 use rmcp::transport::auth::{AuthError, AuthorizationManager, CredentialStore};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -495,48 +495,6 @@ fn a_rejection_or_clear_after_another_process_rotated_keeps_the_newer_tokens() {
         assert_eq!(server.stats()["refresh_requests"], 0);
     });
     eprintln!("figures: a rejection and a clear() after another process rotated: the newer tokens kept, served, accepted");
-}
-
-/// Follow an authorization URL through the server's redirects, carrying its cookies as a
-/// browser would, to the client's callback (tests/oauth-server/README.md, browser flow).
-fn follow_to_callback(url: &str, base: &str) -> String {
-    let browser: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .build()
-        .into();
-    let mut cookies: Vec<String> = Vec::new();
-    let mut url = url.to_owned();
-    for _ in 0..10 {
-        if url.contains("/callback?") {
-            return url;
-        }
-        let mut req = browser.get(&url);
-        if !cookies.is_empty() {
-            req = req.header("Cookie", cookies.join("; "));
-        }
-        let r = req.call().unwrap();
-        for c in r.headers().get_all("set-cookie") {
-            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
-            let name = pair.split('=').next().unwrap().to_owned();
-            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
-            cookies.push(pair);
-        }
-        let location = r
-            .headers()
-            .get("location")
-            .unwrap_or_else(|| panic!("{url}: {} without a redirect", r.status()))
-            .to_str()
-            .unwrap()
-            .to_owned();
-        url = if location.starts_with('/') {
-            format!("{base}{location}")
-        } else {
-            location
-        };
-    }
-    panic!("too many redirects");
 }
 
 /// The resource the server issued `token` for (`null`: none), from its protected resource.

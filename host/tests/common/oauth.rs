@@ -223,3 +223,46 @@ impl Drop for OAuthServer {
         let _ = Command::new("kill").arg(self.pid.to_string()).status();
     }
 }
+
+/// Play the browser: follow `url`'s redirects through the test server's login and consent
+/// (carrying its cookies) until one points at the client's callback; return that URL, not
+/// visited (tests/oauth-server/README.md, browser flow). `base` resolves relative redirects.
+pub fn follow_to_callback(url: &str, base: &str) -> String {
+    let browser: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into();
+    let mut cookies: Vec<String> = Vec::new();
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        if url.contains("/callback?") {
+            return url;
+        }
+        let mut req = browser.get(&url);
+        if !cookies.is_empty() {
+            req = req.header("Cookie", cookies.join("; "));
+        }
+        let r = req.call().unwrap();
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
+            cookies.push(pair);
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{url}: {} without a redirect", r.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        url = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+    }
+    panic!("too many redirects");
+}
