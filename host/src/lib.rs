@@ -14,6 +14,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod build_info;
 pub mod component;
 pub mod endpoint;
 pub mod failpoints;

@@ -83,6 +83,11 @@ const minValid = (o) => (o?.minValid === undefined || o?.minValid === null ? und
 const seconds = (v) => (typeof v === 'number' || typeof v === 'string' ? v : v == null ? undefined : Number.NaN);
 const str = (v) => (v == null ? undefined : String(v));
 
+/** The version every credlock artifact shares, e.g. `0.1.0` (from the addon: what runs). */
+export const version = native.version();
+/** Hex SHA-256 of the component the addon embeds: two builds of one version can differ. */
+export const componentSha256 = native.componentSha256();
+
 /** `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock` (the CLI's default). */
 export function defaultStoreDir() {
   return native.defaultStoreDir();
