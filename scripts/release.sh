@@ -2,7 +2,7 @@
 # Builds, from a checkout, what a release publishes, into dist/ (README, "Install"):
 #   credlock-V-x86_64-unknown-linux-musl.tar.gz   the static CLI, its helper links, man pages
 #                                                 and completions
-#   credlock-V-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl, credlock-V.tar.gz
+#   credlock-V-cp39-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl, credlock-V.tar.gz
 #                                                 the Python wheel and sdist
 #   credlock-V.tgz, credlock-linux-x64-gnu-V.tgz  the Node package and its prebuilt addon
 #   goproxy/credlock.dev/credlock/@v/...          the Go module as a module proxy serves it,
@@ -23,9 +23,10 @@ rm -rf "$dist"
 mkdir -p "$dist"
 venv="$root/target/tools/release-venv"
 export PATH="$venv/bin:$PATH"
-# Reproducible archives: every file dated by the commit.
+# Reproducible archives: every file dated by the commit. (Given to tar and the zip writer
+# only: exported as SOURCE_DATE_EPOCH, which cc-rs tracks, it would rebuild every crate with
+# C in it, wasmtime included, whenever the commit changes.)
 epoch="$(git log -1 --format=%ct)"
-export SOURCE_DATE_EPOCH="$epoch"
 timings="$(mktemp)"
 trap 'rm -f "$timings"' EXIT
 timed() { # NAME CMD...: run, and note the wall time
@@ -76,10 +77,10 @@ maturin sdist --manifest-path host/python/Cargo.toml -o "$dist"
 # With the component's crate and the WIT, which host/build.rs compiles and maturin leaves out.
 python3 scripts/sdist_complete.py "$dist/credlock-$version.tar.gz"
 wheel="$(ls "$dist"/credlock-"$version"-*.whl)"
-auditwheel show "$wheel" | tee "$timings.audit"
-grep -q 'is consistent with the following platform tag: "manylinux_2_17_x86_64"' "$timings.audit" \
-  || { echo "release: auditwheel does not find $wheel manylinux2014-compatible" >&2; exit 1; }
-rm -f "$timings.audit"
+auditwheel show "$wheel"
+tag="$(auditwheel show --json "$wheel" | python3 -c 'import json, sys; print(json.load(sys.stdin)["overall_tag"])')"
+[ "$tag" = manylinux_2_17_x86_64 ] \
+  || { echo "release: auditwheel finds $wheel $tag, not manylinux_2_17_x86_64 (manylinux2014)" >&2; exit 1; }
 
 # The Node addon and libcredlock.a, linked the same way. cargo-zigbuild alone would write its
 # compiler wrappers at another path than maturin's, and cc-rs's builds (ring, libdbus,

@@ -11,9 +11,11 @@ step "the room: no Rust toolchain, no network, a fresh HOME"
 for tool in cargo rustc rustup; do
   if command -v "$tool" >/dev/null 2>&1; then fail "$tool is on PATH ($(command -v "$tool"))"; fi
 done
-[ "$(ls /sys/class/net)" = lo ] || fail "network interfaces other than loopback: $(ls /sys/class/net | tr '\n' ' ')"
+# This network namespace's interfaces (/sys/class/net still shows the host's).
+interfaces="$(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')"
+[ "$interfaces" = "lo " ] || fail "network interfaces other than loopback: $interfaces"
 ip link set lo up
-echo "PATH=$PATH HOME=$HOME; interfaces: $(ls /sys/class/net)"
+echo "PATH=$PATH HOME=$HOME; network interfaces: $interfaces"
 version="$(awk '/^\[workspace\.package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' "$REPO/Cargo.toml")"
 echo "version $version"
 
@@ -21,7 +23,7 @@ step "CLI: the tarball unpacked into an empty directory"
 mkdir cli
 tar -xzf "$DIST/credlock-$version-x86_64-unknown-linux-musl.tar.gz" -C cli
 cli_root="$ROOM/cli/credlock-$version-x86_64-unknown-linux-musl"
-find "$cli_root" | sed "s|$ROOM/cli/||" | sort
+(cd "$cli_root" && ls -l bin && echo "man pages: $(ls share/man/man1 | wc -l); completions: $(ls share/bash-completion/completions share/zsh/site-functions share/fish/vendor_completions.d | grep -c credlock)")
 export PATH="$cli_root/bin:$PATH"
 ldd_out="$(ldd "$cli_root/bin/credlock" 2>&1 || true)"
 echo "ldd: $ldd_out"
@@ -51,7 +53,8 @@ echo "$filled" | grep -v '^password=' || true
 echo "$filled" | grep -qx 'password=git-token-1' || fail "git did not get the token through git-credential-credlock"
 echo "$filled" | grep -qx 'username=x-access-token' || fail "git did not get the username"
 echo "git credential fill through the helper link: ok"
-docker-credential-credlock version | grep -qF "$cli_version" || fail "docker-credential-credlock version: $(docker-credential-credlock version)"
+docker-credential-credlock version
+docker-credential-credlock version | grep -qF "(credlock) ${cli_version#credlock }" || fail "docker-credential-credlock version: $(docker-credential-credlock version)"
 unset CREDLOCK_STORE
 
 step "Python: the wheel into a fresh venv"
@@ -90,7 +93,7 @@ go_report="$(cd app-go && go run . "$ROOM/go-store")"
 echo "$go_report"
 echo "$go_report" | grep -q '"token":"from-go"' || fail "the Go program did not read its token"
 # The package's own vector test, from the module cache.
-(cd app-go && CREDLOCK_VECTORS="$REPO/tests/vectors" go test -count=1 -run '^TestVectors$' -v credlock.dev/credlock 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)' )
+(cd app-go && CREDLOCK_VECTORS="$REPO/tests/vectors" go test -count=1 -run '^TestVectors$' -v credlock.dev/credlock 2>&1 | grep -E '^ *(--- |ok|FAIL|PASS)' )
 
 step "One version and one component everywhere"
 component="$(echo "$py_report" | sed 's/.*"component": "\([0-9a-f]*\)".*/\1/')"
