@@ -41,13 +41,25 @@ tar_dir() { # DIR OUT: a tarball of DIR owned by root, sorted, dated by the comm
     -C "$(dirname "$1")" -czf "$2" "$(basename "$1")"
 }
 
+# ---- One component for every artifact, built once and handed to each build as it is
+# (host/build.rs takes CREDLOCK_COMPONENT). Left to compile it themselves, each in its own
+# environment (maturin's zig variables among them), the wheel and the addon embedded other
+# bytes than the CLI: tests/release/run.sh compares the hashes each artifact reports.
+nice -n 5 cargo build --locked -p credlock-component --target wasm32-wasip2 --profile guest \
+  --target-dir "$root/target/guest"
+export CREDLOCK_COMPONENT="$root/target/guest/wasm32-wasip2/guest/credlock_component.wasm"
+component_sha256="$(sha256sum "$CREDLOCK_COMPONENT" | cut -d' ' -f1)"
+echo "release: component sha256 $component_sha256"
+
 # ---- The CLI: static (musl), stripped.
 musl=x86_64-unknown-linux-musl
 timed cli nice -n 5 cargo build --locked --profile dist --target "$musl" -p credlock --bin credlock
 cli="$root/target/$musl/dist/credlock"
-if ldd "$cli" >/dev/null 2>&1; then
-  echo "release: $cli links shared libraries:" >&2
-  ldd "$cli" >&2
+# Static: no shared library needed, no interpreter (ldd says "statically linked" for the
+# static-pie rustc makes, and exits 0 for it too, so ask the ELF file itself).
+if grep -qE 'NEEDED|INTERP' <<<"$(readelf -ld "$cli")"; then
+  echo "release: $cli needs shared libraries:" >&2
+  readelf -d "$cli" | grep NEEDED >&2
   exit 1
 fi
 name="credlock-$version-$musl"
@@ -143,6 +155,7 @@ addon_size=$(stat -c %s "$gnu_out/libcredlock_node.so")
   find . -type f ! -name SHA256SUMS ! -name SIZES | sed 's|^\./||' | sort | xargs sha256sum >SHA256SUMS
   {
     echo "# credlock $version: artifact sizes (bytes) and build wall times (seconds)"
+    echo "component-sha256 $component_sha256"
     printf '%s %s\n' "cli-binary" "$(stat -c %s "$cli")"
     printf '%s %s\n' "python-extension" "$(python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(max(i.file_size for i in z.infolist() if i.filename.endswith(".so")))' "$wheel")"
     printf '%s %s\n' "node-addon" "$addon_size"

@@ -31,8 +31,8 @@ case "$ldd_out" in
   *"not a dynamic executable"* | *"statically linked"*) ;;
   *) fail "the CLI is not static: $ldd_out" ;;
 esac
-if readelf -d "$cli_root/bin/credlock" | grep -q NEEDED; then fail "the CLI needs shared libraries"; fi
-if readelf -S "$cli_root/bin/credlock" | grep -qE '\.debug_|\.symtab'; then fail "the CLI carries debug info or symbols"; fi
+if grep -q NEEDED <<<"$(readelf -d "$cli_root/bin/credlock")"; then fail "the CLI needs shared libraries"; fi
+if grep -qE '\.debug_|\.symtab' <<<"$(readelf -S "$cli_root/bin/credlock")"; then fail "the CLI carries debug info or symbols"; fi
 credlock --version
 cli_version="$(credlock --version)"
 for cmd in init put token login; do
@@ -50,11 +50,11 @@ filled="$(printf 'protocol=https\nhost=git.example.test\npath=team/repo.git\n\n'
   | GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 \
     git -c credential.helper=credlock -c credential.useHttpPath=true credential fill)"
 echo "$filled" | grep -v '^password=' || true
-echo "$filled" | grep -qx 'password=git-token-1' || fail "git did not get the token through git-credential-credlock"
-echo "$filled" | grep -qx 'username=x-access-token' || fail "git did not get the username"
+grep -qx 'password=git-token-1' <<<"$filled" || fail "git did not get the token through git-credential-credlock"
+grep -qx 'username=x-access-token' <<<"$filled" || fail "git did not get the username"
 echo "git credential fill through the helper link: ok"
 docker-credential-credlock version
-docker-credential-credlock version | grep -qF "(credlock) ${cli_version#credlock }" || fail "docker-credential-credlock version: $(docker-credential-credlock version)"
+grep -qF "(credlock) ${cli_version#credlock }" <<<"$(docker-credential-credlock version)" || fail "docker-credential-credlock version: $(docker-credential-credlock version)"
 unset CREDLOCK_STORE
 
 step "Python: the wheel into a fresh venv"
@@ -91,18 +91,18 @@ cp "$REPO/tests/release/goapp/main.go" app-go/
 cat app-go/go.mod
 go_report="$(cd app-go && go run . "$ROOM/go-store")"
 echo "$go_report"
-echo "$go_report" | grep -q '"token":"from-go"' || fail "the Go program did not read its token"
+grep -q '"token":"from-go"' <<<"$go_report" || fail "the Go program did not read its token"
 # The package's own vector test, from the module cache.
 (cd app-go && CREDLOCK_VECTORS="$REPO/tests/vectors" go test -count=1 -run '^TestVectors$' -v credlock.dev/credlock 2>&1 | grep -E '^ *(--- |ok|FAIL|PASS)' )
 
 step "One version and one component everywhere"
 component="$(echo "$py_report" | sed 's/.*"component": "\([0-9a-f]*\)".*/\1/')"
 [ "${#component}" -eq 64 ] || fail "Python's component hash: $py_report"
-echo "$cli_version" | grep -qF "credlock $version (component sha256 $component," || fail "CLI: $cli_version"
-echo "$py_report" | grep -qF "\"version\": \"$version\"" || fail "Python: $py_report"
-echo "$node_report" | grep -qF "{\"version\":\"$version\",\"component\":\"$component\"}" || fail "Node: $node_report"
-echo "$go_report" | grep -qF "\"component_sha256\":\"$component\"" || fail "Go: $go_report"
-echo "$go_report" | grep -qF "\"version\":\"$version\"" || fail "Go: $go_report"
+grep -qF "credlock $version (component sha256 $component," <<<"$cli_version" || fail "CLI: $cli_version"
+grep -qF "\"version\": \"$version\"" <<<"$py_report" || fail "Python: $py_report"
+grep -qF "{\"version\":\"$version\",\"component\":\"$component\"}" <<<"$node_report" || fail "Node: $node_report"
+grep -qF "\"component_sha256\":\"$component\"" <<<"$go_report" || fail "Go: $go_report"
+grep -qF "\"version\":\"$version\"" <<<"$go_report" || fail "Go: $go_report"
 echo "credlock $version, component $component: CLI, Python, Node and Go agree"
 
 step "Four artifacts, one store: a refresh storm against the real OAuth server"
