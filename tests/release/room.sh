@@ -66,9 +66,12 @@ py_report="$(venv/bin/python -c 'import credlock, json; print(json.dumps({"file"
 echo "$py_report"
 case "$py_report" in *"$ROOM/venv/"*) ;; *) fail "credlock was not imported from the venv" ;; esac
 # The binding's own tests that build nothing: the vectors, the store, the binding's types and
-# errors, stores it cannot read. The Rust CLI they run is the tarball's.
+# errors, stores it cannot read. The Rust CLI they run is the tarball's. Less the one that
+# injects a panic through a failpoint, which a release build does not carry (host/src/
+# failpoints.rs: debug builds, or the `failpoints` feature).
 (cd "$REPO/host/python" && CREDLOCK_CLI="$cli_root/bin/credlock" "$ROOM/venv/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/test_vectors.py tests/test_store.py tests/test_binding.py tests/test_unreadable.py)
+  tests/test_vectors.py tests/test_store.py tests/test_binding.py tests/test_unreadable.py \
+  --deselect tests/test_binding.py::test_a_panic_inside_a_call_is_an_internal_error_and_frees_the_lock)
 
 step "Node: the tarballs into an empty project, offline"
 mkdir app-node
