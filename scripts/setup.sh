@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs what credlock's build and tests need on a fresh machine. Idempotent.
+#   bash scripts/setup.sh            the build and the tests
+#   bash scripts/setup.sh release    and what scripts/release.sh and tests/release need
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,4 +100,31 @@ if [ ! -x "$docker_cli" ]; then
   mv "$deb_dir/x/usr/bin/docker" "$docker_cli"
   rm -rf "$deb_dir"
   "$docker_cli" --version >/dev/null
+fi
+
+# The release build (scripts/release.sh) and its clean-room test (tests/release/run.sh).
+if [ "${1:-}" = release ]; then
+  # The static CLI: Rust's musl target, and musl-gcc for the C that ring and the vendored
+  # libdbus compile.
+  if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl
+  fi
+  if ! command -v musl-gcc >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >/dev/null
+  fi
+  # The wheel, the Node addon and libcredlock.a are linked against glibc 2.17 by zig
+  # (maturin --zig, cargo-zigbuild: the same wrappers, so one target directory serves all
+  # three), and auditwheel checks the wheel's manylinux tag. Pinned: maturin 1.16 carries
+  # cargo-zigbuild 0.24's code.
+  venv=target/tools/release-venv
+  want="maturin==1.16.0 ziglang==0.15.2 auditwheel==6.8.2 cargo-zigbuild==0.24.0"
+  if [ "$(cat "$venv/.credlock-want" 2>/dev/null)" != "$want" ]; then
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q --disable-pip-version-check $want
+    echo "$want" >"$venv/.credlock-want"
+  fi
+  # pytest for the installed wheel's tests in a network-less room (tests/release/run.sh).
+  ls target/tools/wheelhouse/pytest-8.*.whl >/dev/null 2>&1 \
+    || "$venv/bin/pip" download -q --disable-pip-version-check -d target/tools/wheelhouse "pytest==8.*"
 fi

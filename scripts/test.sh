@@ -10,6 +10,9 @@ bash scripts/setup.sh
 mark=$SECONDS
 took() { echo "   ($1: $((SECONDS - mark)) s)"; mark=$SECONDS; }
 
+echo "== one version: Cargo.toml's, copied into host/node/package.json (scripts/version.sh)"
+bash scripts/version.sh check
+suites=$((suites + 1))
 echo "== rustfmt"
 cargo fmt --all -- --check
 suites=$((suites + 1))

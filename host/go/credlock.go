@@ -9,8 +9,6 @@
 package credlock
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../capi/include
-#cgo LDFLAGS: -L${SRCDIR}/../../target/debug -Wl,-rpath,${SRCDIR}/../../target/debug -lcredlock
 #include <stdlib.h>
 #include <string.h>
 #include "credlock.h"

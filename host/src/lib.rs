@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 
 pub mod adapters;
+pub mod build_info;
 pub mod component;
 pub mod endpoint;
 pub mod failpoints;

@@ -14,7 +14,7 @@ mod cli;
 #[derive(Parser)]
 #[command(
     name = "credlock",
-    version,
+    version = credlock::build_info::LONG_VERSION,
     about = "OAuth credentials that many processes share safely"
 )]
 struct Cli {

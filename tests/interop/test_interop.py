@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / "target" / "debug" / "credlock"
+# CREDLOCK_CLI, CREDLOCK_GO_WORKER and INTEROP_NODE_MODULE (workers.mjs) name other builds: the
+# released artifacts, installed where no Rust toolchain is (tests/release/run.sh).
+CLI = Path(os.environ.get("CREDLOCK_CLI", ROOT / "target" / "debug" / "credlock"))
 HERE = Path(__file__).resolve().parent
 GO_WORKER = os.environ.get("CREDLOCK_GO_WORKER", str(HERE / "goworker" / "goworker"))
 PER_LANGUAGE = 6

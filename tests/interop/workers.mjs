@@ -1,6 +1,8 @@
 // A Node worker for the cross-language tests: `write STORE NAME K` or `storm STORE SECONDS BASE_URL`.
 import http from 'node:http';
-import { Store } from '../../host/node/src/index.js';
+// INTEROP_NODE_MODULE: another build of the package (tests/release: the published one,
+// installed from its tarballs), as a path or file URL of its entry point.
+const { Store } = await import(process.env.INTEROP_NODE_MODULE ?? '../../host/node/src/index.js');
 
 const [mode, store, a, b] = process.argv.slice(2);
 const s = Store.open(store, { lockTimeout: 120 });

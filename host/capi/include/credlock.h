@@ -92,8 +92,11 @@ void credlock_close(struct credlock_store *store);
 // `s` is NULL or a string from a credlock out-pointer, freed once.
 void credlock_string_free(char *s);
 
-// The library's version, a static string (never freed).
+// The library's version, a static string (never freed): every credlock artifact's.
 const char *credlock_version(void);
+
+// Hex SHA-256 of the component this library embeds, a static string (never freed).
+const char *credlock_component_sha256(void);
 
 // For bindings whose strings may hold NUL bytes (Go, Python, ...), which a C string cannot
 // carry: the error report for argument `argument` (`"tenant"`, `"token_response"`, or any

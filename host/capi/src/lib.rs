@@ -392,10 +392,21 @@ pub unsafe extern "C" fn credlock_string_free(s: *mut c_char) {
     free_cstring(s);
 }
 
-/// The library's version, a static string (never freed).
+/// The library's version, a static string (never freed): every credlock artifact's.
 #[no_mangle]
 pub extern "C" fn credlock_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Hex SHA-256 of the component this library embeds, a static string (never freed).
+#[no_mangle]
+pub extern "C" fn credlock_component_sha256() -> *const c_char {
+    static HEX: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    HEX.get_or_init(|| {
+        std::ffi::CString::new(credlock::build_info::COMPONENT_SHA256)
+            .expect("a hex digest has no NUL byte")
+    })
+    .as_ptr()
 }
 
 /// For bindings whose strings may hold NUL bytes (Go, Python, ...), which a C string cannot

@@ -372,3 +372,7 @@ export interface PendingLogin {
 
 /** `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock`. */
 export function defaultStoreDir(): string;
+/** The version every credlock artifact shares, e.g. `0.1.0`. */
+export const version: string;
+/** Hex SHA-256 of the component the addon embeds. */
+export const componentSha256: string;

@@ -90,6 +90,11 @@ function attachmentValue(v) {
   return v;
 }
 
+/** The version every credlock artifact shares, e.g. `0.1.0` (from the addon: what runs). */
+export const version = native.version();
+/** Hex SHA-256 of the component the addon embeds: two builds of one version can differ. */
+export const componentSha256 = native.componentSha256();
+
 /** `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock` (the CLI's default). */
 export function defaultStoreDir() {
   return native.defaultStoreDir();

@@ -6,9 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import { Store, CredlockError } from '../src/index.js';
+// CREDLOCK_TEST_PACKAGE (a file URL of another build's entry point) and CREDLOCK_VECTORS: the
+// published package run against the repository's vectors (tests/release/run.sh).
+const { Store, CredlockError } = await import(process.env.CREDLOCK_TEST_PACKAGE ?? '../src/index.js');
 
-const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../tests/vectors');
+const dir = process.env.CREDLOCK_VECTORS
+  ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../tests/vectors');
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
 
 const decode = (v) => (v.startsWith('hex:') ? Buffer.from(v.slice(4), 'hex') : Buffer.from(v.slice(5), 'utf8'));

@@ -505,5 +505,8 @@ fn _credlock(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
     m.add_function(wrap_pyfunction!(default_store_dir, m)?)?;
     m.add_function(wrap_pyfunction!(component_sha256, m)?)?;
+    // What a fleet checks it runs (credlock::build_info): the version every artifact shares.
+    m.add("__version__", credlock::build_info::VERSION)?;
+    m.add("COMPONENT_SHA256", credlock::build_info::COMPONENT_SHA256)?;
     Ok(())
 }

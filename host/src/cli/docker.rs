@@ -172,7 +172,7 @@ fn serve(action: &str, out: &mut impl Write) -> Result<(), Fail> {
         let _ = writeln!(
             out,
             "docker-credential-credlock (credlock) {}",
-            env!("CARGO_PKG_VERSION")
+            credlock::build_info::LONG_VERSION
         );
         return Ok(());
     }

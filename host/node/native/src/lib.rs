@@ -127,6 +127,18 @@ pub fn default_store_dir() -> Option<String> {
     credlock::layout::default_store_dir().map(|p| p.display().to_string())
 }
 
+/// The version every credlock artifact shares (credlock::build_info).
+#[napi]
+pub fn version() -> &'static str {
+    credlock::build_info::VERSION
+}
+
+/// Hex SHA-256 of the component this addon embeds.
+#[napi]
+pub fn component_sha256() -> &'static str {
+    credlock::build_info::COMPONENT_SHA256
+}
+
 // ----- argument conversions -----
 
 fn tenant(v: &serde_json::Value) -> CResult<&str> {

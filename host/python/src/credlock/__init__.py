@@ -13,6 +13,10 @@ any number of threads, share one store safely.
 
 from typing import TYPE_CHECKING, Any, Optional
 
+# The version (every credlock artifact's) and the SHA-256 of the component this build embeds,
+# both from the extension, so that what a process reports is what it runs.
+from ._credlock import COMPONENT_SHA256
+from ._credlock import __version__ as __version__
 from ._credlock import default_store_dir as _default_store_dir
 from ._store import Store
 
@@ -87,9 +91,8 @@ from .errors import (
     UnsupportedVersion,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "COMPONENT_SHA256",
     "AccessToken",
     "Corrupt",
     "CredlockError",

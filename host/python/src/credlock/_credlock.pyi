@@ -91,3 +91,6 @@ class NativeStore:
 
 def default_store_dir() -> Optional[str]: ...
 def component_sha256() -> str: ...
+
+__version__: str
+COMPONENT_SHA256: str
