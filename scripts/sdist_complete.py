@@ -17,7 +17,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-EXTRA = ["core/component", "wit"]
+EXTRA = ["core/component", "wit", "host/precompile"]
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
             if not match:
                 sys.exit("sdist_complete: the sdist's Cargo.toml lists no workspace members")
             listed = [s.strip().strip('"') for s in match.group(1).split(",") if s.strip()]
-            listed += [d for d in ["core/component"] if d not in listed]
+            listed += [d for d in ["core/component", "host/precompile"] if d not in listed]
             text = text.replace(match.group(0), "members = [" + ", ".join(f'"{d}"' for d in listed) + "]")
             data = text.encode()
             m.size = len(data)
@@ -58,7 +58,7 @@ def main() -> None:
         for m, data in out:
             t.addfile(m, io.BytesIO(data) if data is not None else None)
     sdist.write_bytes(buf.getvalue())
-    print(f"sdist_complete: {sdist.name}: added {added} files ({', '.join(EXTRA)}) and the core/component member")
+    print(f"sdist_complete: {sdist.name}: added {added} files ({', '.join(EXTRA)}) and the core/component and host/precompile members")
 
 
 main()
