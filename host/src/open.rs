@@ -6,12 +6,21 @@
 use crate::keys::{KdfParams, KeySources};
 use crate::oskeyring::Backend as KeyringBackend;
 use crate::{Config, StoreError};
+use serde::{Deserialize, Deserializer};
 use std::path::PathBuf;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Settings for opening a store; `None` means "from the environment, else the default".
-#[derive(Clone, Default)]
+///
+/// This struct is the one declaration of the settings. Every binding hands its settings
+/// over by name, as the JSON object [`OpenOptions::from_json`] reads (the C ABI's
+/// `credlock_open`, Go's `Options`, Python's `Store.open` keywords, Node's `Store.open`
+/// options in snake case), so a new setting is a field here and its resolution in
+/// [`OpenOptions::resolve`]; each binding's typed declaration of it is checked against this
+/// struct by `host/tests/declarations.rs`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OpenOptions {
     /// The store directory, or a PostgreSQL URL (`postgres://user@host/db?schema=credlock`)
     /// for a store shared by many machines. Default: `$CREDLOCK_STORE`, else the
@@ -26,14 +35,19 @@ pub struct OpenOptions {
     pub keyring: Option<String>,
     /// Seconds. Defaults: `$CREDLOCK_LOCK_TIMEOUT` or 10, `$CREDLOCK_HTTP_TIMEOUT` or 30,
     /// `$CREDLOCK_KEYRING_TIMEOUT` or 10.
+    #[serde(deserialize_with = "seconds_field")]
     pub lock_timeout: Option<f64>,
+    #[serde(deserialize_with = "seconds_field")]
     pub http_timeout: Option<f64>,
+    #[serde(deserialize_with = "seconds_field")]
     pub keyring_timeout: Option<f64>,
     /// Default: `$CREDLOCK_ALLOW_INSECURE_HTTP`.
     pub allow_insecure_http: Option<bool>,
     /// Default: `$CREDLOCK_ALLOW_VOLATILE_ONLY`.
     pub allow_volatile_only: Option<bool>,
-    /// argon2id parameters for a new passphrase slot (tests use small ones).
+    /// argon2id parameters for a new passphrase slot (tests use small ones):
+    /// `{"m_cost_kib", "t_cost", "p_cost"}`.
+    #[serde(deserialize_with = "kdf_field")]
     pub kdf: Option<KdfParams>,
     /// The passphrase of a new passphrase slot. Default: `$CREDLOCK_NEW_PASSPHRASE`.
     pub new_passphrase: Option<Zeroizing<String>>,
@@ -52,6 +66,37 @@ impl std::fmt::Debug for OpenOptions {
             .field("http_timeout", &self.http_timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// A number of seconds, or a numeric string (as the environment spells it). Anything else
+/// becomes NaN, which [`OpenOptions::resolve`] refuses with the message that names the
+/// setting, so every binding reports a bad timeout in the same words.
+fn seconds_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(f64),
+        Text(String),
+    }
+    Ok(Option::<Seconds>::deserialize(d)?.map(|s| match s {
+        Seconds::Number(n) => n,
+        Seconds::Text(t) => t.trim().parse().unwrap_or(f64::NAN),
+    }))
+}
+
+fn kdf_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KdfParams>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Kdf {
+        m_cost_kib: u32,
+        t_cost: u32,
+        p_cost: u32,
+    }
+    Ok(Option::<Kdf>::deserialize(d)?.map(|k| KdfParams {
+        m_cost_kib: k.m_cost_kib,
+        t_cost: k.t_cost,
+        p_cost: k.p_cost,
+    }))
 }
 
 fn invalid(why: impl Into<String>) -> StoreError {
@@ -83,6 +128,28 @@ impl OpenOptions {
             store_dir: Some(dir.into()),
             ..Default::default()
         }
+    }
+
+    /// The settings in a JSON object (`""` for none): the form every binding passes. Absent
+    /// or null fields mean "from the environment, else the default"; an unknown field is an
+    /// error that names it. A value is never quoted back: it may be a passphrase.
+    pub fn from_json(text: &str) -> Result<OpenOptions, StoreError> {
+        if text.trim().is_empty() {
+            return Ok(OpenOptions::default());
+        }
+        serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            invalid(if msg.starts_with("unknown field") {
+                // serde lists the expected fields after the unknown one; names only.
+                format!("the options JSON has an {msg}")
+            } else {
+                format!(
+                    "the options are not a valid JSON object of settings (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            })
+        })
     }
 
     fn env(&self, name: &str) -> Option<String> {
@@ -274,6 +341,37 @@ mod tests {
         );
         assert_eq!(c.options.lock_timeout_ms, 10_000);
         assert_eq!(c.options.http_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn json_is_read_by_name() {
+        let o = OpenOptions::from_json(
+            r#"{"store_dir": "/tmp/s", "lock_timeout": "2.5", "http_timeout": 3,
+                "kdf": {"m_cost_kib": 64, "t_cost": 1, "p_cost": 1}, "ignore_env": true,
+                "passphrase": null}"#,
+        )
+        .unwrap();
+        assert_eq!(o.store_dir.as_deref(), Some("/tmp/s".as_ref()));
+        assert_eq!((o.lock_timeout, o.http_timeout), (Some(2.5), Some(3.0)));
+        assert_eq!(o.kdf.map(|k| k.m_cost_kib), Some(64));
+        assert!(o.ignore_env && o.passphrase.is_none());
+        let c = o.resolve().unwrap();
+        assert_eq!(c.options.lock_timeout_ms, 2_500);
+
+        let err = |t: &str| OpenOptions::from_json(t).err().unwrap().to_string();
+        assert!(err(r#"{"lock_timout": 1}"#).contains("unknown field `lock_timout`"));
+        // A secret in a malformed document is never quoted back.
+        let e = err(r#"{"passphrase": "hunter2hunter2", "kdf": 7}"#);
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        // A timeout that is not a number is refused by resolve, naming the setting.
+        let o = OpenOptions::from_json(r#"{"lock_timeout": "soon", "ignore_env": true}"#).unwrap();
+        assert!(o
+            .resolve()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("the lock timeout"));
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! `CREDLOCK_*` variables mean what they mean to the CLI), and every error, whatever its
 //! source, is the [`credlock::ErrorReport`] that the CLI and the other bindings show.
 
-use credlock::keys::KdfParams;
 use credlock::{AccessToken, Error, OpenOptions, SlotInfo, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -217,80 +216,6 @@ fn import_out(r: &credlock::ImportReport) -> Value {
 
 // ----- opening -----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KdfJson {
-    m_cost_kib: u32,
-    t_cost: u32,
-    p_cost: u32,
-}
-
-/// The JSON form of [`OpenOptions`]; absent or null fields mean "from the environment".
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct OpenJson {
-    store_dir: Option<String>,
-    passphrase: Option<String>,
-    key_file: Option<String>,
-    keyring: Option<String>,
-    lock_timeout: Option<f64>,
-    http_timeout: Option<f64>,
-    keyring_timeout: Option<f64>,
-    allow_insecure_http: Option<bool>,
-    allow_volatile_only: Option<bool>,
-    kdf: Option<KdfJson>,
-    new_passphrase: Option<String>,
-    #[serde(default)]
-    ignore_env: bool,
-}
-
-impl Drop for OpenJson {
-    fn drop(&mut self) {
-        self.passphrase.zeroize();
-        self.new_passphrase.zeroize();
-    }
-}
-
-fn parse_options(text: &str) -> Result<OpenOptions, Error> {
-    let mut j: OpenJson = if text.trim().is_empty() {
-        OpenJson::default()
-    } else {
-        serde_json::from_str(text).map_err(|e| {
-            // serde's message may quote a value, and a value may be a passphrase: say only
-            // where, unless it is about a field name.
-            let msg = e.to_string();
-            let why = if msg.starts_with("unknown field") {
-                format!("the options JSON has an {msg}")
-            } else {
-                format!(
-                    "the options are not a valid JSON object of settings (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )
-            };
-            options_error(why)
-        })?
-    };
-    Ok(OpenOptions {
-        store_dir: j.store_dir.take().map(PathBuf::from),
-        passphrase: j.passphrase.take().map(Zeroizing::new),
-        key_file: j.key_file.take().map(PathBuf::from),
-        keyring: j.keyring.take(),
-        lock_timeout: j.lock_timeout,
-        http_timeout: j.http_timeout,
-        keyring_timeout: j.keyring_timeout,
-        allow_insecure_http: j.allow_insecure_http,
-        allow_volatile_only: j.allow_volatile_only,
-        kdf: j.kdf.as_ref().map(|k| KdfParams {
-            m_cost_kib: k.m_cost_kib,
-            t_cost: k.t_cost,
-            p_cost: k.p_cost,
-        }),
-        new_passphrase: j.new_passphrase.take().map(Zeroizing::new),
-        ignore_env: j.ignore_env,
-    })
-}
-
 fn open_into(
     options: Result<OpenOptions, Error>,
     out_store: *mut *mut credlock_store,
@@ -335,7 +260,7 @@ pub unsafe extern "C" fn credlock_open(
     error: *mut *mut c_char,
 ) -> c_int {
     let options = opt_arg(options_json, "options_json", options_error)
-        .and_then(|t| parse_options(t.unwrap_or("")));
+        .and_then(|t| Ok(OpenOptions::from_json(t.unwrap_or(""))?));
     open_into(options, out_store, error)
 }
 
