@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -29,32 +30,37 @@ import (
 
 // Options configure Open. The zero value of a field means "as the credlock CLI would":
 // from the CREDLOCK_* environment variable, else the default.
+//
+// Each field's `credlock` tag is its name in the settings object the host reads
+// (credlock::OpenOptions, the one declaration every binding shares; host/tests/parity.rs
+// checks these tags against it): a new setting is a tagged field here, nothing else in Go.
+// A Duration goes as seconds.
 type Options struct {
 	// Passphrase opens (or protects a new store with) a passphrase slot.
 	// Default: $CREDLOCK_PASSPHRASE.
-	Passphrase string
+	Passphrase string `credlock:"passphrase"`
 	// KeyFile is the key file. Default: $CREDLOCK_KEY_FILE, else DIR/key.
-	KeyFile string
+	KeyFile string `credlock:"key_file"`
 	// Keyring: "secret-service", "keyutils", "apple-keychain", "windows-credential",
 	// "auto", or "off" to never ask a keyring. Default: $CREDLOCK_KEYRING.
-	Keyring string
+	Keyring string `credlock:"keyring"`
 	// LockTimeout bounds every lock wait (default $CREDLOCK_LOCK_TIMEOUT or 10 s). Below a
 	// millisecond (but not zero) it means "do not wait".
-	LockTimeout time.Duration
+	LockTimeout time.Duration `credlock:"lock_timeout"`
 	// HTTPTimeout bounds a token-endpoint request (default $CREDLOCK_HTTP_TIMEOUT or 30 s).
-	HTTPTimeout time.Duration
+	HTTPTimeout time.Duration `credlock:"http_timeout"`
 	// KeyringTimeout bounds one keyring call (default $CREDLOCK_KEYRING_TIMEOUT or 10 s).
-	KeyringTimeout time.Duration
+	KeyringTimeout time.Duration `credlock:"keyring_timeout"`
 	// AllowInsecureHTTP permits plain http to non-loopback token endpoints.
-	AllowInsecureHTTP bool
+	AllowInsecureHTTP bool `credlock:"allow_insecure_http"`
 	// AllowVolatileOnly lets a store's only slot be the kernel keyring.
-	AllowVolatileOnly bool
+	AllowVolatileOnly bool `credlock:"allow_volatile_only"`
 	// NewPassphrase is the passphrase of a new passphrase slot (AddSlot).
-	NewPassphrase string
+	NewPassphrase string `credlock:"new_passphrase"`
 	// KDF sets argon2id parameters for a new passphrase slot (tests use small ones).
-	KDF *KDFParams
+	KDF *KDFParams `credlock:"kdf"`
 	// IgnoreEnv reads no CREDLOCK_* variable: everything is configured here.
-	IgnoreEnv bool
+	IgnoreEnv bool `credlock:"ignore_env"`
 }
 
 // KDFParams are argon2id parameters.
@@ -109,50 +115,29 @@ func optString(s string) *C.char {
 	return cString(s)
 }
 
-func seconds(d time.Duration) any {
-	if d == 0 {
-		return nil
-	}
-	return d.Seconds()
-}
-
+// json is the settings object the host reads (credlock_open): every tagged field that is
+// not its zero value, by its tag.
 func (o *Options) json(dir string) []byte {
 	m := map[string]any{}
 	if dir != "" {
 		m["store_dir"] = dir
 	}
 	if o != nil {
-		set := func(k, v string) {
-			if v != "" {
-				m[k] = v
+		v := reflect.ValueOf(o).Elem()
+		for i := 0; i < v.NumField(); i++ {
+			name := v.Type().Field(i).Tag.Get("credlock")
+			f := v.Field(i)
+			if name == "" || f.IsZero() {
+				continue
 			}
-		}
-		set("passphrase", o.Passphrase)
-		set("key_file", o.KeyFile)
-		set("keyring", o.Keyring)
-		set("new_passphrase", o.NewPassphrase)
-		for k, d := range map[string]time.Duration{
-			"lock_timeout": o.LockTimeout, "http_timeout": o.HTTPTimeout,
-			"keyring_timeout": o.KeyringTimeout,
-		} {
-			if v := seconds(d); v != nil {
-				m[k] = v
+			if d, ok := f.Interface().(time.Duration); ok {
+				m[name] = d.Seconds()
+			} else {
+				m[name] = f.Interface()
 			}
-		}
-		if o.AllowInsecureHTTP {
-			m["allow_insecure_http"] = true
-		}
-		if o.AllowVolatileOnly {
-			m["allow_volatile_only"] = true
-		}
-		if o.KDF != nil {
-			m["kdf"] = o.KDF
-		}
-		if o.IgnoreEnv {
-			m["ignore_env"] = true
 		}
 	}
-	b, _ := json.Marshal(m) // a map of strings, numbers and bools always marshals
+	b, _ := json.Marshal(m) // strings, numbers, bools and KDFParams always marshal
 	return b
 }
 

@@ -84,18 +84,30 @@ fn seconds_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Erro
     }))
 }
 
+const KDF_WHOLE: &str = "kdf must have whole numbers: m_cost_kib, t_cost, p_cost";
+
+/// A new passphrase slot's argon2id parameters; a field left out keeps its default.
 fn kdf_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KdfParams>, D::Error> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Kdf {
-        m_cost_kib: u32,
-        t_cost: u32,
-        p_cost: u32,
+        m_cost_kib: Option<f64>,
+        t_cost: Option<f64>,
+        p_cost: Option<f64>,
     }
-    Ok(Option::<Kdf>::deserialize(d)?.map(|k| KdfParams {
-        m_cost_kib: k.m_cost_kib,
-        t_cost: k.t_cost,
-        p_cost: k.p_cost,
+    let Some(k) = Option::<Kdf>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = |v: Option<f64>, default: u32| match v {
+        None => Ok(default),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => Ok(n as u32),
+        Some(_) => Err(serde::de::Error::custom(KDF_WHOLE)),
+    };
+    let default = KdfParams::default();
+    Ok(Some(KdfParams {
+        m_cost_kib: whole(k.m_cost_kib, default.m_cost_kib)?,
+        t_cost: whole(k.t_cost, default.t_cost)?,
+        p_cost: whole(k.p_cost, default.p_cost)?,
     }))
 }
 
@@ -142,6 +154,8 @@ impl OpenOptions {
             invalid(if msg.starts_with("unknown field") {
                 // serde lists the expected fields after the unknown one; names only.
                 format!("the options JSON has an {msg}")
+            } else if msg.starts_with(KDF_WHOLE) {
+                msg
             } else {
                 format!(
                     "the options are not a valid JSON object of settings (line {}, column {})",
@@ -365,6 +379,9 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("line 1"), "{e}");
         // A timeout that is not a number is refused by resolve, naming the setting.
+        assert!(err(r#"{"kdf": {"t_cost": 1.5}}"#).contains(KDF_WHOLE));
+        let o = OpenOptions::from_json(r#"{"kdf": {"t_cost": 1}}"#).unwrap();
+        assert_eq!(o.kdf.unwrap().m_cost_kib, KdfParams::default().m_cost_kib);
         let o = OpenOptions::from_json(r#"{"lock_timeout": "soon", "ignore_env": true}"#).unwrap();
         assert!(o
             .resolve()

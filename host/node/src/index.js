@@ -90,6 +90,42 @@ function attachmentValue(v) {
   return v;
 }
 
+// The host's name of a kdf setting (`kdf` is the one setting whose JS names are not the
+// host's in camel case; index.d.ts keeps the names Node users already write).
+const KDF_NAMES = { memoryKiB: 'm_cost_kib', iterations: 't_cost', parallelism: 'p_cost' };
+const snakeKey = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * `Store.open`'s settings as the JSON object the host reads (credlock::OpenOptions, the one
+ * declaration every binding shares): each camelCase key in snake case, null or undefined
+ * left out. Values are passed as given, so the host refuses a wrong one (or an unknown key)
+ * in the same words as in every other language; a value JSON cannot carry (NaN, a
+ * function) goes as text for the host to refuse rather than silently becoming "absent".
+ */
+function openOptions(dir, o) {
+  const out = {};
+  if (dir != null) out.store_dir = String(dir);
+  const value = (v) => {
+    if (typeof v === 'number') return Number.isFinite(v) ? v : String(v);
+    if (typeof v === 'string' || typeof v === 'boolean') return v;
+    return v instanceof URL ? v.pathname : String(v);
+  };
+  for (const [k, v] of Object.entries(o)) {
+    if (v == null) continue;
+    if (k === 'dir') {
+      out.store_dir = String(v);
+    } else if (k === 'kdf') {
+      out.kdf = {};
+      for (const [kk, vv] of Object.entries(v)) {
+        if (vv != null) out.kdf[KDF_NAMES[kk] ?? kk] = value(vv);
+      }
+    } else {
+      out[snakeKey(k)] = value(v);
+    }
+  }
+  return JSON.stringify(out);
+}
+
 /** The version every credlock artifact shares, e.g. `0.1.0` (from the addon: what runs). */
 export const version = native.version();
 /** Hex SHA-256 of the component the addon embeds: two builds of one version can differ. */
@@ -118,24 +154,7 @@ export class Store {
       opts = dir;
       dir = undefined;
     }
-    const o = opts ?? {};
-    const kdf = o.kdf == null ? undefined : {
-      memoryKiB: o.kdf.memoryKiB == null ? undefined : num(o.kdf.memoryKiB),
-      iterations: o.kdf.iterations == null ? undefined : num(o.kdf.iterations),
-      parallelism: o.kdf.parallelism == null ? undefined : num(o.kdf.parallelism),
-    };
-    return new Store(call(() => NativeStore.open({
-      dir: dir == null ? undefined : String(dir),
-      passphrase: str(o.passphrase),
-      keyFile: str(o.keyFile),
-      keyring: str(o.keyring),
-      lockTimeout: seconds(o.lockTimeout),
-      httpTimeout: seconds(o.httpTimeout),
-      keyringTimeout: seconds(o.keyringTimeout),
-      allowInsecureHttp: o.allowInsecureHttp == null ? undefined : !!o.allowInsecureHttp,
-      allowVolatileOnly: o.allowVolatileOnly == null ? undefined : !!o.allowVolatileOnly,
-      kdf,
-    })));
+    return new Store(call(() => NativeStore.open(openOptions(dir, opts ?? {}))));
   }
 
   /** The store directory. */

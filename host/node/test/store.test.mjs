@@ -232,3 +232,29 @@ test('refuses a store locked with the WASI build\'s lease files', () => {
   assert.equal(fs.readFileSync(path.join(fresh, 'lock-protocol'), 'utf8'), 'flock\n');
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('Store.open hands its settings to the host by name, and the host checks them', () => {
+  const dir = tmpStore();
+  const refused = (opts, pattern) => {
+    let caught;
+    try {
+      Store.open(dir, opts);
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof CredlockError, `${JSON.stringify(opts)} must be refused`);
+    assert.equal(caught.code, 'invalid-options');
+    assert.match(caught.message, pattern);
+  };
+  // A misspelt setting is named, never silently ignored.
+  refused({ lockTimeOut: 5 }, /unknown field `lock_time_out`/);
+  refused({ lockTimeout: Number.NaN }, /lock timeout/);
+  refused({ lockTimeout: 'soon' }, /lock timeout/);
+  refused({ kdf: { iterations: 1.5 } }, /kdf must have whole numbers/);
+  refused({ passphrase: '' }, /passphrase is empty/);
+  // Numeric strings are seconds, as in the environment; null means "from the environment".
+  const s = Store.open(dir, { lockTimeout: '2.5', httpTimeout: null, kdf: { iterations: 1, memoryKiB: 64, parallelism: 1 } });
+  assert.equal(s.path, dir);
+  s.put('acme', { access_token: 'at-1', expires_in: hour });
+  assert.equal(s.token('acme'), 'at-1');
+});

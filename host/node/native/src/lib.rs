@@ -13,12 +13,10 @@
 
 mod login;
 
-use credlock::keys::KdfParams;
 use credlock::{Error as CredError, OpenOptions, StoreError};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
 use napi::{Env, Task};
 use napi_derive::napi;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
@@ -42,83 +40,21 @@ fn to_napi<T>(r: CResult<T>) -> napi::Result<T> {
 
 // ----- options -----
 
-/// argon2id parameters for a new passphrase slot.
-#[napi(object)]
-pub struct KdfOptions {
-    pub memory_ki_b: Option<f64>,
-    pub iterations: Option<f64>,
-    pub parallelism: Option<f64>,
-}
-
-/// `Store.open`'s options; seconds may be numbers or numeric strings (as in the environment).
-#[napi(object)]
-pub struct NativeOpenOptions {
-    pub dir: Option<String>,
-    pub passphrase: Option<String>,
-    pub key_file: Option<String>,
-    pub keyring: Option<String>,
-    pub lock_timeout: Option<Either<f64, String>>,
-    pub http_timeout: Option<Either<f64, String>>,
-    pub keyring_timeout: Option<Either<f64, String>>,
-    pub allow_insecure_http: Option<bool>,
-    pub allow_volatile_only: Option<bool>,
-    pub kdf: Option<KdfOptions>,
-}
-
-/// A number, or a numeric string; anything else is NaN, which `resolve` refuses with the
-/// host's message naming the setting.
-fn seconds(v: Option<Either<f64, String>>) -> Option<f64> {
-    v.map(|v| match v {
-        Either::A(n) => n,
-        Either::B(s) => s.trim().parse::<f64>().unwrap_or(f64::NAN),
-    })
-}
-
-fn whole(v: Option<f64>, default: u32) -> CResult<u32> {
-    match v {
-        None => Ok(default),
-        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => Ok(n as u32),
-        Some(_) => Err(invalid_options(
-            "kdf must have whole numbers: memoryKiB, iterations, parallelism",
-        )),
-    }
-}
-
-fn open_options(o: NativeOpenOptions) -> CResult<OpenOptions> {
-    let store_dir = match o.dir {
+/// `Store.open`'s settings, read by name by the host (`OpenOptions::from_json`); only the
+/// store path is Node's to settle: relative to the process's directory now, so a later
+/// `process.chdir` does not move the store.
+fn open_options(json: &str) -> CResult<OpenOptions> {
+    let mut o = OpenOptions::from_json(json).map_err(CredError::Store)?;
+    o.store_dir = match o.store_dir.take() {
         None => None,
-        Some(d) if d.is_empty() => {
+        Some(d) if d.as_os_str().is_empty() => {
             return Err(invalid_options("the store path must be a non-empty string"))
         }
         // A database URL is a store too (a fleet's); only a path is made absolute.
-        Some(d) if credlock::pg::database::is_url(&d) => Some(PathBuf::from(d)),
-        Some(d) => Some(std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d))),
+        Some(d) if d.to_str().is_some_and(credlock::pg::database::is_url) => Some(d),
+        Some(d) => Some(std::path::absolute(&d).unwrap_or(d)),
     };
-    let kdf = match o.kdf {
-        None => None,
-        Some(k) => {
-            let d = KdfParams::default();
-            Some(KdfParams {
-                m_cost_kib: whole(k.memory_ki_b, d.m_cost_kib)?,
-                t_cost: whole(k.iterations, d.t_cost)?,
-                p_cost: whole(k.parallelism, d.p_cost)?,
-            })
-        }
-    };
-    Ok(OpenOptions {
-        store_dir,
-        passphrase: o.passphrase.map(Zeroizing::new),
-        key_file: o.key_file.map(PathBuf::from),
-        keyring: o.keyring,
-        lock_timeout: seconds(o.lock_timeout),
-        http_timeout: seconds(o.http_timeout),
-        keyring_timeout: seconds(o.keyring_timeout),
-        allow_insecure_http: o.allow_insecure_http,
-        allow_volatile_only: o.allow_volatile_only,
-        kdf,
-        new_passphrase: None,
-        ignore_env: false,
-    })
+    Ok(o)
 }
 
 /// `$XDG_DATA_HOME/credlock`, else `~/.local/share/credlock`: the CLI's default.
@@ -411,8 +347,9 @@ impl NativeStore {
 impl NativeStore {
     /// Open the store: explicit options, then the `CREDLOCK_*` environment, then defaults.
     #[napi(factory)]
-    pub fn open(options: NativeOpenOptions) -> napi::Result<NativeStore> {
-        let store = to_napi(open_options(options).and_then(|o| credlock::Store::open_with(&o)))?;
+    pub fn open(options_json: String) -> napi::Result<NativeStore> {
+        let store =
+            to_napi(open_options(&options_json).and_then(|o| credlock::Store::open_with(&o)))?;
         Ok(NativeStore {
             path: store.store_dir().display().to_string(),
             inner: RwLock::new(Some(Arc::new(store))),
