@@ -34,6 +34,29 @@ pub struct RecoverReport {
     pub refresh_unknown: Vec<String>,
 }
 
+impl RecoverReport {
+    /// What `credlock recover` tells the user, a line each: written once here because the
+    /// native CLI and the WASI command both print it.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(q) = &self.quarantined_as {
+            out.push(format!("moved the store file aside to {q}"));
+        }
+        out.push(format!(
+            "restored the backup: {} tenant(s), generation {}",
+            self.tenants, self.generation
+        ));
+        if !self.refresh_unknown.is_empty() {
+            out.push(format!(
+                "warning: the refresh tokens of {} may have been spent after the backup was written; \
+                 they will not be presented again (log in again if their access tokens expire)",
+                self.refresh_unknown.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 impl<'p, P: Platform> Store<'p, P> {
     /// The header's key slots, in order. Opens the store (so it checks the caller's keys).
     pub fn slots(&mut self) -> Result<Vec<KeySlot>, StoreError> {

@@ -94,9 +94,22 @@ fn read_opened(
     Ok(Some(buf))
 }
 
+/// A temp name beside `target`: `.NAME.TAG-PID-HEX`. HEX is unique within the process (a
+/// random base drawn once, plus a counter) and unguessable across processes, so a put costs
+/// no `getrandom` per temp file; the pid lets a sweep tell a live writer's file from litter.
 fn temp_name(target: &Path, tag: &str) -> PathBuf {
-    let mut rnd = [0u8; 8];
-    getrandom::getrandom(&mut rnd).expect("the OS random source is available");
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        let mut rnd = [0u8; 8];
+        getrandom::getrandom(&mut rnd).expect("the OS random source is available");
+        u64::from_le_bytes(rnd)
+    });
+    let rnd = base
+        .wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed))
+        .to_be_bytes();
     let name = target
         .file_name()
         .and_then(|n| n.to_str())
@@ -108,13 +121,15 @@ fn temp_name(target: &Path, tag: &str) -> PathBuf {
     ))
 }
 
-/// Refuse to replace a symlink: writing through one could land anywhere.
-fn check_not_symlink(path: &Path) -> Result<(), FileError> {
+/// Refuse to replace a symlink: writing through one could land anywhere. Returns what is
+/// there (`None`: nothing), which the backup reuses rather than asking again.
+fn check_not_symlink(path: &Path) -> Result<Option<std::fs::Metadata>, FileError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() || !m.is_file() => Err(FileError::Io(
             IoError::NotARegularFile(format!("{}: not a regular file (refused)", path.display())),
         )),
-        _ => Ok(()),
+        Ok(m) => Ok(Some(m)),
+        Err(_) => Ok(None),
     }
 }
 
@@ -123,7 +138,7 @@ fn check_not_symlink(path: &Path) -> Result<(), FileError> {
 /// never modified in place, so the old inode is exactly the old version).
 pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<(), FileError> {
     let dir = target.parent().expect("store files live in a directory");
-    check_not_symlink(target)?;
+    let current = check_not_symlink(target)?;
     let tmp = temp_name(target, "tmp");
     let result = (|| -> io::Result<()> {
         // create_new never follows a symlink (O_EXCL; on Windows CREATE_NEW on the link itself).
@@ -139,8 +154,8 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
         let _ = std::fs::remove_file(&tmp);
         return Err(FileError::Io(io_error(&e, target)));
     }
-    if let Some(backup) = backup {
-        if let Err(e) = keep_backup(target, backup) {
+    if let (Some(backup), Some(current)) = (backup, &current) {
+        if let Err(e) = keep_backup(target, current, backup) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
@@ -153,11 +168,12 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
     sync_dir(dir).map_err(|e| FileError::Io(io_error(&e, dir)))
 }
 
-fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
+/// Keep `target`'s current version (`current`: its metadata, just read) as `backup`.
+fn keep_backup(target: &Path, current: &std::fs::Metadata, backup: &Path) -> Result<(), FileError> {
     // A writer killed between linking the backup and renaming leaves the store and the
     // backup one inode; renaming a link of it over the other would do nothing (POSIX), and
     // leave the link behind. The backup is already this version.
-    if same_file(target, backup) {
+    if same_file(current, backup) {
         return Ok(());
     }
     let link_tmp = temp_name(backup, "tmp");
@@ -168,16 +184,16 @@ fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
     }
     // A store written by an older version (or copied by hand) may be 0644; its backup is
     // made owner-only like every file credlock writes. The store itself is replaced next.
+    // The link is the same inode as `current` (the store is only ever replaced, under the
+    // store lock we hold), so its mode is the one just read.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::symlink_metadata(&link_tmp) {
-            if m.permissions().mode() & 0o077 != 0 {
-                let private = std::fs::Permissions::from_mode(0o600);
-                if let Err(e) = std::fs::set_permissions(&link_tmp, private) {
-                    let _ = std::fs::remove_file(&link_tmp);
-                    return Err(FileError::Io(io_error(&e, backup)));
-                }
+        if current.permissions().mode() & 0o077 != 0 {
+            let private = std::fs::Permissions::from_mode(0o600);
+            if let Err(e) = std::fs::set_permissions(&link_tmp, private) {
+                let _ = std::fs::remove_file(&link_tmp);
+                return Err(FileError::Io(io_error(&e, backup)));
             }
         }
     }
@@ -190,16 +206,13 @@ fn keep_backup(target: &Path, backup: &Path) -> Result<(), FileError> {
 }
 
 #[cfg(unix)]
-fn same_file(a: &Path, b: &Path) -> bool {
+fn same_file(a: &std::fs::Metadata, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+    std::fs::symlink_metadata(b).is_ok_and(|b| a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 #[cfg(not(unix))]
-fn same_file(_a: &Path, _b: &Path) -> bool {
+fn same_file(_a: &std::fs::Metadata, _b: &Path) -> bool {
     false
 }
 

@@ -188,8 +188,8 @@ impl Storage for FileStorage {
     }
 
     fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
-        ensure_private_dir(&self.layout.dir)
-            .map_err(|e| FileError::Io(io_error(&e, &self.layout.dir)))?;
+        // No directory check here: the core writes only under the exclusive store lock, and
+        // `prepare_lock` made and checked the directory the lock file lives in.
         // The core writes only under the exclusive store lock: the one moment when every
         // store temp file is a dead writer's. Once per platform (each pooled instance of a
         // `Store`, each CLI process) is enough for crash litter.

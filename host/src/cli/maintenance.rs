@@ -40,20 +40,8 @@ pub fn rekey(store: &mut Credlock) -> Result<(), Failure> {
 }
 
 pub fn recover(store: &mut Credlock, force: bool) -> Result<(), Failure> {
-    let r = store.recover(force)?;
-    if let Some(q) = &r.quarantined_as {
-        eprintln!("credlock: moved the store file aside to {q}");
-    }
-    eprintln!(
-        "credlock: restored the backup: {} tenant(s), generation {}",
-        r.tenants, r.generation
-    );
-    if !r.refresh_unknown.is_empty() {
-        eprintln!(
-            "credlock: warning: the refresh tokens of {} may have been spent after the backup was written; \
-             they will not be presented again (log in again if their access tokens expire)",
-            r.refresh_unknown.join(", ")
-        );
+    for line in store.recover(force)?.messages() {
+        eprintln!("credlock: {line}");
     }
     Ok(())
 }

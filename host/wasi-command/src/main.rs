@@ -418,19 +418,14 @@ fn main() -> ExitCode {
                 return usage(&m);
             }
             api::recover(opts, args.iter().any(|a| a == "--force")).map(|r| {
-                if let Some(q) = &r.quarantined_as {
-                    eprintln!("credlock: moved the store file aside to {q}");
-                }
-                eprintln!(
-                    "credlock: restored the backup: {} tenant(s), generation {}",
-                    r.tenants, r.generation
-                );
-                if !r.refresh_unknown.is_empty() {
-                    eprintln!(
-                        "credlock: warning: the refresh tokens of {} may have been spent after the backup was written; \
-                         they will not be presented again (log in again if their access tokens expire)",
-                        r.refresh_unknown.join(", ")
-                    );
+                let report = credlock_core::RecoverReport {
+                    quarantined_as: r.quarantined_as,
+                    generation: r.generation,
+                    tenants: r.tenants,
+                    refresh_unknown: r.refresh_unknown,
+                };
+                for line in report.messages() {
+                    eprintln!("credlock: {line}");
                 }
             })
         }
