@@ -41,7 +41,7 @@ PHASES = [
 ]
 
 
-def classify(call, args, path_of):
+def classify(call, args, path_of, dirs):
     """The phase of one system call, from its name and the file it names or holds."""
     fd = None
     m = re.match(r"(-?\d+)", args)
@@ -62,7 +62,7 @@ def classify(call, args, path_of):
     if call in ("openat", "open"):
         if path.endswith(".lock") or "lock" in os.path.basename(path):
             return PHASES[0]
-        if "O_DIRECTORY" in args:
+        if "O_DIRECTORY" in args or path.rstrip("/") in dirs:
             return PHASES[7]
         if "tmp" in os.path.basename(path):
             return PHASES[3]
@@ -94,10 +94,11 @@ def classify(call, args, path_of):
     return PHASES[9]
 
 
-def trace(cmd, k):
+def trace(cmd, k, store_dir):
     """Per-operation microseconds of each phase, from one strace run of `cmd`."""
     out = tempfile.mktemp(prefix="phases-", suffix=".strace")
     subprocess.run(["strace", "-f", "-T", "-qq", "-o", out] + cmd, check=True)
+    dirs = {store_dir.rstrip("/")}
     totals = collections.Counter()
     calls = collections.Counter()
     path_of = {}
@@ -107,10 +108,12 @@ def trace(cmd, k):
             if not m:
                 continue
             _, call, args, ret, secs = m.groups()
-            phase = classify(call, args, path_of)
+            phase = classify(call, args, path_of, dirs)
             if call in ("openat", "open") and ret not in ("?",) and int(ret) >= 0:
                 pm = re.search(r'"([^"]*)"', args)
-                path_of[int(ret)] = "<dir>" if "O_DIRECTORY" in args else (pm.group(1) if pm else "")
+                p = pm.group(1) if pm else ""
+                is_dir = "O_DIRECTORY" in args or p.rstrip("/") in dirs
+                path_of[int(ret)] = "<dir>" if is_dir else p
             if call == "close":
                 m2 = re.match(r"(\d+)", args)
                 if m2:
@@ -151,7 +154,7 @@ def main():
             return [a.bench, mode, d, "w0", str(k), cache]
         subprocess.run(cmd_for(5), check=True)  # create the store, warm the cache
         w = wall(cmd_for, a.k, 20, a.rounds)
-        t, c = trace(cmd_for(a.k), a.k)
+        t, c = trace(cmd_for(a.k), a.k, os.path.join(work, who))
         results[who] = (w, t, c)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -164,8 +167,6 @@ def main():
             cells.append(f"{t[p]:.0f} ({c[p]:.1f})" if c[p] else "—")
         print(f"| {p} | {cells[0]} | {cells[1]} |")
     sums = {who: sum(results[who][1].values()) for who in results}
-    for who in ("credlock", "floor"):
-        pass
     print(f"| all system calls, traced | {sums['credlock']:.0f} ({sum(results['credlock'][2].values()):.1f}) "
           f"| {sums['floor']:.0f} ({sum(results['floor'][2].values()):.1f}) |")
     print(f"| **wall, untraced** | **{results['credlock'][0]:.0f}** | **{results['floor'][0]:.0f}** |")

@@ -140,26 +140,38 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
     let dir = target.parent().expect("store files live in a directory");
     let current = check_not_symlink(target)?;
     let tmp = temp_name(target, "tmp");
-    let result = (|| -> io::Result<()> {
+    let written = (|| -> io::Result<File> {
         // create_new never follows a symlink (O_EXCL; on Windows CREATE_NEW on the link itself).
         let mut file = io_util::owner_only(io_util::no_follow(
             OpenOptions::new().write(true).create_new(true),
         ))
         .open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
-        Ok(())
+        Ok(file)
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(FileError::Io(io_error(&e, target)));
-    }
+    let file = match written {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(FileError::Io(io_error(&e, target)));
+        }
+    };
+    // The backup is linked before the new file's fsync, so that its two directory changes
+    // are committed by the journal commit that fsync makes anyway (ext4, xfs) instead of
+    // queueing behind it. It is the store's current, already durable version, so making it
+    // early is safe: a crash from here on leaves store and backup the same inode, which the
+    // next write's `same_file` check expects.
     if let (Some(backup), Some(current)) = (backup, &current) {
         if let Err(e) = keep_backup(target, current, backup) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
     }
+    if let Err(e) = file.sync_all() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FileError::Io(io_error(&e, target)));
+    }
+    drop(file);
     crate::failpoints::hit("replace:before-rename");
     if let Err(e) = io_util::rename_over(&tmp, target) {
         let _ = std::fs::remove_file(&tmp);

@@ -94,6 +94,9 @@ impl Drop for Store {
                 // get_mut takes no lock.
                 let idle = pool.idle.get_mut().unwrap_or_else(|p| p.into_inner());
                 std::mem::forget(std::mem::take(idle));
+                // A clone that is never dropped keeps the count above zero, so the parent's
+                // keyring (its cache's lock, its D-Bus connection) is never torn down here,
+                // whichever handle to it goes last.
                 std::mem::forget(pool.keyring.clone());
             }
         }
