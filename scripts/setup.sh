@@ -24,6 +24,8 @@ command -v keyctl >/dev/null 2>&1 || need_pkgs+=(keyutils)
 # cluster with initdb and pg_ctl from /usr/lib/postgresql/*/bin; the package's service is
 # never used. `runuser` (util-linux) runs the server as `postgres` when the tests run as root.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+# strace for bench/phases.py (one put's time, system call by system call).
+command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [[ " ${need_pkgs[*]} " == *" postgresql "* ]] && [ -w /etc ]; then
     # Only the binaries: no "main" cluster, no server left running by the package.
