@@ -1,5 +1,6 @@
 //! The wasmtime embedding: the credlock component, its imports wired to the native
-//! platform, and where its machine code comes from.
+//! platform (the imports themselves are `credlock_witglue`'s, shared with the simulator),
+//! and where its machine code comes from.
 //!
 //! A one-shot CLI call, or a binding's first `Store.open`, must cost milliseconds, not the
 //! second and 70 MB Cranelift takes to compile the component. So the build compiles it
@@ -17,8 +18,6 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store};
 
-// The bindings, the WIT<->core conversions and the imports are the one layer the simulator
-// shares (host/witglue); this module keeps the engine, the artifact and the instances.
 /// The WIT `sealing` types, for the crate API.
 pub use credlock_witglue::sealing as sealing_types;
 pub use credlock_witglue::{api, Credlock};

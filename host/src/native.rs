@@ -1,8 +1,9 @@
 //! The native platform: the core's seam implemented over a store's medium (`storage.rs`: a
 //! directory with OS file locks, or PostgreSQL), with host-side AES-GCM keys, ureq, the OS
 //! clock and the OS random source.
-//! The component's imports (`credlock_witglue`, run by `component.rs`) forward to this, and native embedders
-//! can drive the core with it directly (`credlock_core::Store::new(&mut platform, ..)`).
+//! The component's imports (`credlock_witglue`, linked by `component.rs`) forward to this,
+//! and native embedders can drive the core with it directly
+//! (`credlock_core::Store::new(&mut platform, ..)`).
 
 use crate::endpoint::{self, EndpointPolicy};
 use crate::keys::{DataKey, KeyHandle, Keyring};

@@ -1,10 +1,12 @@
 //! The shipped component as a simulated process: the very `.wasm` the host embeds
 //! ([`credlock::component::COMPONENT_WASM`]), as the machine code the build compiled it to
 //! ([`credlock::component::COMPILED_COMPONENT`]), run by wasmtime, with its WIT imports answered
-//! by the same [`SimPlatform`] the native build calls. Nothing here simulates anything: each
-//! import converts its arguments to the core's types, calls the platform, and converts the
-//! answer back, as `host/src/component.rs` does for the native platform. Lock guards and
-//! data keys are wasmtime resources holding the platform's own [`SimGuard`] and [`SimKey`].
+//! by the same [`SimPlatform`] the native build calls. Nothing here simulates anything: the
+//! imports are the host's own (`credlock_witglue`, built against the naive core): each
+//! converts its arguments to the core's types, calls the platform, and converts the answer
+//! back. This module adds only the simulator's [`SimHooks`] and the process plumbing. Lock
+//! guards and data keys are wasmtime resources holding the platform's own [`SimGuard`] and
+//! [`crate::platform::SimKey`].
 //!
 //! A crash is a panic out of a platform call (see [`crate::sched::Sim::point`]). wasmtime
 //! carries a host function's panic through the guest's frames and resumes it out of the

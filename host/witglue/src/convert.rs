@@ -505,3 +505,133 @@ impl From<api::StoreError> for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variant's name in a `Debug` rendering (`IoError::Fenced("x")` and `Fenced("x")`
+    /// both give `Fenced`), so a case mapped to a case of another name is caught.
+    fn case<T: std::fmt::Debug>(v: &T) -> String {
+        let d = format!("{v:?}");
+        let head = d.split(['(', ' ', '{']).next().unwrap_or_default();
+        head.rsplit("::").next().unwrap_or_default().to_owned()
+    }
+
+    fn io_cases() -> Vec<core_p::IoError> {
+        use core_p::IoError as C;
+        vec![
+            C::NotARegularFile("a".into()),
+            C::PermissionDenied("b".into()),
+            C::NoSpace("c".into()),
+            C::UnsafePermissions("d".into()),
+            C::OtherLockProtocol("e".into()),
+            C::Unreachable("f".into()),
+            C::Fenced("g".into()),
+            C::AuthFailed("h".into()),
+            C::Other("i".into()),
+        ]
+    }
+
+    #[test]
+    fn io_errors_keep_their_case_and_detail_both_ways() {
+        for e in io_cases() {
+            let wit = types::IoError::from(e.clone());
+            assert_eq!(case(&wit), case(&e));
+            assert_eq!(core_p::IoError::from(wit), e);
+        }
+    }
+
+    #[test]
+    fn key_and_file_errors_keep_their_case_both_ways() {
+        use core_p::KeyError as K;
+        let mut keys = vec![
+            K::NoKeySource,
+            K::NoMatchingSlot(vec!["passphrase".into()]),
+            K::WrongPassphrase,
+            K::WrongKeyFile,
+            K::MalformedSlot("m".into()),
+            K::KeyringEntryMissing {
+                backend: "secret-service".into(),
+                other_slots: vec!["key-file".into()],
+            },
+            K::Keyring("k".into()),
+            K::SlotUnavailable("s".into()),
+        ];
+        keys.extend(io_cases().into_iter().map(K::Io));
+        for e in keys {
+            let wit = sealing::KeyError::from(e.clone());
+            assert_eq!(case(&wit), case(&e));
+            assert_eq!(core_p::KeyError::from(wit), e);
+        }
+        let mut file = vec![core_p::FileError::TooLarge(7)];
+        file.extend(io_cases().into_iter().map(core_p::FileError::Io));
+        for e in file {
+            let wit = files::FileError::from(e.clone());
+            assert_eq!(case(&wit), case(&e));
+            assert_eq!(core_p::FileError::from(wit), e);
+        }
+    }
+
+    #[test]
+    fn transport_errors_keep_their_case_both_ways() {
+        use core_p::TransportError as T;
+        for e in [
+            T::BadUrl("u".into()),
+            T::Connect("c".into()),
+            T::Timeout,
+            T::Interrupted("i".into()),
+            T::ReplyTooLarge,
+        ] {
+            let wit = token_endpoint::TransportError::from(e.clone());
+            assert_eq!(case(&wit), case(&e));
+            assert_eq!(core_p::TransportError::from(wit), e);
+        }
+    }
+
+    #[test]
+    fn store_errors_arrive_as_the_core_case_of_the_same_name() {
+        use api::StoreError as W;
+        let endpoint = || api::EndpointError::Server(503);
+        let cases = vec![
+            W::InvalidTenant("t".into()),
+            W::InvalidTokenResponse("r".into()),
+            W::InvalidOptions("o".into()),
+            W::InvalidAttachment("a".into()),
+            W::NotFound("t".into()),
+            W::Expired("t".into()),
+            W::ReauthNeeded("t".into()),
+            W::RefreshOutcomeUnknown("t".into()),
+            W::Endpoint(endpoint()),
+            W::LockTimeout(api::LockTimeout {
+                lock: "store".into(),
+                waited_ms: 5,
+            }),
+            W::RefreshContended("t".into()),
+            W::Io(files::FileError::TooLarge(1)),
+            W::Key(sealing::KeyError::WrongPassphrase),
+            W::NotAStore("n".into()),
+            W::UnsupportedVersion(9),
+            W::Corrupt("c".into()),
+            W::SlotChange(api::SlotChangeError::LastSlot),
+            W::Recover(api::RecoverError::NoBackup),
+            W::ImportConflict(vec!["t".into()]),
+            W::Login(api::LoginError::AccessDenied),
+        ];
+        for wit in cases {
+            let name = case(&wit);
+            assert_eq!(case(&StoreError::from(wit)), name);
+        }
+        let login = LoginError::from(api::LoginError::Endpoint(api::LoginEndpointFailure {
+            endpoint: "token".into(),
+            error: endpoint(),
+        }));
+        assert_eq!(
+            login,
+            LoginError::Endpoint {
+                endpoint: "token".into(),
+                error: EndpointError::Server(503),
+            }
+        );
+    }
+}

@@ -44,7 +44,7 @@ pub trait Hooks<P: WitPlatform>: Send + 'static {
     /// promises 64 lowercase hex; a guest that sends anything else must not get to choose a
     /// path.
     fn check_refresh_id(&mut self, id: &str) -> Result<(), core_p::IoError> {
-        if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !is_refresh_id(id) {
             return Err(core_p::IoError::Other("invalid refresh lock id".into()));
         }
         Ok(())
@@ -70,6 +70,12 @@ pub trait Hooks<P: WitPlatform>: Send + 'static {
 
     /// After `random.fill` filled `buf`, before the guest gets it.
     fn after_fill(&mut self, _buf: &mut Vec<u8>) {}
+}
+
+/// The WIT's form of a refresh lock's id: 64 lowercase hex (a SHA-256), nothing that could
+/// name another path.
+fn is_refresh_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The shipped host's behaviour: every [`Hooks`] default.
@@ -364,5 +370,23 @@ impl<P: WitPlatform, H: Hooks<P>> random::Host for HostState<P, H> {
         self.platform.fill_random(&mut buf);
         self.hooks.after_fill(&mut buf);
         buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_refresh_id;
+
+    #[test]
+    fn refresh_ids_are_64_lowercase_hex_and_nothing_else() {
+        let good = "0123456789abcdef".repeat(4);
+        assert!(is_refresh_id(&good));
+        assert!(!is_refresh_id(&good[..63]), "too short");
+        assert!(!is_refresh_id(&format!("{good}0")), "too long");
+        assert!(!is_refresh_id(&good.to_uppercase()), "uppercase");
+        let path = format!("../{}", &good[3..]);
+        assert_eq!(path.len(), 64);
+        assert!(!is_refresh_id(&path), "a path");
+        assert!(!is_refresh_id(""));
     }
 }
