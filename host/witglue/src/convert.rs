@@ -409,10 +409,6 @@ impl From<api::PendingLogin> for PendingSummary {
 }
 
 /// The WIT's endpoint error as the core's (for `store-error` and `login-error`).
-pub fn endpoint_error_in(e: api::EndpointError) -> EndpointError {
-    e.into()
-}
-
 impl From<api::EndpointError> for EndpointError {
     fn from(e: api::EndpointError) -> Self {
         match e {

@@ -27,7 +27,6 @@
 mod convert;
 mod imports;
 
-pub use convert::endpoint_error_in;
 pub use imports::{linker, Held, Hooks, HostState, Shipped, WitPlatform};
 
 wasmtime::component::bindgen!({
