@@ -78,7 +78,7 @@ suites=$((suites + 1))
 target/release/credlock-sim --exhaustive --preemptions 2
 suites=$((suites + 1))
 # The shipped .wasm, in wasmtime with the simulated platform as its imports, against the
-# native core: the same trace hash seed for seed (sim/src/component.rs). The dev build that
+# native core: the same trace hash seed for seed (sim/src/component.rs, over host/witglue). The dev build that
 # `cargo build --workspace` made above: ~45 s for 300 seeds, where a release build would
 # first compile wasmtime again (~13 min on 2 cores) to run them in 12 s.
 cargo build --workspace

@@ -277,11 +277,7 @@ impl Credlock {
                     }
                 }
                 let live = instance.as_mut().expect("instantiated above");
-                let opts = api::Options {
-                    lock_timeout_ms: self.options.lock_timeout_ms,
-                    http_timeout_ms: self.options.http_timeout_ms,
-                    allow_insecure_http: self.options.allow_insecure_http,
-                };
+                let opts = api::Options::from(&self.options);
                 // A panic in a host function (a host bug: a broken platform contract) unwinds
                 // through wasmtime to here; it fails this call as an internal error, like a
                 // trap, instead of taking the embedding process down.
@@ -298,7 +294,7 @@ impl Credlock {
                 });
                 match called {
                     Ok(Ok(w)) => Ok(convert(w)),
-                    Ok(Err(e)) => Err(Error::Store(component::store_error(e))),
+                    Ok(Err(e)) => Err(Error::Store(e.into())),
                     Err(trap) => {
                         // A trapped instance may not be entered again: start afresh next call.
                         *spare = Some(instance.take().expect("live").into_platform());
@@ -326,10 +322,7 @@ impl Credlock {
                     .call_put(s, *o, tenant, token_response)
             },
             |s| s.put(tenant, token_response),
-            |r| WriteReceipt {
-                revision: r.revision,
-                generation: r.generation,
-            },
+            WriteReceipt::from,
         )
     }
 
@@ -341,7 +334,7 @@ impl Credlock {
                     .call_token(s, *o, tenant, min_valid_ms)
             },
             |s| s.token(tenant, min_valid_ms),
-            access_token,
+            AccessToken::from,
         )
     }
 
@@ -354,7 +347,7 @@ impl Credlock {
                     .call_refresh(s, *o, tenant, rejected)
             },
             |s| s.refresh(tenant, rejected),
-            access_token,
+            AccessToken::from,
         )
     }
 
@@ -362,22 +355,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_list(s, *o),
             |s| s.list(),
-            |v| {
-                v.into_iter()
-                    .map(|t| TenantSummary {
-                        tenant: t.tenant,
-                        token_type: t.token_type,
-                        expires_at_ms: t.expires_at_ms,
-                        has_refresh_token: t.has_refresh_token,
-                        scope: t.scope,
-                        token_endpoint: t.token_endpoint,
-                        client_id: t.client_id,
-                        revision: t.revision,
-                        needs_reauth: t.needs_reauth,
-                        refresh_intent: t.refresh_intent,
-                    })
-                    .collect()
-            },
+            |v| v.into_iter().map(TenantSummary::from).collect(),
         )
     }
 
@@ -416,10 +394,7 @@ impl Credlock {
                     .call_set_attachment(s, *o, tenant, name, value)
             },
             |s| s.set_attachment(tenant, name, value),
-            |r| WriteReceipt {
-                revision: r.revision,
-                generation: r.generation,
-            },
+            WriteReceipt::from,
         )
     }
 
@@ -427,7 +402,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_info(s, *o),
             |s| s.info(),
-            store_info,
+            StoreInfo::from,
         )
     }
 
@@ -438,7 +413,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_slots(s, *o),
             |s| s.slots(),
-            slots,
+            slots_in,
         )
     }
 
@@ -449,7 +424,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_add_slot(s, *o, kind),
             |s| s.add_slot(kind),
-            slots,
+            slots_in,
         )
     }
 
@@ -466,7 +441,7 @@ impl Credlock {
                     .call_remove_slot(s, *o, index, allow_volatile_only)
             },
             |s| s.remove_slot(index, allow_volatile_only),
-            slots,
+            slots_in,
         )
     }
 
@@ -475,7 +450,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_rekey(s, *o),
             |s| s.rekey(),
-            store_info,
+            StoreInfo::from,
         )
     }
 
@@ -487,23 +462,14 @@ impl Credlock {
         tenant: Option<&str>,
         how: &ImportOptions,
     ) -> Result<ImportReport, Error> {
-        let wit = api::ImportOptions {
-            replace: how.replace,
-            kind: how.kind.clone(),
-            account: how.account.clone(),
-            saved_at_ms: how.saved_at_ms,
-        };
+        let wit = api::ImportOptions::from(how);
         self.call(
             |i, s, o| {
                 i.credlock_store_store()
                     .call_import_tokens(s, *o, source, tenant, &wit)
             },
             |s| s.import_tokens(source, tenant, how),
-            |r| ImportReport {
-                imported: r.imported,
-                skipped: r.skipped,
-                generation: r.generation,
-            },
+            ImportReport::from,
         )
     }
 
@@ -513,12 +479,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_recover(s, *o, force),
             |s| s.recover(force),
-            |r| RecoverReport {
-                quarantined_as: r.quarantined_as,
-                generation: r.generation,
-                tenants: r.tenants,
-                refresh_unknown: r.refresh_unknown,
-            },
+            RecoverReport::from,
         )
     }
 
@@ -548,7 +509,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_adopt_sealed(s, *o, sealed),
             |s| s.adopt_sealed(sealed),
-            store_info,
+            StoreInfo::from,
         )
     }
 
@@ -567,32 +528,6 @@ impl Credlock {
     }
 }
 
-fn store_info(i: api::StoreInfo) -> StoreInfo {
-    StoreInfo {
-        exists: i.exists,
-        generation: i.generation,
-        format_version: i.format_version,
-        key_id: i.key_id,
-        slot_kinds: i.slot_kinds,
-        tenants: i.tenants,
-    }
-}
-
-fn slots(v: Vec<component::sealing_types::KeySlot>) -> Vec<KeySlot> {
-    v.into_iter()
-        .map(|s| KeySlot {
-            kind: s.kind,
-            data: s.data,
-        })
-        .collect()
-}
-
-fn access_token(t: api::AccessToken) -> AccessToken {
-    AccessToken {
-        token: t.token,
-        token_type: t.token_type,
-        expires_at_ms: t.expires_at_ms,
-        revision: t.revision,
-        refreshed: t.refreshed,
-    }
+fn slots_in(v: Vec<component::sealing_types::KeySlot>) -> Vec<KeySlot> {
+    v.into_iter().map(KeySlot::from).collect()
 }

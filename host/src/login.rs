@@ -3,18 +3,13 @@
 //! a browser. The flows themselves are the core's (`credlock_core::login`).
 
 use crate::component::api;
-use crate::component::credlock::store::{login as wit, token_endpoint};
-use crate::component::HostState;
 use crate::endpoint::{agent_for, read_reply, EndpointPolicy};
 use crate::native::NativePlatform;
 use crate::{Credlock, Engine, Error};
-use credlock_core::login::{
-    LoginFlow, LoginOutcome, LoginRequest, LogoutReport, PendingSummary, Revocation,
-};
+use credlock_core::login::{LoginOutcome, LoginRequest, LogoutReport, PendingSummary, Revocation};
 use credlock_core::platform::{
     CallbackQuery, HttpReply, LoginPlatform, LoginPrompt, TransportError,
 };
-use credlock_core::LoginError;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,108 +297,6 @@ impl LoginPlatform for NativePlatform {
     }
 }
 
-// ----- the WIT imports, forwarded to the native platform -----
-
-fn reply_out(r: HttpReply) -> token_endpoint::HttpReply {
-    token_endpoint::HttpReply {
-        status: r.status,
-        content_type: r.content_type,
-        body: r.body,
-    }
-}
-
-fn transport_out(e: TransportError) -> token_endpoint::TransportError {
-    match e {
-        TransportError::BadUrl(d) => token_endpoint::TransportError::BadUrl(d),
-        TransportError::Connect(d) => token_endpoint::TransportError::Connect(d),
-        TransportError::Timeout => token_endpoint::TransportError::Timeout,
-        TransportError::Interrupted(d) => token_endpoint::TransportError::Interrupted(d),
-        TransportError::ReplyTooLarge => token_endpoint::TransportError::ReplyTooLarge,
-    }
-}
-
-impl wit::Host for HostState {
-    fn get(
-        &mut self,
-        url: String,
-        timeout_ms: u32,
-    ) -> Result<token_endpoint::HttpReply, token_endpoint::TransportError> {
-        LoginPlatform::get(&mut self.platform, &url, timeout_ms)
-            .map(reply_out)
-            .map_err(transport_out)
-    }
-
-    fn sleep(&mut self, ms: u32) {
-        self.platform.sleep_ms(ms)
-    }
-
-    fn show(&mut self, p: wit::Prompt) {
-        self.platform.show(&LoginPrompt {
-            kind: p.kind,
-            url: p.url,
-            user_code: p.user_code,
-            url_complete: p.url_complete,
-            expires_at_ms: p.expires_at_ms,
-            joined: p.joined,
-        })
-    }
-
-    fn listen(&mut self) -> Result<u16, String> {
-        self.platform.listen()
-    }
-
-    fn accept_callback(&mut self, state: String, timeout_ms: u32) -> Result<String, String> {
-        self.platform
-            .accept_callback(&state, timeout_ms)
-            .map(|q| q.0)
-    }
-
-    fn open_browser(&mut self, url: String) -> bool {
-        self.platform.open_browser(&url)
-    }
-}
-
-/// The component's `login-error` as the core's.
-pub(crate) fn error_in(e: api::LoginError) -> LoginError {
-    use api::LoginError as W;
-    match e {
-        W::Metadata(d) => LoginError::Metadata(d),
-        W::InsecureEndpoint(d) => LoginError::InsecureEndpoint(d),
-        W::AccessDenied => LoginError::AccessDenied,
-        W::Expired(t) => LoginError::Expired(t),
-        W::Pending(t) => LoginError::Pending(t),
-        W::JoinedFailed(t) => LoginError::JoinedFailed(t),
-        W::Superseded(t) => LoginError::Superseded(t),
-        W::RevocationFailed(d) => LoginError::RevocationFailed(d),
-        W::Callback(d) => LoginError::Callback(d),
-        W::Unsupported(d) => LoginError::Unsupported(d),
-        W::IssuerMismatch(d) => LoginError::IssuerMismatch(d),
-        W::Endpoint(f) => LoginError::Endpoint {
-            endpoint: f.endpoint,
-            error: crate::component::endpoint_error_in(f.error),
-        },
-    }
-}
-
-fn request_out(r: &LoginRequest) -> api::LoginRequest {
-    api::LoginRequest {
-        issuer: r.issuer.clone(),
-        client_id: r.client_id.clone(),
-        client_secret: r.client_secret.clone(),
-        scope: r.scope.clone(),
-        flow: match r.flow {
-            LoginFlow::Device => api::LoginFlow::Device,
-            LoginFlow::Browser { open } => api::LoginFlow::Browser(open),
-        },
-        audience: r.audience.clone(),
-        resource: r.resource.clone(),
-        authorization_endpoint: r.authorization_endpoint.clone(),
-        token_endpoint: r.token_endpoint.clone(),
-        device_authorization_endpoint: r.device_authorization_endpoint.clone(),
-        revocation_endpoint: r.revocation_endpoint.clone(),
-    }
-}
-
 impl Credlock {
     fn platform_mut(&mut self) -> &mut NativePlatform {
         match &mut self.engine {
@@ -428,15 +321,11 @@ impl Credlock {
         on_prompt: Option<PromptSink>,
     ) -> Result<LoginOutcome, Error> {
         self.platform_mut().login.sink = on_prompt;
-        let wire = request_out(request);
+        let wire = api::LoginRequest::from(request);
         let result = self.call(
             |i, s, o| i.credlock_store_store().call_login(s, *o, tenant, &wire),
             |s| s.login(tenant, request),
-            |r| LoginOutcome {
-                token: crate::access_token(r.token),
-                joined: r.joined,
-                refreshable: r.refreshable,
-            },
+            LoginOutcome::from,
         );
         self.platform_mut().login = LoginState::default();
         result
@@ -448,14 +337,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_logout(s, *o, tenant, local),
             |s| s.logout(tenant, local),
-            |r| LogoutReport {
-                revocation: match r.revocation {
-                    api::Revocation::Revoked => Revocation::Revoked,
-                    api::Revocation::NotOffered => Revocation::NotOffered,
-                    api::Revocation::Failed(why) => Revocation::Failed(why),
-                },
-                deleted: r.deleted,
-            },
+            LogoutReport::from,
         )
     }
 
@@ -464,17 +346,7 @@ impl Credlock {
         self.call(
             |i, s, o| i.credlock_store_store().call_pending_logins(s, *o),
             |s| s.pending_logins(),
-            |v| {
-                v.into_iter()
-                    .map(|p| PendingSummary {
-                        tenant: p.tenant,
-                        kind: p.kind,
-                        started_at_ms: p.started_at_ms,
-                        expires_at_ms: p.expires_at_ms,
-                        understood: p.understood,
-                    })
-                    .collect()
-            },
+            |v| v.into_iter().map(PendingSummary::from).collect(),
         )
     }
 }

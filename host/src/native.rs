@@ -1,8 +1,9 @@
 //! The native platform: the core's seam implemented over a store's medium (`storage.rs`: a
 //! directory with OS file locks, or PostgreSQL), with host-side AES-GCM keys, ureq, the OS
 //! clock and the OS random source.
-//! The wasmtime glue (`component.rs`) forwards each WIT import to this, and native embedders
-//! can drive the core with it directly (`credlock_core::Store::new(&mut platform, ..)`).
+//! The component's imports (`credlock_witglue`, linked by `component.rs`) forward to this,
+//! and native embedders can drive the core with it directly
+//! (`credlock_core::Store::new(&mut platform, ..)`).
 
 use crate::endpoint::{self, EndpointPolicy};
 use crate::keys::{DataKey, KeyHandle, Keyring};
@@ -39,6 +40,14 @@ impl Guard {
             Guard::File(g) => g.release(),
             Guard::Database(g) => g.release(),
         }
+    }
+}
+
+/// What the WIT asks beyond the core's seam, for the component's imports
+/// (`credlock_witglue`).
+impl credlock_witglue::WitPlatform for NativePlatform {
+    fn release(guard: &mut Guard) {
+        guard.release()
     }
 }
 
