@@ -1,7 +1,7 @@
 //! `credlock._credlock`: the Python binding of the credlock host library.
 //!
 //! Conversions only. Results reach Python by name: each is the library's own type, whose
-//! `Serialize` (declared once, with the WIT's field names) `pythonize` turns into a dict that
+//! `Serialize` (declared once, with the WIT's field names) [`by_name`] turns into a dict that
 //! `credlock._store` hands to its dataclass as keywords. Settings arrive as the JSON object
 //! [`OpenOptions::from_json`] reads, their one declaration. Every call releases the GIL
 //! (`py.detach`) around the store, which is `Send + Sync` and pools component instances, so
@@ -89,10 +89,12 @@ fn call<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R, Error> + Send) ->
     result.map_err(|e| py_err(py, e))
 }
 
+mod by_name;
+
 /// A result by name: a dict of its fields (a list of dicts for a list), as its `Serialize`
 /// names them.
 fn by_name<'py, T: Serialize + ?Sized>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
-    Ok(pythonize::pythonize(py, value)?)
+    by_name::to_py(py, value)
 }
 
 /// An access token by name; the Rust copy of the token is zeroized once Python has its own.
