@@ -117,13 +117,23 @@ struct NativeStore {
 #[pymethods]
 impl NativeStore {
     /// Open with the settings in `options_json` (the object `OpenOptions::from_json` reads;
-    /// `None` or `""` for none), the rest from `CREDLOCK_*` as the CLI reads them.
+    /// `None` or `""` for none), the rest from `CREDLOCK_*` as the CLI reads them. The two
+    /// paths come beside it as OS paths: a directory name need not be UTF-8, and JSON text
+    /// must be (Python hands such a name over with surrogate escapes, which PyO3 turns back
+    /// into its bytes).
     #[new]
-    #[pyo3(signature = (options_json=None))]
-    fn new(py: Python<'_>, options_json: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (options_json=None, store_dir=None, key_file=None))]
+    fn new(
+        py: Python<'_>,
+        options_json: Option<String>,
+        store_dir: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    ) -> PyResult<Self> {
         // It may hold a passphrase.
         let text = Zeroizing::new(options_json.unwrap_or_default());
-        let options = OpenOptions::from_json(&text).map_err(|e| py_err(py, e.into()))?;
+        let mut options = OpenOptions::from_json(&text).map_err(|e| py_err(py, e.into()))?;
+        options.store_dir = store_dir.or(options.store_dir);
+        options.key_file = key_file.or(options.key_file);
         let inner = call(py, || Store::open_with(&options))?;
         Ok(NativeStore { inner })
     }

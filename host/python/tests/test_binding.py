@@ -380,3 +380,13 @@ def test_results_and_settings_cross_by_name(store_dir: Path, tmp_path: Path) -> 
             credlock.Store.open(store_dir, lock_timeout=seconds)
     with pytest.raises(credlock.InvalidOptions, match="unknown field `lock_timout`"):
         _credlock.NativeStore(json.dumps({"lock_timout": 1}))
+
+
+def test_a_store_path_need_not_be_utf8(tmp_path: Path) -> None:
+    """The settings cross as JSON, which must be UTF-8; the paths go beside it as OS paths,
+    so a directory whose name is not UTF-8 (a surrogate escape in Python) still works."""
+    store = tmp_path / "st\udcff"
+    with credlock.Store.open(store, key_file=tmp_path / "key\udcfe") as s:
+        s.put("acme", {"access_token": "a"})
+        assert s.token("acme") == "a"
+    assert sorted(os.listdir(tmp_path)) == ["key\udcfe", "st\udcff"]

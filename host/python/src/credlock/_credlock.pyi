@@ -91,11 +91,15 @@ class _PendingLogin(TypedDict):
     understood: bool
 
 class NativeStore:
-    def __new__(cls, options_json: Optional[str] = None) -> "NativeStore":
-        """`options_json`: the settings as the JSON object `credlock::OpenOptions` reads
-        (`store_dir`, `passphrase`, `key_file`, `keyring`, `lock_timeout`, `http_timeout`,
-        `keyring_timeout`, `allow_insecure_http`, `allow_volatile_only`, `kdf`,
-        `new_passphrase`, `ignore_env`); unknown fields raise InvalidOptions."""
+    def __new__(
+        cls,
+        options_json: Optional[str] = None,
+        store_dir: Optional[str] = None,
+        key_file: Optional[str] = None,
+    ) -> "NativeStore":
+        """`options_json`: the settings as the JSON object `credlock::OpenOptions` reads, by
+        its field names (host/src/open.rs); unknown fields raise InvalidOptions. `store_dir`
+        and `key_file` given here, as OS paths (which need not be UTF-8), take precedence."""
     @property
     def store_dir(self) -> str: ...
     @property

@@ -149,11 +149,10 @@ class Store:
         InternalError if the component cannot be loaded.
         """
         # By name, as `credlock::OpenOptions` declares them; None is "not given" (then the
-        # environment, else the default), so it is left out.
+        # environment, else the default), so it is left out. The paths go beside the JSON, as
+        # OS paths: a directory's name need not be UTF-8, JSON text must be.
         settings = {
-            "store_dir": None if path is None else os.fspath(path),
             "passphrase": _secret(passphrase),
-            "key_file": None if key_file is None else os.fspath(key_file),
             "keyring": keyring,
             "lock_timeout": _finite_or_text(lock_timeout),
             "http_timeout": _finite_or_text(http_timeout),
@@ -165,7 +164,11 @@ class Store:
             },
         }
         given = {k: v for k, v in settings.items() if v is not None}
-        return cls(_credlock.NativeStore(json.dumps(given)))
+        return cls(_credlock.NativeStore(
+            json.dumps(given),
+            None if path is None else os.fspath(path),
+            None if key_file is None else os.fspath(key_file),
+        ))
 
     @property
     def path(self) -> "Path":
