@@ -21,6 +21,7 @@ use crate::expiry::Reading;
 use crate::oauth::{parse_refresh_config, parse_token_object, TokenGrant};
 use crate::platform::Platform;
 use crate::store::{login_entry, tenant_name, Scope, Store};
+use serde::ser::{SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 pub use sources::SourceKind;
@@ -39,11 +40,12 @@ pub struct ImportOptions {
     pub saved_at_ms: Option<u64>,
 }
 
-/// What `import_tokens` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `import_tokens` did. Mirrors `import-report` in the WIT.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
     pub imported: Vec<String>,
     /// Name and why, for each entry left out.
+    #[serde(serialize_with = "skipped_by_name")]
     pub skipped: Vec<Skipped>,
     pub generation: u64,
 }
@@ -107,6 +109,24 @@ fn normalise(mut obj: Map<String, Value>) -> Result<Map<String, Value>, String> 
 
 /// An entry left out of an import: its name and why.
 type Skipped = (String, String);
+
+/// The WIT's `tuple<string, string>` as `{"tenant", "reason"}`: JSON has no tuple, and a
+/// pair serialized as an array would be read by position, the thing names are for. The C
+/// ABI (Go's `ImportSkip`) has always named them so; Python turns them back into its pairs.
+fn skipped_by_name<S: Serializer>(skipped: &[Skipped], serializer: S) -> Result<S::Ok, S::Error> {
+    let mut seq = serializer.serialize_seq(Some(skipped.len()))?;
+    for (tenant, reason) in skipped {
+        seq.serialize_element(&SkippedByName { tenant, reason })?;
+    }
+    seq.end()
+}
+
+/// One element of [`skipped_by_name`].
+#[derive(serde::Serialize)]
+struct SkippedByName<'a> {
+    tenant: &'a str,
+    reason: &'a str,
+}
 
 /// Parse `source` into entries to import and entries skipped.
 fn candidates(

@@ -21,9 +21,10 @@ use crate::platform::{
 };
 use crate::store::{Loaded, Scope, Store, StoreInfo, View};
 use crate::tenant::sha256_hex;
+use serde::Serialize;
 
 /// What `recover` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoverReport {
     /// Where the store file that was there was moved, if there was one.
     pub quarantined_as: Option<String>,

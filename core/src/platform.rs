@@ -307,7 +307,7 @@ pub fn no_records() -> FileError {
 /// What a user must see to finish a login: the device flow's code and page, or the browser
 /// flow's URL. Mirrors `prompt` in `wit/login.wit`. The user code is short-lived and meant to
 /// be shown; the device code and PKCE verifier never appear here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoginPrompt {
     /// `device` or `browser`.
     pub kind: String,

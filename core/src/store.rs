@@ -11,6 +11,7 @@ use crate::platform::{
     StoreFile,
 };
 use crate::tenant::TenantName;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
@@ -59,7 +60,11 @@ impl Options {
 }
 
 /// What `list` shows of a tenant: never a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The result types below derive `Serialize` once, with the WIT's field names (snake case):
+/// the C ABI's result JSON and the Python binding's dicts are made from them, so a field is
+/// declared here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TenantSummary {
     pub tenant: String,
     pub token_type: String,
@@ -74,7 +79,10 @@ pub struct TenantSummary {
     pub refresh_intent: bool,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+/// `Serialize` writes the access token itself: handing it to the caller is what `token`,
+/// `refresh` and `login` are for. `Debug` (what a log would show) still redacts it, and the
+/// front ends zeroize what they serialized it into.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct AccessToken {
     pub token: String,
     pub token_type: String,
@@ -106,13 +114,13 @@ impl AccessToken {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WriteReceipt {
     pub revision: u64,
     pub generation: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoreInfo {
     pub exists: bool,
     pub generation: u64,

@@ -26,8 +26,9 @@ use zeroize::Zeroizing;
 /// Idle instances kept for reuse; more concurrent calls than this make throwaway ones.
 const MAX_IDLE: usize = 64;
 
-/// One key slot as every front end lists it: never the wrapped key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One key slot as every front end lists it: never the wrapped key. `Serialize` gives the
+/// bindings its fields by name (the C ABI's JSON, Python's dict).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SlotInfo {
     /// Its position in the header: what `remove_slot` takes.
     pub index: u32,

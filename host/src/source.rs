@@ -60,9 +60,11 @@ pub fn import_file(
     })
 }
 
-/// The outcome of importing a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of importing a file. Serialized as the [`ImportReport`]'s fields followed by
+/// this one's (`#[serde(flatten)]`): one flat result, as `import_tokens` gives plus two.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImportFileReport {
+    #[serde(flatten)]
     pub report: ImportReport,
     pub source_removed: bool,
     /// Why the file stayed, when removal was asked for and not done.

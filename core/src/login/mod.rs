@@ -32,6 +32,7 @@ use crate::platform::{
 };
 use crate::store::{login_entry, tenant_name, AccessToken, Scope, Store};
 use crate::tenant::{hex, TenantName};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
 
 /// RFC 8628 §3.2: the interval when the server names none.
@@ -99,8 +100,8 @@ impl std::fmt::Debug for LoginRequest {
     }
 }
 
-/// A completed login: the tenant's tokens as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A completed login: the tenant's tokens as stored. Mirrors `login-result` in the WIT.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoginOutcome {
     pub token: AccessToken,
     /// This process joined a login another process ran.
@@ -121,15 +122,38 @@ pub enum Revocation {
     Failed(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Two fields, `revocation` (the WIT's case name) and `revocation_error` (the `failed`
+/// payload, else null), not serde's shape for an enum: the C ABI, Go and Python have always
+/// shown a logout this way, and a language without sum types reads two plain fields.
+/// [`LogoutReport`] flattens them into itself.
+impl Serialize for Revocation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (case, why) = match self {
+            Revocation::Revoked => ("revoked", None),
+            Revocation::NotOffered => ("not-offered", None),
+            Revocation::Failed(why) => ("failed", Some(why)),
+        };
+        let mut s = serializer.serialize_struct("Revocation", 2)?;
+        s.serialize_field("revocation", case)?;
+        s.serialize_field("revocation_error", &why)?;
+        s.end()
+    }
+}
+
+/// Serialized flat, as every binding has shown it: `{"revocation": "revoked" | "not-offered"
+/// | "failed", "revocation_error": null | why, "deleted": bool}` (see [`Revocation`]'s
+/// `Serialize`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogoutReport {
+    #[serde(flatten)]
     pub revocation: Revocation,
     /// The tenant was deleted locally.
     pub deleted: bool,
 }
 
-/// A pending login as `list` and `doctor` show it: never a code or verifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A pending login as `list` and `doctor` show it: never a code or verifier. Mirrors
+/// `pending-login` in the WIT.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PendingSummary {
     pub tenant: String,
     pub kind: String,

@@ -7,9 +7,9 @@
 //! `CREDLOCK_*` variables mean what they mean to the CLI), and every error, whatever its
 //! source, is the [`credlock::ErrorReport`] that the CLI and the other bindings show.
 
-use credlock::{AccessToken, Error, OpenOptions, SlotInfo, Store, StoreError};
+use credlock::{AccessToken, Error, OpenOptions, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -163,55 +163,15 @@ fn store<'a>(s: *const credlock_store) -> Result<&'a Store, Error> {
 
 // ----- result shapes -----
 
-#[derive(Serialize)]
-struct TokenOut<'a> {
-    token: &'a str,
-    token_type: &'a str,
-    expires_at_ms: Option<u64>,
-    revision: u64,
-    refreshed: bool,
-}
+// Results are the library's own types serialized by name (their `Serialize` is declared once,
+// in credlock-core and credlock, with the WIT's field names); only the one-field wrappers of
+// a bare value (`{"created": bool}`, ...) are written here.
 
+/// An access token as JSON; the token's copy in `t` is zeroized once it is written.
 fn token_out(mut t: AccessToken) -> Result<CString, Error> {
-    let out = json_out(&TokenOut {
-        token: &t.token,
-        token_type: &t.token_type,
-        expires_at_ms: t.expires_at_ms,
-        revision: t.revision,
-        refreshed: t.refreshed,
-    });
+    let out = json_out(&t);
     t.token.zeroize();
     out
-}
-
-fn slots_out(slots: &[SlotInfo]) -> Value {
-    Value::Array(
-        slots
-            .iter()
-            .map(|s| {
-                json!({"index": s.index, "kind": s.kind, "describe": s.describe, "durable": s.durable})
-            })
-            .collect(),
-    )
-}
-
-fn info_out(i: &credlock::StoreInfo) -> Value {
-    json!({
-        "exists": i.exists,
-        "generation": i.generation,
-        "format_version": i.format_version,
-        "key_id": i.key_id,
-        "slot_kinds": i.slot_kinds,
-        "tenants": i.tenants,
-    })
-}
-
-fn import_out(r: &credlock::ImportReport) -> Value {
-    json!({
-        "imported": r.imported,
-        "skipped": r.skipped.iter().map(|(t, why)| json!({"tenant": t, "reason": why})).collect::<Vec<_>>(),
-        "generation": r.generation,
-    })
 }
 
 // ----- opening -----
@@ -397,8 +357,7 @@ pub unsafe extern "C" fn credlock_put(
         let s = self::store(store)?;
         let tenant = arg(tenant, "tenant", tenant_error)?;
         let response = arg(token_response, "token_response", token_error)?;
-        let r = s.put(tenant, response)?;
-        json_out(&json!({"revision": r.revision, "generation": r.generation}))
+        json_out(&s.put(tenant, response)?)
     })
 }
 
@@ -478,27 +437,7 @@ pub unsafe extern "C" fn credlock_list(
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
-    run(result, error, || {
-        let list = self::store(store)?.list()?;
-        let v: Vec<Value> = list
-            .iter()
-            .map(|t| {
-                json!({
-                    "tenant": t.tenant,
-                    "token_type": t.token_type,
-                    "expires_at_ms": t.expires_at_ms,
-                    "has_refresh_token": t.has_refresh_token,
-                    "scope": t.scope,
-                    "token_endpoint": t.token_endpoint,
-                    "client_id": t.client_id,
-                    "revision": t.revision,
-                    "needs_reauth": t.needs_reauth,
-                    "refresh_intent": t.refresh_intent,
-                })
-            })
-            .collect();
-        json_out(&v)
-    })
+    run(result, error, || json_out(&self::store(store)?.list()?))
 }
 
 /// Remove a tenant. Result: `{"deleted": bool}` (false: it did not exist).
@@ -560,8 +499,7 @@ pub unsafe extern "C" fn credlock_set_attachment(
         let tenant = arg(tenant, "tenant", tenant_error)?;
         let name = arg(name, "name", attachment_error)?;
         let value = opt_arg(value, "value", attachment_error)?;
-        let r = s.set_attachment(tenant, name, value)?;
-        json_out(&json!({"revision": r.revision, "generation": r.generation}))
+        json_out(&s.set_attachment(tenant, name, value)?)
     })
 }
 
@@ -576,9 +514,7 @@ pub unsafe extern "C" fn credlock_info(
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
-    run(result, error, || {
-        json_out(&info_out(&self::store(store)?.info()?))
-    })
+    run(result, error, || json_out(&self::store(store)?.info()?))
 }
 
 /// The key slots. Result: `[{"index", "kind", "describe", "durable"}, ...]`.
@@ -591,9 +527,7 @@ pub unsafe extern "C" fn credlock_slots(
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
-    run(result, error, || {
-        json_out(&slots_out(&self::store(store)?.slots()?))
-    })
+    run(result, error, || json_out(&self::store(store)?.slots()?))
 }
 
 /// Add a slot of `kind` (`key-file`, `passphrase`, `keyring`, `kernel-keyring`); for
@@ -614,7 +548,7 @@ pub unsafe extern "C" fn credlock_add_slot(
         let kind = arg(kind, "kind", options_error)?;
         let p = opt_arg(new_passphrase, "new_passphrase", options_error)?
             .map(|p| Zeroizing::new(p.to_owned()));
-        json_out(&slots_out(&s.add_slot(kind, p)?))
+        json_out(&s.add_slot(kind, p)?)
     })
 }
 
@@ -633,7 +567,7 @@ pub unsafe extern "C" fn credlock_remove_slot(
 ) -> c_int {
     run(result, error, || {
         let s = self::store(store)?;
-        json_out(&slots_out(&s.remove_slot(index, allow_volatile_only)?))
+        json_out(&s.remove_slot(index, allow_volatile_only)?)
     })
 }
 
@@ -647,9 +581,7 @@ pub unsafe extern "C" fn credlock_rekey(
     result: *mut *mut c_char,
     error: *mut *mut c_char,
 ) -> c_int {
-    run(result, error, || {
-        json_out(&info_out(&self::store(store)?.rekey()?))
-    })
+    run(result, error, || json_out(&self::store(store)?.rekey()?))
 }
 
 /// How to import: `replace`, and the kind of file and account (NULL: detected; see the
@@ -690,7 +622,7 @@ pub unsafe extern "C" fn credlock_import_tokens(
         let source = arg(source, "source", token_error)?;
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
         let how = import_options(replace, kind, account)?;
-        json_out(&import_out(&s.import_tokens(source, tenant, &how)?))
+        json_out(&s.import_tokens(source, tenant, &how)?)
     })
 }
 
@@ -719,11 +651,7 @@ pub unsafe extern "C" fn credlock_import_file(
         let path = arg(path, "path", options_error)?;
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
         let how = import_options(replace, kind, account)?;
-        let r = s.import_file(path.as_ref(), tenant, &how, remove_source)?;
-        let mut v = import_out(&r.report);
-        v["source_removed"] = r.source_removed.into();
-        v["kept_reason"] = r.kept_reason.into();
-        json_out(&v)
+        json_out(&s.import_file(path.as_ref(), tenant, &how, remove_source)?)
     })
 }
 
@@ -740,13 +668,7 @@ pub unsafe extern "C" fn credlock_recover(
     error: *mut *mut c_char,
 ) -> c_int {
     run(result, error, || {
-        let r = self::store(store)?.recover(force)?;
-        json_out(&json!({
-            "quarantined_as": r.quarantined_as,
-            "generation": r.generation,
-            "tenants": r.tenants,
-            "refresh_unknown": r.refresh_unknown,
-        }))
+        json_out(&self::store(store)?.recover(force)?)
     })
 }
 
@@ -873,31 +795,18 @@ pub unsafe extern "C" fn credlock_login(
         let sink = on_prompt.map(|f| -> credlock::login::PromptSink {
             let ctx = PromptContext(context);
             std::sync::Arc::new(move |p: &credlock::LoginPrompt| {
-                let text = json!({
-                    "kind": p.kind, "url": p.url, "user_code": p.user_code,
-                    "url_complete": p.url_complete, "expires_at_ms": p.expires_at_ms,
-                    "joined": p.joined,
-                })
-                .to_string();
                 // A URL or code never holds a NUL (they are JSON-escaped text).
-                if let Ok(c) = CString::new(text) {
+                let text = serde_json::to_string(p).ok();
+                if let Some(c) = text.and_then(|t| CString::new(t).ok()) {
                     // SAFETY: the caller promised a callable `on_prompt`; the string lives
                     // for the call.
                     unsafe { f(c.as_ptr(), ctx.ptr()) };
                 }
             })
         });
-        let o = s.login(tenant, &request, sink)?;
-        let mut t = o.token;
-        let out = json_out(&json!({
-            "token": {
-                "token": t.token, "token_type": t.token_type, "expires_at_ms": t.expires_at_ms,
-                "revision": t.revision, "refreshed": t.refreshed,
-            },
-            "joined": o.joined,
-            "refreshable": o.refreshable,
-        }));
-        t.token.zeroize();
+        let mut o = s.login(tenant, &request, sink)?;
+        let out = json_out(&o);
+        o.token.token.zeroize();
         out
     })
 }
@@ -920,15 +829,7 @@ pub unsafe extern "C" fn credlock_logout(
     run(result, error, || {
         let s = self::store(store)?;
         let tenant = arg(tenant, "tenant", tenant_error)?;
-        let r = s.logout(tenant, local)?;
-        let (revocation, why) = match r.revocation {
-            credlock::Revocation::Revoked => ("revoked", None),
-            credlock::Revocation::NotOffered => ("not-offered", None),
-            credlock::Revocation::Failed(why) => ("failed", Some(why)),
-        };
-        json_out(
-            &json!({ "revocation": revocation, "revocation_error": why, "deleted": r.deleted }),
-        )
+        json_out(&s.logout(tenant, local)?)
     })
 }
 
@@ -944,16 +845,183 @@ pub unsafe extern "C" fn credlock_pending_logins(
     error: *mut *mut c_char,
 ) -> c_int {
     run(result, error, || {
-        let v: Vec<Value> = self::store(store)?
-            .pending_logins()?
-            .into_iter()
-            .map(|p| {
-                json!({
-                    "tenant": p.tenant, "kind": p.kind, "started_at_ms": p.started_at_ms,
-                    "expires_at_ms": p.expires_at_ms, "understood": p.understood,
-                })
-            })
-            .collect();
-        json_out(&v)
+        json_out(&self::store(store)?.pending_logins()?)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The result JSON is the C ABI's wire format (Go's `json` tags read it): since it is the
+    //! library types' `Serialize`, pin each one's bytes here, as the hand-built objects wrote
+    //! them, so a renamed or reordered field fails a test rather than a consumer.
+    use super::*;
+    use credlock::{ImportFileReport, ImportReport, LoginOutcome, LoginPrompt, LogoutReport};
+    use credlock::{PendingSummary, RecoverReport, Revocation, SlotInfo, StoreInfo};
+    use credlock::{TenantSummary, WriteReceipt};
+
+    fn text<T: Serialize>(v: &T) -> String {
+        json_out(v).unwrap().into_string().unwrap()
+    }
+
+    fn token() -> AccessToken {
+        AccessToken {
+            token: "at\"1".into(),
+            token_type: "Bearer".into(),
+            expires_at_ms: Some(5),
+            revision: 2,
+            refreshed: true,
+        }
+    }
+
+    #[test]
+    fn tokens_and_receipts() {
+        assert_eq!(
+            text(&token()),
+            r#"{"token":"at\"1","token_type":"Bearer","expires_at_ms":5,"revision":2,"refreshed":true}"#
+        );
+        let t = token_out(AccessToken {
+            expires_at_ms: None,
+            ..token()
+        });
+        assert_eq!(
+            t.unwrap().into_string().unwrap(),
+            r#"{"token":"at\"1","token_type":"Bearer","expires_at_ms":null,"revision":2,"refreshed":true}"#
+        );
+        let w = WriteReceipt {
+            revision: 1,
+            generation: 9,
+        };
+        assert_eq!(text(&w), r#"{"revision":1,"generation":9}"#);
+    }
+
+    #[test]
+    fn list_info_and_slots() {
+        let t = TenantSummary {
+            tenant: "acme".into(),
+            token_type: "Bearer".into(),
+            expires_at_ms: None,
+            has_refresh_token: true,
+            scope: Some("a b".into()),
+            token_endpoint: None,
+            client_id: Some("c".into()),
+            revision: 3,
+            needs_reauth: false,
+            refresh_intent: true,
+        };
+        assert_eq!(
+            text(&vec![t]),
+            r#"[{"tenant":"acme","token_type":"Bearer","expires_at_ms":null,"has_refresh_token":true,"scope":"a b","token_endpoint":null,"client_id":"c","revision":3,"needs_reauth":false,"refresh_intent":true}]"#
+        );
+        let i = StoreInfo {
+            exists: true,
+            generation: 4,
+            format_version: 1,
+            key_id: "ab".into(),
+            slot_kinds: vec!["key-file".into(), "passphrase".into()],
+            tenants: 2,
+        };
+        assert_eq!(
+            text(&i),
+            r#"{"exists":true,"generation":4,"format_version":1,"key_id":"ab","slot_kinds":["key-file","passphrase"],"tenants":2}"#
+        );
+        let s = SlotInfo {
+            index: 0,
+            kind: "key-file".into(),
+            describe: "key file ab".into(),
+            durable: true,
+        };
+        assert_eq!(
+            text(&vec![s]),
+            r#"[{"index":0,"kind":"key-file","describe":"key file ab","durable":true}]"#
+        );
+    }
+
+    #[test]
+    fn imports_and_recovery() {
+        let r = ImportReport {
+            imported: vec!["g".into()],
+            skipped: vec![("k".into(), "an API key".into())],
+            generation: 7,
+        };
+        assert_eq!(
+            text(&r),
+            r#"{"imported":["g"],"skipped":[{"tenant":"k","reason":"an API key"}],"generation":7}"#
+        );
+        let f = ImportFileReport {
+            report: r,
+            source_removed: false,
+            kept_reason: Some("something was skipped".into()),
+        };
+        assert_eq!(
+            text(&f),
+            r#"{"imported":["g"],"skipped":[{"tenant":"k","reason":"an API key"}],"generation":7,"source_removed":false,"kept_reason":"something was skipped"}"#
+        );
+        let r = RecoverReport {
+            quarantined_as: None,
+            generation: 14,
+            tenants: 2,
+            refresh_unknown: vec!["acme".into()],
+        };
+        assert_eq!(
+            text(&r),
+            r#"{"quarantined_as":null,"generation":14,"tenants":2,"refresh_unknown":["acme"]}"#
+        );
+    }
+
+    #[test]
+    fn login_logout_and_pending() {
+        let o = LoginOutcome {
+            token: token(),
+            joined: false,
+            refreshable: true,
+        };
+        assert_eq!(
+            text(&o),
+            r#"{"token":{"token":"at\"1","token_type":"Bearer","expires_at_ms":5,"revision":2,"refreshed":true},"joined":false,"refreshable":true}"#
+        );
+        let p = LoginPrompt {
+            kind: "device".into(),
+            url: "http://127.0.0.1/d".into(),
+            user_code: Some("ABCD".into()),
+            url_complete: None,
+            expires_at_ms: 8,
+            joined: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"kind":"device","url":"http://127.0.0.1/d","user_code":"ABCD","url_complete":null,"expires_at_ms":8,"joined":true}"#
+        );
+        let cases = [
+            (Revocation::Revoked, r#""revoked","revocation_error":null"#),
+            (
+                Revocation::NotOffered,
+                r#""not-offered","revocation_error":null"#,
+            ),
+            (
+                Revocation::Failed("HTTP 500".into()),
+                r#""failed","revocation_error":"HTTP 500""#,
+            ),
+        ];
+        for (revocation, shown) in cases {
+            let r = LogoutReport {
+                revocation,
+                deleted: true,
+            };
+            assert_eq!(
+                text(&r),
+                format!(r#"{{"revocation":{shown},"deleted":true}}"#)
+            );
+        }
+        let p = PendingSummary {
+            tenant: "acme".into(),
+            kind: "browser".into(),
+            started_at_ms: 1,
+            expires_at_ms: 2,
+            understood: false,
+        };
+        assert_eq!(
+            text(&vec![p]),
+            r#"[{"tenant":"acme","kind":"browser","started_at_ms":1,"expires_at_ms":2,"understood":false}]"#
+        );
+    }
 }

@@ -1,20 +1,24 @@
 //! `credlock._credlock`: the Python binding of the credlock host library.
 //!
-//! Conversions only. Every call releases the GIL (`py.detach`) around the store, which is
-//! `Send + Sync` and pools component instances, so Python threads run truly in parallel and
-//! exclude each other through the store's flock protocol exactly as processes do. Errors
-//! become Python exceptions built by `credlock.errors._from_report` from the one
-//! [`credlock::ErrorReport`]: no message or advice is written here.
+//! Conversions only. Results reach Python by name: each is the library's own type, whose
+//! `Serialize` (declared once, with the WIT's field names) [`by_name`] turns into a dict that
+//! `credlock._store` hands to its dataclass as keywords. Settings arrive as the JSON object
+//! [`OpenOptions::from_json`] reads, their one declaration. Every call releases the GIL
+//! (`py.detach`) around the store, which is `Send + Sync` and pools component instances, so
+//! Python threads run truly in parallel and exclude each other through the store's flock
+//! protocol exactly as processes do. Errors become Python exceptions built by
+//! `credlock.errors._from_report` from the one [`credlock::ErrorReport`]: no message or advice
+//! is written here.
 #![deny(unsafe_code)]
 
-use credlock::keys::KdfParams;
-use credlock::{Error, OpenOptions, SlotInfo, Store};
+use credlock::{Error, OpenOptions, Store};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A Python object for a JSON value (the report's `detail`: strings, numbers, lists, null).
 fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -85,54 +89,20 @@ fn call<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R, Error> + Send) ->
     result.map_err(|e| py_err(py, e))
 }
 
-type TokenTuple = (String, String, Option<u64>, u64, bool);
-/// `(tenant, kind, started_at_ms, expires_at_ms, understood)`.
-type PendingTuple = (String, String, u64, u64, bool);
+mod by_name;
 
-fn token_tuple(t: credlock::AccessToken) -> TokenTuple {
-    (
-        t.token,
-        t.token_type,
-        t.expires_at_ms,
-        t.revision,
-        t.refreshed,
-    )
+/// A result by name: a dict of its fields (a list of dicts for a list), as its `Serialize`
+/// names them.
+fn by_name<'py, T: Serialize + ?Sized>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    by_name::to_py(py, value)
 }
 
-type InfoTuple = (bool, u64, u16, String, Vec<String>, u32);
-
-fn info_tuple(i: credlock::StoreInfo) -> InfoTuple {
-    (
-        i.exists,
-        i.generation,
-        i.format_version,
-        i.key_id,
-        i.slot_kinds,
-        i.tenants,
-    )
+/// An access token by name; the Rust copy of the token is zeroized once Python has its own.
+fn token_by_name(py: Python<'_>, mut t: credlock::AccessToken) -> PyResult<Bound<'_, PyAny>> {
+    let d = by_name(py, &t);
+    t.token.zeroize();
+    d
 }
-
-type SlotTuple = (u32, String, String, bool);
-
-fn slot_tuples(v: Vec<SlotInfo>) -> Vec<SlotTuple> {
-    v.into_iter()
-        .map(|s| (s.index, s.kind, s.describe, s.durable))
-        .collect()
-}
-
-type ImportTuple = (Vec<String>, Vec<(String, String)>, u64);
-
-fn import_tuple(r: credlock::ImportReport) -> ImportTuple {
-    (r.imported, r.skipped, r.generation)
-}
-
-type ImportFileTuple = (
-    Vec<String>,
-    Vec<(String, String)>,
-    u64,
-    bool,
-    Option<String>,
-);
 
 fn secret(s: Option<String>) -> Option<Zeroizing<String>> {
     s.map(Zeroizing::new)
@@ -146,43 +116,24 @@ struct NativeStore {
 
 #[pymethods]
 impl NativeStore {
-    /// Open with explicit settings, the rest from `CREDLOCK_*` as the CLI reads them.
+    /// Open with the settings in `options_json` (the object `OpenOptions::from_json` reads;
+    /// `None` or `""` for none), the rest from `CREDLOCK_*` as the CLI reads them. The two
+    /// paths come beside it as OS paths: a directory name need not be UTF-8, and JSON text
+    /// must be (Python hands such a name over with surrogate escapes, which PyO3 turns back
+    /// into its bytes).
     #[new]
-    #[pyo3(signature = (store_dir=None, passphrase=None, key_file=None, keyring=None,
-        lock_timeout=None, http_timeout=None, keyring_timeout=None, allow_insecure_http=None,
-        allow_volatile_only=None, kdf=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (options_json=None, store_dir=None, key_file=None))]
     fn new(
         py: Python<'_>,
+        options_json: Option<String>,
         store_dir: Option<PathBuf>,
-        passphrase: Option<String>,
         key_file: Option<PathBuf>,
-        keyring: Option<String>,
-        lock_timeout: Option<f64>,
-        http_timeout: Option<f64>,
-        keyring_timeout: Option<f64>,
-        allow_insecure_http: Option<bool>,
-        allow_volatile_only: Option<bool>,
-        kdf: Option<(u32, u32, u32)>,
     ) -> PyResult<Self> {
-        let options = OpenOptions {
-            store_dir,
-            passphrase: secret(passphrase),
-            key_file,
-            keyring,
-            lock_timeout,
-            http_timeout,
-            keyring_timeout,
-            allow_insecure_http,
-            allow_volatile_only,
-            kdf: kdf.map(|(m_cost_kib, t_cost, p_cost)| KdfParams {
-                m_cost_kib,
-                t_cost,
-                p_cost,
-            }),
-            new_passphrase: None,
-            ignore_env: false,
-        };
+        // It may hold a passphrase.
+        let text = Zeroizing::new(options_json.unwrap_or_default());
+        let mut options = OpenOptions::from_json(&text).map_err(|e| py_err(py, e.into()))?;
+        options.store_dir = store_dir.or(options.store_dir);
+        options.key_file = key_file.or(options.key_file);
         let inner = call(py, || Store::open_with(&options))?;
         Ok(NativeStore { inner })
     }
@@ -206,74 +157,49 @@ impl NativeStore {
         call(py, || self.inner.init())
     }
 
-    /// `(revision, generation)`.
-    fn put(&self, py: Python<'_>, tenant: &str, token_response: &str) -> PyResult<(u64, u64)> {
-        let r = call(py, || self.inner.put(tenant, token_response))?;
-        Ok((r.revision, r.generation))
+    fn put<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        token_response: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.put(tenant, token_response))?)
     }
 
-    /// `(token, token_type, expires_at_ms, revision, refreshed)`; `min_valid` in seconds.
-    fn token(&self, py: Python<'_>, tenant: &str, min_valid: f64) -> PyResult<TokenTuple> {
+    /// `min_valid` in seconds.
+    fn token<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        min_valid: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let min_valid_ms = if min_valid.is_finite() && min_valid >= 0.0 {
             (min_valid * 1000.0).round() as u64 // saturates
         } else {
             let e = credlock::open::seconds_ms("min_valid", min_valid).unwrap_err();
             return Err(py_err(py, e.into()));
         };
-        call(py, || self.inner.token(tenant, min_valid_ms)).map(token_tuple)
+        token_by_name(py, call(py, || self.inner.token(tenant, min_valid_ms))?)
     }
 
     #[pyo3(signature = (tenant, rejected=None, rejected_sha256=None))]
-    fn refresh(
+    fn refresh<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         tenant: &str,
         rejected: Option<String>,
         rejected_sha256: Option<&str>,
-    ) -> PyResult<TokenTuple> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let rejected = secret(rejected);
-        call(py, || match &rejected {
+        let t = call(py, || match &rejected {
             Some(t) => self.inner.refresh_rejected(tenant, t.trim()),
             None => self.inner.refresh(tenant, rejected_sha256),
-        })
-        .map(token_tuple)
+        })?;
+        token_by_name(py, t)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn list(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<
-        Vec<(
-            String,
-            String,
-            Option<u64>,
-            bool,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            u64,
-            bool,
-            bool,
-        )>,
-    > {
-        let v = call(py, || self.inner.list())?;
-        Ok(v.into_iter()
-            .map(|t| {
-                (
-                    t.tenant,
-                    t.token_type,
-                    t.expires_at_ms,
-                    t.has_refresh_token,
-                    t.scope,
-                    t.token_endpoint,
-                    t.client_id,
-                    t.revision,
-                    t.needs_reauth,
-                    t.refresh_intent,
-                )
-            })
-            .collect())
+    fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.list())?)
     }
 
     fn delete(&self, py: Python<'_>, tenant: &str) -> PyResult<bool> {
@@ -284,61 +210,65 @@ impl NativeStore {
         call(py, || self.inner.attachment(tenant, name))
     }
 
-    /// `(revision, generation)`.
     #[pyo3(signature = (tenant, name, value=None))]
-    fn set_attachment(
+    fn set_attachment<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         tenant: &str,
         name: &str,
         value: Option<&str>,
-    ) -> PyResult<(u64, u64)> {
-        let r = call(py, || self.inner.set_attachment(tenant, name, value))?;
-        Ok((r.revision, r.generation))
+    ) -> PyResult<Bound<'py, PyAny>> {
+        by_name(
+            py,
+            &call(py, || self.inner.set_attachment(tenant, name, value))?,
+        )
     }
 
-    fn info(&self, py: Python<'_>) -> PyResult<InfoTuple> {
-        call(py, || self.inner.info()).map(info_tuple)
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.info())?)
     }
 
-    fn slots(&self, py: Python<'_>) -> PyResult<Vec<SlotTuple>> {
-        call(py, || self.inner.slots()).map(slot_tuples)
+    fn slots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.slots())?)
     }
 
     #[pyo3(signature = (kind, new_passphrase=None))]
-    fn add_slot(
+    fn add_slot<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         kind: &str,
         new_passphrase: Option<String>,
-    ) -> PyResult<Vec<SlotTuple>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let p = secret(new_passphrase);
-        call(py, || self.inner.add_slot(kind, p)).map(slot_tuples)
+        by_name(py, &call(py, || self.inner.add_slot(kind, p))?)
     }
 
-    fn remove_slot(
+    fn remove_slot<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         index: u32,
         allow_volatile_only: bool,
-    ) -> PyResult<Vec<SlotTuple>> {
-        call(py, || self.inner.remove_slot(index, allow_volatile_only)).map(slot_tuples)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        by_name(
+            py,
+            &call(py, || self.inner.remove_slot(index, allow_volatile_only))?,
+        )
     }
 
-    fn rekey(&self, py: Python<'_>) -> PyResult<InfoTuple> {
-        call(py, || self.inner.rekey()).map(info_tuple)
+    fn rekey<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.rekey())?)
     }
 
     #[pyo3(signature = (source, tenant, replace, kind=None, account=None))]
-    fn import_tokens(
+    fn import_tokens<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         source: String,
         tenant: Option<&str>,
         replace: bool,
         kind: Option<String>,
         account: Option<String>,
-    ) -> PyResult<ImportTuple> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let source = Zeroizing::new(source);
         let how = credlock::ImportOptions {
             replace,
@@ -346,22 +276,25 @@ impl NativeStore {
             account,
             saved_at_ms: None,
         };
-        call(py, || self.inner.import_tokens(&source, tenant, &how)).map(import_tuple)
+        by_name(
+            py,
+            &call(py, || self.inner.import_tokens(&source, tenant, &how))?,
+        )
     }
 
-    /// `(imported, skipped, generation, source_removed, kept_reason)`.
+    /// The import's report plus `source_removed` and `kept_reason`.
     #[pyo3(signature = (path, tenant, replace, remove_source, kind=None, account=None))]
     #[allow(clippy::too_many_arguments)]
-    fn import_file(
+    fn import_file<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         path: PathBuf,
         tenant: Option<&str>,
         replace: bool,
         remove_source: bool,
         kind: Option<String>,
         account: Option<String>,
-    ) -> PyResult<ImportFileTuple> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let how = credlock::ImportOptions {
             replace,
             kind,
@@ -371,33 +304,26 @@ impl NativeStore {
         let r = call(py, || {
             self.inner.import_file(&path, tenant, &how, remove_source)
         })?;
-        let (a, b, c) = import_tuple(r.report);
-        Ok((a, b, c, r.source_removed, r.kept_reason))
+        by_name(py, &r)
     }
 
-    /// `(quarantined_as, generation, tenants, refresh_unknown)`.
-    fn recover(
-        &self,
-        py: Python<'_>,
-        force: bool,
-    ) -> PyResult<(Option<String>, u64, u32, Vec<String>)> {
-        let r = call(py, || self.inner.recover(force))?;
-        Ok((r.quarantined_as, r.generation, r.tenants, r.refresh_unknown))
+    fn recover<'py>(&self, py: Python<'py>, force: bool) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.recover(force))?)
     }
 
     fn quarantine(&self, py: Python<'_>, force: bool) -> PyResult<String> {
         call(py, || self.inner.quarantine(force))
     }
 
-    /// `(token tuple, joined)`. `on_prompt` is called (with the GIL) with a dict: kind, url,
-    /// user_code, url_complete, expires_at_ms, joined.
+    /// `{"token", "joined", "refreshable"}`. `on_prompt` is called (with the GIL) with the
+    /// prompt as a dict: kind, url, user_code, url_complete, expires_at_ms, joined.
     #[pyo3(signature = (tenant, client_id, issuer, client_secret, scope, browser, open_browser,
         audience, resource, authorization_endpoint, token_endpoint,
         device_authorization_endpoint, revocation_endpoint, on_prompt))]
     #[allow(clippy::too_many_arguments)]
-    fn login(
+    fn login<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         tenant: &str,
         client_id: String,
         issuer: Option<String>,
@@ -412,7 +338,7 @@ impl NativeStore {
         device_authorization_endpoint: Option<String>,
         revocation_endpoint: Option<String>,
         on_prompt: Option<Py<PyAny>>,
-    ) -> PyResult<(TokenTuple, bool, bool)> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let request = credlock::LoginRequest {
             issuer,
             client_id,
@@ -433,58 +359,34 @@ impl NativeStore {
         let sink = on_prompt.map(|cb| -> credlock::login::PromptSink {
             std::sync::Arc::new(move |p: &credlock::LoginPrompt| {
                 Python::attach(|py| {
-                    let d = PyDict::new(py);
-                    let set = || -> PyResult<()> {
-                        d.set_item("kind", &p.kind)?;
-                        d.set_item("url", &p.url)?;
-                        d.set_item("user_code", &p.user_code)?;
-                        d.set_item("url_complete", &p.url_complete)?;
-                        d.set_item("expires_at_ms", p.expires_at_ms)?;
-                        d.set_item("joined", p.joined)?;
-                        Ok(())
-                    };
                     // A callback that raises cannot stop the login (it waits for the
                     // server either way); Python reports it as unraisable.
-                    if let Err(e) = set().and_then(|()| cb.call1(py, (d,)).map(|_| ())) {
+                    let shown = by_name(py, p).and_then(|d| cb.call1(py, (d,)).map(|_| ()));
+                    if let Err(e) = shown {
                         e.write_unraisable(py, None);
                     }
                 })
             })
         });
-        let o = call(py, || self.inner.login(tenant, &request, sink))?;
-        Ok((token_tuple(o.token), o.joined, o.refreshable))
+        let mut o = call(py, || self.inner.login(tenant, &request, sink))?;
+        let d = by_name(py, &o);
+        o.token.token.zeroize();
+        d
     }
 
-    /// `(revocation, why, deleted)`: revocation is `revoked`, `not-offered` or `failed`.
-    fn logout(
+    /// `revocation` is `revoked`, `not-offered` or `failed` (then `revocation_error` says why).
+    fn logout<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         tenant: &str,
         local: bool,
-    ) -> PyResult<(String, Option<String>, bool)> {
-        let r = call(py, || self.inner.logout(tenant, local))?;
-        let (what, why) = match r.revocation {
-            credlock::Revocation::Revoked => ("revoked", None),
-            credlock::Revocation::NotOffered => ("not-offered", None),
-            credlock::Revocation::Failed(why) => ("failed", Some(why)),
-        };
-        Ok((what.to_owned(), why, r.deleted))
+    ) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.logout(tenant, local))?)
     }
 
-    /// `[(tenant, kind, started_at_ms, expires_at_ms, understood)]`.
-    fn pending_logins(&self, py: Python<'_>) -> PyResult<Vec<PendingTuple>> {
-        let v = call(py, || self.inner.pending_logins())?;
-        Ok(v.into_iter()
-            .map(|p| {
-                (
-                    p.tenant,
-                    p.kind,
-                    p.started_at_ms,
-                    p.expires_at_ms,
-                    p.understood,
-                )
-            })
-            .collect())
+    /// Never a code or verifier.
+    fn pending_logins<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        by_name(py, &call(py, || self.inner.pending_logins())?)
     }
 }
 

@@ -343,3 +343,50 @@ def test_a_store_is_shared_by_threads_after_fork(store_dir: Path) -> None:
 def test_closed_store_and_default_dir() -> None:
     d = credlock.default_store_dir()
     assert d is None or d.name == "credlock"
+
+
+def test_results_and_settings_cross_by_name(store_dir: Path, tmp_path: Path) -> None:
+    """Each native result is a dict of exactly its dataclass's fields (the Rust type's
+    `Serialize`, not positions), and `Store.open`'s keywords reach `credlock::OpenOptions` by
+    name: a timeout JSON cannot carry still gets the message that names the setting."""
+    import dataclasses
+
+    from credlock import _credlock
+
+    def fields(name: str) -> set:
+        return {f.name for f in dataclasses.fields(getattr(credlock, name))}
+
+    with credlock.Store.open(store_dir, lock_timeout=2.5, http_timeout=7) as s:
+        assert (s.lock_timeout_ms, s.http_timeout_ms) == (2500, 7000)
+        n = s._n
+        assert set(n.put("acme", '{"access_token": "a", "expires_in": 60}')) == fields("WriteReceipt")
+        assert set(n.token("acme", 0.0)) == fields("AccessToken")
+        assert set(n.set_attachment("acme", "reg", "v")) == fields("WriteReceipt")
+        assert [set(t) for t in n.list()] == [fields("TenantSummary")]
+        assert set(n.info()) == fields("StoreInfo")
+        assert [set(k) for k in n.slots()] == [fields("KeySlotInfo")]
+        report = n.import_tokens('{"b": {"access_token": "b"}, "k": "an API key"}', None, False)
+        assert set(report) | {"source_removed", "kept_reason"} == fields("ImportReport")
+        assert [set(x) for x in report["skipped"]] == [{"tenant", "reason"}]
+        assert set(n.logout("b", True)) == fields("LogoutReport")
+        assert n.pending_logins() == []
+        src = tmp_path / "token.json"
+        src.write_text('{"access_token": "f"}')
+        assert set(n.import_file(str(src), "f", False, True)) == fields("ImportReport")
+        assert set(n.recover(True)) == fields("RecoverReport")
+
+    for seconds in (float("inf"), float("nan")):
+        with pytest.raises(credlock.InvalidOptions, match="the lock timeout"):
+            credlock.Store.open(store_dir, lock_timeout=seconds)
+    with pytest.raises(credlock.InvalidOptions, match="unknown field `lock_timout`"):
+        _credlock.NativeStore(json.dumps({"lock_timout": 1}))
+
+
+def test_a_store_path_need_not_be_utf8(tmp_path: Path) -> None:
+    """The settings cross as JSON, which must be UTF-8; the paths go beside it as OS paths,
+    so a directory whose name is not UTF-8 (a surrogate escape in Python) still works."""
+    store = tmp_path / "st\udcff"
+    with credlock.Store.open(store, key_file=tmp_path / "key\udcfe") as s:
+        s.put("acme", {"access_token": "a"})
+        assert s.token("acme") == "a"
+    assert sorted(os.listdir(tmp_path)) == ["key\udcfe", "st\udcff"]

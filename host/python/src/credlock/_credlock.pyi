@@ -1,32 +1,105 @@
 """Type stubs for `credlock._credlock`, the native module (host/python/rust/lib.rs).
 
 Use `credlock.Store`; this module is its implementation. Every method releases the GIL and
-raises the `credlock.errors` exception built from the Rust error report."""
+raises the `credlock.errors` exception built from the Rust error report.
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+Results arrive by name: each is a dict of the Rust result type's fields (its `Serialize`,
+with the WIT's field names), which `credlock._store` passes to the dataclass of the same
+fields in `credlock._types`. The TypedDicts below say what each dict holds."""
 
-_TokenTuple = Tuple[str, str, Optional[int], int, bool]
-_InfoTuple = Tuple[bool, int, int, str, List[str], int]
-_SlotTuple = Tuple[int, str, str, bool]
-_ImportTuple = Tuple[List[str], List[Tuple[str, str]], int]
-_SummaryTuple = Tuple[
-    str, str, Optional[int], bool, Optional[str], Optional[str], Optional[str], int, bool, bool
-]
+from typing import Callable, List, Optional, TypedDict
+
+class _WriteReceipt(TypedDict):
+    revision: int
+    generation: int
+
+class _AccessToken(TypedDict):
+    token: str
+    token_type: str
+    expires_at_ms: Optional[int]
+    revision: int
+    refreshed: bool
+
+class _TenantSummary(TypedDict):
+    tenant: str
+    token_type: str
+    expires_at_ms: Optional[int]
+    has_refresh_token: bool
+    scope: Optional[str]
+    token_endpoint: Optional[str]
+    client_id: Optional[str]
+    revision: int
+    needs_reauth: bool
+    refresh_intent: bool
+
+class _StoreInfo(TypedDict):
+    exists: bool
+    generation: int
+    format_version: int
+    key_id: str
+    slot_kinds: List[str]
+    tenants: int
+
+class _SlotInfo(TypedDict):
+    index: int
+    kind: str
+    describe: str
+    durable: bool
+
+class _Skipped(TypedDict):
+    tenant: str
+    reason: str
+
+class _ImportReport(TypedDict):
+    imported: List[str]
+    skipped: List[_Skipped]
+    generation: int
+
+class _ImportFileReport(_ImportReport):
+    source_removed: bool
+    kept_reason: Optional[str]
+
+class _RecoverReport(TypedDict):
+    quarantined_as: Optional[str]
+    generation: int
+    tenants: int
+    refresh_unknown: List[str]
+
+class _LoginPrompt(TypedDict):
+    kind: str
+    url: str
+    user_code: Optional[str]
+    url_complete: Optional[str]
+    expires_at_ms: int
+    joined: bool
+
+class _LoginResult(TypedDict):
+    token: _AccessToken
+    joined: bool
+    refreshable: bool
+
+class _LogoutReport(TypedDict):
+    revocation: str
+    revocation_error: Optional[str]
+    deleted: bool
+
+class _PendingLogin(TypedDict):
+    tenant: str
+    kind: str
+    started_at_ms: int
+    expires_at_ms: int
+    understood: bool
 
 class NativeStore:
     def __new__(
         cls,
+        options_json: Optional[str] = None,
         store_dir: Optional[str] = None,
-        passphrase: Optional[str] = None,
         key_file: Optional[str] = None,
-        keyring: Optional[str] = None,
-        lock_timeout: Optional[float] = None,
-        http_timeout: Optional[float] = None,
-        keyring_timeout: Optional[float] = None,
-        allow_insecure_http: Optional[bool] = None,
-        allow_volatile_only: Optional[bool] = None,
-        kdf: Optional[Tuple[int, int, int]] = None,
-    ) -> "NativeStore": ...
+    ) -> "NativeStore":
+        """`options_json`: the settings as the JSON object `credlock::OpenOptions` reads, by
+        its field names (host/src/open.rs); unknown fields raise InvalidOptions. `store_dir`
+        and `key_file` given here, as OS paths (which need not be UTF-8), take precedence."""
     @property
     def store_dir(self) -> str: ...
     @property
@@ -34,22 +107,22 @@ class NativeStore:
     @property
     def http_timeout_ms(self) -> int: ...
     def init(self) -> bool: ...
-    def put(self, tenant: str, token_response: str) -> Tuple[int, int]: ...
-    def token(self, tenant: str, min_valid: float) -> _TokenTuple: ...
+    def put(self, tenant: str, token_response: str) -> _WriteReceipt: ...
+    def token(self, tenant: str, min_valid: float) -> _AccessToken: ...
     def refresh(
         self, tenant: str, rejected: Optional[str] = None, rejected_sha256: Optional[str] = None
-    ) -> _TokenTuple: ...
-    def list(self) -> List[_SummaryTuple]: ...
+    ) -> _AccessToken: ...
+    def list(self) -> List[_TenantSummary]: ...
     def delete(self, tenant: str) -> bool: ...
     def attachment(self, tenant: str, name: str) -> Optional[str]: ...
     def set_attachment(
         self, tenant: str, name: str, value: Optional[str] = None
-    ) -> Tuple[int, int]: ...
-    def info(self) -> _InfoTuple: ...
-    def slots(self) -> List[_SlotTuple]: ...
-    def add_slot(self, kind: str, new_passphrase: Optional[str] = None) -> List[_SlotTuple]: ...
-    def remove_slot(self, index: int, allow_volatile_only: bool) -> List[_SlotTuple]: ...
-    def rekey(self) -> _InfoTuple: ...
+    ) -> _WriteReceipt: ...
+    def info(self) -> _StoreInfo: ...
+    def slots(self) -> List[_SlotInfo]: ...
+    def add_slot(self, kind: str, new_passphrase: Optional[str] = None) -> List[_SlotInfo]: ...
+    def remove_slot(self, index: int, allow_volatile_only: bool) -> List[_SlotInfo]: ...
+    def rekey(self) -> _StoreInfo: ...
     def import_tokens(
         self,
         source: str,
@@ -57,7 +130,7 @@ class NativeStore:
         replace: bool,
         kind: Optional[str] = None,
         account: Optional[str] = None,
-    ) -> _ImportTuple: ...
+    ) -> _ImportReport: ...
     def import_file(
         self,
         path: str,
@@ -66,8 +139,8 @@ class NativeStore:
         remove_source: bool,
         kind: Optional[str] = None,
         account: Optional[str] = None,
-    ) -> Tuple[List[str], List[Tuple[str, str]], int, bool, Optional[str]]: ...
-    def recover(self, force: bool) -> Tuple[Optional[str], int, int, List[str]]: ...
+    ) -> _ImportFileReport: ...
+    def recover(self, force: bool) -> _RecoverReport: ...
     def quarantine(self, force: bool) -> str: ...
     def login(
         self,
@@ -84,10 +157,10 @@ class NativeStore:
         token_endpoint: Optional[str],
         device_authorization_endpoint: Optional[str],
         revocation_endpoint: Optional[str],
-        on_prompt: Optional[Callable[[Dict[str, Any]], None]],
-    ) -> Tuple[Tuple[str, str, Optional[int], int, bool], bool, bool]: ...
-    def logout(self, tenant: str, local: bool) -> Tuple[str, Optional[str], bool]: ...
-    def pending_logins(self) -> List[Tuple[str, str, int, int, bool]]: ...
+        on_prompt: Optional[Callable[[_LoginPrompt], None]],
+    ) -> _LoginResult: ...
+    def logout(self, tenant: str, local: bool) -> _LogoutReport: ...
+    def pending_logins(self) -> List[_PendingLogin]: ...
 
 def default_store_dir() -> Optional[str]: ...
 def component_sha256() -> str: ...

@@ -1,16 +1,19 @@
 """`credlock.Store`: the Python API over the credlock host library (`credlock._credlock`).
 
 Every method converts its arguments, calls the Rust `credlock::Store` with the GIL released,
-and converts the result into the dataclasses below. The locks, files, key slots, KDF, AEAD,
-HTTP and every error's text are the Rust host's.
+and builds the dataclass of `_types` from the result, which arrives as a dict of its fields by
+name (the Rust type's `Serialize`, with the WIT's field names). Settings go the other way by
+name too: `Store.open`'s keywords become the JSON object `credlock::OpenOptions` reads. The
+locks, files, key slots, KDF, AEAD, HTTP and every error's text are the Rust host's.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from . import _credlock
 
@@ -62,22 +65,34 @@ def _json_text(value: Union[Mapping[str, Any], str, bytes]) -> str:
     raise TypeError(f"expected a dict, a JSON str or bytes, got {type(value).__name__}")
 
 
-def _access_token(t: Tuple[Any, ...]) -> AccessToken:
-    return _t().AccessToken(*t)
+def _access_token(d: Dict[str, Any]) -> AccessToken:
+    return _t().AccessToken(**d)
 
 
-def _store_info(t: Tuple[Any, ...]) -> StoreInfo:
-    exists, generation, format_version, key_id, slot_kinds, tenants = t
-    return _t().StoreInfo(exists, generation, format_version, key_id, tuple(slot_kinds), tenants)
+def _store_info(d: Dict[str, Any]) -> StoreInfo:
+    return _t().StoreInfo(**{**d, "slot_kinds": tuple(d["slot_kinds"])})
 
 
-def _slot_infos(v: List[Tuple[Any, ...]]) -> List[KeySlotInfo]:
-    return [_t().KeySlotInfo(*s) for s in v]
+def _slot_infos(v: List[Dict[str, Any]]) -> List[KeySlotInfo]:
+    return [_t().KeySlotInfo(**s) for s in v]
 
 
-def _import_report(imported: Any, skipped: Any, generation: int, removed: bool = False,
-                   kept: Optional[str] = None) -> ImportReport:
-    return _t().ImportReport(tuple(imported), tuple(tuple(s) for s in skipped), generation, removed, kept)
+def _import_report(d: Dict[str, Any]) -> ImportReport:
+    # `skipped` arrives named (`{"tenant", "reason"}`, as the C ABI has it); the dataclass
+    # keeps the WIT's pairs.
+    return _t().ImportReport(**{
+        **d,
+        "imported": tuple(d["imported"]),
+        "skipped": tuple((s["tenant"], s["reason"]) for s in d["skipped"]),
+    })
+
+
+def _finite_or_text(seconds: Any) -> Any:
+    """A timeout for JSON: an infinite or NaN float (JSON has none) as its text, which the
+    Rust side reads back and refuses with the message that names the setting."""
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        return str(seconds)
+    return seconds
 
 
 class Store:
@@ -133,20 +148,27 @@ class Store:
         Opening touches no store file; the first call does. Raises InvalidOptions, or
         InternalError if the component cannot be loaded.
         """
-        kdf = None if _kdf is None else (_kdf.m_cost_kib, _kdf.t_cost, _kdf.p_cost)
-        native = _credlock.NativeStore(
+        # By name, as `credlock::OpenOptions` declares them; None is "not given" (then the
+        # environment, else the default), so it is left out. The paths go beside the JSON, as
+        # OS paths: a directory's name need not be UTF-8, JSON text must be.
+        settings = {
+            "passphrase": _secret(passphrase),
+            "keyring": keyring,
+            "lock_timeout": _finite_or_text(lock_timeout),
+            "http_timeout": _finite_or_text(http_timeout),
+            "keyring_timeout": _finite_or_text(keyring_timeout),
+            "allow_insecure_http": allow_insecure_http,
+            "allow_volatile_only": allow_volatile_only,
+            "kdf": None if _kdf is None else {
+                "m_cost_kib": _kdf.m_cost_kib, "t_cost": _kdf.t_cost, "p_cost": _kdf.p_cost,
+            },
+        }
+        given = {k: v for k, v in settings.items() if v is not None}
+        return cls(_credlock.NativeStore(
+            json.dumps(given),
             None if path is None else os.fspath(path),
-            _secret(passphrase),
             None if key_file is None else os.fspath(key_file),
-            keyring,
-            lock_timeout,
-            http_timeout,
-            keyring_timeout,
-            allow_insecure_http,
-            allow_volatile_only,
-            kdf,
-        )
-        return cls(native)
+        ))
 
     @property
     def path(self) -> "Path":
@@ -180,7 +202,7 @@ class Store:
         `expires_on` as RFC 3339 or Unix seconds or milliseconds. Fields that disagree, or a
         field named like an expiry that credlock does not understand, raise
         InvalidTokenResponse: an expiry is never dropped."""
-        return _t().WriteReceipt(*self._n.put(tenant, _json_text(token_response)))
+        return _t().WriteReceipt(**self._n.put(tenant, _json_text(token_response)))
 
     def token_info(self, tenant: str, min_valid: float = 60.0) -> AccessToken:
         """The tenant's access token, valid for at least `min_valid` more seconds, refreshed
@@ -189,7 +211,7 @@ class Store:
 
     def token(self, tenant: str, min_valid: float = 60.0) -> str:
         """The tenant's access token string (see `token_info`)."""
-        return self._n.token(tenant, float(min_valid))[0]
+        return self._n.token(tenant, float(min_valid))["token"]
 
     def refresh(
         self,
@@ -211,7 +233,7 @@ class Store:
 
     def list(self) -> List[TenantSummary]:
         """Every tenant, sorted by name, without secrets. An absent store has none."""
-        return [_t().TenantSummary(*t) for t in self._n.list()]
+        return [_t().TenantSummary(**t) for t in self._n.list()]
 
     def delete(self, tenant: str) -> bool:
         """Remove a tenant; False if it did not exist."""
@@ -228,7 +250,7 @@ class Store:
         tenant's tokens as they are. Writes of tokens keep attachments; delete and logout
         remove them. Setting one on a tenant without tokens creates it (`token` still raises
         NotFound until tokens are stored). At most 16 per tenant. Durable when this returns."""
-        return _t().WriteReceipt(*self._n.set_attachment(tenant, name, value))
+        return _t().WriteReceipt(**self._n.set_attachment(tenant, name, value))
 
     def info(self) -> StoreInfo:
         """What the store is, without decrypting more than needed."""
@@ -289,7 +311,7 @@ class Store:
         "refresh", "expires"}` entries are understood, other entries (API keys) are skipped
         and reported. Existing tenants are ImportConflict unless `replace`."""
         return _import_report(
-            *self._n.import_tokens(_json_text(source), tenant, bool(replace), kind, account)
+            self._n.import_tokens(_json_text(source), tenant, bool(replace), kind, account)
         )
 
     def import_file(
@@ -308,7 +330,7 @@ class Store:
         and the file is still the one that was read (not replaced or rewritten meanwhile, not
         a symlink); otherwise `kept_reason` says why it stayed."""
         return _import_report(
-            *self._n.import_file(
+            self._n.import_file(
                 os.fspath(path), tenant, bool(replace), bool(remove_source), kind, account
             )
         )
@@ -318,8 +340,8 @@ class Store:
         (RecoverRefused(`store-readable`) otherwise, unless `force`). The store file, if any,
         is moved aside first (`quarantined_as`), never deleted; restored refresh tokens that
         may have been spent since the backup are marked (`refresh_unknown`)."""
-        quarantined_as, generation, tenants, unknown = self._n.recover(bool(force))
-        return _t().RecoverReport(quarantined_as, generation, tenants, tuple(unknown))
+        d = self._n.recover(bool(force))
+        return _t().RecoverReport(**{**d, "refresh_unknown": tuple(d["refresh_unknown"])})
 
     def quarantine(self, force: bool = False) -> str:
         """Move a damaged store file aside (`credentials.sealed.corrupt-<unix ms>`), so that
@@ -368,22 +390,22 @@ class Store:
             def callback(d: Mapping[str, Any]) -> None:
                 user_callback(types.LoginPrompt(**d))
 
-        token, joined, refreshable = self._n.login(
+        d = self._n.login(
             tenant, client_id, issuer, client_secret, scope, flow == "browser", open_browser,
             audience, resource, authorization_endpoint, token_endpoint,
             device_authorization_endpoint, revocation_endpoint, callback,
         )
-        return types.LoginResult(_access_token(token), joined, refreshable)
+        return types.LoginResult(**{**d, "token": _access_token(d["token"])})
 
     def logout(self, tenant: str, local: bool = False) -> "LogoutReport":
         """Revoke the tenant's refresh token where the server offers revocation (RFC 7009),
         then delete the tenant. A failed revocation raises and deletes nothing, unless
         `local`."""
-        return _t().LogoutReport(*self._n.logout(tenant, local))
+        return _t().LogoutReport(**self._n.logout(tenant, local))
 
     def pending_logins(self) -> "List[PendingLogin]":
         """The logins in progress (never a code or verifier)."""
-        return [_t().PendingLogin(*p) for p in self._n.pending_logins()]
+        return [_t().PendingLogin(**p) for p in self._n.pending_logins()]
 
     # ----- asyncio: the same calls, off the event loop -----
 
