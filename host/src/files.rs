@@ -157,8 +157,8 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
         }
     };
     // The backup is linked before the new file's fsync, so that its two directory changes
-    // are committed by the journal commit that fsync makes anyway (journaled ext4, xfs) instead of
-    // queueing behind it. It is the store's current, already durable version, so making it
+    // are committed by the journal commit that fsync makes anyway (journaled ext4, xfs)
+    // instead of queueing behind it. It is the store's current, already durable version, so making it
     // early is safe: a crash from here on leaves store and backup the same inode, which the
     // next write's `same_file` check expects.
     if let (Some(backup), Some(current)) = (backup, &current) {
