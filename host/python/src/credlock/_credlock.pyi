@@ -5,90 +5,13 @@ raises the `credlock.errors` exception built from the Rust error report.
 
 Results arrive by name: each is a dict of the Rust result type's fields (its `Serialize`,
 with the WIT's field names), which `credlock._store` passes to the dataclass of the same
-fields in `credlock._types`. The TypedDicts below say what each dict holds."""
+fields in `credlock._types`. Those dataclasses are the Python declaration of every result
+(host/tests/declarations.rs checks them against the WIT, and `Cls(**fields)` refuses a dict
+with a field more or less), so the dicts are not declared again here."""
 
-from typing import Callable, List, Optional, TypedDict
+from typing import Any, Callable, Dict, List, Optional
 
-class _WriteReceipt(TypedDict):
-    revision: int
-    generation: int
-
-class _AccessToken(TypedDict):
-    token: str
-    token_type: str
-    expires_at_ms: Optional[int]
-    revision: int
-    refreshed: bool
-
-class _TenantSummary(TypedDict):
-    tenant: str
-    token_type: str
-    expires_at_ms: Optional[int]
-    has_refresh_token: bool
-    scope: Optional[str]
-    token_endpoint: Optional[str]
-    client_id: Optional[str]
-    revision: int
-    needs_reauth: bool
-    refresh_intent: bool
-
-class _StoreInfo(TypedDict):
-    exists: bool
-    generation: int
-    format_version: int
-    key_id: str
-    slot_kinds: List[str]
-    tenants: int
-
-class _SlotInfo(TypedDict):
-    index: int
-    kind: str
-    describe: str
-    durable: bool
-
-class _Skipped(TypedDict):
-    tenant: str
-    reason: str
-
-class _ImportReport(TypedDict):
-    imported: List[str]
-    skipped: List[_Skipped]
-    generation: int
-
-class _ImportFileReport(_ImportReport):
-    source_removed: bool
-    kept_reason: Optional[str]
-
-class _RecoverReport(TypedDict):
-    quarantined_as: Optional[str]
-    generation: int
-    tenants: int
-    refresh_unknown: List[str]
-
-class _LoginPrompt(TypedDict):
-    kind: str
-    url: str
-    user_code: Optional[str]
-    url_complete: Optional[str]
-    expires_at_ms: int
-    joined: bool
-
-class _LoginResult(TypedDict):
-    token: _AccessToken
-    joined: bool
-    refreshable: bool
-
-class _LogoutReport(TypedDict):
-    revocation: str
-    revocation_error: Optional[str]
-    deleted: bool
-
-class _PendingLogin(TypedDict):
-    tenant: str
-    kind: str
-    started_at_ms: int
-    expires_at_ms: int
-    understood: bool
+_Fields = Dict[str, Any]
 
 class NativeStore:
     def __new__(
@@ -107,22 +30,22 @@ class NativeStore:
     @property
     def http_timeout_ms(self) -> int: ...
     def init(self) -> bool: ...
-    def put(self, tenant: str, token_response: str) -> _WriteReceipt: ...
-    def token(self, tenant: str, min_valid: float) -> _AccessToken: ...
+    def put(self, tenant: str, token_response: str) -> _Fields: ...
+    def token(self, tenant: str, min_valid: float) -> _Fields: ...
     def refresh(
         self, tenant: str, rejected: Optional[str] = None, rejected_sha256: Optional[str] = None
-    ) -> _AccessToken: ...
-    def list(self) -> List[_TenantSummary]: ...
+    ) -> _Fields: ...
+    def list(self) -> List[_Fields]: ...
     def delete(self, tenant: str) -> bool: ...
     def attachment(self, tenant: str, name: str) -> Optional[str]: ...
     def set_attachment(
         self, tenant: str, name: str, value: Optional[str] = None
-    ) -> _WriteReceipt: ...
-    def info(self) -> _StoreInfo: ...
-    def slots(self) -> List[_SlotInfo]: ...
-    def add_slot(self, kind: str, new_passphrase: Optional[str] = None) -> List[_SlotInfo]: ...
-    def remove_slot(self, index: int, allow_volatile_only: bool) -> List[_SlotInfo]: ...
-    def rekey(self) -> _StoreInfo: ...
+    ) -> _Fields: ...
+    def info(self) -> _Fields: ...
+    def slots(self) -> List[_Fields]: ...
+    def add_slot(self, kind: str, new_passphrase: Optional[str] = None) -> List[_Fields]: ...
+    def remove_slot(self, index: int, allow_volatile_only: bool) -> List[_Fields]: ...
+    def rekey(self) -> _Fields: ...
     def import_tokens(
         self,
         source: str,
@@ -130,7 +53,7 @@ class NativeStore:
         replace: bool,
         kind: Optional[str] = None,
         account: Optional[str] = None,
-    ) -> _ImportReport: ...
+    ) -> _Fields: ...
     def import_file(
         self,
         path: str,
@@ -139,8 +62,8 @@ class NativeStore:
         remove_source: bool,
         kind: Optional[str] = None,
         account: Optional[str] = None,
-    ) -> _ImportFileReport: ...
-    def recover(self, force: bool) -> _RecoverReport: ...
+    ) -> _Fields: ...
+    def recover(self, force: bool) -> _Fields: ...
     def quarantine(self, force: bool) -> str: ...
     def login(
         self,
@@ -157,10 +80,10 @@ class NativeStore:
         token_endpoint: Optional[str],
         device_authorization_endpoint: Optional[str],
         revocation_endpoint: Optional[str],
-        on_prompt: Optional[Callable[[_LoginPrompt], None]],
-    ) -> _LoginResult: ...
-    def logout(self, tenant: str, local: bool) -> _LogoutReport: ...
-    def pending_logins(self) -> List[_PendingLogin]: ...
+        on_prompt: Optional[Callable[[_Fields], None]],
+    ) -> _Fields: ...
+    def logout(self, tenant: str, local: bool) -> _Fields: ...
+    def pending_logins(self) -> List[_Fields]: ...
 
 def default_store_dir() -> Optional[str]: ...
 def component_sha256() -> str: ...
