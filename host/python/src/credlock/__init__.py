@@ -11,7 +11,7 @@ any number of threads, share one store safely.
         token = store.token("acme", min_valid=60)
 """
 
-from typing import TYPE_CHECKING, Any, Optional
+from __future__ import annotations
 
 # The version (every credlock artifact's) and the SHA-256 of the component this build embeds,
 # both from the extension, so that what a process reports is what it runs.
@@ -20,8 +20,11 @@ from ._credlock import __version__ as __version__
 from ._credlock import default_store_dir as _default_store_dir
 from ._store import Store
 
+# No `typing` at import (a one-shot process would pay ~8 ms for it): see _store.py.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, Optional
 
     from ._types import (
         AccessToken,

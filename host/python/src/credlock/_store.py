@@ -9,16 +9,21 @@ locks, files, key slots, KDF, AEAD, HTTP and every error's text are the Rust hos
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from . import _credlock
 
+# `typing` (with `re` and the rest it imports) costs a one-shot process ~8 ms, and `json`
+# ~4 ms: neither is imported unless used. Annotations are strings (`from __future__ import
+# annotations`), read only by type checkers.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
+    T = TypeVar("T")
 
     from ._types import (
         AccessToken,
@@ -42,9 +47,6 @@ def _t() -> Any:
 
     return _types
 
-PathLike = Union[str, "os.PathLike[str]"]
-T = TypeVar("T")
-
 
 def _secret(value: Union[str, bytes, None]) -> Optional[str]:
     if value is None or isinstance(value, str):
@@ -60,7 +62,11 @@ def _json_text(value: Union[Mapping[str, Any], str, bytes]) -> str:
         return bytes(value).decode("utf-8")
     if isinstance(value, str):
         return value
-    if isinstance(value, Mapping):
+    # A mapping is anything `dict()` copies as one (keys() and item access), so that
+    # `collections.abc` need not be imported for the check.
+    if hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        import json
+
         return json.dumps(dict(value))
     raise TypeError(f"expected a dict, a JSON str or bytes, got {type(value).__name__}")
 
@@ -164,8 +170,14 @@ class Store:
             },
         }
         given = {k: v for k, v in settings.items() if v is not None}
+        if given:
+            import json
+
+            options_json = json.dumps(given)
+        else:
+            options_json = None
         return cls(_credlock.NativeStore(
-            json.dumps(given),
+            options_json,
             None if path is None else os.fspath(path),
             None if key_file is None else os.fspath(key_file),
         ))
@@ -415,6 +427,8 @@ class Store:
         import asyncio
 
         loop = asyncio.get_running_loop()
+        import functools
+
         return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
     async def token_async(self, tenant: str, min_valid: float = 60.0) -> str:

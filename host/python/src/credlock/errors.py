@@ -37,7 +37,9 @@ Hierarchy::
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Type
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Type
 
 
 class CredlockError(Exception):
