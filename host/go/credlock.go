@@ -12,6 +12,14 @@ package credlock
 #include <stdlib.h>
 #include <string.h>
 #include "credlock.h"
+
+// Zero and free a C string in one cgo call (three before: strlen, memset, free).
+static void credlock_go_free_secret(char *p) {
+	if (p != NULL) {
+		memset(p, 0, strlen(p));
+		free(p);
+	}
+}
 */
 import "C"
 
@@ -85,10 +93,12 @@ func cString(s string) *C.char {
 	return C.CString(s)
 }
 
-// nulError is the library's report for an argument holding a NUL byte, which a C string
-// cannot carry (C.CString would silently cut it there).
-func nulError(args map[string]string) error {
-	for name, v := range args {
+// nulError is the library's report for the first argument holding a NUL byte, which a C
+// string cannot carry (C.CString would silently cut it there). Its arguments are pairs:
+// name, value, name, value... (a variadic slice, not a map: no allocation on every call).
+func nulError(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		name, v := pairs[i], pairs[i+1]
 		if strings.IndexByte(v, 0) >= 0 {
 			cname := C.CString(name)
 			defer C.free(unsafe.Pointer(cname))
@@ -101,11 +111,9 @@ func nulError(args map[string]string) error {
 }
 
 func freeSecret(p *C.char) {
-	if p == nil {
-		return
+	if p != nil {
+		C.credlock_go_free_secret(p)
 	}
-	C.memset(unsafe.Pointer(p), 0, C.strlen(p))
-	C.free(unsafe.Pointer(p))
 }
 
 func optString(s string) *C.char {
@@ -147,10 +155,10 @@ func (o *Options) json(dir string) []byte {
 func Open(dir string, opts *Options) (*Store, error) {
 	claimWakeSignal()
 	if opts != nil {
-		if err := nulError(map[string]string{"store_dir": dir, "passphrase": opts.Passphrase, "key_file": opts.KeyFile, "keyring": opts.Keyring, "new_passphrase": opts.NewPassphrase}); err != nil {
+		if err := nulError("store_dir", dir, "passphrase", opts.Passphrase, "key_file", opts.KeyFile, "keyring", opts.Keyring, "new_passphrase", opts.NewPassphrase); err != nil {
 			return nil, err
 		}
-	} else if err := nulError(map[string]string{"store_dir": dir}); err != nil {
+	} else if err := nulError("store_dir", dir); err != nil {
 		return nil, err
 	}
 	raw := opts.json(dir)
@@ -321,7 +329,7 @@ func millis(d time.Duration) C.uint64_t {
 // TokenInfo returns an access token valid for at least minValid more, refreshing it (once
 // across every process and goroutine that asks) if needed.
 func (s *Store) TokenInfo(ctx context.Context, tenant string, minValid time.Duration) (*AccessToken, error) {
-	if err := nulError(map[string]string{"tenant": tenant}); err != nil {
+	if err := nulError("tenant", tenant); err != nil {
 		return nil, err
 	}
 	ct := cString(tenant)
@@ -363,7 +371,7 @@ func (s *Store) Refresh(ctx context.Context, tenant string, opts ...RefreshOptio
 	for _, f := range opts {
 		f(&o)
 	}
-	if err := nulError(map[string]string{"tenant": tenant, "rejected_token": o.token, "rejected_sha256": o.sha256}); err != nil {
+	if err := nulError("tenant", tenant, "rejected_token", o.token, "rejected_sha256", o.sha256); err != nil {
 		return nil, err
 	}
 	ct := cString(tenant)
@@ -393,11 +401,11 @@ type WriteReceipt struct {
 // means no expiry. Fields that disagree, or one named like an expiry that credlock does not
 // understand, are an invalid-token-response error: an expiry is never dropped.
 func (s *Store) Put(ctx context.Context, tenant string, tokenResponse []byte) (WriteReceipt, error) {
-	if err := nulError(map[string]string{"tenant": tenant}); err != nil {
+	if err := nulError("tenant", tenant); err != nil {
 		return WriteReceipt{}, err
 	}
 	if bytes.IndexByte(tokenResponse, 0) >= 0 {
-		return WriteReceipt{}, nulError(map[string]string{"token_response": "\x00"})
+		return WriteReceipt{}, nulError("token_response", "\x00")
 	}
 	ct := cString(tenant)
 	cr := C.CString(string(tokenResponse))
@@ -431,7 +439,7 @@ func (s *Store) List(ctx context.Context) ([]TenantSummary, error) {
 
 // Delete removes a tenant; false if it did not exist.
 func (s *Store) Delete(ctx context.Context, tenant string) (bool, error) {
-	if err := nulError(map[string]string{"tenant": tenant}); err != nil {
+	if err := nulError("tenant", tenant); err != nil {
 		return false, err
 	}
 	ct := cString(tenant)
@@ -447,7 +455,7 @@ func (s *Store) Delete(ctx context.Context, tenant string) (bool, error) {
 // registration, a PKCE verifier); ok is false when the tenant or the attachment is absent.
 // Names are 1 to 64 of a-z, 0-9 and . _ - (starting with a letter or digit).
 func (s *Store) Attachment(ctx context.Context, tenant, name string) (value string, ok bool, err error) {
-	if err := nulError(map[string]string{"tenant": tenant, "name": name}); err != nil {
+	if err := nulError("tenant", tenant, "name", name); err != nil {
 		return "", false, err
 	}
 	ct, cn := cString(tenant), cString(name)
@@ -467,11 +475,11 @@ func (s *Store) Attachment(ctx context.Context, tenant, name string) (value stri
 // remove them. Setting one on a tenant without tokens creates it (Token still fails with
 // ErrNotFound until tokens are stored). At most 16 per tenant. Durable when this returns.
 func (s *Store) SetAttachment(ctx context.Context, tenant, name string, value *string) (WriteReceipt, error) {
-	args := map[string]string{"tenant": tenant, "name": name}
+	args := []string{"tenant", tenant, "name", name}
 	if value != nil {
-		args["value"] = *value
+		args = append(args, "value", *value)
 	}
-	if err := nulError(args); err != nil {
+	if err := nulError(args...); err != nil {
 		return WriteReceipt{}, err
 	}
 	ct, cn := cString(tenant), cString(name)
@@ -530,7 +538,7 @@ func (s *Store) Slots(ctx context.Context) ([]Slot, error) {
 // AddSlot adds a slot of kind ("key-file", "passphrase", "keyring", "kernel-keyring");
 // for "passphrase", newPassphrase ("" for Options.NewPassphrase). Returns the new slots.
 func (s *Store) AddSlot(ctx context.Context, kind, newPassphrase string) ([]Slot, error) {
-	if err := nulError(map[string]string{"kind": kind, "new_passphrase": newPassphrase}); err != nil {
+	if err := nulError("kind", kind, "new_passphrase", newPassphrase); err != nil {
 		return nil, err
 	}
 	ck := cString(kind)

@@ -90,7 +90,7 @@ func (s *Store) Login(ctx context.Context, tenant string, req LoginRequest) (*Lo
 	if err != nil {
 		return nil, err
 	}
-	if err := nulError(map[string]string{"tenant": tenant, "request": string(b)}); err != nil {
+	if err := nulError("tenant", tenant, "request", string(b)); err != nil {
 		return nil, err
 	}
 	ct, cr := cString(tenant), cString(string(b))
@@ -135,7 +135,7 @@ func loginResult(out []byte, err error) (*LoginResult, error) {
 // Logout revokes the tenant's refresh token where the server offers revocation (RFC 7009),
 // then deletes the tenant; a failed revocation deletes nothing unless local.
 func (s *Store) Logout(ctx context.Context, tenant string, local bool) (*LogoutReport, error) {
-	if err := nulError(map[string]string{"tenant": tenant}); err != nil {
+	if err := nulError("tenant", tenant); err != nil {
 		return nil, err
 	}
 	ct := cString(tenant)

@@ -40,7 +40,7 @@ func (o *ImportOptions) c() (replace C.bool, kind, account *C.char, err error) {
 	if o == nil {
 		o = &ImportOptions{}
 	}
-	if err := nulError(map[string]string{"kind": o.Kind, "account": o.Account}); err != nil {
+	if err := nulError("kind", o.Kind, "account", o.Account); err != nil {
 		return false, nil, nil, err
 	}
 	return C.bool(o.Replace), optString(o.Kind), optString(o.Account), nil
@@ -52,11 +52,11 @@ func (o *ImportOptions) c() (replace C.bool, kind, account *C.char, err error) {
 // keys, other accounts) are reported in Skipped. Existing tenants are an import-conflict
 // error unless o.Replace.
 func (s *Store) ImportTokens(ctx context.Context, source []byte, tenant string, o *ImportOptions) (*ImportReport, error) {
-	if err := nulError(map[string]string{"tenant": tenant}); err != nil {
+	if err := nulError("tenant", tenant); err != nil {
 		return nil, err
 	}
 	if bytes.IndexByte(source, 0) >= 0 {
-		return nil, nulError(map[string]string{"source": "\x00"})
+		return nil, nulError("source", "\x00")
 	}
 	replace, kind, account, err := o.c()
 	if err != nil {
@@ -74,7 +74,7 @@ func (s *Store) ImportTokens(ctx context.Context, source []byte, tenant string, 
 // the import is durable, only if everything in it was imported and it is still the file that
 // was read; otherwise KeptReason says why it stayed.
 func (s *Store) ImportFile(ctx context.Context, path, tenant string, removeSource bool, o *ImportOptions) (*ImportReport, error) {
-	if err := nulError(map[string]string{"path": path, "tenant": tenant}); err != nil {
+	if err := nulError("path", path, "tenant", tenant); err != nil {
 		return nil, err
 	}
 	replace, kind, account, err := o.c()
