@@ -129,7 +129,10 @@ fn check_not_symlink(path: &Path) -> Result<Option<std::fs::Metadata>, FileError
             IoError::NotARegularFile(format!("{}: not a regular file (refused)", path.display())),
         )),
         Ok(m) => Ok(Some(m)),
-        Err(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // What cannot be looked at cannot be kept as the backup either: say so rather than
+        // replace it without one.
+        Err(e) => Err(FileError::Io(io_error(&e, path))),
     }
 }
 
@@ -140,43 +143,32 @@ pub fn replace(target: &Path, contents: &[u8], backup: Option<&Path>) -> Result<
     let dir = target.parent().expect("store files live in a directory");
     let current = check_not_symlink(target)?;
     let tmp = temp_name(target, "tmp");
-    let written = (|| -> io::Result<File> {
+    let io = |e: io::Error| FileError::Io(io_error(&e, target));
+    let written = (|| -> Result<(), FileError> {
         // create_new never follows a symlink (O_EXCL; on Windows CREATE_NEW on the link itself).
         let mut file = io_util::owner_only(io_util::no_follow(
             OpenOptions::new().write(true).create_new(true),
         ))
-        .open(&tmp)?;
-        file.write_all(contents)?;
-        Ok(file)
+        .open(&tmp)
+        .map_err(io)?;
+        file.write_all(contents).map_err(io)?;
+        // The backup is linked before the new file's fsync, so that its two directory
+        // changes are committed by the journal commit that fsync makes anyway (journaled
+        // ext4, xfs) instead of queueing behind it. It is the store's current, already
+        // durable version, so making it early is safe: a crash from here on leaves store and
+        // backup the same inode, which the next write's `same_file` check expects.
+        if let (Some(backup), Some(current)) = (backup, &current) {
+            keep_backup(target, current, backup)?;
+        }
+        file.sync_all().map_err(io)?;
+        drop(file);
+        crate::failpoints::hit("replace:before-rename");
+        io_util::rename_over(&tmp, target).map_err(io)
     })();
-    let file = match written {
-        Ok(file) => file,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(FileError::Io(io_error(&e, target)));
-        }
-    };
-    // The backup is linked before the new file's fsync, so that its two directory changes
-    // are committed by the journal commit that fsync makes anyway (journaled ext4, xfs)
-    // instead of queueing behind it. It is the store's current, already durable version, so making it
-    // early is safe: a crash from here on leaves store and backup the same inode, which the
-    // next write's `same_file` check expects.
-    if let (Some(backup), Some(current)) = (backup, &current) {
-        if let Err(e) = keep_backup(target, current, backup) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    }
-    if let Err(e) = file.sync_all() {
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(FileError::Io(io_error(&e, target)));
     }
-    drop(file);
-    crate::failpoints::hit("replace:before-rename");
-    if let Err(e) = io_util::rename_over(&tmp, target) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(FileError::Io(io_error(&e, target)));
-    }
+    written?;
     sync_dir(dir).map_err(|e| FileError::Io(io_error(&e, dir)))
 }
 
