@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 /// `credlock_open`, Go's `Options`, Python's `Store.open` keywords, Node's `Store.open`
 /// options in snake case), so a new setting is a field here and its resolution in
 /// [`OpenOptions::resolve`]; each binding's typed declaration of it is checked against this
-/// struct by `host/tests/declarations.rs`.
+/// struct by `host/tests/parity.rs`.
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenOptions {

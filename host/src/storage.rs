@@ -188,11 +188,11 @@ impl Storage for FileStorage {
     }
 
     fn replace(&mut self, file: StoreFile, contents: &[u8]) -> Result<(), FileError> {
-        // No directory check here: the core writes only under the exclusive store lock, and
-        // `prepare_lock` made and checked the directory the lock file lives in.
-        // The core writes only under the exclusive store lock: the one moment when every
-        // store temp file is a dead writer's. Once per platform (each pooled instance of a
-        // `Store`, each CLI process) is enough for crash litter.
+        // The core writes only under the exclusive store lock. So the directory needs no
+        // check here (`prepare_lock` made and checked it, and the lock file lives in it), and
+        // this is the one moment when every store temp file is a dead writer's: sweeping
+        // once per platform (each pooled instance of a `Store`, each CLI process) is enough
+        // for crash litter.
         if !self.swept {
             files::sweep_litter(&self.layout.dir);
             self.swept = true;
