@@ -123,28 +123,32 @@ func optString(s string) *C.char {
 	return cString(s)
 }
 
-// json is the settings object the host reads (credlock_open): every tagged field that is
-// not its zero value, by its tag.
+// tagged calls f with every tagged field of o that is not its zero value, by its tag: the
+// settings given (a nil o gives none).
+func (o *Options) tagged(f func(name string, v any)) {
+	if o == nil {
+		return
+	}
+	v := reflect.ValueOf(o).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		if name, field := v.Type().Field(i).Tag.Get("credlock"), v.Field(i); name != "" && !field.IsZero() {
+			f(name, field.Interface())
+		}
+	}
+}
+
+// json is the settings object the host reads (credlock_open), a Duration as seconds.
 func (o *Options) json(dir string) []byte {
 	m := map[string]any{}
 	if dir != "" {
 		m["store_dir"] = dir
 	}
-	if o != nil {
-		v := reflect.ValueOf(o).Elem()
-		for i := 0; i < v.NumField(); i++ {
-			name := v.Type().Field(i).Tag.Get("credlock")
-			f := v.Field(i)
-			if name == "" || f.IsZero() {
-				continue
-			}
-			if d, ok := f.Interface().(time.Duration); ok {
-				m[name] = d.Seconds()
-			} else {
-				m[name] = f.Interface()
-			}
+	o.tagged(func(name string, v any) {
+		if d, ok := v.(time.Duration); ok {
+			v = d.Seconds()
 		}
-	}
+		m[name] = v
+	})
 	b, _ := json.Marshal(m) // strings, numbers, bools and KDFParams always marshal
 	return b
 }
@@ -154,11 +158,13 @@ func (o *Options) json(dir string) []byte {
 // installation fails here. opts may be nil.
 func Open(dir string, opts *Options) (*Store, error) {
 	claimWakeSignal()
-	if opts != nil {
-		if err := nulError("store_dir", dir, "passphrase", opts.Passphrase, "key_file", opts.KeyFile, "keyring", opts.Keyring, "new_passphrase", opts.NewPassphrase); err != nil {
-			return nil, err
+	pairs := []string{"store_dir", dir}
+	opts.tagged(func(name string, v any) {
+		if s, ok := v.(string); ok {
+			pairs = append(pairs, name, s)
 		}
-	} else if err := nulError("store_dir", dir); err != nil {
+	})
+	if err := nulError(pairs...); err != nil {
 		return nil, err
 	}
 	raw := opts.json(dir)
