@@ -80,7 +80,6 @@ function source(v) {
 
 const num = (v) => (typeof v === 'number' ? v : Number.NaN);
 const minValid = (o) => (o?.minValid === undefined || o?.minValid === null ? undefined : num(o.minValid));
-const seconds = (v) => (typeof v === 'number' || typeof v === 'string' ? v : v == null ? undefined : Number.NaN);
 const str = (v) => (v == null ? undefined : String(v));
 // An attachment is text: a program that keeps an object stringifies it itself, so what it
 // reads back is exactly what it wrote. null or undefined removes the attachment.
