@@ -62,9 +62,10 @@ def _json_text(value: Union[Mapping[str, Any], str, bytes]) -> str:
         return bytes(value).decode("utf-8")
     if isinstance(value, str):
         return value
-    # A mapping is anything `dict()` copies as one (keys() and item access), so that
-    # `collections.abc` need not be imported for the check.
-    if hasattr(value, "keys") and hasattr(value, "__getitem__"):
+    # Imported here, not at the top: a one-shot `token` never gets this far.
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
         import json
 
         return json.dumps(dict(value))
@@ -425,10 +426,9 @@ class Store:
         # Imported here, not at the top: asyncio costs more to import than the whole rest of
         # credlock, and a one-shot process that never awaits should not pay it.
         import asyncio
-
-        loop = asyncio.get_running_loop()
         import functools
 
+        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
     async def token_async(self, tenant: str, min_valid: float = 60.0) -> str:
