@@ -189,6 +189,28 @@ fn reads(r: &mut Report, dir: &Path, cache: &Path, n: usize) {
         ratio(nat),
         "—",
     );
+
+    // The same read on a store of 32 tenants (an agent with many MCP servers, a CLI with
+    // many profiles): the component decodes only the tenant asked for (core/src/unread.rs),
+    // against a floor that reads and opens a file of the same size.
+    let many_dir = dir.join("reads-32");
+    let mut many = Credlock::open(config(&many_dir, cache)).unwrap();
+    for i in 0..31 {
+        many.put(&format!("tenant-{i}"), TOKEN_JSON).unwrap();
+    }
+    many.put("acme", TOKEN_JSON).unwrap();
+    let floor_many = Floor::new(&dir.join("floor-reads-32"));
+    let plain = std::fs::read(many_dir.join("credentials.sealed")).unwrap();
+    floor_many.atomic_write(&Floor::seal(&plain, 1));
+    let fl = pct(time(&mut || drop(floor_many.read())), 0.5);
+    let w = pct(time(&mut || drop(many.token("acme", 60_000).unwrap())), 0.5);
+    r.row(
+        "read: in-process `token`, component, store of 32 tenants (p50)",
+        us(w),
+        us(fl),
+        format!("{:.1}×", w.as_secs_f64() / fl.as_secs_f64()),
+        "—",
+    );
 }
 
 /// One-shot processes: `credlock token` against a native process that locks and reads.

@@ -29,6 +29,7 @@ pub mod platform;
 pub mod refresh;
 pub mod store;
 pub mod tenant;
+pub mod unread;
 
 pub use error::{EndpointError, LoginError, RecoverError, SlotChangeError, StoreError};
 pub use import::{ImportOptions, ImportReport, SourceKind};

@@ -21,6 +21,7 @@ use crate::platform::{
 };
 use crate::store::{Loaded, Scope, Store, StoreInfo, View};
 use crate::tenant::sha256_hex;
+use crate::unread::Unread;
 use serde::Serialize;
 
 /// What `recover` did.
@@ -240,6 +241,7 @@ impl<'p, P: Platform> Store<'p, P> {
             bak_header.slots.clone(),
             above,
             body.clone(),
+            &Unread::default(),
         )?;
         let quarantined_as = if live_exists {
             Some(self.p.quarantine(StoreFile::Store)?)
@@ -252,7 +254,7 @@ impl<'p, P: Platform> Store<'p, P> {
             bak_header.slots,
             backup_generation,
             body,
-            &View::Blob,
+            &View::Blob(Unread::default()),
         )?;
         Ok(RecoverReport {
             quarantined_as,
@@ -318,7 +320,12 @@ impl<'p, P: Platform> Store<'p, P> {
         };
         let mut body = body;
         body.tenant_records = false;
-        Ok(Some(self.seal_header(&key, header.slots, &body)))
+        Ok(Some(self.seal_header(
+            &key,
+            header.slots,
+            &body,
+            &Unread::default(),
+        )))
     }
 
     /// Make `sealed` (a whole store, as [`Store::export_sealed`] gives it) this store, at
@@ -328,7 +335,7 @@ impl<'p, P: Platform> Store<'p, P> {
     pub fn adopt_sealed(&mut self, sealed: &[u8]) -> Result<StoreInfo, StoreError> {
         // Opened before the lock: unlocking may derive a passphrase key or ask a keyring,
         // and nothing slow runs inside the store lock (promise 7).
-        let (header, key, body) = self.open_sealed(sealed)?;
+        let (header, key, body, _) = self.open_sealed(sealed, Scope::All)?;
         if body.tenant_records {
             return Err(StoreError::Corrupt(
                 crate::store::RECORDS_HEADER_AS_FILE.into(),

@@ -11,6 +11,7 @@ use crate::platform::{
     StoreFile,
 };
 use crate::tenant::TenantName;
+use crate::unread::Unread;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -156,9 +157,9 @@ pub(crate) enum Loaded<K> {
     },
 }
 
-/// Which tenants a read needs. A `blob` platform always gives them all (they are one file);
-/// a `records` platform reads only these, so that a call about one tenant costs the same
-/// whatever the number of tenants.
+/// Which tenants a read needs. A `blob` platform reads them all (they are one file) but
+/// decodes only these (`unread.rs`); a `records` platform reads only these. Either way a call
+/// about one tenant costs little more whatever the number of tenants.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Scope<'a> {
     /// The header only: key slots, generation, logins in progress.
@@ -170,8 +171,9 @@ pub(crate) enum Scope<'a> {
 /// Which tenants a loaded body holds, so that a write changes exactly what changed.
 #[derive(Debug, Clone)]
 pub(crate) enum View {
-    /// One blob: every tenant is in the body, and the body is written back whole.
-    Blob,
+    /// One blob, written back whole: the tenants in the body, and beside them the ones the
+    /// read left undecoded, as they were read.
+    Blob(Unread),
     /// Tenant records (a `records` platform): `read` holds each tenant read, as read (`None`:
     /// it had no record); `all` if every record was read; `key_id` is the key they were
     /// sealed under. A write seals the tenants that differ from what was read and removes
@@ -315,13 +317,23 @@ impl<'p, P: Platform> Store<'p, P> {
         let Some(bytes) = self.p.read(file)? else {
             return Ok(Loaded::Absent);
         };
-        let (header, key, mut body) = self.open_sealed(&bytes)?;
         let scope = if file == StoreFile::Backup {
             Scope::Header
         } else {
             scope
         };
-        let view = self.load_records(&key, &mut body, scope)?;
+        // A records platform's body holds no tenants to leave undecoded (a blob migrated in
+        // reads whole, as every record read).
+        let decode = match (self.p.layout(), file, scope) {
+            (Layout::Blob, StoreFile::Store, scope) => scope,
+            _ => Scope::All,
+        };
+        let (header, key, mut body, unread) = self.open_sealed(&bytes, decode)?;
+        let mut view = self.load_records(&key, &mut body, scope)?;
+        match &mut view {
+            View::Blob(left) => *left = unread,
+            View::Records { .. } => assert!(unread.is_empty(), "records read whole"),
+        }
         Ok(Loaded::Present {
             header,
             key,
@@ -330,11 +342,13 @@ impl<'p, P: Platform> Store<'p, P> {
         })
     }
 
-    /// Decode, unlock and open a sealed store (a header and its body).
+    /// Decode, unlock and open a sealed store (a header and its body), decoding the tenants
+    /// `scope` names and leaving the others [`Unread`].
     pub(crate) fn open_sealed(
         &mut self,
         bytes: &[u8],
-    ) -> Result<(Header, P::Key, Body), StoreError> {
+        scope: Scope<'_>,
+    ) -> Result<(Header, P::Key, Body, Unread), StoreError> {
         let (header, header_len) = Header::decode(bytes)?;
         let key = self.p.unlock(&header.key_id, &header.slots)?;
         // A host that hands back another key than asked for would make us seal the store
@@ -352,14 +366,20 @@ impl<'p, P: Platform> Store<'p, P> {
                 ),
                 SealError::BadNonce => StoreError::Corrupt("bad nonce".into()),
             })?;
-        let body: Body = serde_json::from_slice(&plaintext).map_err(|e| {
+        let (body, unread) = crate::unread::parse(&plaintext, |name| match scope {
+            Scope::All => true,
+            Scope::Tenant(t) => name == t.as_str(),
+            Scope::Header => false,
+        })
+        .map_err(|e| {
             StoreError::Corrupt(format!(
                 "the body authenticates but is not a valid store ({})",
                 crate::oauth::json_error(&e)
             ))
         })?;
         check_body(&body)?;
-        Ok((header, key, body))
+        check_names(unread.names())?;
+        Ok((header, key, body, unread))
     }
 
     /// On a `records` platform, read the records `scope` asks for into `body`. A store whose
@@ -479,7 +499,7 @@ impl<'p, P: Platform> Store<'p, P> {
     /// written as a record.
     pub(crate) fn new_view(&mut self, key: &P::Key) -> View {
         match self.p.layout() {
-            Layout::Blob => View::Blob,
+            Layout::Blob => View::Blob(Unread::default()),
             Layout::Records => View::Records {
                 read: BTreeMap::new(),
                 all: true,
@@ -501,13 +521,24 @@ impl<'p, P: Platform> Store<'p, P> {
         view: &View,
     ) -> Result<u64, StoreError> {
         match view {
-            View::Blob => self.seal_into(lock, StoreFile::Store, key, slots, old_generation, body),
+            View::Blob(unread) => self.seal_into(
+                lock,
+                StoreFile::Store,
+                key,
+                slots,
+                old_generation,
+                body,
+                unread,
+            ),
             View::Records { .. } => self.seal_records(key, slots, old_generation, body, view),
         }
     }
 
     /// [`Store::seal_and_replace`] into `file`: `recover` writes the restored store as the
     /// backup first.
+    // The lock (as proof), where, under what key and header, and the body with the tenants
+    // it left undecoded: each is needed, and grouping them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn seal_into(
         &mut self,
         _lock: &ExclusiveStoreLock<P::Guard>,
@@ -516,6 +547,7 @@ impl<'p, P: Platform> Store<'p, P> {
         slots: Vec<KeySlot>,
         old_generation: u64,
         mut body: Body,
+        unread: &Unread,
     ) -> Result<u64, StoreError> {
         assert_eq!(
             self.p.layout(),
@@ -523,7 +555,7 @@ impl<'p, P: Platform> Store<'p, P> {
             "a records platform's store is written with its records"
         );
         self.prepare(&mut body, old_generation)?;
-        let out = self.seal_header(key, slots, &body);
+        let out = self.seal_header(key, slots, &body, unread);
         self.p.replace(file, &out)?;
         Ok(body.generation)
     }
@@ -538,12 +570,14 @@ impl<'p, P: Platform> Store<'p, P> {
         check_body(body)
     }
 
-    /// `body` sealed under `key` behind a header of `slots`: the store file's bytes.
+    /// `body` (with `unread` among its tenants) sealed under `key` behind a header of
+    /// `slots`: the store file's bytes.
     pub(crate) fn seal_header(
         &mut self,
         key: &P::Key,
         slots: Vec<KeySlot>,
         body: &Body,
+        unread: &Unread,
     ) -> Vec<u8> {
         assert!(!slots.is_empty(), "a store header without key slots");
         // Platform contract (wit/sealing.wit): a key id is 16 bytes, and sealing with the
@@ -561,7 +595,7 @@ impl<'p, P: Platform> Store<'p, P> {
             nonce,
         };
         let mut out = header.encode();
-        let plaintext = serde_json::to_vec(body).expect("a Body always serialises");
+        let plaintext = crate::unread::to_json(body, unread);
         let ciphertext = key
             .seal(&nonce, &out, &plaintext)
             .expect("platform contract: sealing with a 12-byte nonce cannot fail");
@@ -619,7 +653,7 @@ impl<'p, P: Platform> Store<'p, P> {
             }
         }
         body.tenant_records = true;
-        let out = self.seal_header(key, slots, &body);
+        let out = self.seal_header(key, slots, &body, &Unread::default());
         self.p.write_records(&out, &writes)?;
         Ok(body.generation)
     }
@@ -652,10 +686,21 @@ impl<'p, P: Platform> Store<'p, P> {
         change: impl FnOnce(&mut Body, u64) -> Result<(R, bool), StoreError>,
     ) -> Result<(R, u64), StoreError> {
         let lock = self.lock_exclusive()?;
-        let read = self.read_under(&lock, scope)?;
+        let mut read = self.read_under(&lock, scope)?;
         let present = read.loaded.body().is_some();
         let generation = read.loaded.body().map_or(0, |b| b.generation);
-        let mut body = read.loaded.body().cloned().unwrap_or_default();
+        // The change works on the body as read, moved out rather than copied (every tenant,
+        // on a file store): of the read, `commit` needs only the generation, left in place.
+        let mut body = match &mut read.loaded {
+            Loaded::Present { body, .. } => std::mem::replace(
+                body,
+                Body {
+                    generation,
+                    ..Body::default()
+                },
+            ),
+            Loaded::Absent => Body::default(),
+        };
         let now = self.p.wall_ms();
         let (r, changed) = change(&mut body, now)?;
         // Every writer collects abandoned logins (FORMAT.md, "Pending logins").
@@ -758,7 +803,7 @@ impl<'p, P: Platform> Store<'p, P> {
             &view,
         )?;
         // A records platform removed the record itself, and a header has no tenants.
-        if matches!(view, View::Blob) {
+        if matches!(view, View::Blob(_)) {
             self.seal_and_replace(&lock, &key, header.slots, generation, body, &view)?;
         }
         Ok(true)
@@ -890,16 +935,22 @@ pub(crate) fn tenant_name(name: &str) -> Result<TenantName, StoreError> {
 /// Invariants of every body read or written.
 pub(crate) fn check_body(body: &Body) -> Result<(), StoreError> {
     for (name, e) in &body.tenants {
-        if TenantName::new(name).is_err() {
-            return Err(StoreError::Corrupt(
-                "the store holds an invalid tenant name".into(),
-            ));
-        }
+        check_names(std::iter::once(name.as_str()))?;
         if e.revision == 0 {
             return Err(StoreError::Corrupt(format!(
                 "tenant '{name}' has revision 0"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Every tenant name a store holds is one `TenantName::new` accepts.
+fn check_names<'a>(mut names: impl Iterator<Item = &'a str>) -> Result<(), StoreError> {
+    if names.any(|name| TenantName::new(name).is_err()) {
+        return Err(StoreError::Corrupt(
+            "the store holds an invalid tenant name".into(),
+        ));
     }
     Ok(())
 }
