@@ -96,8 +96,8 @@ impl<'de, F: Fn(&str) -> bool> Visitor<'de> for Scoped<F> {
                     let raw: BTreeMap<String, Box<RawValue>> = map.next_value()?;
                     for (name, json) in raw {
                         if (self.0)(&name) {
-                            let entry: Entry =
-                                serde_json::from_str(json.get()).map_err(de::Error::custom)?;
+                            let entry: Entry = serde_json::from_slice(json.get().as_bytes())
+                                .map_err(de::Error::custom)?;
                             body.tenants.insert(name, entry);
                         } else {
                             unread.insert(name, json);
