@@ -3,7 +3,7 @@
 //! A file store is one sealed JSON body holding every tenant. A call about one tenant
 //! (`token`, `put`, a refresh) used to decode every tenant into an [`Entry`] (a `String` per
 //! field) and, when it wrote, encode them all again: on a store of 32 tenants that was most
-//! of the component's time per call (BENCHMARKS.md, "What one update is made of"). A scoped
+//! of the component's time per call (BENCHMARKS.md, "Contention, taken apart"). A scoped
 //! read now decodes only the tenants in scope and keeps each other tenant as the exact JSON
 //! text it was stored as ([`Unread`]), which a write puts back byte for byte.
 //!
