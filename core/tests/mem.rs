@@ -1557,3 +1557,64 @@ fn refresh_resource_is_sent_as_resource_with_every_refresh() {
         .to_string()
         .contains("`refresh_resource` is not a non-empty string"));
 }
+
+/// The body of the store file in `world`, opened with `key`: (header bytes, nonce, JSON).
+fn open_body(world: &Rc<RefCell<World>>, key: &MemKey) -> (Vec<u8>, Vec<u8>, String) {
+    let file = world.borrow().files["store"].clone();
+    let (header, len) = credlock_core::format::Header::decode(&file).unwrap();
+    let plain = key.open(&header.nonce, &file[..len], &file[len..]).unwrap();
+    (
+        file[..len].to_vec(),
+        header.nonce.to_vec(),
+        String::from_utf8(plain).unwrap(),
+    )
+}
+
+/// A call about one tenant of a file store decodes only that tenant (core/src/unread.rs): a
+/// tenant whose entry this build cannot read (a newer writer's, a damaged one) is carried
+/// through another tenant's writes byte for byte, and is reported by every call that reads
+/// it; nothing of it is lost (promises 4 and 5).
+#[test]
+fn a_tenant_that_cannot_be_read_is_carried_byte_for_byte_and_reported_where_read() {
+    let world = Rc::new(RefCell::new(World::default()));
+    let mut p = Mem::new(&world);
+    store(&mut p).put("a", r#"{"access_token":"a1"}"#).unwrap();
+    store(&mut p).put("b", r#"{"access_token":"b1"}"#).unwrap();
+    let key = p.key.clone().unwrap();
+    // Rewrite b's entry as a writer this build does not understand would: its revision a
+    // string, and a field of its own.
+    let (header, nonce, json) = open_body(&world, &key);
+    let mut body: serde_json::Value = serde_json::from_str(&json).unwrap();
+    body["tenants"]["b"]["revision"] = "seven".into();
+    body["tenants"]["b"]["from_the_future"] = serde_json::json!([1, {"z": 2}]);
+    let json = serde_json::to_string(&body).unwrap();
+    let b_text = serde_json::to_string(&body["tenants"]["b"]).unwrap();
+    assert!(json.contains(&b_text));
+    let mut file = header.clone();
+    file.extend(key.seal(&nonce, &header, json.as_bytes()).unwrap());
+    world.borrow_mut().files.insert("store", file);
+
+    // Calls about `a` read and write around it.
+    assert_eq!(store(&mut p).token("a", 0).unwrap().token, "a1");
+    let r = store(&mut p).put("a", r#"{"access_token":"a2"}"#).unwrap();
+    assert_eq!(r.revision, 2);
+    assert_eq!(store(&mut p).token("a", 0).unwrap().token, "a2");
+    let (_, _, after) = open_body(&world, &key);
+    assert!(after.contains(&b_text), "b changed: {after}");
+    assert!(after.contains(r#""access_token":"a2""#));
+
+    // Every call that reads `b` says the store is damaged, and writes nothing.
+    let writes = world.borrow().writes;
+    let corrupt = |e: StoreError| matches!(e, StoreError::Corrupt(_));
+    assert!(corrupt(store(&mut p).token("b", 0).unwrap_err()));
+    assert!(corrupt(
+        store(&mut p)
+            .put("b", r#"{"access_token":"b2"}"#)
+            .unwrap_err()
+    ));
+    assert!(corrupt(store(&mut p).list().unwrap_err()));
+    assert!(corrupt(store(&mut p).rekey().unwrap_err()));
+    assert_eq!(world.borrow().writes, writes);
+    let (_, _, last) = open_body(&world, &key);
+    assert_eq!(last, after);
+}
