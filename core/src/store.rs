@@ -378,7 +378,7 @@ impl<'p, P: Platform> Store<'p, P> {
             ))
         })?;
         check_body(&body)?;
-        check_names(unread.names())?;
+        unread.names().try_for_each(check_name)?;
         Ok((header, key, body, unread))
     }
 
@@ -935,7 +935,7 @@ pub(crate) fn tenant_name(name: &str) -> Result<TenantName, StoreError> {
 /// Invariants of every body read or written.
 pub(crate) fn check_body(body: &Body) -> Result<(), StoreError> {
     for (name, e) in &body.tenants {
-        check_names(std::iter::once(name.as_str()))?;
+        check_name(name)?;
         if e.revision == 0 {
             return Err(StoreError::Corrupt(format!(
                 "tenant '{name}' has revision 0"
@@ -945,14 +945,14 @@ pub(crate) fn check_body(body: &Body) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Every tenant name a store holds is one `TenantName::new` accepts.
-fn check_names<'a>(mut names: impl Iterator<Item = &'a str>) -> Result<(), StoreError> {
-    if names.any(|name| TenantName::new(name).is_err()) {
-        return Err(StoreError::Corrupt(
+/// A tenant name a store holds must be one `TenantName::new` accepts.
+fn check_name(name: &str) -> Result<(), StoreError> {
+    match TenantName::new(name) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(StoreError::Corrupt(
             "the store holds an invalid tenant name".into(),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// The id of a tenant's record: its refresh lock's id. `name` is a checked tenant name.

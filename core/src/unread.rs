@@ -161,28 +161,23 @@ impl Serialize for Tenants<'_> {
         let mut a = decoded.iter().peekable();
         let mut b = unread.iter().peekable();
         loop {
-            match (a.peek(), b.peek()) {
+            let decoded_first = match (a.peek(), b.peek()) {
                 (Some((x, _)), Some((y, _))) => {
                     // A scoped read leaves a tenant either decoded or unread, never both,
                     // and an operation adds or changes only tenants in its scope.
                     assert_ne!(x, y, "a tenant both decoded and unread");
-                    if x < y {
-                        let (k, v) = a.next().expect("peeked");
-                        m.serialize_entry(k, v)?;
-                    } else {
-                        let (k, v) = b.next().expect("peeked");
-                        m.serialize_entry(k, v)?;
-                    }
+                    x < y
                 }
-                (Some(_), None) => {
-                    let (k, v) = a.next().expect("peeked");
-                    m.serialize_entry(k, v)?;
-                }
-                (None, Some(_)) => {
-                    let (k, v) = b.next().expect("peeked");
-                    m.serialize_entry(k, v)?;
-                }
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
                 (None, None) => break,
+            };
+            if decoded_first {
+                let (k, v) = a.next().expect("peeked");
+                m.serialize_entry(k, v)?;
+            } else {
+                let (k, v) = b.next().expect("peeked");
+                m.serialize_entry(k, v)?;
             }
         }
         m.end()
