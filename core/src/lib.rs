@@ -26,6 +26,7 @@ pub mod manual;
 pub mod model;
 pub mod oauth;
 pub mod platform;
+pub mod queue;
 pub mod refresh;
 pub mod store;
 pub mod tenant;

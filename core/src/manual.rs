@@ -21,6 +21,13 @@
 /// survive; two changing one tenant are serialised. The types enforce the order:
 /// `Store::commit` needs the lock proof and consumes the read made under that very lock.
 ///
+/// ## Group commit
+/// A `put` that finds the store lock busy posts its change, sealed, for the next holder, which
+/// writes every posted change with its own in one durable write and only then leaves each
+/// poster its receipt; a poster whose change was not acknowledged writes it itself. The merge
+/// above is unchanged: a holder applies each posted change to what it read under its lock,
+/// one after another. See `queue.rs` and FORMAT.md, "Queued writes".
+///
 /// ## Refresh
 /// 1. Read without the refresh lock; if the token is fresh enough, done (the hot path).
 /// 2. Take the tenant's refresh lock. **Re-read under it.** If another process refreshed

@@ -273,6 +273,46 @@ pub trait Platform {
         Err(no_records())
     }
 
+    /// Whether this platform keeps a queue of writes for group commit (`wit/files.wit`,
+    /// "Queued writes"). Without one (the default) the core makes none of the queue calls
+    /// below.
+    fn queue_enabled(&mut self) -> bool {
+        false
+    }
+
+    /// Create queue entry `id` (32 lowercase hex) as *posted*, owner-only, without fsync.
+    fn queue_post(&mut self, id: &str, sealed: &[u8]) -> Result<(), FileError> {
+        let _ = (id, sealed);
+        Err(no_queue())
+    }
+
+    /// Claim every posted entry and return it, `(id, sealed)`, in any order. Only under the
+    /// exclusive store lock, before a write: the claims are durable when that write is.
+    fn queue_take(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        Err(no_queue())
+    }
+
+    /// After the write under the same lock: acknowledge a claimed entry with `receipt`, or
+    /// (`None`) remove it, unwritten (its poster then writes it itself).
+    fn queue_settle(&mut self, id: &str, receipt: Option<&[u8]>) -> Result<(), FileError> {
+        let _ = (id, receipt);
+        Err(no_queue())
+    }
+
+    /// The state of entry `id`, which this call removes (with `acknowledged_only`, only if
+    /// it is acknowledged). By its poster, under the store lock (shared or exclusive).
+    fn queue_collect(&mut self, id: &str, acknowledged_only: bool) -> Result<Queued, FileError> {
+        let _ = (id, acknowledged_only);
+        Err(no_queue())
+    }
+
+    /// Remove entry `id` if it is still posted (atomically against `queue_take`); false if
+    /// it was claimed or acknowledged. By its poster, without the lock.
+    fn queue_withdraw(&mut self, id: &str) -> Result<bool, FileError> {
+        let _ = id;
+        Err(no_queue())
+    }
+
     /// Open data key `key_id` from one of `slots`. Must never create a key.
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<Self::Key, KeyError>;
 
@@ -295,6 +335,25 @@ pub trait Platform {
 
     /// Cryptographically secure random bytes.
     fn fill_random(&mut self, buf: &mut [u8]);
+}
+
+/// Where a queued write is. See `wit/files.wit`, "Queued writes".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// Written durably; the receipt its writer left.
+    Acknowledged(Vec<u8>),
+    /// Not taken by any holder.
+    Posted,
+    /// Taken by a holder that died before settling it: not acknowledged, maybe written.
+    Claimed,
+    Absent,
+}
+
+/// What a platform without a queue answers to a queue call (the core makes none there).
+pub fn no_queue() -> FileError {
+    FileError::Io(IoError::Other(
+        "this platform keeps no queue of writes".into(),
+    ))
 }
 
 /// What a `Blob` platform answers to a record call (the core makes none there).

@@ -2,14 +2,13 @@
 //! exclusive one. See [`crate::manual::locking`] for the protocol.
 
 use crate::error::StoreError;
-use crate::expiry::Reading;
 use crate::format::{Header, KEY_ID_LEN, NONCE_LEN};
 use crate::model::{Body, Entry, TenantRecord};
-use crate::oauth::{parse_refresh_config, parse_token_response};
 use crate::platform::{
     KeySlot, Layout, LockError, LockMode, LockTarget, Platform, RecordWrite, SealError, SealingKey,
     StoreFile,
 };
+use crate::queue::PutChange;
 use crate::tenant::TenantName;
 use crate::unread::Unread;
 use serde::Serialize;
@@ -185,6 +184,27 @@ pub(crate) enum View {
     },
 }
 
+impl<K> ReadUnderLock<'_, K> {
+    /// The body as read, for a change to work on: moved out rather than copied (every
+    /// tenant, on a file store). Of the read, `commit` needs only the generation, which is
+    /// left in place. An absent store gives an empty body.
+    pub(crate) fn take_body(&mut self) -> Body {
+        match &mut self.loaded {
+            Loaded::Present { body, .. } => {
+                let generation = body.generation;
+                std::mem::replace(
+                    body,
+                    Body {
+                        generation,
+                        ..Body::default()
+                    },
+                )
+            }
+            Loaded::Absent => Body::default(),
+        }
+    }
+}
+
 impl<K> Loaded<K> {
     pub(crate) fn body(&self) -> Option<&Body> {
         match self {
@@ -212,6 +232,8 @@ pub struct Naive {
     pub mint_key_on_key_error: bool,
     /// Ignore refresh intents: retry a refresh whose outcome is unknown.
     pub ignore_intent: bool,
+    /// Group commit: acknowledge the changes a holder took before its write is durable.
+    pub ack_before_write: bool,
 }
 
 /// The credential store, driven through a [`Platform`].
@@ -243,6 +265,17 @@ impl<'p, P: Platform> Store<'p, P> {
             "store",
         )?;
         Ok(ExclusiveStoreLock { _guard: guard })
+    }
+
+    /// The exclusive lock if no one holds the store lock now; `None` if someone does.
+    pub(crate) fn try_lock_exclusive(
+        &mut self,
+    ) -> Result<Option<ExclusiveStoreLock<P::Guard>>, StoreError> {
+        match self.p.acquire(&LockTarget::Store, LockMode::Exclusive, 0) {
+            Ok(guard) => Ok(Some(ExclusiveStoreLock { _guard: guard })),
+            Err(LockError::Timeout(_)) => Ok(None),
+            Err(LockError::Io(io)) => Err(StoreError::Io(crate::platform::FileError::Io(io))),
+        }
     }
 
     pub(crate) fn acquire(
@@ -433,13 +466,17 @@ impl<'p, P: Platform> Store<'p, P> {
 
     /// Read under the shared lock: a consistent snapshot for readers.
     pub(crate) fn read_shared(&mut self, scope: Scope<'_>) -> Result<Loaded<P::Key>, StoreError> {
-        let _guard = self.acquire(
+        let _guard = self.lock_shared()?;
+        self.load(scope)
+    }
+
+    pub(crate) fn lock_shared(&mut self) -> Result<P::Guard, StoreError> {
+        self.acquire(
             &LockTarget::Store,
             LockMode::Shared,
             self.opts.lock_timeout_ms,
             "store",
-        )?;
-        self.load(scope)
+        )
     }
 
     pub(crate) fn read_under<'l>(
@@ -689,18 +726,7 @@ impl<'p, P: Platform> Store<'p, P> {
         let mut read = self.read_under(&lock, scope)?;
         let present = read.loaded.body().is_some();
         let generation = read.loaded.body().map_or(0, |b| b.generation);
-        // The change works on the body as read, moved out rather than copied (every tenant,
-        // on a file store): of the read, `commit` needs only the generation, left in place.
-        let mut body = match &mut read.loaded {
-            Loaded::Present { body, .. } => std::mem::replace(
-                body,
-                Body {
-                    generation,
-                    ..Body::default()
-                },
-            ),
-            Loaded::Absent => Body::default(),
-        };
+        let mut body = read.take_body();
         let now = self.p.wall_ms();
         let (r, changed) = change(&mut body, now)?;
         // Every writer collects abandoned logins (FORMAT.md, "Pending logins").
@@ -730,18 +756,15 @@ impl<'p, P: Platform> Store<'p, P> {
     pub fn put(&mut self, tenant: &str, token_response: &str) -> Result<WriteReceipt, StoreError> {
         let tenant = tenant_name(tenant)?;
         let now = self.p.wall_ms();
-        let (grant, config) = parse_token_response(token_response.as_bytes(), Reading::kept(now))
-            .map_err(StoreError::InvalidTokenResponse)?;
-        let config_given = !config.is_empty();
-        let config = parse_refresh_config(config).map_err(StoreError::InvalidTokenResponse)?;
-        check_refresh_endpoints(&config, self.opts.allow_insecure_http)
-            .map_err(StoreError::InvalidTokenResponse)?;
+        let put = PutChange::parse(tenant, token_response, now, self.opts.allow_insecure_http)?;
+        // Group commit where the platform keeps a queue (`queue.rs`); a records platform
+        // writes one tenant's record per put, which costs little whatever the contention.
+        if self.p.layout() == Layout::Blob && self.p.queue_enabled() {
+            return self.put_grouped(put, token_response, now);
+        }
+        let tenant = put.tenant.clone();
         let (revision, generation) = self.mutate(Scope::Tenant(&tenant), true, |body, now| {
-            let old = body.tenants.remove(tenant.as_str());
-            let entry = login_entry(old, grant, config, config_given, now);
-            let revision = entry.revision;
-            body.tenants.insert(tenant.as_str().to_owned(), entry);
-            Ok((revision, true))
+            Ok((put.apply(body, now), true))
         })?;
         Ok(WriteReceipt {
             revision,

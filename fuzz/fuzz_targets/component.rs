@@ -151,6 +151,25 @@ impl files::Host for State {
     fn write_records(&mut self, _s: Vec<u8>, _r: Vec<files::RecordWrite>) -> Result<(), files::FileError> {
         Err(files::FileError::Io(types::IoError::Other("no records".into())))
     }
+    // No queue: every write goes the direct way (the simulator explores the queue).
+    fn queue_enabled(&mut self) -> bool {
+        false
+    }
+    fn queue_post(&mut self, _id: String, _s: Vec<u8>) -> Result<(), files::FileError> {
+        Err(files::FileError::Io(types::IoError::Other("no queue".into())))
+    }
+    fn queue_take(&mut self) -> Result<Vec<(String, Vec<u8>)>, files::FileError> {
+        Err(files::FileError::Io(types::IoError::Other("no queue".into())))
+    }
+    fn queue_settle(&mut self, _id: String, _r: Option<Vec<u8>>) -> Result<(), files::FileError> {
+        Err(files::FileError::Io(types::IoError::Other("no queue".into())))
+    }
+    fn queue_collect(&mut self, _id: String, _a: bool) -> Result<files::Queued, files::FileError> {
+        Err(files::FileError::Io(types::IoError::Other("no queue".into())))
+    }
+    fn queue_withdraw(&mut self, _id: String) -> Result<bool, files::FileError> {
+        Err(files::FileError::Io(types::IoError::Other("no queue".into())))
+    }
 }
 impl sealing::Host for State {
     fn unlock(&mut self, id: Vec<u8>, slots: Vec<sealing::KeySlot>) -> Result<Resource<Key>, sealing::KeyError> {

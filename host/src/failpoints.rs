@@ -7,8 +7,11 @@
 //! minute so the test can kill the process), `sleep:MS` (print the same, then sleep MS
 //! milliseconds and go on: the test stops, cuts or fences the process meanwhile), `abort`, or `panic` (a bug inside a call: what a
 //! binding must turn into an internal error without losing the process or a lock). Unset, each point costs one branch.
-//! The points are: `post:before`, `post:after`, `replace:before-rename`, and `db-write:before`
-//! (a database store's write, on the session holding the exclusive lock, after the read).
+//! The points are: `post:before`, `post:after`, `replace:before-rename`, `db-write:before`
+//! (a database store's write, on the session holding the exclusive lock, after the read),
+//! and group commit's (`queue.rs`): `queue:after-post` (a writer posted its change and is
+//! about to wait for the lock), `queue:after-take` (a holder claimed posted changes, before
+//! its write) and `queue:before-settle` (after that write, before acknowledging one).
 #![cfg_attr(
     not(any(debug_assertions, feature = "failpoints")),
     allow(dead_code, unused_imports)

@@ -97,7 +97,7 @@ fn read_opened(
 /// A temp name beside `target`: `.NAME.TAG-PID-HEX`. HEX is unique within the process (a
 /// random base drawn once, plus a counter) and unguessable across processes, so a put costs
 /// no `getrandom` per temp file; the pid lets a sweep tell a live writer's file from litter.
-fn temp_name(target: &Path, tag: &str) -> PathBuf {
+pub(crate) fn temp_name(target: &Path, tag: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static BASE: OnceLock<u64> = OnceLock::new();
@@ -270,7 +270,7 @@ pub fn litter(dir: &Path, under_store_lock: bool) -> Vec<(PathBuf, u64)> {
 /// Whether process `pid` exists on this machine (a store is local: FORMAT.md).
 #[cfg(unix)]
 #[allow(unsafe_code)]
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -280,7 +280,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 #[cfg(not(unix))]
-fn process_alive(_pid: u32) -> bool {
+pub(crate) fn process_alive(_pid: u32) -> bool {
     true
 }
 

@@ -31,6 +31,7 @@ pub mod open;
 pub mod oskeyring;
 pub mod pg;
 pub mod privacy;
+pub mod queue;
 pub mod report;
 pub mod shared;
 pub mod source;

@@ -94,6 +94,11 @@ impl NativePlatform {
     /// are left for the read under the lock to report. Done until a key is cached, so the hot
     /// path pays nothing; a process that meets another's rekey opens the new key under the
     /// lock, once (BENCHMARKS.md).
+    /// The store's queue of writes; the core calls for it only where `queue_enabled`.
+    fn queue(&mut self) -> Result<&mut crate::queue::Queue, FileError> {
+        self.storage.queue().ok_or_else(no_queue)
+    }
+
     fn open_key_before_locking(&mut self) {
         if self.keys.has_any_key() {
             return;
@@ -175,6 +180,30 @@ impl Platform for NativePlatform {
 
     fn write_records(&mut self, store: &[u8], records: &[RecordWrite]) -> Result<(), FileError> {
         self.storage.write_records(store, records)
+    }
+
+    fn queue_enabled(&mut self) -> bool {
+        self.storage.queue().is_some()
+    }
+
+    fn queue_post(&mut self, id: &str, sealed: &[u8]) -> Result<(), FileError> {
+        self.queue()?.post(id, sealed)
+    }
+
+    fn queue_take(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        self.queue()?.take()
+    }
+
+    fn queue_settle(&mut self, id: &str, receipt: Option<&[u8]>) -> Result<(), FileError> {
+        self.queue()?.settle(id, receipt)
+    }
+
+    fn queue_collect(&mut self, id: &str, acknowledged_only: bool) -> Result<Queued, FileError> {
+        self.queue()?.collect(id, acknowledged_only)
+    }
+
+    fn queue_withdraw(&mut self, id: &str) -> Result<bool, FileError> {
+        self.queue()?.withdraw(id)
     }
 
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<KeyHandle, KeyError> {

@@ -11,6 +11,7 @@ use crate::layout::Layout;
 use crate::locks::{self, LockGuard};
 use crate::native::{Guard, LOCK_PROTOCOL};
 use crate::pg::PgPlatform;
+use crate::queue::Queue;
 use credlock_core::platform::{
     FileError, IoError, Layout as BodyLayout, LockError, LockMode, LockTarget, RecordWrite,
     StoreFile,
@@ -54,6 +55,11 @@ pub trait Storage: Send {
     fn write_records(&mut self, _store: &[u8], _records: &[RecordWrite]) -> Result<(), FileError> {
         Err(no_records())
     }
+    /// The queue of writes (group commit), for a medium that keeps one; the core makes no
+    /// queue call where [`Storage::queue`] is `None`.
+    fn queue(&mut self) -> Option<&mut Queue> {
+        None
+    }
 }
 
 fn no_records() -> FileError {
@@ -65,6 +71,7 @@ fn no_records() -> FileError {
 /// A store in a directory: the store file, its backup, and flock'd sidecar lock files.
 pub struct FileStorage {
     layout: Layout,
+    queue: Queue,
     /// Whether this store's `lock-protocol` marker says [`LOCK_PROTOCOL`] (checked once).
     protocol_checked: bool,
     /// Whether this platform removed dead writers' temp files (at its first write).
@@ -76,6 +83,7 @@ pub struct FileStorage {
 impl FileStorage {
     pub fn new(layout: Layout) -> Self {
         FileStorage {
+            queue: Queue::new(layout.dir.clone()),
             layout,
             protocol_checked: false,
             swept: false,
@@ -207,6 +215,12 @@ impl Storage for FileStorage {
 
     fn quarantine(&mut self, file: StoreFile, now_ms: u64) -> Result<String, FileError> {
         files::quarantine(&self.path(file), now_ms)
+    }
+
+    // A database store has none: each `put` writes one tenant's record, and the server
+    // commits its own log in groups.
+    fn queue(&mut self) -> Option<&mut Queue> {
+        Some(&mut self.queue)
     }
 }
 

@@ -236,7 +236,7 @@ pub fn final_checks(world: &mut World, allow_duplicate_presentations: bool) {
     // restored backup, or a new store after a quarantine) rolled it back on request.
     let last_reset = world.history.versions.iter().rposition(|v| v.reset);
     let puts = world.history.acked_puts.clone();
-    for (tenant, revision, token) in &puts {
+    for (tenant, revision, token, generation) in &puts {
         let first = world.history.versions.iter().position(|v| {
             v.body
                 .tenants
@@ -244,9 +244,21 @@ pub fn final_checks(world: &mut World, allow_duplicate_presentations: bool) {
                 .is_some_and(|e| e.revision == *revision && e.access_token == *token)
         });
         let Some(first) = first else {
-            world.fail(format!(
-                "acknowledged put of {tenant} revision {revision} is in no version"
-            ));
+            // Group commit: puts of one tenant written together are applied one after
+            // another, and only the last is visible; an earlier one was replaced within the
+            // very write that acknowledged it.
+            let superseded = world.history.versions.iter().any(|v| {
+                v.body.generation == *generation
+                    && v.body
+                        .tenants
+                        .get(tenant)
+                        .is_some_and(|e| e.revision > *revision)
+            });
+            if !superseded {
+                world.fail(format!(
+                    "acknowledged put of {tenant} revision {revision} is in no version"
+                ));
+            }
             continue;
         };
         if last_reset.is_some_and(|r| first < r) {

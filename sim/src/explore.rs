@@ -30,6 +30,14 @@ pub fn cases() -> Vec<Case> {
             expected: none_expected,
         },
         Case {
+            // Group commit: whoever holds the lock writes what the others posted, in every
+            // order of posting, taking, settling and collecting.
+            name: "three writers queueing behind one another",
+            processes: vec![vec!["put shared"], vec!["put shared"], vec!["put own"]],
+            corrupt: false,
+            expected: none_expected,
+        },
+        Case {
             name: "two expired-token refreshes",
             processes: vec![vec!["token"], vec!["token"]],
             corrupt: false,
@@ -127,10 +135,10 @@ fn one(case: &Case, script: Script) -> (Vec<String>, Script, u64) {
                     let mut s = Store::new(&mut p, opts).unwrap();
                     let r: Result<(), StoreError> = match op {
                         "put shared" => s.put("shared", &format!(r#"{{"access_token":"s{pid}"}}"#)).map(|r| {
-                            sim.lock().world.history.acked_puts.push(("shared".into(), r.revision, format!("s{pid}")));
+                            sim.lock().world.history.acked_puts.push(("shared".into(), r.revision, format!("s{pid}"), r.generation));
                         }),
                         "put own" => s.put(&format!("p{pid}"), r#"{"access_token":"own"}"#).map(|r| {
-                            sim.lock().world.history.acked_puts.push((format!("p{pid}"), r.revision, "own".into()));
+                            sim.lock().world.history.acked_puts.push((format!("p{pid}"), r.revision, "own".into(), r.generation));
                         }),
                         "token" => s.token(crate::run::REFRESHING, 100).map(|_| ()),
                         "list" => s.list().map(|_| ()),

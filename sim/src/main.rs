@@ -87,6 +87,9 @@ fn run_main(args: Vec<String>) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(2));
         }
     };
+    if has("--no-group-commit") {
+        credlock_sim::world::GROUP_COMMIT.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     if has("--zoo") {
         let ok = zoo::run_zoo(has("--verbose"));
         return Ok(if ok {
@@ -179,6 +182,7 @@ fn run_main(args: Vec<String>) -> Result<ExitCode, String> {
         if has("--verbose") {
             println!("errors seen: {:?}", out.errors);
             println!("operations done: {:?}", out.succeeded);
+            println!("queued writes: {:?}", out.queue);
         }
         if has("--trace-hash") {
             println!("{}", out.trace_hash);
@@ -201,6 +205,7 @@ fn run_main(args: Vec<String>) -> Result<ExitCode, String> {
     let started = Instant::now();
     let mut steps = 0;
     let mut succeeded = std::collections::BTreeMap::new();
+    let mut queue = std::collections::BTreeMap::new();
     let mut records = 0;
     for seed in from..from + n {
         let plan = random_plan(seed);
@@ -209,6 +214,9 @@ fn run_main(args: Vec<String>) -> Result<ExitCode, String> {
         steps += out.steps;
         for (k, v) in out.succeeded {
             *succeeded.entry(k).or_insert(0u64) += v;
+        }
+        for (k, v) in out.queue {
+            *queue.entry(k).or_insert(0u64) += v;
         }
         if !out.failures.is_empty() {
             println!("seed {seed} FAILED:");
@@ -241,6 +249,10 @@ fn run_main(args: Vec<String>) -> Result<ExitCode, String> {
     .collect();
     if !maintenance.is_empty() {
         println!("maintenance operations done: {}", maintenance.join(", "));
+    }
+    if !queue.is_empty() {
+        let events: Vec<String> = queue.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("queued writes (group commit): {}", events.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

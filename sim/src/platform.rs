@@ -2,7 +2,7 @@
 //! instance per virtual process. Every method is a scheduling point.
 
 use crate::sched::Sim;
-use crate::world::Pid;
+use crate::world::{Pid, QEntry, QState};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use credlock_core::platform::*;
@@ -114,6 +114,17 @@ fn retire_store(w: &mut crate::world::World) -> bool {
         w.disk.backup.live = old;
     }
     was_absent
+}
+
+/// The queue's contract: only a holder of the exclusive store lock takes or settles
+/// entries; a poster collects its own under the store lock, shared or exclusive.
+fn assert_holds_store_lock(st: &crate::sched::State, pid: Pid, what: &str, exclusive: bool) {
+    let held = st.world.locks.get(&LockTarget::Store).is_some_and(|l| {
+        l.holders
+            .iter()
+            .any(|&(p, ex, _)| p == pid && (ex || !exclusive))
+    });
+    assert!(held, "{what} without the store lock");
 }
 
 fn corrupt_store(w: &mut crate::world::World) {
@@ -634,6 +645,147 @@ impl Platform for SimPlatform {
             .map(|q| q.name.clone())
             .expect("recorded above");
         Ok(name)
+    }
+
+    /// A file world keeps a queue of writes (unless `--no-group-commit`); a database world
+    /// does not. No scheduling point, as for `layout`.
+    fn queue_enabled(&mut self) -> bool {
+        let st = self.sim.lock();
+        !st.world.database()
+            && crate::world::GROUP_COMMIT.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A temp file renamed into place: the entry appears whole or not at all. Not durable
+    /// until some write's directory fsync.
+    fn queue_post(&mut self, id: &str, sealed: &[u8]) -> Result<(), FileError> {
+        self.sim.point(self.pid, "queue-post");
+        if self.faulty(|f| f.write_error) {
+            return Err(FileError::Io(IoError::NoSpace("simulated ENOSPC".into())));
+        }
+        let mut st = self.sim.lock();
+        let entry = QEntry {
+            pid: self.pid,
+            state: QState::Posted,
+            bytes: sealed.to_vec(),
+        };
+        let old = st.world.disk.queue.insert(id.to_owned(), entry);
+        assert!(old.is_none(), "queue entry id {id} posted twice");
+        *st.world.history.queue.entry("posted").or_default() += 1;
+        Ok(())
+    }
+
+    fn queue_take(&mut self) -> Result<Vec<(String, Vec<u8>)>, FileError> {
+        self.sim.point(self.pid, "queue-take");
+        let mut st = self.sim.lock();
+        assert_holds_store_lock(&st, self.pid, "queue-take", true);
+        let st = &mut *st;
+        let alive: Vec<bool> = st
+            .procs
+            .iter()
+            .map(|p| !p.crashing && p.status != crate::sched::Status::Done)
+            .collect();
+        let mut taken = Vec::new();
+        let mut dropped = 0;
+        st.world.disk.queue.retain(|id, e| {
+            // A gone poster's entries: removed, and never written.
+            if !alive.get(e.pid).copied().unwrap_or(false) {
+                dropped += u64::from(e.state == QState::Posted);
+                return false;
+            }
+            if e.state == QState::Posted {
+                e.state = QState::Claimed;
+                taken.push((id.clone(), e.bytes.clone()));
+            }
+            true
+        });
+        if dropped > 0 {
+            *st.world
+                .history
+                .queue
+                .entry("dropped (poster gone)")
+                .or_default() += dropped;
+        }
+        Ok(taken)
+    }
+
+    fn queue_settle(&mut self, id: &str, receipt: Option<&[u8]>) -> Result<(), FileError> {
+        self.sim.point(self.pid, "queue-settle");
+        let mut st = self.sim.lock();
+        assert_holds_store_lock(&st, self.pid, "queue-settle", true);
+        let st = &mut *st;
+        let Some(e) = st.world.disk.queue.get_mut(id) else {
+            return Ok(());
+        };
+        if e.state != QState::Claimed {
+            let why = format!("queue entry {id} settled while {:?}", e.state);
+            st.world.fail(why);
+            return Ok(());
+        }
+        match receipt {
+            Some(r) => {
+                e.state = QState::Done;
+                e.bytes = r.to_vec();
+                *st.world
+                    .history
+                    .queue
+                    .entry("written by a holder")
+                    .or_default() += 1;
+            }
+            None => {
+                *st.world
+                    .history
+                    .queue
+                    .entry("removed unwritten")
+                    .or_default() += 1;
+                st.world.disk.queue.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_collect(&mut self, id: &str, acknowledged_only: bool) -> Result<Queued, FileError> {
+        self.sim.point(self.pid, "queue-collect");
+        let mut st = self.sim.lock();
+        assert_holds_store_lock(&st, self.pid, "queue-collect", false);
+        let q = &mut st.world.disk.queue;
+        let remove = !acknowledged_only || q.get(id).is_some_and(|e| e.state == QState::Done);
+        let entry = if remove {
+            q.remove(id)
+        } else {
+            q.get(id).cloned()
+        };
+        let found = match entry {
+            None => Queued::Absent,
+            Some(e) => {
+                assert_eq!(e.pid, self.pid, "a process collected another's queue entry");
+                match e.state {
+                    QState::Posted => Queued::Posted,
+                    QState::Claimed => Queued::Claimed,
+                    QState::Done => Queued::Acknowledged(e.bytes),
+                }
+            }
+        };
+        let event = match (&found, acknowledged_only) {
+            (Queued::Acknowledged(_), _) => "collected acknowledged",
+            (_, true) => "looked, not yet written",
+            (Queued::Absent, false) => "collected absent",
+            (Queued::Posted, false) => "collected still posted",
+            (Queued::Claimed, false) => "collected claimed (holder died)",
+        };
+        *st.world.history.queue.entry(event).or_default() += 1;
+        Ok(found)
+    }
+
+    fn queue_withdraw(&mut self, id: &str) -> Result<bool, FileError> {
+        self.sim.point(self.pid, "queue-withdraw");
+        let mut st = self.sim.lock();
+        let q = &mut st.world.disk.queue;
+        if q.get(id).is_some_and(|e| e.state == QState::Posted) {
+            q.remove(id);
+            *st.world.history.queue.entry("withdrawn").or_default() += 1;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn unlock(&mut self, key_id: &[u8], slots: &[KeySlot]) -> Result<SimKey, KeyError> {

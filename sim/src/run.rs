@@ -262,6 +262,7 @@ pub struct Outcome {
     pub ops_done: u64,
     pub errors: std::collections::BTreeMap<String, u64>,
     pub succeeded: std::collections::BTreeMap<&'static str, u64>,
+    pub queue: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Plan {
@@ -406,11 +407,12 @@ fn login(sim: &Arc<Sim>, store: &mut dyn Process, expired: bool) -> Result<(), S
     };
     let receipt = store.put(REFRESHING, &json)?;
     let at = json.split('"').nth(3).unwrap_or_default().to_owned();
-    sim.lock()
-        .world
-        .history
-        .acked_puts
-        .push((REFRESHING.into(), receipt.revision, at));
+    sim.lock().world.history.acked_puts.push((
+        REFRESHING.into(),
+        receipt.revision,
+        at,
+        receipt.generation,
+    ));
     Ok(())
 }
 
@@ -453,11 +455,12 @@ fn op(sim: &Arc<Sim>, store: &mut dyn Process, pid: Pid, k: usize, kind: OpKind,
                     &format!(r#"{{"access_token":"{token}","expires_in":3600}}"#),
                 )
                 .map(|r| {
-                    sim.lock()
-                        .world
-                        .history
-                        .acked_puts
-                        .push((tenant, r.revision, token));
+                    sim.lock().world.history.acked_puts.push((
+                        tenant,
+                        r.revision,
+                        token,
+                        r.generation,
+                    ));
                 })
         }
         OpKind::Token => store.token(REFRESHING, 500).map(|_| ()),
@@ -614,7 +617,10 @@ fn import(sim: &Arc<Sim>, store: &mut dyn Process, pid: Pid, k: usize) -> Result
             .filter(|e| e.access_token == token)
             .map(|e| e.revision);
         match revision {
-            Some(r) => w.history.acked_puts.push((tenant, r, token)),
+            Some(r) => w
+                .history
+                .acked_puts
+                .push((tenant, r, token, report.generation)),
             None => w.fail(format!(
                 "acknowledged import of {tenant} is not in generation {}",
                 report.generation
@@ -870,5 +876,6 @@ pub fn run_with(plan: &Plan, build: CoreBuild, log: bool) -> Outcome {
         ops_done: st.world.history.ops_done,
         errors: st.world.history.errors.clone(),
         succeeded: st.world.history.succeeded.clone(),
+        queue: st.world.history.queue.clone(),
     }
 }

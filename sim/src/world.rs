@@ -133,6 +133,28 @@ pub struct Aside {
     pub file: File,
 }
 
+/// A queued write's state (`wit/files.wit`, "Queued writes").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QState {
+    Posted,
+    Claimed,
+    /// Acknowledged; `bytes` is then the receipt.
+    Done,
+}
+
+/// One entry of the store's queue of writes: a file in the store's directory whose name is
+/// its state, its poster and its id.
+#[derive(Debug, Clone)]
+pub struct QEntry {
+    pub pid: Pid,
+    pub state: QState,
+    pub bytes: Vec<u8>,
+}
+
+/// Whether file stores keep a queue of writes (group commit). On by default;
+/// `--no-group-commit` turns it off, to compare with runs (and trace hashes) from before it.
+pub static GROUP_COMMIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 #[derive(Debug, Default)]
 pub struct Disk {
     pub store: File,
@@ -149,6 +171,12 @@ pub struct Disk {
     /// Set once the corruption fault flipped a bit in this run (readers may then see a
     /// corrupt store). Whether the store is unreadable *now* is decided by decoding it.
     pub corrupted: bool,
+    /// The queue of writes by entry id, as the directory lists it now, and as a power loss
+    /// would leave it: entries are files in the store's directory, so a directory fsync (any
+    /// write of the store) makes every post, claim and settle so far durable, and a power
+    /// loss reverts the rest.
+    pub queue: BTreeMap<String, QEntry>,
+    pub queue_durable: BTreeMap<String, QEntry>,
 }
 
 impl Disk {
@@ -159,6 +187,7 @@ impl Disk {
         for a in &mut self.aside {
             a.file.durable = a.file.live.clone();
         }
+        self.queue_durable = self.queue.clone();
     }
 }
 
@@ -269,8 +298,8 @@ pub struct Quarantine {
 pub struct History {
     /// Store versions in the order they became visible (rename order).
     pub versions: Vec<Version>,
-    /// Acknowledged puts: (tenant, revision, access token).
-    pub acked_puts: Vec<(String, u64, String)>,
+    /// Acknowledged puts: (tenant, revision, access token, generation of the write).
+    pub acked_puts: Vec<(String, u64, String, u64)>,
     /// Acknowledged deletes: (tenant, index into versions at the time).
     pub acked_deletes: Vec<(String, usize)>,
     /// Tenants some process tried to delete (acknowledged or not).
@@ -289,6 +318,8 @@ pub struct History {
     pub errors: BTreeMap<String, u64>,
     /// Count of successful operations by name, for the run summary.
     pub succeeded: BTreeMap<&'static str, u64>,
+    /// What became of queued writes (group commit), by event, for the run summary.
+    pub queue: BTreeMap<&'static str, u64>,
     pub ops_done: u64,
 }
 
@@ -360,6 +391,7 @@ impl World {
         for a in &mut self.disk.aside {
             a.file.live = a.file.durable.clone();
         }
+        self.disk.queue = self.disk.queue_durable.clone();
         self.kernel_keyring.clear();
         let keep = self
             .history

@@ -118,6 +118,22 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "ack-before-write",
+            what: "group commit acknowledging queued writes before the write that carries them is durable",
+            plan: |seed, naive| {
+                // Writers queue behind one another; writes fail and processes crash, so some
+                // write that a receipt promised never lands.
+                let mut p = base(seed, vec![OpKind::PutOwn, OpKind::PutShared], 5, 6);
+                p.faults.crash = 40_000;
+                p.faults.write_error = 150_000;
+                p.naive = Naive {
+                    ack_before_write: naive,
+                    ..Naive::default()
+                };
+                p
+            },
+        },
+        Scenario {
             name: "overwrite-unreadable",
             what: "overwriting a store that was only unreadable (corrupt)",
             plan: |seed, naive| {

@@ -56,7 +56,7 @@ fn a_failing_batch_prints_its_replay_command() {
     let (code, out) = run(&["--zoo", "--verbose"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("replay: credlock-sim --scenario"), "{out}");
-    assert_eq!(out.matches("credlock=PASS").count(), 13, "{out}");
+    assert_eq!(out.matches("credlock=PASS").count(), 14, "{out}");
 }
 
 #[test]

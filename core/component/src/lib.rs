@@ -241,6 +241,41 @@ impl Platform for Imports {
         files::write_records(store, &records).map_err(file_error)
     }
 
+    fn queue_enabled(&mut self) -> bool {
+        files::queue_enabled()
+    }
+
+    fn queue_post(&mut self, id: &str, sealed: &[u8]) -> Result<(), core_p::FileError> {
+        files::queue_post(id, sealed).map_err(file_error)
+    }
+
+    fn queue_take(&mut self) -> Result<Vec<(String, Vec<u8>)>, core_p::FileError> {
+        files::queue_take().map_err(file_error)
+    }
+
+    fn queue_settle(&mut self, id: &str, receipt: Option<&[u8]>) -> Result<(), core_p::FileError> {
+        files::queue_settle(id, receipt).map_err(file_error)
+    }
+
+    fn queue_collect(
+        &mut self,
+        id: &str,
+        acknowledged_only: bool,
+    ) -> Result<core_p::Queued, core_p::FileError> {
+        Ok(
+            match files::queue_collect(id, acknowledged_only).map_err(file_error)? {
+                files::Queued::Acknowledged(receipt) => core_p::Queued::Acknowledged(receipt),
+                files::Queued::Posted => core_p::Queued::Posted,
+                files::Queued::Claimed => core_p::Queued::Claimed,
+                files::Queued::Absent => core_p::Queued::Absent,
+            },
+        )
+    }
+
+    fn queue_withdraw(&mut self, id: &str) -> Result<bool, core_p::FileError> {
+        files::queue_withdraw(id).map_err(file_error)
+    }
+
     fn unlock(
         &mut self,
         key_id: &[u8],

@@ -444,6 +444,42 @@ impl files::Guest for Platform {
     ) -> Result<(), files::FileError> {
         Err(no_records())
     }
+
+    // No queue of writes (group commit) under WASI: its waiters poll a lease file with
+    // backoff, so a waiter cannot be woken to collect its receipt, and a store it serves is
+    // served by WASI hosts only (the lock-protocol marker). The queue calls are never made.
+    fn queue_enabled() -> bool {
+        false
+    }
+
+    fn queue_post(_id: String, _sealed: Vec<u8>) -> Result<(), files::FileError> {
+        Err(no_queue())
+    }
+
+    fn queue_take() -> Result<Vec<(String, Vec<u8>)>, files::FileError> {
+        Err(no_queue())
+    }
+
+    fn queue_settle(_id: String, _receipt: Option<Vec<u8>>) -> Result<(), files::FileError> {
+        Err(no_queue())
+    }
+
+    fn queue_collect(
+        _id: String,
+        _acknowledged_only: bool,
+    ) -> Result<files::Queued, files::FileError> {
+        Err(no_queue())
+    }
+
+    fn queue_withdraw(_id: String) -> Result<bool, files::FileError> {
+        Err(no_queue())
+    }
+}
+
+fn no_queue() -> files::FileError {
+    files::FileError::Io(types::IoError::Other(
+        "the WASI build keeps no queue of writes".into(),
+    ))
 }
 
 fn no_records() -> files::FileError {

@@ -53,6 +53,17 @@ impl From<types::IoError> for core_p::IoError {
     }
 }
 
+impl From<core_p::Queued> for files::Queued {
+    fn from(q: core_p::Queued) -> Self {
+        match q {
+            core_p::Queued::Acknowledged(receipt) => Self::Acknowledged(receipt),
+            core_p::Queued::Posted => Self::Posted,
+            core_p::Queued::Claimed => Self::Claimed,
+            core_p::Queued::Absent => Self::Absent,
+        }
+    }
+}
+
 impl From<core_p::FileError> for files::FileError {
     fn from(e: core_p::FileError) -> Self {
         match e {

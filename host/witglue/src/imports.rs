@@ -241,6 +241,38 @@ impl<P: WitPlatform, H: Hooks<P>> files::Host for HostState<P, H> {
         let records: Vec<core_p::RecordWrite> = records.into_iter().map(Into::into).collect();
         Ok(self.platform.write_records(&store, &records)?)
     }
+
+    fn queue_enabled(&mut self) -> bool {
+        self.platform.queue_enabled()
+    }
+
+    fn queue_post(&mut self, id: String, sealed: Vec<u8>) -> Result<(), files::FileError> {
+        Ok(self.platform.queue_post(&id, &sealed)?)
+    }
+
+    fn queue_take(&mut self) -> Result<Vec<(String, Vec<u8>)>, files::FileError> {
+        Ok(self.platform.queue_take()?)
+    }
+
+    fn queue_settle(
+        &mut self,
+        id: String,
+        receipt: Option<Vec<u8>>,
+    ) -> Result<(), files::FileError> {
+        Ok(self.platform.queue_settle(&id, receipt.as_deref())?)
+    }
+
+    fn queue_collect(
+        &mut self,
+        id: String,
+        acknowledged_only: bool,
+    ) -> Result<files::Queued, files::FileError> {
+        Ok(self.platform.queue_collect(&id, acknowledged_only)?.into())
+    }
+
+    fn queue_withdraw(&mut self, id: String) -> Result<bool, files::FileError> {
+        Ok(self.platform.queue_withdraw(&id)?)
+    }
 }
 
 fn slots_in(slots: Vec<sealing::KeySlot>) -> Vec<core_p::KeySlot> {
