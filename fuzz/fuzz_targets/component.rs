@@ -335,7 +335,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             8 => s.call_rekey(&mut store, opts).map(|_| ()),
             9 => {
                 let source = r#"{"acme": {"type": "oauth", "access": "i", "refresh": "r", "expires": 1900000000000}, "key": {"type": "api", "key": "k"}}"#;
-                s.call_import_tokens(&mut store, opts, source, None, arg & 1 == 1).map(|_| ())
+                let how = api::ImportOptions {
+                    replace: arg & 1 == 1,
+                    kind: None,
+                    account: None,
+                    saved_at_ms: None,
+                };
+                s.call_import_tokens(&mut store, opts, source, None, &how).map(|_| ())
             }
             10 => s.call_recover(&mut store, opts, arg & 1 == 1).map(|_| ()),
             _ => s.call_quarantine(&mut store, opts, arg & 1 == 1).map(|_| ()),
