@@ -149,14 +149,15 @@ impl<P: Platform> Store<'_, P> {
         received_at_ms: u64,
     ) -> Result<WriteReceipt, StoreError> {
         if let Some(lock) = self.try_lock_exclusive()? {
-            // Free at once, but a poster may be between its waits (one that found its change
-            // not written under the shared lock, now waiting to write it): carry it along.
-            return self.lead(lock, put);
+            // Free at once: not looking for posted changes saves a directory listing on
+            // every uncontended write, the common case. A poster between its waits (its
+            // change not taken, now waiting to write it itself) carries what others posted.
+            return self.lead(lock, put, false);
         }
         let Some(id) = self.post(&put.tenant, token_response, received_at_ms) else {
             // Nothing to seal it under (no store yet) or no room to post: the usual way.
             let lock = self.lock_exclusive()?;
-            return self.lead(lock, put);
+            return self.lead(lock, put, true);
         };
         // Wait in shared mode first: while any process holds the lock shared, no holder is
         // between taking entries and settling them, so a receipt found then is final; and
@@ -172,7 +173,7 @@ impl<P: Platform> Store<'_, P> {
             Queued::Acknowledged(receipt) => receipt_in(&receipt),
             // Not written, and now removed (posted: no holder took it; claimed: its holder
             // died before acknowledging; absent: a holder could not use it): write it here.
-            Queued::Posted | Queued::Claimed | Queued::Absent => self.lead(lock, put),
+            Queued::Posted | Queued::Claimed | Queued::Absent => self.lead(lock, put, true),
         }
     }
 
@@ -241,14 +242,19 @@ impl<P: Platform> Store<'_, P> {
         Some(id)
     }
 
-    /// Holding the lock: write `own` and every change posted so far in one durable write,
-    /// then acknowledge each posted change with its receipt.
+    /// Holding the lock: write `own` and (with `take`) every change posted so far in one
+    /// durable write, then acknowledge each posted change with its receipt.
     fn lead(
         &mut self,
         lock: ExclusiveStoreLock<P::Guard>,
         own: PutChange,
+        take: bool,
     ) -> Result<WriteReceipt, StoreError> {
-        let mut taken = self.p.queue_take()?;
+        let mut taken = if take {
+            self.p.queue_take()?
+        } else {
+            Vec::new()
+        };
         taken.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let scope = if taken.is_empty() {
             Scope::Tenant(&own.tenant)

@@ -183,7 +183,7 @@ impl Platform for NativePlatform {
     }
 
     fn queue_enabled(&mut self) -> bool {
-        self.storage.queue().is_some()
+        self.storage.queue().is_some_and(|q| q.enabled())
     }
 
     fn queue_post(&mut self, id: &str, sealed: &[u8]) -> Result<(), FileError> {
