@@ -179,23 +179,31 @@ fn writers_behind_one_holder_are_written_in_one_write_and_each_acknowledged() {
     );
 }
 
-#[test]
-fn a_holder_killed_after_claiming_leaves_the_change_to_its_poster() {
-    let env = new_store();
-    let mut holder = Put::start(&env, "h", "replace:before-rename=pause");
+/// A poster whose change a leader claimed, and that leader stopped at failpoint `point`
+/// (after its claim): `(poster, leader)`. The poster posts, then sleeps before waiting, so
+/// that the leader gets the lock first when the holder in front of both is killed.
+fn leader_stopped_at(env: &Env, point: &str) -> (Put, Put) {
+    let mut holder = Put::start(env, "h", "replace:before-rename=pause");
     holder.reached("replace:before-rename");
-    // The poster posts, then sleeps before waiting: the leader below gets the lock first.
-    let mut poster = Put::start(&env, "p", "queue:after-post=sleep:3000");
+    let mut poster = Put::start(env, "p", "queue:after-post=sleep:3000");
     poster.reached("queue:after-post");
-    let mut leader = Put::start(&env, "l", "queue:after-take=pause");
+    let mut leader = Put::start(env, "l", &format!("{point}=pause"));
     posted(&env.store_dir(), leader.child.id());
     holder.kill();
-    leader.reached("queue:after-take");
+    leader.reached(point);
+    // (Nothing can be read here: the leader holds the lock.)
     let poster_pid = poster.child.id();
     assert_eq!(
         entries(&env.store_dir()),
         vec![format!("claimed-{poster_pid}")]
     );
+    (poster, leader)
+}
+
+#[test]
+fn a_holder_killed_after_claiming_leaves_the_change_to_its_poster() {
+    let env = new_store();
+    let (poster, leader) = leader_stopped_at(&env, "queue:after-take");
     leader.kill();
     // The poster finds its change claimed by a holder that died: written or not, it was
     // not acknowledged, so the poster writes it itself.
@@ -210,21 +218,8 @@ fn a_holder_killed_after_claiming_leaves_the_change_to_its_poster() {
 #[test]
 fn a_holder_killed_after_its_write_before_acknowledging() {
     let env = new_store();
-    let mut holder = Put::start(&env, "h", "replace:before-rename=pause");
-    holder.reached("replace:before-rename");
-    let mut poster = Put::start(&env, "p", "queue:after-post=sleep:3000");
-    poster.reached("queue:after-post");
-    let mut leader = Put::start(&env, "l", "queue:before-settle=pause");
-    posted(&env.store_dir(), leader.child.id());
-    holder.kill();
-    leader.reached("queue:before-settle");
-    // Its write carried the poster's change, durably, but left no receipt. (Nothing can be
-    // read here: the leader holds the lock.)
-    let poster_pid = poster.child.id();
-    assert_eq!(
-        entries(&env.store_dir()),
-        vec![format!("claimed-{poster_pid}")]
-    );
+    // The leader's write carried the poster's change, durably, but left no receipt.
+    let (poster, leader) = leader_stopped_at(&env, "queue:before-settle");
     leader.kill();
     // Not acknowledged, so the poster writes it again: a second revision (the first is the
     // leader's write), the same tokens.
