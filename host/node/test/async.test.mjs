@@ -147,7 +147,8 @@ describe('the Promise API', () => {
     const tenants = new Map((await s.listAsync()).map((x) => [x.tenant, x]));
     assert.equal(tenants.get('odd').revision, n / 2);
     assert.equal(tenants.size, n / 2 + 1);
-    assert.equal((await s.infoAsync()).generation, n);
+    // n puts in at most n writes (group commit may write several in one).
+    assert.ok((await s.infoAsync()).generation <= n);
   });
 });
 

@@ -75,7 +75,9 @@ test(`${NODE_WRITERS} Node and ${RUST_WRITERS} Rust writers, 2+2 readers, one st
   }
   const writes = (NODE_WRITERS + RUST_WRITERS) * K;
   assert.equal(tenants.get('shared').revision, writes, 'every write to the shared tenant counted');
-  assert.equal(s.info().generation, 2 * writes, 'every write counted once: nothing lost');
+  // The generation counts the store's writes: at most one per put (group commit writes
+  // several puts in one), and the revisions above count every put.
+  assert.ok(s.info().generation <= 2 * writes, 'no more writes than puts');
   assert.equal(tenants.size, NODE_WRITERS + RUST_WRITERS + 1);
   // No temporary file left behind, one key file.
   assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.')), []);

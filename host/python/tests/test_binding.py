@@ -81,9 +81,10 @@ def test_threads_and_processes_lose_no_write(store_dir: Path, tmp_path: Path) ->
     for p in rs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-    # Every generation acknowledged once: no two writes were given the same state.
-    generations = [g for _, _, g in receipts]
-    assert len(generations) == len(set(generations))
+    # Every revision of a tenant acknowledged once: no two puts were given the same state.
+    # (Several puts may share a write, and so a generation: group commit.)
+    revisions = [(t, rev) for t, rev, _ in receipts]
+    assert len(revisions) == len(set(revisions))
     summary = {t.tenant: t.revision for t in store.list()}
     for i in range(THREADS):
         assert summary[f"thread-{i}"] == own
@@ -91,7 +92,8 @@ def test_threads_and_processes_lose_no_write(store_dir: Path, tmp_path: Path) ->
     for i in range(2):
         assert summary[f"proc-{i}"] == own and summary[f"rust-{i}"] == own
     assert summary["shared"] == (THREADS + 2) * shared_each
-    assert store.info().generation == len(receipts) + 2 * own
+    final = store.info().generation
+    assert max(g for _, _, g in receipts) <= final <= len(receipts) + 2 * own
 
 
 def test_refresh_storm_of_threads_and_processes_spends_each_refresh_token_once(

@@ -113,12 +113,12 @@ def test_many_python_and_rust_processes_lose_nothing(store_dir: Path, tmp_path: 
         assert o["problems"] == [], o["problems"][:5]
         assert o["reads"] > 0
 
-    # Nothing lost: every tenant's revision counts every write to it, and the generation
-    # every write to the store.
+    # Nothing lost: every tenant's revision counts every write to it. The generation counts
+    # the store's writes, at most one per put (group commit writes several in one).
     total = (PY_WRITERS + RUST_WRITERS) * (OWN + SHARED)
     with credlock.Store.open(store_dir) as s:
         tenants = {t.tenant: t.revision for t in s.list()}
-        assert s.info().generation == g0 + total
+        assert g0 < s.info().generation <= g0 + total
         last_shared = s.token("shared", 0)
     for i in range(PY_WRITERS):
         assert tenants[f"py-{i}"] == OWN
@@ -126,13 +126,12 @@ def test_many_python_and_rust_processes_lose_nothing(store_dir: Path, tmp_path: 
         assert tenants[f"rust-{i}"] == OWN
     assert tenants["shared"] == 1 + (PY_WRITERS + RUST_WRITERS) * SHARED
     assert last_shared.startswith("shared-")
-    # Every acknowledged Python write got its own generation and, per tenant, its own revision.
+    # Every acknowledged Python write got, per tenant, its own revision, in a generation of
+    # this run (several puts may share one write, and so a generation: group commit).
     receipts = [r for o in outputs for r in o["receipts"]]
-    generations = Counter(g for _, _, g in receipts)
-    assert max(generations.values()) == 1
-    assert all(g0 < g <= g0 + total for g in generations)
-    shared_revs = Counter(rev for name, rev, _ in receipts if name == "shared")
-    assert max(shared_revs.values()) == 1
+    assert all(g0 < g <= g0 + total for _, _, g in receipts)
+    revisions = Counter((name, rev) for name, rev, _ in receipts)
+    assert max(revisions.values()) == 1
 
     # The Rust readers never saw a torn or failed read, and their views only moved forward.
     rust_reads = 0
@@ -210,5 +209,6 @@ def test_first_writers_race_to_create_the_store_and_its_key(store_dir: Path, tmp
     with credlock.Store.open(store_dir) as s:
         assert sorted(t.tenant for t in s.list()) == sorted(
             [f"py-{i}" for i in range(4)] + [f"rust-{i}" for i in range(4)])
-        assert s.info().generation == 8
+        # Eight puts, in as many writes or fewer (group commit).
+        assert 1 <= s.info().generation <= 8
     assert len(rust(store_dir, "list", "--json").stdout) > 0
