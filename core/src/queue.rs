@@ -219,7 +219,7 @@ impl<P: Platform> Store<'_, P> {
         let id = format!(
             "{:012x}{}",
             received_at_ms & 0xffff_ffff_ffff,
-            hex_lower(&random)
+            crate::tenant::hex(&random)
         );
         debug_assert!(valid_entry_id(&id));
         let plaintext = serde_json::to_vec(&Posted {
@@ -231,13 +231,8 @@ impl<P: Platform> Store<'_, P> {
                 .saturating_add(STALE_MARGIN_MS),
         })
         .expect("an entry always serialises");
-        let mut nonce = [0u8; NONCE_LEN];
-        self.p.fill_random(&mut nonce);
-        let sealed = key
-            .seal(&nonce, &entry_aad(&key.key_id(), &id), &plaintext)
-            .expect("platform contract: sealing with a 12-byte nonce cannot fail");
-        let mut entry = nonce.to_vec();
-        entry.extend_from_slice(&sealed);
+        let mut entry = Vec::new();
+        self.seal_fresh(&key, &entry_aad(&key.key_id(), &id), &plaintext, &mut entry);
         self.p.queue_post(&id, &entry).ok()?;
         Some(id)
     }
@@ -361,10 +356,6 @@ impl<P: Platform> Store<'_, P> {
         )
         .ok()
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -701,17 +701,29 @@ impl<'p, P: Platform> Store<'p, P> {
             entry: entry.clone(),
         };
         let plaintext = serde_json::to_vec(&record).expect("a record always serialises");
+        let aad = crate::format::record_aad(&key.key_id(), id);
+        let mut out = vec![crate::format::RECORD_VERSION];
+        self.seal_fresh(key, &aad, &plaintext, &mut out);
+        out
+    }
+
+    /// Append `nonce || seal(key, nonce, aad, plaintext)` to `out`, under a nonce drawn now:
+    /// a tenant record's sealed bytes (after its version byte), or a queued write's.
+    pub(crate) fn seal_fresh(
+        &mut self,
+        key: &P::Key,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let mut nonce = [0u8; NONCE_LEN];
         self.p.fill_random(&mut nonce);
-        let aad = crate::format::record_aad(&key.key_id(), id);
         let ciphertext = key
-            .seal(&nonce, &aad, &plaintext)
+            .seal(&nonce, aad, plaintext)
             .expect("platform contract: sealing with a 12-byte nonce cannot fail");
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        out.push(crate::format::RECORD_VERSION);
+        out.reserve(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
-        out
     }
 
     /// The merge: take the exclusive lock, re-read, apply only `change`, write atomically.
