@@ -15,48 +15,18 @@ mod cli;
 #[command(
     name = "credlock",
     version = credlock::build_info::LONG_VERSION,
-    about = "OAuth credentials that many processes share safely"
+    about = "OAuth credentials that many processes share safely",
+    // Not OpenOptions' doc comment, which a flattened struct's would otherwise become.
+    long_about = None
 )]
 struct Cli {
-    /// The store directory, or a PostgreSQL URL (postgres://user@host/db?schema=credlock)
-    /// for a store many machines share [default: $CREDLOCK_STORE, else
-    /// $XDG_DATA_HOME/credlock]. A URL's password goes in PGPASSWORD or CREDLOCK_STORE,
-    /// never here (other users see arguments).
-    #[arg(long, global = true, value_name = "DIR|URL")]
-    store: Option<PathBuf>,
-    /// Seconds to wait for the store lock before failing [default: $CREDLOCK_LOCK_TIMEOUT,
-    /// else 10]. A refresh waits for another process's refresh up to the HTTP timeout plus
-    /// twice this.
-    #[arg(long, global = true, value_name = "SECONDS")]
-    lock_timeout: Option<f64>,
-    /// Seconds a token-endpoint call may take [default: $CREDLOCK_HTTP_TIMEOUT, else 30].
-    #[arg(long, global = true, value_name = "SECONDS")]
-    http_timeout: Option<f64>,
-    /// The key file [default: $CREDLOCK_KEY_FILE, else DIR/key]. Created with a random key
-    /// when a new store is made without a passphrase.
-    #[arg(long, global = true, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    /// The settings every front end shares (`OpenOptions`: one declaration, with its help).
+    #[command(flatten)]
+    open: OpenOptions,
     /// Read the passphrase from this file descriptor (CREDLOCK_PASSPHRASE also works;
     /// a passphrase is never accepted as an argument).
     #[arg(long, global = true, value_name = "FD")]
     passphrase_fd: Option<i32>,
-    /// The OS keyring a new store (and `slot add keyring`) keeps its key in:
-    /// secret-service, keyutils (volatile), apple-keychain, windows-credential, auto (this
-    /// platform's durable one), or off (never ask a keyring, even to open a store)
-    /// [default: $CREDLOCK_KEYRING].
-    #[arg(long, global = true, value_name = "BACKEND")]
-    keyring: Option<String>,
-    /// Seconds one keyring call may take (they can hang, or wait for an unlock prompt)
-    /// [default: $CREDLOCK_KEYRING_TIMEOUT, else 10].
-    #[arg(long, global = true, value_name = "SECONDS")]
-    keyring_timeout: Option<f64>,
-    /// Allow a store whose only key slots are volatile (the kernel keyring): a reboot loses it.
-    /// [env: CREDLOCK_ALLOW_VOLATILE_ONLY]
-    #[arg(long, global = true)]
-    allow_volatile_only: bool,
-    /// Allow plain-http token endpoints on non-loopback hosts [env: CREDLOCK_ALLOW_INSECURE_HTTP].
-    #[arg(long, global = true)]
-    allow_insecure_http: bool,
     /// Run the core natively instead of as the WebAssembly component (for comparison).
     #[arg(long, global = true, hide = true)]
     native: bool,
@@ -388,7 +358,7 @@ fn no_password_in_argv(store: Option<&PathBuf>, flag: &str) -> Result<(), Failur
 }
 
 fn config(cli: &Cli) -> Result<Config, Failure> {
-    no_password_in_argv(cli.store.as_ref(), "--store")?;
+    no_password_in_argv(cli.open.store_dir.as_ref(), "--store")?;
     if let Command::Migrate { to } = &cli.command {
         no_password_in_argv(Some(to), "--to")?;
     }
@@ -403,18 +373,9 @@ fn config(cli: &Cli) -> Result<Config, Failure> {
     };
     // Flags override the environment, which OpenOptions reads: one rule for every front end.
     let options = OpenOptions {
-        store_dir: cli.store.clone(),
         passphrase,
-        key_file: cli.key_file.clone(),
-        keyring: cli.keyring.clone(),
-        lock_timeout: cli.lock_timeout,
-        http_timeout: cli.http_timeout,
-        keyring_timeout: cli.keyring_timeout,
-        allow_insecure_http: cli.allow_insecure_http.then_some(true),
-        allow_volatile_only: cli.allow_volatile_only.then_some(true),
-        kdf: None,
         new_passphrase,
-        ignore_env: false,
+        ..cli.open.clone()
     };
     let mut config = options
         .resolve()

@@ -14,44 +14,76 @@ use zeroize::Zeroizing;
 /// Settings for opening a store; `None` means "from the environment, else the default".
 ///
 /// This struct is the one declaration of the settings. Every binding hands its settings
-/// over by name, as the JSON object [`OpenOptions::from_json`] reads (the C ABI's
-/// `credlock_open`, Go's `Options`, Python's `Store.open` keywords, Node's `Store.open`
-/// options in snake case), so a new setting is a field here and its resolution in
-/// [`OpenOptions::resolve`]; each binding's typed declaration of it is checked against this
-/// struct by `host/tests/parity.rs`.
-#[derive(Clone, Default, Deserialize)]
+/// over by name, as the JSON object [`OpenOptions::from_json`] reads, and the CLI's flags are
+/// these fields (`clap::Args`, flattened into the command line). Each binding's typed
+/// declaration (Python's `Store.open`, Node's `OpenOptions`, Go's `Options`, the C ABI's
+/// `credlock_open` comment) is generated from the fields and their doc comments by
+/// `host/tests/surface.rs`, which fails when one is stale. A new setting is a field here
+/// (its doc comment is its documentation everywhere; write it without Markdown, as the CLI
+/// prints it) and its resolution in [`OpenOptions::resolve`].
+///
+/// How long a duration is, is never part of a doc comment: each front end says it (seconds
+/// for the CLI, Python, Node and C; a `time.Duration` in Go).
+#[derive(Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenOptions {
-    /// The store directory, or a PostgreSQL URL (`postgres://user@host/db?schema=credlock`)
-    /// for a store shared by many machines. Default: `$CREDLOCK_STORE`, else the
-    /// platform's data directory.
+    /// The store directory, or a PostgreSQL URL (postgres://user@host/db?schema=credlock)
+    /// for a store many machines share. Default: $CREDLOCK_STORE, else the platform's data
+    /// directory ($XDG_DATA_HOME/credlock on Linux). A URL's password goes in PGPASSWORD or
+    /// $CREDLOCK_STORE, not in a URL given here (other users see a command's arguments).
+    #[arg(long = "store", global = true, value_name = "DIR|URL")]
     pub store_dir: Option<PathBuf>,
-    /// A passphrase for a passphrase slot. Default: `$CREDLOCK_PASSPHRASE`.
+    /// The passphrase of a passphrase slot, which opens the store (or protects a new one).
+    /// Default: $CREDLOCK_PASSPHRASE.
+    #[arg(skip)]
     pub passphrase: Option<Zeroizing<String>>,
-    /// The key file. Default: `$CREDLOCK_KEY_FILE`, else `DIR/key`.
+    /// The key file. Default: $CREDLOCK_KEY_FILE, else DIR/key. A new store gets a key-file
+    /// slot (creating the file with a random key) unless a passphrase or a keyring protects
+    /// it and no key file is named; the default key file is still tried for opening.
+    #[arg(long, global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
-    /// `secret-service`, `keyutils`, `apple-keychain`, `windows-credential`, `auto` or `off`.
-    /// Default: `$CREDLOCK_KEYRING`, else none for new stores (existing keyring slots open).
+    /// The OS keyring a new store (and adding a keyring slot) keeps its key in:
+    /// secret-service, keyutils (the kernel keyring: volatile), apple-keychain,
+    /// windows-credential, auto (this platform's durable one), or off (never ask a keyring,
+    /// even to open a store). Default: $CREDLOCK_KEYRING, else none for a new store; an
+    /// existing store's keyring slots are always tried.
+    #[arg(long, global = true, value_name = "BACKEND")]
     pub keyring: Option<String>,
-    /// Seconds. Defaults: `$CREDLOCK_LOCK_TIMEOUT` or 10, `$CREDLOCK_HTTP_TIMEOUT` or 30,
-    /// `$CREDLOCK_KEYRING_TIMEOUT` or 10.
+    /// How long to wait for the store lock before failing. Default: $CREDLOCK_LOCK_TIMEOUT,
+    /// else 10 seconds. Below a millisecond (but not zero) it means "do not wait". A refresh
+    /// waits for another process's refresh up to the HTTP timeout plus twice this.
+    #[arg(long, global = true, value_name = "SECONDS")]
     #[serde(deserialize_with = "seconds_field")]
     pub lock_timeout: Option<f64>,
+    /// How long one token-endpoint call may take. Default: $CREDLOCK_HTTP_TIMEOUT, else 30
+    /// seconds.
+    #[arg(long, global = true, value_name = "SECONDS")]
     #[serde(deserialize_with = "seconds_field")]
     pub http_timeout: Option<f64>,
+    /// How long one keyring call may take (they can hang, or wait for an unlock prompt).
+    /// Default: $CREDLOCK_KEYRING_TIMEOUT, else 10 seconds.
+    #[arg(long, global = true, value_name = "SECONDS")]
     #[serde(deserialize_with = "seconds_field")]
     pub keyring_timeout: Option<f64>,
-    /// Default: `$CREDLOCK_ALLOW_INSECURE_HTTP`.
+    /// Allow plain-http token endpoints on hosts other than loopback. Default:
+    /// $CREDLOCK_ALLOW_INSECURE_HTTP.
+    #[arg(long, global = true, num_args = 0, default_missing_value = "true")]
     pub allow_insecure_http: Option<bool>,
-    /// Default: `$CREDLOCK_ALLOW_VOLATILE_ONLY`.
+    /// Allow a store whose only key slots are volatile (the kernel keyring): a reboot loses
+    /// it. Default: $CREDLOCK_ALLOW_VOLATILE_ONLY.
+    #[arg(long, global = true, num_args = 0, default_missing_value = "true")]
     pub allow_volatile_only: Option<bool>,
-    /// argon2id parameters for a new passphrase slot (tests use small ones):
-    /// `{"m_cost_kib", "t_cost", "p_cost"}`.
+    /// The argon2id costs of a new passphrase slot: memory (KiB), iterations and lanes, each
+    /// optional (default 65536 KiB, 3 iterations, 1 lane). Tests lower them.
+    #[arg(skip)]
     #[serde(deserialize_with = "kdf_field")]
     pub kdf: Option<KdfParams>,
-    /// The passphrase of a new passphrase slot. Default: `$CREDLOCK_NEW_PASSPHRASE`.
+    /// The passphrase of a new passphrase slot (adding a slot). Default:
+    /// $CREDLOCK_NEW_PASSPHRASE.
+    #[arg(skip)]
     pub new_passphrase: Option<Zeroizing<String>>,
-    /// Read nothing from the environment (a program that configures everything itself).
+    /// Read no CREDLOCK_* variable: everything is configured here.
+    #[arg(skip)]
     pub ignore_env: bool,
 }
 

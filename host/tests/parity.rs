@@ -1,5 +1,6 @@
-//! Every operation the component exports (`wit/store.wit`) and every setting of `OpenOptions`
-//! exists in every binding, or is in [`ABSENT`] with the reason it does not. A binding that
+//! Every operation the component exports (`wit/store.wit`) exists in every binding, or is in
+//! [`ABSENT`] with the reason it does not. (The settings of `OpenOptions` cannot drift: each
+//! binding's declaration of them is generated, `tests/surface.rs`.) A binding that
 //! drifts (an operation added to the WIT and the C ABI but not to Go, a Promise twin missing
 //! in Node) fails here, not in a user's hands.
 //!
@@ -88,32 +89,6 @@ const ABSENT: &[(&str, &str, &str)] = &[
         "login_async",
         "the blocking login releases the GIL; run it in an executor",
     ),
-    // Settings.
-    (
-        "python",
-        "new_passphrase",
-        "add_slot takes the new passphrase as its argument",
-    ),
-    (
-        "node",
-        "newPassphrase",
-        "addSlot takes the new passphrase as its argument",
-    ),
-    (
-        "python",
-        "ignore_env",
-        "bindings read CREDLOCK_* as the CLI does; tests clear them",
-    ),
-    (
-        "node",
-        "ignoreEnv",
-        "bindings read CREDLOCK_* as the CLI does; tests clear them",
-    ),
-    (
-        "python",
-        "kdf",
-        "only as the private _kdf: argon2id costs are the CLI's, tests lower them",
-    ),
 ];
 
 fn read(rel: &str) -> String {
@@ -138,26 +113,6 @@ fn wit_operations() -> Vec<String> {
         "store.wit's operations not found: {ops:?}"
     );
     ops
-}
-
-/// The settings of `OpenOptions` (host/src/open.rs): its `pub` fields.
-fn settings() -> Vec<String> {
-    let src = read("host/src/open.rs");
-    let body = src
-        .split("pub struct OpenOptions {")
-        .nth(1)
-        .and_then(|s| s.split("\n}").next())
-        .expect("OpenOptions in host/src/open.rs");
-    let fields: Vec<String> = body
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':'))
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    assert!(
-        fields.len() >= 10,
-        "OpenOptions' fields not found: {fields:?}"
-    );
-    fields
 }
 
 fn snake(wit: &str) -> String {
@@ -226,10 +181,9 @@ fn node_methods(src: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn every_operation_and_setting_is_in_every_binding_or_listed() {
+fn every_operation_is_in_every_binding_or_listed() {
     let py_store = read("host/python/src/credlock/_store.py");
     let node_js = read("host/node/src/index.js");
-    let node_dts = read("host/node/src/index.d.ts");
     let header = read("host/capi/include/credlock.h");
     let go_src = ["credlock.go", "login.go", "maintenance.go"]
         .iter()
@@ -241,30 +195,6 @@ fn every_operation_and_setting_is_in_every_binding_or_listed() {
     let node_defs = node_methods(&node_js);
     let c_defs = defined(&header, " ");
     let go_defs = defined(&go_src, "func (s *Store) ");
-
-    // Python's open() keywords, Node's OpenOptions, Go's Options, the C ABI's open JSON.
-    let py_open = py_store
-        .split("    def open(")
-        .nth(1)
-        .and_then(|s| s.split(") -> \"Store\"").next())
-        .expect("Store.open in _store.py");
-    let node_open = node_dts
-        .split("export interface OpenOptions {")
-        .nth(1)
-        .and_then(|s| s.split("\n}").next())
-        .expect("OpenOptions in index.d.ts");
-    let go_options = go_src
-        .split("type Options struct {")
-        .nth(1)
-        .and_then(|s| s.split("\n}").next())
-        .expect("Options in credlock.go");
-    // The C ABI hands its JSON to OpenOptions::from_json itself, so its code cannot drift;
-    // what can is the list of settings the header documents for `credlock_open`.
-    let c_open = header
-        .split("int credlock_open(")
-        .next()
-        .and_then(|s| s.rsplit("\n\n").next())
-        .expect("credlock_open's doc comment in credlock.h");
 
     let mut missing = Vec::new();
     let mut check = |binding: &str, name: String, present: bool| {
@@ -294,37 +224,9 @@ fn every_operation_and_setting_is_in_every_binding_or_listed() {
         check("c", c.clone(), c_defs.contains(&c));
         check("go", go_name(&s), go_defs.contains(&go_name(&s)));
     }
-    for setting in settings() {
-        // The store's directory is the first argument everywhere.
-        if setting == "store_dir" {
-            continue;
-        }
-        check(
-            "python",
-            setting.clone(),
-            py_open.contains(&format!(" {setting}:")),
-        );
-        check(
-            "node",
-            camel(&setting),
-            node_open.contains(&format!(" {}?:", camel(&setting))),
-        );
-        // Go hands a field to the host by its `credlock` tag (Options.json).
-        check(
-            "go",
-            go_name(&setting),
-            go_options.contains(&format!("\t{} ", go_name(&setting)))
-                && go_options.contains(&format!("`credlock:\"{setting}\"`")),
-        );
-        check(
-            "c",
-            setting.clone(),
-            c_open.contains(&format!("`{setting}`")),
-        );
-    }
     assert!(
         missing.is_empty(),
-        "the bindings drifted from the WIT and OpenOptions:\n  {}",
+        "the bindings drifted from the WIT:\n  {}",
         missing.join("\n  ")
     );
 }

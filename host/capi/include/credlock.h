@@ -49,13 +49,42 @@ extern "C" {
 #endif // __cplusplus
 
 // Open a store from a JSON object of settings (`options_json`; NULL or "" for all
-// defaults). Fields, all optional (absent or null: `CREDLOCK_*` from the environment, as
-// the CLI reads it, else the default):
-// `store_dir`, `passphrase`, `key_file`, `keyring` (`secret-service`, `keyutils`, `auto`,
-// `off`, ...), `lock_timeout`, `http_timeout`, `keyring_timeout` (seconds, numbers),
-// `allow_insecure_http`, `allow_volatile_only` (booleans), `kdf` (`{"m_cost_kib",
-// "t_cost", "p_cost"}` for a new passphrase slot), `new_passphrase`, `ignore_env` (true:
-// read no `CREDLOCK_*` variable). Unknown fields are an error.
+// defaults). Every field is optional (absent or null: from the `CREDLOCK_*` variable, as the
+// CLI reads it, else the default); an unknown field is an error. The fields:
+// - `store_dir` (a string): The store directory, or a PostgreSQL URL
+//   (postgres://user@host/db?schema=credlock) for a store many machines share. Default:
+//   $CREDLOCK_STORE, else the platform's data directory ($XDG_DATA_HOME/credlock on Linux). A
+//   URL's password goes in PGPASSWORD or $CREDLOCK_STORE, not in a URL given here (other users
+//   see a command's arguments).
+// - `passphrase` (a string): The passphrase of a passphrase slot, which opens the store (or
+//   protects a new one). Default: $CREDLOCK_PASSPHRASE.
+// - `key_file` (a string): The key file. Default: $CREDLOCK_KEY_FILE, else DIR/key. A new
+//   store gets a key-file slot (creating the file with a random key) unless a passphrase or a
+//   keyring protects it and no key file is named; the default key file is still tried for
+//   opening.
+// - `keyring` (a string): The OS keyring a new store (and adding a keyring slot) keeps its key
+//   in: secret-service, keyutils (the kernel keyring: volatile), apple-keychain,
+//   windows-credential, auto (this platform's durable one), or off (never ask a keyring, even
+//   to open a store). Default: $CREDLOCK_KEYRING, else none for a new store; an existing
+//   store's keyring slots are always tried.
+// - `lock_timeout` (seconds, a number): How long to wait for the store lock before failing.
+//   Default: $CREDLOCK_LOCK_TIMEOUT, else 10 seconds. Below a millisecond (but not zero) it
+//   means "do not wait". A refresh waits for another process's refresh up to the HTTP timeout
+//   plus twice this.
+// - `http_timeout` (seconds, a number): How long one token-endpoint call may take. Default:
+//   $CREDLOCK_HTTP_TIMEOUT, else 30 seconds.
+// - `keyring_timeout` (seconds, a number): How long one keyring call may take (they can hang,
+//   or wait for an unlock prompt). Default: $CREDLOCK_KEYRING_TIMEOUT, else 10 seconds.
+// - `allow_insecure_http` (a boolean): Allow plain-http token endpoints on hosts other than
+//   loopback. Default: $CREDLOCK_ALLOW_INSECURE_HTTP.
+// - `allow_volatile_only` (a boolean): Allow a store whose only key slots are volatile (the
+//   kernel keyring): a reboot loses it. Default: $CREDLOCK_ALLOW_VOLATILE_ONLY.
+// - `kdf` (an object of m_cost_kib, t_cost and p_cost): The argon2id costs of a new passphrase
+//   slot: memory (KiB), iterations and lanes, each optional (default 65536 KiB, 3 iterations,
+//   1 lane). Tests lower them.
+// - `new_passphrase` (a string): The passphrase of a new passphrase slot (adding a slot).
+//   Default: $CREDLOCK_NEW_PASSPHRASE.
+// - `ignore_env` (a boolean): Read no CREDLOCK_* variable: everything is configured here.
 //
 // Opening touches no store file (the first call does) but loads the component, so a broken
 // installation fails here. On success `*out_store` receives the handle; release it with
