@@ -32,8 +32,11 @@ pub static COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cre
 pub static COMPONENT_SHA256: &str = include_str!(concat!(env!("OUT_DIR"), "/credlock.wasm.sha256"));
 /// [`COMPONENT_WASM`] compiled by the build for this binary's target, with its baseline CPU
 /// features (`credlock_engine::precompile_config`); empty where the build could not compile
-/// for the target.
-pub static COMPILED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/credlock.cwasm"));
+/// for the target. On x86-64 Linux it lies in the binary's machine code and runs in place
+/// ([`in_place`]).
+pub static COMPILED_COMPONENT: &[u8] = &in_place::COMPILED.0;
+
+mod in_place;
 
 /// A compiled, linked component ready to instantiate (~10-20 µs per instance).
 pub struct Runtime {
@@ -64,7 +67,14 @@ pub enum LoadedFrom {
 
 /// An engine with the configuration the embedded artifact was compiled with.
 pub fn engine() -> anyhow::Result<Engine> {
-    Ok(Engine::new(&credlock_engine::config())?)
+    let mut config = credlock_engine::config();
+    // Who makes code executable is not part of the artifact's compatibility (wasmtime
+    // compares the target, flags, tunables and features), so the precompiler's engine need
+    // not agree on it.
+    if let Some(publisher) = in_place::code_memory() {
+        config.with_custom_code_memory(Some(publisher));
+    }
+    Ok(Engine::new(&config)?)
 }
 
 /// The component's machine code for `engine` (made by [`engine`]): the embedded artifact, or
@@ -119,7 +129,17 @@ fn load_embedded(engine: &Engine) -> Result<Component, String> {
     // artifact's version, target, Cranelift flags, tunables and wasm features suit this
     // engine, and that every CPU feature it uses is present on this machine; a mismatch is
     // an `Err`, never a crash.
-    unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| format!("{e:#}"))
+    //
+    // In place (`in_place::take`): the bytes are the `static` in the binary's executable
+    // segment, which lives as long as the process and is never written, as
+    // `deserialize_raw` requires; the engine's code publisher knows them.
+    let loaded = match &bytes {
+        std::borrow::Cow::Borrowed(b) if in_place::take() => unsafe {
+            Component::deserialize_raw(engine, std::ptr::NonNull::from(*b))
+        },
+        _ => unsafe { Component::deserialize(engine, &bytes) },
+    };
+    loaded.map_err(|e| format!("{e:#}"))
 }
 
 /// The cache file name: component hash, wasmtime version and engine configuration, so a

@@ -128,6 +128,50 @@ fn the_embedded_artifact_is_for_this_target_and_engine() {
     assert!(accepted.is_ok(), "{:?}", accepted.err());
 }
 
+/// On x86-64 Linux the artifact runs where it lies: page-aligned in the read-only, executable
+/// segment of the binary that links the host (here, this test), so that no process copies
+/// 3.6 MB and re-protects it before its first call (`host/src/component/in_place.rs`).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn the_embedded_artifact_runs_in_place_from_the_binary() {
+    let artifact = credlock::component::COMPILED_COMPONENT;
+    let (start, end) = (
+        artifact.as_ptr() as usize,
+        artifact.as_ptr() as usize + artifact.len(),
+    );
+    assert_eq!(start % 4096, 0, "the artifact is page-aligned");
+    let exe = std::env::current_exe().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let holding: Vec<&str> = maps
+        .lines()
+        .filter(|l| {
+            let (range, _) = l.split_once(' ').unwrap();
+            let (a, b) = range.split_once('-').unwrap();
+            let (a, b) = (
+                usize::from_str_radix(a, 16).unwrap(),
+                usize::from_str_radix(b, 16).unwrap(),
+            );
+            a < end && start < b
+        })
+        .collect();
+    assert!(!holding.is_empty(), "the artifact is in no mapping");
+    for l in &holding {
+        let perms = l.split_whitespace().nth(1).unwrap();
+        assert_eq!(perms, "r-xp", "mapped as {l}");
+        assert!(
+            l.ends_with(exe.to_str().unwrap()),
+            "mapped from the binary: {l}"
+        );
+    }
+    // And wasmtime runs it from there.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = credlock::Config::for_dir(dir.path().join("store"));
+    config.cache_dir = None;
+    let mut store = credlock::Credlock::open(config).unwrap();
+    store.put("acme", r#"{"access_token":"in-place"}"#).unwrap();
+    assert_eq!(store.token("acme", 0).unwrap().token, "in-place");
+}
+
 // The fallback, through a debug-only hook (`CREDLOCK_TEST_EMBEDDED_ARTIFACT`) no release
 // build reads: these tests exist only where the hook does.
 
