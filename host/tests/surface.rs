@@ -1,8 +1,8 @@
 //! The bindings' declarations of the settings are generated from their one declaration,
 //! `credlock::OpenOptions` (host/src/open.rs): each field's name, type and doc comment
 //! become Python's `Store.open` (signature, docstring and the settings it hands over), Node's
-//! `OpenOptions` interface, Go's `Options` struct and the settings the C ABI's
-//! `credlock_open` documents (and, through cbindgen, credlock.h). The CLI's flags are the
+//! `OpenOptions` interface (and its README's table), Go's `Options` struct and the settings
+//! the C ABI's `credlock_open` documents (and, through cbindgen, credlock.h). The CLI's flags are the
 //! same struct (`clap::Args`).
 //!
 //! This test renders each declaration and compares it with the committed file, between the
@@ -357,6 +357,29 @@ fn node(settings: &[Setting]) -> String {
     out.join("\n")
 }
 
+/// The README's table of the same settings.
+fn node_readme(settings: &[Setting]) -> String {
+    let dir = settings
+        .iter()
+        .find(|s| s.name == "store_dir")
+        .expect("store_dir");
+    let mut out = vec![
+        "| option | type | |".to_owned(),
+        "|---|---|---|".to_owned(),
+        format!("| `dir` (the first argument) | string | {} |", dir.doc),
+    ];
+    for s in settings.iter().filter(|s| !elsewhere("node", &s.name)) {
+        let ty = match s.kind {
+            Kind::Path | Kind::Text | Kind::Secret => "string",
+            Kind::Seconds => "number (seconds)",
+            Kind::Flag | Kind::Switch => "boolean",
+            Kind::Kdf => "`{ memoryKiB, iterations, parallelism }`",
+        };
+        out.push(format!("| `{}` | {ty} | {} |", camel(&s.name), s.doc));
+    }
+    out.join("\n")
+}
+
 // ----- Go: the Options struct -----
 
 fn go(settings: &[Setting]) -> String {
@@ -425,6 +448,7 @@ fn generated_settings_are_current() {
     let files = [
         ("host/python/src/credlock/_store.py", python(&settings)),
         ("host/node/src/index.d.ts", node(&settings)),
+        ("host/node/README.md", node_readme(&settings)),
         ("host/go/credlock.go", go(&settings)),
         ("host/capi/src/lib.rs", c(&settings)),
     ];
