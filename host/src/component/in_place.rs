@@ -3,7 +3,7 @@
 //! `Component::deserialize` copies the 3.6 MB artifact into fresh memory and changes that
 //! memory's protection twice before the first call: every page of it faulted in, zeroed,
 //! copied and re-protected, in every process. A one-shot `credlock token` spent 1.8 ms of
-//! its ~4.7 ms there (BENCHMARKS.md, "The one-shot process, taken apart").
+//! its ~4.7 ms there (BENCHMARKS.md, "The artifact run in place").
 //!
 //! On x86-64 Linux the build's artifact is instead placed page-aligned in the binary's own
 //! machine code (a `.text.*` section, which the linker puts in the read-only, executable
