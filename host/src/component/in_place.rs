@@ -10,7 +10,9 @@
 //! segment), and wasmtime runs it in place (`Component::deserialize_raw`): the process maps
 //! the pages it touches from the page cache, as it does the rest of the binary, and nothing
 //! is copied or re-protected. It is as trusted as the rest of the binary's code, because it
-//! is part of it.
+//! is part of it. Its tables (trap and address maps, type information, the wasm data
+//! segments) lie in that segment too: executable but, like every byte there, never writable,
+//! as constants a compiler places beside code are.
 //!
 //! wasmtime publishes code through the engine's [`CustomCodeMemory`] once one is set (the
 //! only way it accepts code memory it does not own): for the artifact, already executable
