@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde::Serialize;
 use serde_json::Value;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -138,9 +139,13 @@ impl NativeStore {
         Ok(NativeStore { inner })
     }
 
+    /// A `str` (the OS string, as `os.fsdecode` gives it), not a `pathlib.Path`: PyO3 makes a
+    /// `PathBuf` a `Path`, and importing `pathlib` (with `re`, `enum`, `urllib.parse`...)
+    /// cost a one-shot process ~10 ms in `Store.open`. `Store.path` makes the `Path` when
+    /// asked.
     #[getter]
-    fn store_dir(&self) -> PathBuf {
-        self.inner.store_dir().to_path_buf()
+    fn store_dir(&self) -> OsString {
+        self.inner.store_dir().as_os_str().to_owned()
     }
 
     #[getter]
@@ -392,8 +397,9 @@ impl NativeStore {
 
 /// The store directory used when none is given and `CREDLOCK_STORE` is unset.
 #[pyfunction]
-fn default_store_dir() -> Option<PathBuf> {
-    credlock::layout::default_store_dir()
+fn default_store_dir() -> Option<OsString> {
+    // A `str`, as `store_dir` (above); `credlock.default_store_dir()` makes the `Path`.
+    credlock::layout::default_store_dir().map(PathBuf::into_os_string)
 }
 
 /// Hex SHA-256 of the component this module runs.

@@ -362,3 +362,26 @@ def test_claims_a_new_store_for_flock(tmp_path: Path) -> None:
     with credlock.Store.open(store_dir) as s:
         s.put("acme", {"access_token": "a"})
     assert (store_dir / "lock-protocol").read_text() == "flock\n"
+
+
+def test_a_one_shot_token_imports_nothing_heavy(store_dir: Path) -> None:
+    """A process that opens the store and prints one token (a git helper, an `exec` wrapper)
+    pays for every module it imports: `pathlib` alone (with `re`, `enum` and `urllib.parse`)
+    cost ~10 ms, `dataclasses` and `typing` more. None of them is imported on that path."""
+    import subprocess
+    import sys
+
+    with credlock.Store.open(store_dir) as s:
+        s.put("acme", {"access_token": "one-shot", "expires_in": 3600})
+    code = (
+        "import sys, credlock\n"
+        "s = credlock.Store.open(sys.argv[1])\n"
+        "print(s.token('acme'))\n"
+        "heavy = {'pathlib', 'typing', 'dataclasses', 'json', 're', 'asyncio'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, os.fspath(store_dir)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert out == ["one-shot", "[]"], out
