@@ -7,29 +7,37 @@ import fs from 'node:fs';
 
 const require = createRequire(import.meta.url);
 
-/** `linux-x64-gnu`, `linux-x64-musl`, `darwin-arm64`, ...: the platform package's suffix. */
-function platform() {
-  if (process.platform !== 'linux') return `${process.platform}-${process.arch}`;
-  // glibcVersionRuntime is present only when Node runs on glibc.
-  const glibc = process.report?.getReport?.()?.header?.glibcVersionRuntime;
-  return `linux-${process.arch}-${glibc ? 'gnu' : 'musl'}`;
+/**
+ * The platform packages that may hold this platform's addon: `credlock-linux-x64-gnu`,
+ * `credlock-darwin-arm64`, ... On Linux both libcs are candidates: npm installs only the
+ * package whose `libc` matches, so trying each finds it, where asking Node which libc it
+ * runs on (`process.report.getReport()`) cost every process ~4 ms.
+ */
+function candidates() {
+  if (process.platform !== 'linux') return [`credlock-${process.platform}-${process.arch}`];
+  return ['gnu', 'musl'].map((libc) => `credlock-linux-${process.arch}-${libc}`);
 }
 
 function load() {
   if (fs.existsSync(new URL('../build/credlock.node', import.meta.url))) {
     return require('../build/credlock.node');
   }
-  const pkg = `credlock-${platform()}`;
-  try {
-    return require(pkg);
-  } catch (e) {
-    if (e?.code !== 'MODULE_NOT_FOUND') throw e;
-    throw new Error(
-      `credlock: no prebuilt addon for this platform (${pkg} is not installed). ` +
-        'Prebuilt addons exist for linux-x64-gnu; elsewhere build it from the repository ' +
-        '(npm install ./host/node, with a Rust toolchain).',
-    );
+  // A package that is installed but does not load (the other libc's, installed by force) is
+  // passed over for the next; if none loads, the first such failure is the one to report.
+  let failed;
+  for (const pkg of candidates()) {
+    try {
+      return require(pkg);
+    } catch (e) {
+      if (e?.code !== 'MODULE_NOT_FOUND') failed ??= e;
+    }
   }
+  if (failed) throw failed;
+  throw new Error(
+    `credlock: no prebuilt addon for this platform (none of ${candidates().join(', ')} is ` +
+      'installed). Prebuilt addons exist for linux-x64-gnu; elsewhere build it from the ' +
+      'repository (npm install ./host/node, with a Rust toolchain).',
+  );
 }
 
 /** @type {typeof import('../build/native.d.ts')} */
