@@ -48,8 +48,15 @@ pub static COMPILED: PageAligned<LEN> =
 pub const SUPPORTED: bool = cfg!(all(target_os = "linux", target_arch = "x86_64"));
 
 /// The engine's code publisher, where [`SUPPORTED`].
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn code_memory() -> Option<Arc<dyn CustomCodeMemory>> {
-    SUPPORTED.then(|| Arc::new(Publisher) as Arc<dyn CustomCodeMemory>)
+    Some(Arc::new(Publisher))
+}
+
+/// None elsewhere: wasmtime publishes the code it copied its own way.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub fn code_memory() -> Option<Arc<dyn CustomCodeMemory>> {
+    None
 }
 
 /// Whether this load may run the artifact in place: true once per process, where
@@ -64,14 +71,17 @@ pub fn take() -> bool {
 }
 
 /// Whether `ptr..ptr+len` lies inside [`COMPILED`].
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn embedded(ptr: *const u8, len: usize) -> bool {
     let start = COMPILED.0.as_ptr() as usize;
     let (p, end) = (ptr as usize, start + LEN);
     p >= start && p.checked_add(len).is_some_and(|e| e <= end)
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 struct Publisher;
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 impl CustomCodeMemory for Publisher {
     fn required_alignment(&self) -> usize {
         rustix::param::page_size()
