@@ -12,6 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+#[path = "common/names.rs"]
+mod names;
+use names::{camel, snake};
+
 /// The WIT records that are results of the store's operations, and their names in Python,
 /// Node and Go.
 const RECORDS: &[(&str, &str, &str, &str)] = &[
@@ -326,26 +330,6 @@ fn go_snake(name: &str) -> String {
             out.push('_');
         }
         out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-fn snake(kebab: &str) -> String {
-    kebab.replace('-', "_")
-}
-
-fn camel(kebab: &str) -> String {
-    let mut out = String::new();
-    let mut up = false;
-    for c in kebab.chars() {
-        if c == '-' {
-            up = true;
-        } else if up {
-            out.push(c.to_ascii_uppercase());
-            up = false;
-        } else {
-            out.push(c);
-        }
     }
     out
 }

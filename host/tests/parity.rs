@@ -9,7 +9,10 @@
 //! (Python) and `*Async` (Node). Go has no twins: every call takes a `context.Context`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+
+#[path = "common/names.rs"]
+mod names;
+use names::{camel, go_name, read, snake};
 
 /// What a binding leaves out on purpose: (binding, name as that binding would spell it,
 /// why). Anything absent and not listed fails the test; anything listed and present too.
@@ -91,11 +94,6 @@ const ABSENT: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn read(rel: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
 /// The operations `store.wit` exports: `name: func(opts: options, ...)`.
 fn wit_operations() -> Vec<String> {
     let wit = read("wit/store.wit");
@@ -113,43 +111,6 @@ fn wit_operations() -> Vec<String> {
         "store.wit's operations not found: {ops:?}"
     );
     ops
-}
-
-fn snake(wit: &str) -> String {
-    wit.replace('-', "_")
-}
-
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut up = false;
-    for c in snake.chars() {
-        if c == '_' || c == '-' {
-            up = true;
-        } else if up {
-            out.extend(c.to_uppercase());
-            up = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn pascal(snake: &str) -> String {
-    let c = camel(snake);
-    let mut chars = c.chars();
-    chars
-        .next()
-        .map(|f| f.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
-/// Go spells initialisms in capitals (`HTTPTimeout`, `KDF`).
-fn go_name(snake: &str) -> String {
-    pascal(snake)
-        .replace("Http", "HTTP")
-        .replace("Kdf", "KDF")
-        .replace("Id", "ID")
 }
 
 /// The identifiers a binding's source defines that look like `prefix NAME(`.

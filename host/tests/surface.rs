@@ -17,6 +17,10 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "common/names.rs"]
+mod names;
+use names::{camel, go_name, read};
+
 /// (binding, setting, why it is not in the binding's generated declaration).
 const ELSEWHERE: &[(&str, &str, &str)] = &[
     ("python", "store_dir", "`path`, Store.open's first argument"),
@@ -72,10 +76,6 @@ struct Setting {
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// The fields of `OpenOptions`, in order, with their kinds and docs.
@@ -147,36 +147,6 @@ fn elsewhere(binding: &str, name: &str) -> bool {
     ELSEWHERE
         .iter()
         .any(|(b, n, _)| *b == binding && *n == name)
-}
-
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut up = false;
-    for c in snake.chars() {
-        if c == '_' {
-            up = true;
-        } else if up {
-            out.extend(c.to_uppercase());
-            up = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Go spells initialisms in capitals (`HTTPTimeout`, `KDF`).
-fn go_name(snake: &str) -> String {
-    let c = camel(snake);
-    let mut chars = c.chars();
-    let pascal: String = chars
-        .next()
-        .map(|f| f.to_uppercase().chain(chars).collect())
-        .unwrap_or_default();
-    pascal
-        .replace("Http", "HTTP")
-        .replace("Kdf", "KDF")
-        .replace("Id", "ID")
 }
 
 /// `text` in lines of at most `width` columns (a tab counts 4), each starting with `prefix`.

@@ -87,39 +87,39 @@ impl CustomCodeMemory for Publisher {
         rustix::param::page_size()
     }
 
-    #[allow(unsafe_code)]
     fn publish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
-        if embedded(ptr, len) {
-            // Already read and execute: it is in the binary's executable segment.
-            return Ok(());
-        }
-        // SAFETY: wasmtime hands over the text of code memory it owns (an mmap it made and
-        // filled, aligned as `required_alignment` says) and runs none of it before this
-        // returns; read + execute is what its own publisher would set.
-        unsafe {
-            rustix::mm::mprotect(
-                ptr as *mut _,
-                len,
-                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC,
-            )
-        }
-        .map_err(|e| wasmtime::Error::msg(format!("making compiled code executable: {e}")))
+        use rustix::mm::MprotectFlags as F;
+        // Read + execute is what wasmtime's own publisher sets.
+        protect(
+            ptr,
+            len,
+            F::READ | F::EXEC,
+            "making compiled code executable",
+        )
     }
 
-    #[allow(unsafe_code)]
     fn unpublish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
-        if embedded(ptr, len) {
-            // Part of the binary: it stays as the loader mapped it.
-            return Ok(());
-        }
-        // SAFETY: as above; wasmtime guarantees no code runs from the range any more.
-        unsafe {
-            rustix::mm::mprotect(
-                ptr as *mut _,
-                len,
-                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
-            )
-        }
-        .map_err(|e| wasmtime::Error::msg(format!("unpublishing compiled code: {e}")))
+        use rustix::mm::MprotectFlags as F;
+        protect(ptr, len, F::READ | F::WRITE, "unpublishing compiled code")
     }
+}
+
+/// Set the protection of code memory wasmtime hands over; the artifact's range is left as the
+/// loader mapped it (read and execute, in the binary's executable segment).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+fn protect(
+    ptr: *const u8,
+    len: usize,
+    flags: rustix::mm::MprotectFlags,
+    what: &str,
+) -> wasmtime::Result<()> {
+    if embedded(ptr, len) {
+        return Ok(());
+    }
+    // SAFETY: wasmtime hands over the text of code memory it owns (an mmap it made and
+    // filled, aligned as `required_alignment` says), and runs none of it while its
+    // protection changes: before publishing, and after it guarantees no code runs there.
+    unsafe { rustix::mm::mprotect(ptr as *mut _, len, flags) }
+        .map_err(|e| wasmtime::Error::msg(format!("{what}: {e}")))
 }

@@ -1,0 +1,51 @@
+//! How each binding spells a name of the contract (a WIT `import-tokens`, a setting
+//! `keyring_timeout`), for the tests that compare the bindings with the WIT and with
+//! `OpenOptions` (`parity.rs`, `declarations.rs`, `surface.rs`). Names are mapped, not
+//! guessed, and mapped in one place.
+#![allow(dead_code)]
+
+/// `import-tokens` → `import_tokens` (Python, C, the JSON the C ABI carries).
+pub fn snake(kebab: &str) -> String {
+    kebab.replace('-', "_")
+}
+
+/// `import-tokens` or `import_tokens` → `importTokens` (Node).
+pub fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut up = false;
+    for c in name.chars() {
+        if c == '_' || c == '-' {
+            up = true;
+        } else if up {
+            out.extend(c.to_uppercase());
+            up = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `import_tokens` → `ImportTokens`.
+pub fn pascal(name: &str) -> String {
+    let c = camel(name);
+    let mut chars = c.chars();
+    chars
+        .next()
+        .map(|f| f.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Go spells initialisms in capitals (`HTTPTimeout`, `KDF`, `ClientID`).
+pub fn go_name(name: &str) -> String {
+    pascal(name)
+        .replace("Http", "HTTP")
+        .replace("Kdf", "KDF")
+        .replace("Id", "ID")
+}
+
+/// The file `rel` of the repository.
+pub fn read(rel: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
