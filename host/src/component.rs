@@ -33,7 +33,7 @@ pub static COMPONENT_SHA256: &str = include_str!(concat!(env!("OUT_DIR"), "/cred
 /// [`COMPONENT_WASM`] compiled by the build for this binary's target, with its baseline CPU
 /// features (`credlock_engine::precompile_config`); empty where the build could not compile
 /// for the target. On x86-64 Linux it lies in the binary's machine code and runs in place
-/// ([`in_place`]).
+/// (`component/in_place.rs`).
 pub static COMPILED_COMPONENT: &[u8] = &in_place::COMPILED.0;
 
 mod in_place;

@@ -24,8 +24,8 @@
 //! fs4 and the standard library take it), shared or exclusive, on the same sidecar files.
 //! Like flock it belongs to the handle, so a second handle in the same process conflicts, and
 //! Windows releases it when its process dies. `LockFileEx` has no timed wait, so a busy lock
-//! is polled with `LOCKFILE_FAIL_IMMEDIATELY` and a backoff from [`POLL_FIRST_DELAY`] doubling
-//! up to [`POLL_MAX_DELAY`] until the deadline: a hand-over takes up to that delay, and
+//! is polled with `LOCKFILE_FAIL_IMMEDIATELY` and a backoff from `POLL_FIRST_DELAY` doubling
+//! up to `POLL_MAX_DELAY` until the deadline: a hand-over takes up to that delay, and
 //! waiters are not queued. Any other program taking these locks on Windows must lock a range
 //! that includes byte 0 (byte-range locks conflict when their ranges overlap).
 

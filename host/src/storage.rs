@@ -1,6 +1,6 @@
 //! Where a store's bytes and locks live, chosen once when the store is opened: a directory
 //! ([`FileStorage`]: flock on sidecar files, atomic file replacement with a backup) or a
-//! PostgreSQL database ([`PgPlatform`](crate::pg::PgPlatform): advisory locks, rows, one
+//! PostgreSQL database ([`PgPlatform`]: advisory locks, rows, one
 //! record per tenant). Both serve the one [`NativePlatform`](crate::native::NativePlatform),
 //! which adds what every store needs whatever its medium: keys, the endpoint policy, the
 //! clock, randomness and a login's state.
