@@ -1,4 +1,4 @@
-//! Generates include/credlock.h from src/lib.rs with cbindgen. The header is committed so
+//! Generates include/credlock.h from src/ with cbindgen. The header is committed so
 //! that C and Go users need no Rust tooling to read it; `tests/header.rs` fails if the
 //! committed copy is not what this build generates.
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    println!("cargo:rerun-if-changed=src/lib.rs");
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let bindings = cbindgen::Builder::new()

@@ -420,7 +420,7 @@ fn generated_settings_are_current() {
         ("host/node/src/index.d.ts", node(&settings)),
         ("host/node/README.md", node_readme(&settings)),
         ("host/go/credlock.go", go(&settings)),
-        ("host/capi/src/lib.rs", c(&settings)),
+        ("host/capi/src/open.rs", c(&settings)),
     ];
     let bless = std::env::var_os("CREDLOCK_BLESS").is_some();
     let mut stale = Vec::new();
