@@ -533,13 +533,6 @@ type StoreInfo struct {
 	Tenants       uint32   `json:"tenants"`
 }
 
-// Info returns the store's header.
-func (s *Store) Info(ctx context.Context) (*StoreInfo, error) {
-	return decodePtr[StoreInfo](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
-		return C.credlock_info(h, r, e)
-	}))
-}
-
 // Slot is one key slot (never the key).
 type Slot struct {
 	Index    uint32 `json:"index"`
@@ -574,12 +567,5 @@ func (s *Store) AddSlot(ctx context.Context, kind, newPassphrase string) ([]Slot
 func (s *Store) RemoveSlot(ctx context.Context, index uint32, allowVolatileOnly bool) ([]Slot, error) {
 	return decode[[]Slot](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
 		return C.credlock_remove_slot(h, C.uint32_t(index), C.bool(allowVolatileOnly), r, e)
-	}))
-}
-
-// Rekey re-seals the store under a new data key from the same sources.
-func (s *Store) Rekey(ctx context.Context) (*StoreInfo, error) {
-	return decodePtr[StoreInfo](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
-		return C.credlock_rekey(h, r, e)
 	}))
 }

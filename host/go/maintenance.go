@@ -97,15 +97,6 @@ type RecoverReport struct {
 	RefreshUnknown []string `json:"refresh_unknown"`
 }
 
-// Recover restores the backup of a store that cannot be read (with force, of any store),
-// moving the store file aside first, never deleting it. Restored refresh tokens that may have
-// been spent since the backup are marked as of unknown outcome (RefreshUnknown).
-func (s *Store) Recover(ctx context.Context, force bool) (*RecoverReport, error) {
-	return decodePtr[RecoverReport](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
-		return C.credlock_recover(h, C.bool(force), r, e)
-	}))
-}
-
 // Quarantine moves a store that cannot be read aside (with force, also one that reads as
 // another key or a newer format) and returns its new name; never deletes.
 func (s *Store) Quarantine(ctx context.Context, force bool) (string, error) {
@@ -125,11 +116,4 @@ type PendingLogin struct {
 	ExpiresAtMs uint64 `json:"expires_at_ms"`
 	// Understood is false for a login written by a newer credlock.
 	Understood bool `json:"understood"`
-}
-
-// PendingLogins lists the logins in progress.
-func (s *Store) PendingLogins(ctx context.Context) ([]PendingLogin, error) {
-	return decode[[]PendingLogin](s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {
-		return C.credlock_pending_logins(h, r, e)
-	}))
 }

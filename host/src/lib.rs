@@ -28,6 +28,8 @@ pub mod login;
 pub mod migrate;
 pub mod native;
 pub mod open;
+// The operations that follow the bindings' conventions, generated from wit/store.wit.
+mod operations;
 pub mod oskeyring;
 pub mod pg;
 pub mod privacy;
@@ -399,14 +401,6 @@ impl Credlock {
         )
     }
 
-    pub fn info(&mut self) -> Result<StoreInfo, Error> {
-        self.call(
-            |i, s, o| i.credlock_store_store().call_info(s, *o),
-            |s| s.info(),
-            StoreInfo::from,
-        )
-    }
-
     // ----- maintenance -----
 
     /// The store header's key slots, in order. Opens the store with the configured keys.
@@ -446,15 +440,6 @@ impl Credlock {
         )
     }
 
-    /// Re-seal under a new data key wrapped by the same sources; drops the old backup.
-    pub fn rekey(&mut self) -> Result<StoreInfo, Error> {
-        self.call(
-            |i, s, o| i.credlock_store_store().call_rekey(s, *o),
-            |s| s.rekey(),
-            StoreInfo::from,
-        )
-    }
-
     /// Import plaintext tokens (one tenant's file for `tenant`, or a map of tenants) in one
     /// atomic write; durable when this returns.
     pub fn import_tokens(
@@ -471,16 +456,6 @@ impl Credlock {
             },
             |s| s.import_tokens(source, tenant, how),
             ImportReport::from,
-        )
-    }
-
-    /// Restore the backup of an unreadable store (or, with `force`, of any store), moving
-    /// the store file aside first.
-    pub fn recover(&mut self, force: bool) -> Result<RecoverReport, Error> {
-        self.call(
-            |i, s, o| i.credlock_store_store().call_recover(s, *o, force),
-            |s| s.recover(force),
-            RecoverReport::from,
         )
     }
 

@@ -340,15 +340,6 @@ impl Credlock {
             LogoutReport::from,
         )
     }
-
-    /// The logins in progress (never a code or verifier).
-    pub fn pending_logins(&mut self) -> Result<Vec<PendingSummary>, Error> {
-        self.call(
-            |i, s, o| i.credlock_store_store().call_pending_logins(s, *o),
-            |s| s.pending_logins(),
-            |v| v.into_iter().map(PendingSummary::from).collect(),
-        )
-    }
 }
 
 // ----- what the CLI prints -----

@@ -16,8 +16,8 @@
 use crate::keys::{describe_slot, Keyring};
 use crate::source::{self, ImportFileReport};
 use crate::{
-    AccessToken, Config, Credlock, Error, ImportOptions, ImportReport, KeySlot, RecoverReport,
-    StoreInfo, TenantSummary, WriteReceipt,
+    AccessToken, Config, Credlock, Error, ImportOptions, ImportReport, KeySlot, TenantSummary,
+    WriteReceipt,
 };
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -150,7 +150,10 @@ impl Store {
     }
 
     /// Run `f` on an instance of this process's own.
-    fn with<R>(&self, f: impl FnOnce(&mut Credlock) -> Result<R, Error>) -> Result<R, Error> {
+    pub(crate) fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Credlock) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let Some(pool) = self.pool() else {
             // A grandchild of the opener: an instance and a key cache for this call only.
             let keyring = Keyring::new(self.config.keys.clone());
@@ -224,10 +227,6 @@ impl Store {
         self.with(|c| c.set_attachment(tenant, name, value))
     }
 
-    pub fn info(&self) -> Result<StoreInfo, Error> {
-        self.with(|c| c.info())
-    }
-
     pub fn slots(&self) -> Result<Vec<SlotInfo>, Error> {
         self.with(|c| c.slots()).map(|s| slot_infos(&s))
     }
@@ -268,10 +267,6 @@ impl Store {
             .map(|s| slot_infos(&s))
     }
 
-    pub fn rekey(&self) -> Result<StoreInfo, Error> {
-        self.with(|c| c.rekey())
-    }
-
     pub fn import_tokens(
         &self,
         source: &str,
@@ -295,10 +290,6 @@ impl Store {
         })
     }
 
-    pub fn recover(&self, force: bool) -> Result<RecoverReport, Error> {
-        self.with(|c| c.recover(force))
-    }
-
     pub fn quarantine(&self, force: bool) -> Result<String, Error> {
         self.with(|c| c.quarantine(force))
     }
@@ -318,11 +309,6 @@ impl Store {
     /// Revoke where the server offers it, then delete (see [`Credlock::logout`]).
     pub fn logout(&self, tenant: &str, local: bool) -> Result<crate::LogoutReport, Error> {
         self.with(|c| c.logout(tenant, local))
-    }
-
-    /// The logins in progress.
-    pub fn pending_logins(&self) -> Result<Vec<crate::PendingSummary>, Error> {
-        self.with(|c| c.pending_logins())
     }
 
     /// This process's key cache (a fresh one in a grandchild of the opener).

@@ -14,53 +14,7 @@ use std::path::Path;
 
 #[path = "common/names.rs"]
 mod names;
-use names::{camel, snake};
-
-/// The WIT records that are results of the store's operations, and their names in Python,
-/// Node and Go.
-const RECORDS: &[(&str, &str, &str, &str)] = &[
-    ("access-token", "AccessToken", "AccessToken", "AccessToken"),
-    (
-        "write-receipt",
-        "WriteReceipt",
-        "WriteReceipt",
-        "WriteReceipt",
-    ),
-    (
-        "tenant-summary",
-        "TenantSummary",
-        "TenantSummary",
-        "TenantSummary",
-    ),
-    ("store-info", "StoreInfo", "StoreInfo", "StoreInfo"),
-    ("key-slot", "KeySlotInfo", "KeySlotInfo", "Slot"),
-    (
-        "import-report",
-        "ImportReport",
-        "ImportReport",
-        "ImportReport",
-    ),
-    (
-        "recover-report",
-        "RecoverReport",
-        "RecoverReport",
-        "RecoverReport",
-    ),
-    ("prompt", "LoginPrompt", "LoginPrompt", "LoginPrompt"),
-    ("login-result", "LoginResult", "LoginResult", "LoginResult"),
-    (
-        "logout-report",
-        "LogoutReport",
-        "LogoutReport",
-        "LogoutReport",
-    ),
-    (
-        "pending-login",
-        "PendingLogin",
-        "PendingLogin",
-        "PendingLogin",
-    ),
-];
+use names::{camel, snake, RECORDS};
 
 /// (binding, record, field as the binding spells it, "missing" or "extra", why).
 const DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
@@ -350,7 +304,8 @@ fn every_binding_declares_every_result_field_of_the_wit() {
 
     let mut problems = Vec::new();
     let mut used = BTreeSet::new();
-    for &(record, py, js, gostruct) in RECORDS {
+    for r in RECORDS {
+        let (record, py, js, gostruct) = (r.wit, r.python, r.node, r.go);
         let fields = wit
             .get(record)
             .unwrap_or_else(|| panic!("the WIT has no record {record}"));

@@ -143,10 +143,11 @@ fn node_methods(src: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_operation_is_in_every_binding_or_listed() {
-    let py_store = read("host/python/src/credlock/_store.py");
+    let py_store = read("host/python/src/credlock/_store.py")
+        + &read("host/python/src/credlock/_operations.py");
     let node_js = read("host/node/src/index.js");
     let header = read("host/capi/include/credlock.h");
-    let go_src = ["credlock.go", "login.go", "maintenance.go"]
+    let go_src = ["credlock.go", "login.go", "maintenance.go", "operations.go"]
         .iter()
         .map(|f| read(&format!("host/go/{f}")))
         .collect::<Vec<_>>()

@@ -237,14 +237,47 @@ int credlock_set_attachment(const struct credlock_store *store,
                             char **result,
                             char **error);
 
-// The store's header. Result: `{"exists", "generation", "format_version", "key_id",
-// "slot_kinds", "tenants"}`.
+// The logins in progress. Result: `[{"tenant", "kind", "started_at_ms", "expires_at_ms",
+// "understood"}, ...]`.
 //
 // # Safety
-// As `credlock_list`.
+// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+int credlock_pending_logins(const struct credlock_store *store,
+                            char **result,
+                            char **error);
+
+// What the store is, without decrypting more than needed. Result: `{"exists", "generation",
+// "format_version", "key_id", "slot_kinds", "tenants"}`.
+//
+// # Safety
+// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
 int credlock_info(const struct credlock_store *store,
                   char **result,
                   char **error);
+
+// Re-seal the store under a new data key wrapped by the same sources (`sealing.rekey`), in one
+// atomic replace; then remove the backup, which is sealed under the old key. Result:
+// `{"exists", "generation", "format_version", "key_id", "slot_kinds", "tenants"}`.
+//
+// # Safety
+// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+int credlock_rekey(const struct credlock_store *store,
+                   char **result,
+                   char **error);
+
+// Restore the backup: only when the store is damaged or missing beside its backup, or with
+// `force` (a deliberate rollback, or a store that fails for a reason that may be damage no
+// check can prove: a header reading as another key or a newer format). The store file, if any,
+// is quarantined first (never deleted), and the backup's contents are committed with a
+// generation above the old one. Result: `{"quarantined_as", "generation", "tenants",
+// "refresh_unknown"}`.
+//
+// # Safety
+// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+int credlock_recover(const struct credlock_store *store,
+                     bool force,
+                     char **result,
+                     char **error);
 
 // The key slots. Result: `[{"index", "kind", "describe", "durable"}, ...]`.
 //
@@ -275,14 +308,6 @@ int credlock_remove_slot(const struct credlock_store *store,
                          bool allow_volatile_only,
                          char **result,
                          char **error);
-
-// Re-seal under a new data key from the same sources. Result: as `credlock_info`.
-//
-// # Safety
-// As `credlock_list`.
-int credlock_rekey(const struct credlock_store *store,
-                   char **result,
-                   char **error);
 
 // Import plaintext tokens from `source` (one tenant's tokens for `tenant`, in any shape the
 // CLI's `import --from` lists: `kind`, or detected when NULL; `account` chooses among an
@@ -316,16 +341,6 @@ int credlock_import_file(const struct credlock_store *store,
                          const char *account,
                          char **result,
                          char **error);
-
-// Restore the backup of an unreadable store (with `force`, of any store). Result:
-// `{"quarantined_as": string | null, "generation", "tenants", "refresh_unknown": [...]}`.
-//
-// # Safety
-// As `credlock_list`.
-int credlock_recover(const struct credlock_store *store,
-                     bool force,
-                     char **result,
-                     char **error);
 
 // Move a damaged store aside (with `force`, also one that fails for a reason of its own
 // that may not be damage: a wrong key, a newer format). Result:
@@ -370,15 +385,6 @@ int credlock_logout(const struct credlock_store *store,
                     bool local,
                     char **result,
                     char **error);
-
-// The logins in progress. Result: `[{"tenant", "kind", "started_at_ms", "expires_at_ms",
-// "understood"}, ...]` (never a code or verifier).
-//
-// # Safety
-// As `credlock_list`.
-int credlock_pending_logins(const struct credlock_store *store,
-                            char **result,
-                            char **error);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -15,6 +15,9 @@ mod open;
 
 mod ops;
 
+// Generated from wit/store.wit (host/tests/operations.rs).
+mod operations;
+
 mod maintenance;
 
 mod login;

@@ -148,19 +148,3 @@ pub unsafe extern "C" fn credlock_logout(
         json_out(&s.logout(tenant, local)?)
     })
 }
-
-/// The logins in progress. Result: `[{"tenant", "kind", "started_at_ms", "expires_at_ms",
-/// "understood"}, ...]` (never a code or verifier).
-///
-/// # Safety
-/// As `credlock_list`.
-#[no_mangle]
-pub unsafe extern "C" fn credlock_pending_logins(
-    store: *const credlock_store,
-    result: *mut *mut c_char,
-    error: *mut *mut c_char,
-) -> c_int {
-    run(result, error, || {
-        json_out(&self::store(store)?.pending_logins()?)
-    })
-}

@@ -61,19 +61,6 @@ pub unsafe extern "C" fn credlock_remove_slot(
     })
 }
 
-/// Re-seal under a new data key from the same sources. Result: as `credlock_info`.
-///
-/// # Safety
-/// As `credlock_list`.
-#[no_mangle]
-pub unsafe extern "C" fn credlock_rekey(
-    store: *const credlock_store,
-    result: *mut *mut c_char,
-    error: *mut *mut c_char,
-) -> c_int {
-    run(result, error, || json_out(&self::store(store)?.rekey()?))
-}
-
 /// How to import: `replace`, and the kind of file and account (NULL: detected; see the
 /// CLI's `import --from` and `--account`).
 fn import_options(
@@ -142,23 +129,6 @@ pub unsafe extern "C" fn credlock_import_file(
         let tenant = opt_arg(tenant, "tenant", tenant_error)?;
         let how = import_options(replace, kind, account)?;
         json_out(&s.import_file(path.as_ref(), tenant, &how, remove_source)?)
-    })
-}
-
-/// Restore the backup of an unreadable store (with `force`, of any store). Result:
-/// `{"quarantined_as": string | null, "generation", "tenants", "refresh_unknown": [...]}`.
-///
-/// # Safety
-/// As `credlock_list`.
-#[no_mangle]
-pub unsafe extern "C" fn credlock_recover(
-    store: *const credlock_store,
-    force: bool,
-    result: *mut *mut c_char,
-    error: *mut *mut c_char,
-) -> c_int {
-    run(result, error, || {
-        json_out(&self::store(store)?.recover(force)?)
     })
 }
 

@@ -187,17 +187,3 @@ pub unsafe extern "C" fn credlock_set_attachment(
         json_out(&s.set_attachment(tenant, name, value)?)
     })
 }
-
-/// The store's header. Result: `{"exists", "generation", "format_version", "key_id",
-/// "slot_kinds", "tenants"}`.
-///
-/// # Safety
-/// As `credlock_list`.
-#[no_mangle]
-pub unsafe extern "C" fn credlock_info(
-    store: *const credlock_store,
-    result: *mut *mut c_char,
-    error: *mut *mut c_char,
-) -> c_int {
-    run(result, error, || json_out(&self::store(store)?.info()?))
-}

@@ -49,3 +49,108 @@ pub fn read(rel: &str) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
+
+/// A record of the contract and its name in each layer.
+pub struct Record {
+    /// In the WIT: `store-info`.
+    pub wit: &'static str,
+    /// The Rust host's type (`credlock::StoreInfo`).
+    pub rust: &'static str,
+    /// Python's dataclass (`_types.py`).
+    pub python: &'static str,
+    /// Node's interface (`index.d.ts`) and the addon's struct.
+    pub node: &'static str,
+    /// Go's struct.
+    pub go: &'static str,
+}
+
+const fn record(
+    wit: &'static str,
+    rust: &'static str,
+    python: &'static str,
+    node: &'static str,
+    go: &'static str,
+) -> Record {
+    Record {
+        wit,
+        rust,
+        python,
+        node,
+        go,
+    }
+}
+
+/// The records that are results of the store's operations.
+pub const RECORDS: &[Record] = &[
+    record(
+        "access-token",
+        "AccessToken",
+        "AccessToken",
+        "AccessToken",
+        "AccessToken",
+    ),
+    record(
+        "write-receipt",
+        "WriteReceipt",
+        "WriteReceipt",
+        "WriteReceipt",
+        "WriteReceipt",
+    ),
+    record(
+        "tenant-summary",
+        "TenantSummary",
+        "TenantSummary",
+        "TenantSummary",
+        "TenantSummary",
+    ),
+    record(
+        "store-info",
+        "StoreInfo",
+        "StoreInfo",
+        "StoreInfo",
+        "StoreInfo",
+    ),
+    record("key-slot", "KeySlot", "KeySlotInfo", "KeySlotInfo", "Slot"),
+    record(
+        "import-report",
+        "ImportReport",
+        "ImportReport",
+        "ImportReport",
+        "ImportReport",
+    ),
+    record(
+        "recover-report",
+        "RecoverReport",
+        "RecoverReport",
+        "RecoverReport",
+        "RecoverReport",
+    ),
+    record(
+        "prompt",
+        "LoginPrompt",
+        "LoginPrompt",
+        "LoginPrompt",
+        "LoginPrompt",
+    ),
+    record(
+        "login-result",
+        "LoginOutcome",
+        "LoginResult",
+        "LoginResult",
+        "LoginResult",
+    ),
+    record(
+        "logout-report",
+        "LogoutReport",
+        "LogoutReport",
+        "LogoutReport",
+        "LogoutReport",
+    ),
+    record(
+        "pending-login",
+        "PendingSummary",
+        "PendingLogin",
+        "PendingLogin",
+        "PendingLogin",
+    ),
+];

@@ -12,6 +12,10 @@
 #![deny(clippy::all)]
 
 mod login;
+// The operations that follow the bindings' conventions, generated from wit/store.wit.
+mod operations;
+// The generated operations name every result type at the crate root.
+pub(crate) use login::PendingLogin;
 
 use credlock::{Error as CredError, OpenOptions, StoreError};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
@@ -462,11 +466,6 @@ impl NativeStore {
     }
 
     #[napi]
-    pub fn info(&self) -> napi::Result<StoreInfo> {
-        to_napi(self.store()?.info().map(Into::into))
-    }
-
-    #[napi]
     pub fn slots(&self) -> napi::Result<Vec<KeySlotInfo>> {
         to_napi(self.store()?.slots().map(slots))
     }
@@ -488,11 +487,6 @@ impl NativeStore {
         allow_volatile_only: Option<bool>,
     ) -> napi::Result<Vec<KeySlotInfo>> {
         to_napi(remove_slot(&*self.store()?, index, allow_volatile_only))
-    }
-
-    #[napi]
-    pub fn rekey(&self) -> napi::Result<StoreInfo> {
-        to_napi(self.store()?.rekey().map(Into::into))
     }
 
     #[napi]
@@ -532,15 +526,6 @@ impl NativeStore {
                 remove_source.unwrap_or(false),
             )
             .map(Into::into),
-        )
-    }
-
-    #[napi]
-    pub fn recover(&self, force: Option<bool>) -> napi::Result<RecoverReport> {
-        to_napi(
-            self.store()?
-                .recover(force.unwrap_or(false))
-                .map(Into::into),
         )
     }
 
@@ -650,11 +635,6 @@ impl NativeStore {
         })
     }
 
-    #[napi(ts_return_type = "Promise<StoreInfo>")]
-    pub fn info_async(&self) -> AsyncTask<StoreTask<StoreInfo>> {
-        self.spawn(|s| s.info().map(Into::into))
-    }
-
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn init_async(&self) -> AsyncTask<StoreTask<bool>> {
         self.spawn(|s| s.init())
@@ -705,11 +685,6 @@ impl NativeStore {
         self.spawn(move |s| remove_slot(s, index, allow_volatile_only))
     }
 
-    #[napi]
-    pub fn rekey_async(&self) -> AsyncTask<StoreTask<StoreInfo>> {
-        self.spawn(|s| Ok(s.rekey()?.into()))
-    }
-
     /// The source is copied out of the JS value on this thread; the import runs on the pool.
     #[napi]
     pub fn import_tokens_async(
@@ -723,11 +698,6 @@ impl NativeStore {
         let text = to_napi(token_source(source))?;
         let how = import_options(replace, kind, account);
         Ok(self.spawn(move |s| Ok(s.import_tokens(&text, tenant.as_deref(), &how)?.into())))
-    }
-
-    #[napi]
-    pub fn recover_async(&self, force: Option<bool>) -> AsyncTask<StoreTask<RecoverReport>> {
-        self.spawn(move |s| Ok(s.recover(force.unwrap_or(false))?.into()))
     }
 
     #[napi]

@@ -170,28 +170,17 @@ impl NativeStore {
             ))
         })
     }
-
-    #[napi]
-    pub fn pending_logins(&self) -> napi::Result<Vec<PendingLogin>> {
-        to_napi(pending_logins(&*self.store()?))
-    }
-
-    #[napi]
-    pub fn pending_logins_async(&self) -> AsyncTask<StoreTask<Vec<PendingLogin>>> {
-        self.spawn(pending_logins)
-    }
 }
 
 /// `pendingLogins`, on whichever thread runs it.
-fn pending_logins(s: &credlock::Store) -> CResult<Vec<PendingLogin>> {
-    Ok(s.pending_logins()?
-        .into_iter()
-        .map(|p| PendingLogin {
+impl From<credlock::PendingSummary> for PendingLogin {
+    fn from(p: credlock::PendingSummary) -> Self {
+        PendingLogin {
             tenant: p.tenant,
             kind: p.kind,
             started_at_ms: p.started_at_ms as f64,
             expires_at_ms: p.expires_at_ms as f64,
             understood: p.understood,
-        })
-        .collect())
+        }
+    }
 }

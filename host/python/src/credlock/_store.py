@@ -13,6 +13,7 @@ import math
 import os
 
 from . import _credlock
+from ._operations import Operations
 
 # `typing` (with `re` and the rest it imports) costs a one-shot process ~8 ms, and `json`
 # ~4 ms: neither is imported unless used. Annotations are strings (`from __future__ import
@@ -76,10 +77,6 @@ def _access_token(d: Dict[str, Any]) -> AccessToken:
     return _t().AccessToken(**d)
 
 
-def _store_info(d: Dict[str, Any]) -> StoreInfo:
-    return _t().StoreInfo(**{**d, "slot_kinds": tuple(d["slot_kinds"])})
-
-
 def _slot_infos(v: List[Dict[str, Any]]) -> List[KeySlotInfo]:
     return [_t().KeySlotInfo(**s) for s in v]
 
@@ -108,7 +105,7 @@ def _finite_or_text(seconds: Any) -> Any:
     return seconds
 
 
-class Store:
+class Store(Operations):
     """An open credential store.
 
     Open with `Store.open(...)`. One `Store` may be shared by any number of threads: calls
@@ -296,10 +293,6 @@ class Store:
         NotFound until tokens are stored). At most 16 per tenant. Durable when this returns."""
         return _t().WriteReceipt(**self._n.set_attachment(tenant, name, value))
 
-    def info(self) -> StoreInfo:
-        """What the store is, without decrypting more than needed."""
-        return _store_info(self._n.info())
-
     # ----- maintenance: each call one atomic change under the exclusive store lock -----
 
     def slots(self) -> List[KeySlotInfo]:
@@ -329,12 +322,6 @@ class Store:
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError("the slot index must be an int (see slots())")
         return _slot_infos(self._n.remove_slot(index, bool(allow_volatile_only)))
-
-    def rekey(self) -> StoreInfo:
-        """Re-seal the store under a new data key, wrapped by the same sources as today's
-        slots, in one atomic replace; then remove the backup, which is sealed under the old
-        key. Returns the new `info()`."""
-        return _store_info(self._n.rekey())
 
     def import_tokens(
         self,
@@ -378,14 +365,6 @@ class Store:
                 os.fspath(path), tenant, bool(replace), bool(remove_source), kind, account
             )
         )
-
-    def recover(self, force: bool = False) -> RecoverReport:
-        """Restore the backup (`credentials.sealed.bak`), only when the store cannot be read
-        (RecoverRefused(`store-readable`) otherwise, unless `force`). The store file, if any,
-        is moved aside first (`quarantined_as`), never deleted; restored refresh tokens that
-        may have been spent since the backup are marked (`refresh_unknown`)."""
-        d = self._n.recover(bool(force))
-        return _t().RecoverReport(**{**d, "refresh_unknown": tuple(d["refresh_unknown"])})
 
     def quarantine(self, force: bool = False) -> str:
         """Move a damaged store file aside (`credentials.sealed.corrupt-<unix ms>`), so that
@@ -447,10 +426,6 @@ class Store:
         `local`."""
         return _t().LogoutReport(**self._n.logout(tenant, local))
 
-    def pending_logins(self) -> "List[PendingLogin]":
-        """The logins in progress (never a code or verifier)."""
-        return [_t().PendingLogin(**p) for p in self._n.pending_logins()]
-
     # ----- asyncio: the same calls, off the event loop -----
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -497,9 +472,6 @@ class Store:
     ) -> WriteReceipt:
         return await self._run(self.set_attachment, tenant, name, value)
 
-    async def info_async(self) -> StoreInfo:
-        return await self._run(self.info)
-
     # The maintenance calls, awaitable like the rest (each the sync call on a worker thread).
 
     async def init_async(self) -> bool:
@@ -517,9 +489,6 @@ class Store:
         self, index: int, allow_volatile_only: bool = False
     ) -> List[KeySlotInfo]:
         return await self._run(self.remove_slot, index, allow_volatile_only)
-
-    async def rekey_async(self) -> StoreInfo:
-        return await self._run(self.rekey)
 
     async def import_tokens_async(
         self,
@@ -554,17 +523,11 @@ class Store:
             account=account,
         )
 
-    async def recover_async(self, force: bool = False) -> RecoverReport:
-        return await self._run(self.recover, force)
-
     async def quarantine_async(self, force: bool = False) -> str:
         return await self._run(self.quarantine, force)
 
     async def logout_async(self, tenant: str, local: bool = False) -> "LogoutReport":
         return await self._run(self.logout, tenant, local)
-
-    async def pending_logins_async(self) -> "List[PendingLogin]":
-        return await self._run(self.pending_logins)
 
     # ----- lifetime -----
 
