@@ -37,22 +37,61 @@ use names::{camel, go_name, read, snake, Record, RECORDS};
 /// Operations written by hand in every binding, and why the conventions do not cover them.
 const BY_HAND: &[(&str, &str)] = &[
     ("init", "a bare bool result, named `created` in C and Go"),
-    ("put", "the token response is JSON text, a dict or bytes in each binding"),
-    ("token", "seconds in the bindings, milliseconds in the WIT; the string alone in Python"),
-    ("refresh", "a refused token is hashed in the binding, never sent over"),
-    ("list", "`list` is a WIT keyword (`%list`) and a Python builtin"),
-    ("login", "a prompt callback, and a request object of options"),
-    ("logout", "a tenant and a bool: in Node the bool is an option, as generated, but in C its JSON result was named before the conventions"),
+    (
+        "put",
+        "the token response is JSON text, a dict or bytes in each binding",
+    ),
+    (
+        "token",
+        "seconds in the bindings, milliseconds in the WIT; the string alone in Python",
+    ),
+    (
+        "refresh",
+        "a refused token is hashed in the binding, never sent over",
+    ),
+    (
+        "list",
+        "`list` is a WIT keyword (`%list`) and a Python builtin",
+    ),
+    (
+        "login",
+        "a prompt callback, and a request object of options",
+    ),
+    (
+        "logout",
+        "the report's `revocation` variant is flattened differently in each binding",
+    ),
     ("delete", "a bare bool result, named `deleted` in C and Go"),
-    ("attachment", "an optional string result (`{\"value\": ...}` in C)"),
-    ("set-attachment", "an optional value that removes the attachment"),
-    ("slots", "the host lists slots without their wrapped keys (`SlotInfo`)"),
+    (
+        "attachment",
+        "an optional string result (`{\"value\": ...}` in C)",
+    ),
+    (
+        "set-attachment",
+        "an optional value that removes the attachment",
+    ),
+    (
+        "slots",
+        "the host lists slots without their wrapped keys (`SlotInfo`)",
+    ),
     ("add-slot", "a new passphrase is a secret argument"),
     ("remove-slot", "its result is `SlotInfo`s"),
-    ("import-tokens", "the source is JSON text, a dict or bytes; the options are keywords"),
-    ("quarantine", "a bare string result, named `quarantined_as` in C"),
-    ("export-sealed", "for `credlock migrate` inside the host only"),
-    ("adopt-sealed", "for `credlock migrate` inside the host only"),
+    (
+        "import-tokens",
+        "the source is JSON text, a dict or bytes; the options are keywords",
+    ),
+    (
+        "quarantine",
+        "a bare string result, named `quarantined_as` in C",
+    ),
+    (
+        "export-sealed",
+        "for `credlock migrate` inside the host only",
+    ),
+    (
+        "adopt-sealed",
+        "for `credlock migrate` inside the host only",
+    ),
 ];
 
 const WIDTH: usize = 96;
@@ -62,6 +101,8 @@ const WIDTH: usize = 96;
 enum Param {
     Bool,
     U32,
+    /// A string; a `tenant` is checked as one everywhere (`invalid-tenant`).
+    Text,
 }
 
 /// A result: one record, or a list of them.
@@ -130,6 +171,7 @@ fn operations() -> Vec<Operation> {
                 let ty = match p.ty {
                     Type::Bool => Param::Bool,
                     Type::U32 => Param::U32,
+                    Type::String => Param::Text,
                     ref other => unsupported(format!("parameter {} is a {other:?}", p.name)),
                 };
                 (snake(&p.name), ty)
@@ -193,6 +235,7 @@ fn rust_param(p: Param) -> &'static str {
     match p {
         Param::Bool => "bool",
         Param::U32 => "u32",
+        Param::Text => "&str",
     }
 }
 
@@ -291,18 +334,37 @@ fn c(ops: &[Operation]) -> String {
         out.extend(wrap(&format!("{} Result: {shape}.", op.doc), "/// ", WIDTH));
         out.push("///".into());
         out.push("/// # Safety".into());
-        out.push("/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.".into());
+        out.push(
+            "/// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` \
+             and"
+                .into(),
+        );
+        out.push("/// `error` are NULL or point to writable pointers.".into());
         out.push("#[no_mangle]".into());
         out.push(format!("pub unsafe extern \"C\" fn credlock_{}(", op.snake));
         out.push("    store: *const credlock_store,".into());
         for (n, t) in &op.params {
-            out.push(format!("    {n}: {},", rust_param(*t)));
+            let ty = match t {
+                Param::Text => "*const c_char",
+                _ => rust_param(*t),
+            };
+            out.push(format!("    {n}: {ty},"));
         }
         out.push("    result: *mut *mut c_char,".into());
         out.push("    error: *mut *mut c_char,".into());
         out.push(") -> c_int {".into());
         let args: Vec<&str> = op.params.iter().map(|(n, _)| n.as_str()).collect();
         out.push("    run(result, error, || {".into());
+        for (n, t) in &op.params {
+            if *t == Param::Text {
+                let bad = if n == "tenant" {
+                    "tenant_error"
+                } else {
+                    "options_error"
+                };
+                out.push(format!("        let {n} = arg({n}, \"{n}\", {bad})?;"));
+            }
+        }
         out.push(format!(
             "        json_out(&self::store(store)?.{}({})?)",
             op.snake,
@@ -358,6 +420,7 @@ fn py_param(p: Param) -> &'static str {
     match p {
         Param::Bool => "bool",
         Param::U32 => "int",
+        Param::Text => "str",
     }
 }
 
@@ -391,7 +454,11 @@ fn python(ops: &[Operation]) -> String {
         let mut pass = Vec::new();
         for (n, t) in op.params.iter().filter(|(_, t)| *t != Param::Bool) {
             params.push_str(&format!(", {n}: {}", py_param(*t)));
-            pass.push(format!("_whole({n})"));
+            // PyO3 refuses a str that is not one; an int is checked here, as elsewhere.
+            pass.push(match t {
+                Param::U32 => format!("_whole({n})"),
+                _ => n.clone(),
+            });
         }
         for (n, _) in op.params.iter().filter(|(_, t)| *t == Param::Bool) {
             params.push_str(&format!(", {n}: bool = False"));
@@ -503,19 +570,31 @@ fn napi(ops: &[Operation]) -> String {
             (ty.to_owned(), ".into()")
         };
         // A bool is optional in JS (false when left out).
+        // A tenant arrives as any JS value and is refused as `invalid-tenant` unless a string,
+        // as every binding refuses it; another string is typed.
         let params: String = op
             .params
             .iter()
             .map(|(n, t)| match t {
                 Param::Bool => format!(", {n}: Option<bool>"),
+                Param::Text if n == "tenant" => format!(", {n}: serde_json::Value"),
+                Param::Text => format!(", {n}: String"),
                 _ => format!(", {n}: {}", rust_param(*t)),
             })
+            .collect();
+        let checks: String = op
+            .params
+            .iter()
+            .filter(|(n, t)| *t == Param::Text && n == "tenant")
+            .map(|(n, _)| format!("let {n} = self::tenant(&{n})?; "))
             .collect();
         let args: Vec<String> = op
             .params
             .iter()
             .map(|(n, t)| match t {
                 Param::Bool => format!("{n}.unwrap_or(false)"),
+                Param::Text if n == "tenant" => n.clone(),
+                Param::Text => format!("&{n}"),
                 _ => n.clone(),
             })
             .collect();
@@ -525,10 +604,18 @@ fn napi(ops: &[Operation]) -> String {
             "    pub fn {}(&self{params}) -> napi::Result<{ret}> {{",
             op.snake
         ));
-        out.push(format!(
-            "        to_napi(self.store()?.{}({args}).map(|r| r{convert}))",
-            op.snake
-        ));
+        if checks.is_empty() {
+            out.push(format!(
+                "        to_napi(self.store()?.{}({args}).map(|r| r{convert}))",
+                op.snake
+            ));
+        } else {
+            out.push("        let s = self.store()?;".into());
+            out.push(format!(
+                "        to_napi((|| {{ {checks}Ok(s.{}({args})?{convert}) }})())",
+                op.snake
+            ));
+        }
         out.push("    }".into());
         out.push(String::new());
         out.push(format!(
@@ -540,7 +627,7 @@ fn napi(ops: &[Operation]) -> String {
             op.snake
         ));
         out.push(format!(
-            "        self.spawn(move |s| Ok(s.{}({args})?{convert}))",
+            "        self.spawn(move |s| {{ {checks}Ok(s.{}({args})?{convert}) }})",
             op.snake
         ));
         out.push("    }".into());
@@ -624,7 +711,16 @@ fn index_dts(ops: &[Operation]) -> String {
     let mut out = Vec::new();
     for op in ops {
         let (positional, options) = js_params(op);
-        let mut params: Vec<String> = positional.iter().map(|n| format!("{n}: number")).collect();
+        let mut params: Vec<String> = op
+            .params
+            .iter()
+            .filter(|(_, t)| *t != Param::Bool)
+            .zip(&positional)
+            .map(|((_, t), n)| match t {
+                Param::Text => format!("{n}: string"),
+                _ => format!("{n}: number"),
+            })
+            .collect();
         if !options.is_empty() {
             let fields: Vec<String> = options.iter().map(|o| format!("{o}?: boolean")).collect();
             params.push(format!("options?: {{ {} }}", fields.join("; ")));
@@ -661,6 +757,7 @@ fn go(ops: &[Operation]) -> String {
                 let ty = match t {
                     Param::Bool => "bool",
                     Param::U32 => "uint32",
+                    Param::Text => "string",
                 };
                 format!(", {} {ty}", camel(n))
             })
@@ -671,7 +768,16 @@ fn go(ops: &[Operation]) -> String {
             .map(|(n, t)| match t {
                 Param::Bool => format!("C.bool({}), ", camel(n)),
                 Param::U32 => format!("C.uint32_t({}), ", camel(n)),
+                Param::Text => format!("c{}, ", go_name(n)),
             })
+            .collect();
+        // A string goes as a C copy, refused first if it holds a NUL (which C would cut at);
+        // `call` frees the copies (zeroed) when the call is done.
+        let texts: Vec<&str> = op
+            .params
+            .iter()
+            .filter(|(_, t)| *t == Param::Text)
+            .map(|(n, _)| n.as_str())
             .collect();
         let ty = op.ret.record.go;
         out.extend(wrap(
@@ -687,11 +793,27 @@ fn go(ops: &[Operation]) -> String {
         out.push(format!(
             "func (s *Store) {name}(ctx context.Context{params}) ({ret}, error) {{"
         ));
+        let copies: String = texts.iter().map(|n| format!(", c{}", go_name(n))).collect();
+        if !texts.is_empty() {
+            let pairs: Vec<String> = texts
+                .iter()
+                .map(|n| format!("\"{n}\", {}", camel(n)))
+                .collect();
+            out.push(format!(
+                "\tif err := nulError({}); err != nil {{",
+                pairs.join(", ")
+            ));
+            out.push("\t\treturn nil, err".into());
+            out.push("\t}".into());
+            for n in &texts {
+                out.push(format!("\tc{} := cString({})", go_name(n), camel(n)));
+            }
+        }
         out.push(format!(
             "\treturn {decode}(s.call(ctx, func(h *C.credlock_store, r, e **C.char) C.int {{"
         ));
         out.push(format!("\t\treturn C.credlock_{}(h, {args}r, e)", op.snake));
-        out.push("\t}))".into());
+        out.push(format!("\t}}{copies}))"));
         out.push("}".into());
         out.push(String::new());
     }

@@ -241,7 +241,8 @@ int credlock_set_attachment(const struct credlock_store *store,
 // "understood"}, ...]`.
 //
 // # Safety
-// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+// `error` are NULL or point to writable pointers.
 int credlock_pending_logins(const struct credlock_store *store,
                             char **result,
                             char **error);
@@ -250,7 +251,8 @@ int credlock_pending_logins(const struct credlock_store *store,
 // "format_version", "key_id", "slot_kinds", "tenants"}`.
 //
 // # Safety
-// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+// `error` are NULL or point to writable pointers.
 int credlock_info(const struct credlock_store *store,
                   char **result,
                   char **error);
@@ -260,7 +262,8 @@ int credlock_info(const struct credlock_store *store,
 // `{"exists", "generation", "format_version", "key_id", "slot_kinds", "tenants"}`.
 //
 // # Safety
-// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+// `error` are NULL or point to writable pointers.
 int credlock_rekey(const struct credlock_store *store,
                    char **result,
                    char **error);
@@ -273,7 +276,8 @@ int credlock_rekey(const struct credlock_store *store,
 // "refresh_unknown"}`.
 //
 // # Safety
-// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+// `error` are NULL or point to writable pointers.
 int credlock_recover(const struct credlock_store *store,
                      bool force,
                      char **result,

@@ -10,7 +10,8 @@ use std::ffi::{c_char, c_int};
 /// "understood"}, ...]`.
 ///
 /// # Safety
-/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+/// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+/// `error` are NULL or point to writable pointers.
 #[no_mangle]
 pub unsafe extern "C" fn credlock_pending_logins(
     store: *const credlock_store,
@@ -26,7 +27,8 @@ pub unsafe extern "C" fn credlock_pending_logins(
 /// "format_version", "key_id", "slot_kinds", "tenants"}`.
 ///
 /// # Safety
-/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+/// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+/// `error` are NULL or point to writable pointers.
 #[no_mangle]
 pub unsafe extern "C" fn credlock_info(
     store: *const credlock_store,
@@ -41,7 +43,8 @@ pub unsafe extern "C" fn credlock_info(
 /// `{"exists", "generation", "format_version", "key_id", "slot_kinds", "tenants"}`.
 ///
 /// # Safety
-/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+/// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+/// `error` are NULL or point to writable pointers.
 #[no_mangle]
 pub unsafe extern "C" fn credlock_rekey(
     store: *const credlock_store,
@@ -59,7 +62,8 @@ pub unsafe extern "C" fn credlock_rekey(
 /// "refresh_unknown"}`.
 ///
 /// # Safety
-/// `store` is a live handle; `result` and `error` are NULL or point to writable pointers.
+/// `store` is a live handle; each string argument is NULL or NUL-terminated; `result` and
+/// `error` are NULL or point to writable pointers.
 #[no_mangle]
 pub unsafe extern "C" fn credlock_recover(
     store: *const credlock_store,
