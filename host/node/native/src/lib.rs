@@ -222,9 +222,9 @@ impl From<credlock::AccessToken> for AccessToken {
     }
 }
 
-fn tenants(v: Vec<credlock::TenantSummary>) -> Vec<TenantSummary> {
-    v.into_iter()
-        .map(|t| TenantSummary {
+impl From<credlock::TenantSummary> for TenantSummary {
+    fn from(t: credlock::TenantSummary) -> Self {
+        TenantSummary {
             tenant: t.tenant,
             token_type: t.token_type,
             expires_at_ms: t.expires_at_ms.map(|v| v as f64),
@@ -235,8 +235,8 @@ fn tenants(v: Vec<credlock::TenantSummary>) -> Vec<TenantSummary> {
             revision: t.revision as f64,
             needs_reauth: t.needs_reauth,
             refresh_intent: t.refresh_intent,
-        })
-        .collect()
+        }
+    }
 }
 
 impl From<credlock::StoreInfo> for StoreInfo {
@@ -430,7 +430,11 @@ impl NativeStore {
 
     #[napi]
     pub fn list(&self) -> napi::Result<Vec<TenantSummary>> {
-        to_napi(self.store()?.list().map(tenants))
+        to_napi(
+            self.store()?
+                .list()
+                .map(|v| v.into_iter().map(Into::into).collect()),
+        )
     }
 
     #[napi]
@@ -603,7 +607,7 @@ impl NativeStore {
 
     #[napi(ts_return_type = "Promise<TenantSummary[]>")]
     pub fn list_async(&self) -> AsyncTask<StoreTask<Vec<TenantSummary>>> {
-        self.spawn(|s| s.list().map(tenants))
+        self.spawn(|s| s.list().map(|v| v.into_iter().map(Into::into).collect()))
     }
 
     #[napi(ts_return_type = "Promise<boolean>")]
