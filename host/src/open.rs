@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 /// these fields (`clap::Args`, flattened into the command line). Each binding's typed
 /// declaration (Python's `Store.open`, Node's `OpenOptions`, Go's `Options`, the C ABI's
 /// `credlock_open` comment) is generated from the fields and their doc comments by
-/// `host/tests/surface.rs`, which fails when one is stale. A new setting is a field here
+/// `host/surface/tests/settings.rs`, which fails when one is stale. A new setting is a field here
 /// (its doc comment is its documentation everywhere; write it without Markdown, as the CLI
 /// prints it) and its resolution in [`OpenOptions::resolve`].
 ///
@@ -361,6 +361,39 @@ impl OpenOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CLI's flags are these fields: a flag given is Some, one left out None (then the
+    /// environment decides), so a boolean flag never defaults to Some(false), which would
+    /// override CREDLOCK_ALLOW_*.
+    #[test]
+    fn the_cli_flags_are_the_settings() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            open: OpenOptions,
+        }
+        let none = Cli::parse_from(["credlock"]).open;
+        assert_eq!(none.allow_insecure_http, None);
+        assert_eq!(none.allow_volatile_only, None);
+        assert_eq!(none.keyring_timeout, None);
+        let given = Cli::parse_from([
+            "credlock",
+            "--allow-insecure-http",
+            "--keyring-timeout",
+            "2.5",
+            "--store",
+            "/tmp/s",
+        ])
+        .open;
+        assert_eq!(given.allow_insecure_http, Some(true));
+        assert_eq!(given.allow_volatile_only, None);
+        assert_eq!(given.keyring_timeout, Some(2.5));
+        assert_eq!(
+            given.store_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/s"))
+        );
+    }
 
     fn opts() -> OpenOptions {
         OpenOptions {

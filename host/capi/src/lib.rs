@@ -15,7 +15,7 @@ mod open;
 
 mod ops;
 
-// Generated from wit/store.wit (host/tests/operations.rs).
+// Generated from wit/store.wit (host/surface/tests/operations.rs).
 mod operations;
 
 mod maintenance;

@@ -12,9 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-#[path = "common/names.rs"]
-mod names;
-use names::{camel, snake, RECORDS};
+use credlock_surface::names::{camel, snake, RECORDS};
 
 /// (binding, record, field as the binding spells it, "missing" or "extra", why).
 const DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
@@ -167,7 +165,7 @@ const DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
 type Declared = (&'static str, Option<BTreeSet<String>>, fn(&str) -> String);
 
 fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 fn read(rel: &str) -> String {

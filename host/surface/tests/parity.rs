@@ -1,6 +1,6 @@
 //! Every operation the component exports (`wit/store.wit`) exists in every binding, or is in
 //! [`ABSENT`] with the reason it does not. (The settings of `OpenOptions` cannot drift: each
-//! binding's declaration of them is generated, `tests/surface.rs`.) A binding that
+//! binding's declaration of them is generated, `host/surface/tests/settings.rs`.) A binding that
 //! drifts (an operation added to the WIT and the C ABI but not to Go, a Promise twin missing
 //! in Node) fails here, not in a user's hands.
 //!
@@ -10,9 +10,7 @@
 
 use std::collections::BTreeSet;
 
-#[path = "common/names.rs"]
-mod names;
-use names::{camel, go_name, read, snake};
+use credlock_surface::names::{camel, go_name, read, snake};
 
 /// What a binding leaves out on purpose: (binding, name as that binding would spell it,
 /// why). Anything absent and not listed fails the test; anything listed and present too.

@@ -2,7 +2,6 @@
 //! `keyring_timeout`), for the tests that compare the bindings with the WIT and with
 //! `OpenOptions` (`parity.rs`, `declarations.rs`, `surface.rs`). Names are mapped, not
 //! guessed, and mapped in one place.
-#![allow(dead_code)]
 
 /// `import-tokens` → `import_tokens` (Python, C, the JSON the C ABI carries).
 pub fn snake(kebab: &str) -> String {
@@ -46,7 +45,7 @@ pub fn go_name(name: &str) -> String {
 
 /// The file `rel` of the repository.
 pub fn read(rel: &str) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 

@@ -2,12 +2,11 @@
 //! need no generator): each test renders what a file, or a marked region of it, should hold
 //! and fails when the committed text differs; with `CREDLOCK_BLESS=1` it rewrites the file
 //! instead. `surface.rs` (settings) and `operations.rs` (operations) use it.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// What a committed file should be.
