@@ -1,7 +1,8 @@
 //! The C ABI of credlock: one opaque [`credlock_store`] handle over [`credlock::Store`],
 //! calls that return the CLI's exit code as a status, and results and errors as UTF-8 JSON
-//! strings handed out through out-pointers. `include/credlock.h` is generated from this file
-//! by cbindgen (`build.rs`); its header comment states the conventions every call follows.
+//! strings handed out through out-pointers. `include/credlock.h` is generated from this crate's
+//! sources by cbindgen (`build.rs`); its header comment states the conventions every call
+//! follows, and `ffi.rs` implements them once.
 //!
 //! Nothing here decides anything: settings are resolved by [`credlock::OpenOptions`] (so the
 //! `CREDLOCK_*` variables mean what they mean to the CLI), and every error, whatever its

@@ -1,13 +1,9 @@
 //! Code generated from a declaration and committed (so that a binding's users read it and
 //! need no generator): each test renders what a file, or a marked region of it, should hold
 //! and fails when the committed text differs; with `CREDLOCK_BLESS=1` it rewrites the file
-//! instead. `surface.rs` (settings) and `operations.rs` (operations) use it.
+//! instead. `tests/settings.rs` and `tests/operations.rs` use it.
 
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::{read, root};
 
 /// What a committed file should be.
 pub enum Target<'a> {
@@ -34,8 +30,7 @@ fn fresh(target: &Target) -> (String, String, String) {
             end,
             body,
         } => {
-            let text =
-                std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            let text = read(rel);
             let start = text
                 .find(begin)
                 .unwrap_or_else(|| panic!("{rel}: no line with {begin:?}"));

@@ -43,12 +43,6 @@ pub fn go_name(name: &str) -> String {
         .replace("Id", "ID")
 }
 
-/// The file `rel` of the repository.
-pub fn read(rel: &str) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
 /// A record of the contract and its name in each layer.
 pub struct Record {
     /// In the WIT: `store-info`.

@@ -10,9 +10,9 @@
 //! difference that no longer exists.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use credlock_surface::names::{camel, snake, RECORDS};
+use credlock_surface::read;
 
 /// (binding, record, field as the binding spells it, "missing" or "extra", why).
 const DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
@@ -163,14 +163,6 @@ const DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
 /// A binding's name, its declaration of a record (none: not found), and how it spells a WIT
 /// field.
 type Declared = (&'static str, Option<BTreeSet<String>>, fn(&str) -> String);
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
 
 /// Strip `//` comments (the WIT's `///` docs included) from each line.
 fn code(line: &str) -> &str {

@@ -10,7 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use credlock_surface::names::{camel, go_name, read, snake};
+use credlock_surface::names::{camel, go_name, snake};
+use credlock_surface::read;
 
 /// What a binding leaves out on purpose: (binding, name as that binding would spell it,
 /// why). Anything absent and not listed fails the test; anything listed and present too.

@@ -16,7 +16,8 @@
 //! [`ELSEWHERE`] with the reason.
 
 use credlock_surface::generated::{self, hang, lower_first, wrap, Target};
-use credlock_surface::names::{camel, go_name, read};
+use credlock_surface::names::{camel, go_name};
+use credlock_surface::read;
 
 /// (binding, setting, why it is not in the binding's generated declaration).
 const ELSEWHERE: &[(&str, &str, &str)] = &[
@@ -79,7 +80,7 @@ fn settings() -> Vec<Setting> {
         .items
         .iter()
         .find_map(|item| match item {
-            syn::Item::Struct(s) if s.ident == "OpenOptions" => Some(s.fields.clone()),
+            syn::Item::Struct(s) if s.ident == "OpenOptions" => Some(&s.fields),
             _ => None,
         })
         .expect("struct OpenOptions in host/src/open.rs");

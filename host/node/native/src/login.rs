@@ -1,4 +1,4 @@
-//! `loginAsync`, `logout` and `pendingLogins`: conversions only. A login waits for the user
+//! `loginAsync` and `logout`: conversions only. A login waits for the user
 //! for minutes, so it exists only on the libuv pool; its prompt reaches JavaScript through a
 //! thread-safe function, called on the event loop while the login waits off it.
 
@@ -172,7 +172,7 @@ impl NativeStore {
     }
 }
 
-/// `pendingLogins`, on whichever thread runs it.
+/// A login in progress, as `pendingLogins` lists it (never a code or verifier).
 impl From<credlock::PendingSummary> for PendingLogin {
     fn from(p: credlock::PendingSummary) -> Self {
         PendingLogin {
